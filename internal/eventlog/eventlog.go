@@ -1,0 +1,93 @@
+// Package eventlog declares the durable log every accepted event is
+// committed to before sluice answers 2xx. Backends live in sub-packages
+// (eventlog/sqlite) and pass the conformance suite in eventlog/logtest.
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/event"
+)
+
+// Log is the durable, ordered event log.
+//
+// Append assigns ids at commit time, so ids grow in commit order: a reader
+// that has seen every event up to id X and asks for "after X" never misses
+// an event committed later.
+type Log interface {
+	// Append commits events durably (fsync) and returns one result per
+	// event, in order. It returns only after the commit, or with an error
+	// and nothing stored. An event whose DedupKey is already stored in its
+	// project is not stored again: its result carries the original id and
+	// Duplicate.
+	Append(ctx context.Context, events []*event.Event) ([]Result, error)
+	// Read returns stored events in id order.
+	Read(ctx context.Context, q Query) ([]Record, error)
+	// Head is the highest committed id (0 for an empty log).
+	Head() event.ID
+	// Changed returns a channel that is closed at the next commit.
+	Changed() <-chan struct{}
+	// DeleteBefore deletes the events stored before t and reports how many.
+	DeleteBefore(ctx context.Context, t time.Time) (int64, error)
+	// Close commits what is queued and releases the log.
+	Close() error
+}
+
+// Result is the outcome of one appended event.
+type Result struct {
+	ID        event.ID
+	Duplicate bool
+}
+
+// Record is one stored event: its index columns and its canonical JSON.
+type Record struct {
+	ID        event.ID
+	ProjectID uint32
+	Key       string
+	Time      int64
+	Body      []byte
+}
+
+// Query selects stored events. Zero values mean "no condition".
+type Query struct {
+	// Projects restricts to these projects.
+	Projects []uint32
+	// KeyGlob selects keys, see event.MatchGlob.
+	KeyGlob string
+	// Since and Until bound the event time (Unix ms): Since <= time < Until.
+	Since, Until int64
+	// After is the cursor: only ids greater than After.
+	After event.ID
+	// Limit caps the number of records; 0 means DefaultLimit.
+	Limit int
+}
+
+// Limits of Query.Limit.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 10000
+)
+
+// Normalize applies the default limit and validates q.
+func (q *Query) Normalize() error {
+	if q.Limit == 0 {
+		q.Limit = DefaultLimit
+	}
+	if q.Limit < 0 || q.Limit > MaxLimit {
+		return errors.New("limit must be between 1 and 10000")
+	}
+	if q.KeyGlob != "" {
+		if err := event.ValidateGlob(q.KeyGlob); err != nil {
+			return err
+		}
+	}
+	if q.Since != 0 && q.Until != 0 && q.Until <= q.Since {
+		return errors.New("until must be after since")
+	}
+	return nil
+}
+
+// ErrClosed is returned by Append after Close.
+var ErrClosed = errors.New("event log closed")

@@ -1,0 +1,357 @@
+// Package logtest is the conformance suite every eventlog backend passes.
+package logtest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/eventlog"
+)
+
+// Opener opens the backend's log stored under dir (a fresh t.TempDir() per
+// subtest, reused when the suite reopens the log). gen mints the ids.
+type Opener func(t *testing.T, dir string, gen *event.Generator) eventlog.Log
+
+// Event returns a valid event for project p with key k and a payload that
+// identifies it by n.
+func Event(p uint32, k string, n int) *event.Event {
+	return &event.Event{
+		Key: k, Channel: event.ChannelHTTP, Service: "svc", Name: "name", ProjectID: p,
+		TD:      event.TD{IP: "127.0.0.1", UA: "logtest"},
+		Data:    json.RawMessage(fmt.Sprintf(`{"n":%d}`, n)),
+		Time:    int64(1_700_000_000_000 + n),
+		Dialect: "webhook", ReceivedAt: 1_700_000_000_000,
+	}
+}
+
+func newGen(t *testing.T) *event.Generator {
+	g, err := event.NewGenerator(1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// Run runs the suite.
+func Run(t *testing.T, open Opener) {
+	ctx := context.Background()
+
+	t.Run("AppendThenRead", func(t *testing.T) {
+		l := open(t, t.TempDir(), newGen(t))
+		defer l.Close()
+		evs := []*event.Event{Event(1, "in.gen.a.b", 1), Event(2, "in.gen.a.c", 2)}
+		res, err := l.Append(ctx, evs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res) != 2 || res[0].Duplicate || res[1].Duplicate || res[0].ID == 0 || res[1].ID <= res[0].ID {
+			t.Fatalf("results %+v", res)
+		}
+		if evs[0].ID != res[0].ID || evs[1].ID != res[1].ID {
+			t.Fatal("Append did not set the events' ids")
+		}
+		if l.Head() != res[1].ID {
+			t.Fatalf("head %d, want %d", l.Head(), res[1].ID)
+		}
+		recs, err := l.Read(ctx, eventlog.Query{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) != 2 {
+			t.Fatalf("read %d records", len(recs))
+		}
+		for i, r := range recs {
+			if r.ID != evs[i].ID || r.ProjectID != evs[i].ProjectID || r.Key != evs[i].Key || r.Time != evs[i].Time {
+				t.Fatalf("record %d: %+v", i, r)
+			}
+			got, err := event.Decode(r.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, evs[i]) {
+				t.Fatalf("record %d body\n got %+v\nwant %+v", i, got, evs[i])
+			}
+		}
+	})
+
+	t.Run("RejectsInvalidEvent", func(t *testing.T) {
+		l := open(t, t.TempDir(), newGen(t))
+		defer l.Close()
+		bad := Event(1, "", 1)
+		if _, err := l.Append(ctx, []*event.Event{Event(1, "k", 0), bad}); err == nil {
+			t.Fatal("event without key accepted")
+		}
+		if recs, _ := l.Read(ctx, eventlog.Query{}); len(recs) != 0 {
+			t.Fatalf("half-stored: %d records", len(recs))
+		}
+	})
+
+	t.Run("Dedup", func(t *testing.T) {
+		l := open(t, t.TempDir(), newGen(t))
+		defer l.Close()
+		a := Event(1, "k", 1)
+		a.DedupKey = "hit-1"
+		res, err := l.Append(ctx, []*event.Event{a})
+		if err != nil {
+			t.Fatal(err)
+		}
+		orig := res[0].ID
+		again := Event(1, "k", 2)
+		again.DedupKey = "hit-1"
+		other := Event(2, "k", 3) // same key, other project: not a duplicate
+		other.DedupKey = "hit-1"
+		twin1, twin2 := Event(1, "k", 4), Event(1, "k", 5) // twins in one append
+		twin1.DedupKey, twin2.DedupKey = "hit-2", "hit-2"
+		res, err = l.Append(ctx, []*event.Event{again, other, twin1, twin2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res[0].Duplicate || res[0].ID != orig {
+			t.Fatalf("repeat: %+v, want duplicate of %d", res[0], orig)
+		}
+		if res[1].Duplicate || res[2].Duplicate {
+			t.Fatalf("not duplicates: %+v %+v", res[1], res[2])
+		}
+		if !res[3].Duplicate || res[3].ID != res[2].ID {
+			t.Fatalf("twin: %+v, want duplicate of %d", res[3], res[2].ID)
+		}
+		recs, _ := l.Read(ctx, eventlog.Query{})
+		if len(recs) != 3 {
+			t.Fatalf("stored %d events, want 3", len(recs))
+		}
+	})
+
+	t.Run("ConcurrentDuplicatesStoreOne", func(t *testing.T) {
+		l := open(t, t.TempDir(), newGen(t))
+		defer l.Close()
+		const n = 32
+		var wg sync.WaitGroup
+		results := make([]eventlog.Result, n)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				e := Event(7, "k", i)
+				e.DedupKey = "same"
+				res, err := l.Append(ctx, []*event.Event{e})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				results[i] = res[0]
+			}()
+		}
+		wg.Wait()
+		stored := 0
+		for _, r := range results {
+			if !r.Duplicate {
+				stored++
+			}
+		}
+		for _, r := range results {
+			if r.ID != results[0].ID {
+				t.Fatalf("results name different ids: %+v", results)
+			}
+		}
+		recs, _ := l.Read(ctx, eventlog.Query{})
+		if stored != 1 || len(recs) != 1 {
+			t.Fatalf("stored %d (results) %d (log), want 1", stored, len(recs))
+		}
+	})
+
+	t.Run("Query", func(t *testing.T) {
+		l := open(t, t.TempDir(), newGen(t))
+		defer l.Close()
+		var evs []*event.Event
+		for i := 0; i < 30; i++ {
+			key := "in.gen.calltrack.call"
+			if i%3 == 1 {
+				key = "in.s2s.revenue.purchase"
+			}
+			evs = append(evs, Event(uint32(i%2), key, i))
+		}
+		if _, err := l.Append(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+		count := func(q eventlog.Query, want func(e *event.Event) bool) {
+			t.Helper()
+			recs, err := l.Read(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var exp []event.ID
+			for _, e := range evs {
+				if want(e) {
+					exp = append(exp, e.ID)
+				}
+			}
+			if q.Limit > 0 && len(exp) > q.Limit {
+				exp = exp[:q.Limit]
+			}
+			var got []event.ID
+			for _, r := range recs {
+				got = append(got, r.ID)
+			}
+			if !reflect.DeepEqual(got, exp) {
+				t.Fatalf("query %+v\n got %v\nwant %v", q, got, exp)
+			}
+		}
+		count(eventlog.Query{Projects: []uint32{1}}, func(e *event.Event) bool { return e.ProjectID == 1 })
+		count(eventlog.Query{Projects: []uint32{0, 1}}, func(e *event.Event) bool { return true })
+		count(eventlog.Query{KeyGlob: "in.s2s.*"}, func(e *event.Event) bool { return e.Key == "in.s2s.revenue.purchase" })
+		count(eventlog.Query{KeyGlob: "in.gen.*.call"}, func(e *event.Event) bool { return e.Key == "in.gen.calltrack.call" })
+		count(eventlog.Query{KeyGlob: "in.gen.[c]*"}, func(e *event.Event) bool { return false })
+		t0 := evs[10].Time
+		count(eventlog.Query{Since: t0, Until: t0 + 5}, func(e *event.Event) bool { return e.Time >= t0 && e.Time < t0+5 })
+		count(eventlog.Query{After: evs[20].ID}, func(e *event.Event) bool { return e.ID > evs[20].ID })
+		count(eventlog.Query{After: evs[3].ID, Limit: 4}, func(e *event.Event) bool { return e.ID > evs[3].ID })
+		count(eventlog.Query{Projects: []uint32{0}, KeyGlob: "in.gen.*", After: evs[5].ID, Limit: 3}, func(e *event.Event) bool {
+			return e.ProjectID == 0 && e.Key == "in.gen.calltrack.call" && e.ID > evs[5].ID
+		})
+		for _, bad := range []eventlog.Query{{Limit: -1}, {Limit: eventlog.MaxLimit + 1}, {Since: 10, Until: 5}} {
+			if _, err := l.Read(ctx, bad); err == nil {
+				t.Errorf("query %+v accepted", bad)
+			}
+		}
+	})
+
+	t.Run("FollowerMissesNothing", func(t *testing.T) {
+		// Appenders race while a follower reads "after its cursor": it must
+		// see every event exactly once, which holds only if ids grow in
+		// commit order.
+		l := open(t, t.TempDir(), newGen(t))
+		defer l.Close()
+		const writers, per = 8, 200
+		var wg sync.WaitGroup
+		for w := 0; w < writers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < per; i++ {
+					if _, err := l.Append(ctx, []*event.Event{Event(1, "k", w*per+i)}); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		stop := make(chan struct{})
+		go func() { wg.Wait(); close(stop) }()
+		seen := make(map[event.ID]bool)
+		var cursor event.ID
+		finished := false
+		for {
+			changed := l.Changed()
+			recs, err := l.Read(ctx, eventlog.Query{After: cursor, Limit: 50})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				if seen[r.ID] {
+					t.Fatalf("id %d read twice", r.ID)
+				}
+				seen[r.ID] = true
+				cursor = r.ID
+			}
+			if len(recs) > 0 {
+				continue
+			}
+			if finished {
+				break
+			}
+			select {
+			case <-changed:
+			case <-stop:
+				finished = true
+			case <-time.After(5 * time.Second):
+				t.Fatal("no change notification")
+			}
+		}
+		all, _ := l.Read(ctx, eventlog.Query{Limit: eventlog.MaxLimit})
+		if len(seen) != writers*per || len(all) != writers*per {
+			t.Fatalf("follower saw %d, log holds %d, want %d", len(seen), len(all), writers*per)
+		}
+	})
+
+	t.Run("ChangedIsClosedByCommit", func(t *testing.T) {
+		l := open(t, t.TempDir(), newGen(t))
+		defer l.Close()
+		ch := l.Changed()
+		select {
+		case <-ch:
+			t.Fatal("closed before any commit")
+		default:
+		}
+		if _, err := l.Append(ctx, []*event.Event{Event(1, "k", 1)}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-ch:
+		case <-time.After(time.Second):
+			t.Fatal("not closed by a commit")
+		}
+	})
+
+	t.Run("DeleteBefore", func(t *testing.T) {
+		l := open(t, t.TempDir(), newGen(t))
+		defer l.Close()
+		if _, err := l.Append(ctx, []*event.Event{Event(1, "k", 1), Event(1, "k", 2)}); err != nil {
+			t.Fatal(err)
+		}
+		cut := time.Now().Add(2 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
+		res, err := l.Append(ctx, []*event.Event{Event(1, "k", 3)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := l.DeleteBefore(ctx, cut)
+		if err != nil || n != 2 {
+			t.Fatalf("deleted %d, %v; want 2", n, err)
+		}
+		recs, _ := l.Read(ctx, eventlog.Query{})
+		if len(recs) != 1 || recs[0].ID != res[0].ID {
+			t.Fatalf("left %+v", recs)
+		}
+	})
+
+	t.Run("ReopenKeepsEventsAndOrder", func(t *testing.T) {
+		dir := t.TempDir()
+		l := open(t, dir, newGen(t))
+		res, err := l.Append(ctx, []*event.Event{Event(3, "k", 1), Event(3, "k", 2)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Append(ctx, []*event.Event{Event(3, "k", 9)}); !errors.Is(err, eventlog.ErrClosed) {
+			t.Fatalf("append after close: %v", err)
+		}
+		// A generator whose clock is an hour behind must still continue
+		// above the stored ids.
+		behind, _ := event.NewGenerator(0, func() time.Time { return time.Now().Add(-time.Hour) })
+		l = open(t, dir, behind)
+		defer l.Close()
+		if l.Head() != res[1].ID {
+			t.Fatalf("head after reopen %d, want %d", l.Head(), res[1].ID)
+		}
+		res2, err := l.Append(ctx, []*event.Event{Event(3, "k", 3)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res2[0].ID <= res[1].ID {
+			t.Fatalf("id %d after reopen not above %d", res2[0].ID, res[1].ID)
+		}
+		recs, _ := l.Read(ctx, eventlog.Query{})
+		if len(recs) != 3 {
+			t.Fatalf("%d records after reopen", len(recs))
+		}
+	})
+}

@@ -1,0 +1,310 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/eventlog"
+	"github.com/sluicehq/sluice/internal/eventlog/logtest"
+)
+
+func openAt(t testing.TB, dir string, gen *event.Generator) *Log {
+	t.Helper()
+	l, err := Open(Config{Path: filepath.Join(dir, "events.db")}, gen, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func gen(t testing.TB) *event.Generator {
+	g, err := event.NewGenerator(1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func TestConformance(t *testing.T) {
+	logtest.Run(t, func(t *testing.T, dir string, g *event.Generator) eventlog.Log {
+		return openAt(t, dir, g)
+	})
+}
+
+func TestDurabilitySettings(t *testing.T) {
+	l := openAt(t, t.TempDir(), gen(t))
+	defer l.Close()
+	ctx := context.Background()
+	var mode string
+	var syncMode int
+	if err := l.wconn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Fatalf("journal_mode %q, %v", mode, err)
+	}
+	if err := l.wconn.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&syncMode); err != nil || syncMode != 2 {
+		t.Fatalf("synchronous %d, %v; want 2 (FULL)", syncMode, err)
+	}
+}
+
+func TestGroupCommitSharesTransactions(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	l, err := Open(Config{Path: filepath.Join(t.TempDir(), "events.db")}, gen(t), reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	const n = 400
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := l.Append(context.Background(), []*event.Event{logtest.Event(1, "k", i)}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := testutil.ToFloat64(l.metrics.stored); got != n {
+		t.Fatalf("stored counter %v, want %d", got, n)
+	}
+	// 400 concurrent single-event appends must not take 400 commits.
+	commits := testutil.CollectAndCount(reg, "sluice_log_commit_batch_events")
+	if commits != 1 {
+		t.Fatalf("histogram series %d", commits)
+	}
+	var count uint64
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "sluice_log_commit_batch_events" {
+			count = mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	if count == 0 || count >= n {
+		t.Fatalf("%d commits for %d concurrent appends: no group commit", count, n)
+	}
+	t.Logf("%d appends in %d commits", n, count)
+}
+
+// TestTruncatedWALTail opens a copy of a log whose last write was cut short
+// in the middle of a WAL frame: every earlier commit must be there, the
+// torn one must be gone, and the log must take new appends.
+func TestTruncatedWALTail(t *testing.T) {
+	for _, cut := range []int64{1, 100, 4000} {
+		t.Run(fmt.Sprintf("cut%d", cut), func(t *testing.T) {
+			src := t.TempDir()
+			l := openAt(t, src, gen(t))
+			stopCheckpoints(t, l)
+			ctx := context.Background()
+			var ids []event.ID
+			for i := 0; i < 20; i++ { // 20 commits of one event each
+				res, err := l.Append(ctx, []*event.Event{logtest.Event(1, "k", i)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, res[0].ID)
+			}
+			// Copy the files as a crash would leave them, before Close
+			// checkpoints the WAL away.
+			dst := t.TempDir()
+			copyFile(t, filepath.Join(src, "events.db"), filepath.Join(dst, "events.db"))
+			copyFile(t, filepath.Join(src, "events.db-wal"), filepath.Join(dst, "events.db-wal"))
+			l.Close()
+			wal := filepath.Join(dst, "events.db-wal")
+			st, err := os.Stat(wal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(wal, st.Size()-cut); err != nil {
+				t.Fatal(err)
+			}
+
+			l2 := openAt(t, dst, gen(t))
+			defer l2.Close()
+			recs, err := l2.Read(ctx, eventlog.Query{Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != 19 {
+				t.Fatalf("%d events after a torn last commit, want 19", len(recs))
+			}
+			for i, r := range recs {
+				if r.ID != ids[i] {
+					t.Fatalf("event %d: id %d, want %d", i, r.ID, ids[i])
+				}
+				if _, err := event.Decode(r.Body); err != nil {
+					t.Fatalf("event %d: %v", i, err)
+				}
+			}
+			res, err := l2.Append(ctx, []*event.Event{logtest.Event(1, "k", 99)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res[0].ID <= ids[18] {
+				t.Fatalf("new id %d not above %d", res[0].ID, ids[18])
+			}
+		})
+	}
+}
+
+// TestGarbageAfterWALTail: bytes after the last valid frame (a write that
+// never completed) are ignored.
+func TestGarbageAfterWALTail(t *testing.T) {
+	src := t.TempDir()
+	l := openAt(t, src, gen(t))
+	stopCheckpoints(t, l)
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		if _, err := l.Append(ctx, []*event.Event{logtest.Event(1, "k", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst := t.TempDir()
+	copyFile(t, filepath.Join(src, "events.db"), filepath.Join(dst, "events.db"))
+	copyFile(t, filepath.Join(src, "events.db-wal"), filepath.Join(dst, "events.db-wal"))
+	l.Close()
+	f, err := os.OpenFile(filepath.Join(dst, "events.db-wal"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := make([]byte, 5000)
+	for i := range junk {
+		junk[i] = byte(i * 7)
+	}
+	f.Write(junk)
+	f.Close()
+	l2 := openAt(t, dst, gen(t))
+	defer l2.Close()
+	recs, err := l2.Read(ctx, eventlog.Query{})
+	if err != nil || len(recs) != 5 {
+		t.Fatalf("%d events, %v; want 5", len(recs), err)
+	}
+}
+
+func TestOpenRejectsNewerSchema(t *testing.T) {
+	dir := t.TempDir()
+	l := openAt(t, dir, gen(t))
+	l.Close()
+	db, err := sql.Open("sqlite3", filepath.Join(dir, "events.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("PRAGMA user_version=99"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := Open(Config{Path: filepath.Join(dir, "events.db")}, gen(t), nil, nil); err == nil {
+		t.Fatal("opened a log with a newer schema")
+	}
+}
+
+func TestCloseCommitsQueued(t *testing.T) {
+	dir := t.TempDir()
+	l := openAt(t, dir, gen(t))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	acked := 0
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := l.Append(context.Background(), []*event.Event{logtest.Event(1, "k", i)}); err == nil {
+				mu.Lock()
+				acked++
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(time.Millisecond)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	l2 := openAt(t, dir, gen(t))
+	defer l2.Close()
+	recs, _ := l2.Read(context.Background(), eventlog.Query{Limit: 1000})
+	if len(recs) != acked {
+		t.Fatalf("%d acknowledged, %d stored", acked, len(recs))
+	}
+}
+
+// stopCheckpoints keeps every commit in the WAL, as after a crash between
+// checkpoints.
+func stopCheckpoints(t *testing.T, l *Log) {
+	t.Helper()
+	l.stopCkp()
+	<-l.ckpDone
+	l.stopCkp = func() {}
+	l.ckpDone = make(chan struct{})
+	close(l.ckpDone)
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	in, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkAppendParallel measures the durable commit path: many
+// goroutines appending one event each, as concurrent requests do.
+func BenchmarkAppendParallel(b *testing.B) {
+	l := openAt(b, b.TempDir(), gen(b))
+	defer l.Close()
+	ev := logtest.Event(1, "in.gen.bench.event", 1)
+	ev.Data = []byte(`{"order":"A-1001","amount":1999,"currency":"USD","email":"user@example.com","items":[{"sku":"X1","qty":2},{"sku":"Y2","qty":1}],"utm_source":"newsletter","utm_medium":"email","utm_campaign":"autumn"}`)
+	b.SetParallelism(32)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			e := *ev
+			if _, err := l.Append(context.Background(), []*event.Event{&e}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkAppendBatch100 measures appends of 100 events, as an s2s batch.
+func BenchmarkAppendBatch100(b *testing.B) {
+	l := openAt(b, b.TempDir(), gen(b))
+	defer l.Close()
+	b.SetParallelism(4)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		evs := make([]*event.Event, 100)
+		for pb.Next() {
+			for i := range evs {
+				evs[i] = logtest.Event(1, "in.s2s.action.x", i)
+			}
+			if _, err := l.Append(context.Background(), evs); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "events/s")
+}
