@@ -1,0 +1,136 @@
+package project
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+)
+
+// Spec declares a project in the config file.
+type Spec struct {
+	ID       uint32      `yaml:"id"`
+	Name     string      `yaml:"name"`
+	Settings Settings    `yaml:"settings"`
+	Tokens   []TokenSpec `yaml:"tokens"`
+}
+
+// TokenSpec declares a token: its secret, or only the secret's SHA-256 in
+// hex so that the config file holds no secret.
+type TokenSpec struct {
+	Name   string `yaml:"name"`
+	Secret string `yaml:"secret"`
+	SHA256 string `yaml:"sha256"`
+}
+
+// Hash returns the token's SHA-256.
+func (t TokenSpec) Hash() ([32]byte, error) {
+	var h [32]byte
+	switch {
+	case t.Secret != "" && t.SHA256 != "":
+		return h, errors.New("give secret or sha256, not both")
+	case t.Secret != "":
+		if err := ValidateSecret(t.Secret); err != nil {
+			return h, err
+		}
+		return HashSecret(t.Secret), nil
+	case t.SHA256 != "":
+		b, err := hex.DecodeString(t.SHA256)
+		if err != nil || len(b) != 32 {
+			return h, errors.New("sha256 must be 64 hex digits")
+		}
+		copy(h[:], b)
+		return h, nil
+	}
+	return h, errors.New("secret or sha256 is required")
+}
+
+// Validate checks a spec without touching the store.
+func (p *Spec) Validate() error {
+	var errs []error
+	if err := ValidateName(p.Name); err != nil {
+		errs = append(errs, err)
+	}
+	if err := p.Settings.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("settings: %w", err))
+	}
+	for i, t := range p.Tokens {
+		if _, err := t.Hash(); err != nil {
+			errs = append(errs, fmt.Errorf("tokens[%d]: %w", i, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Provision makes the store hold the declared projects and tokens. It is
+// idempotent: a project that exists gets the declared name and settings, a
+// token that exists is left alone, and nothing undeclared is removed. A
+// token revoked through the API stays revoked (and is logged), and a
+// secret that belongs to another project is an error.
+func (s *Store) Provision(ctx context.Context, specs []Spec, logger *slog.Logger) error {
+	seen := map[uint32]bool{}
+	for i, sp := range specs {
+		if err := sp.Validate(); err != nil {
+			return fmt.Errorf("projects[%d]: %w", i, err)
+		}
+		if seen[sp.ID] {
+			return fmt.Errorf("projects[%d]: project %d declared twice", i, sp.ID)
+		}
+		seen[sp.ID] = true
+	}
+	for i, sp := range specs {
+		cur, ok := s.Get(sp.ID)
+		switch {
+		case !ok:
+			id := sp.ID
+			if _, err := s.Create(ctx, &id, sp.Name, sp.Settings); err != nil {
+				return fmt.Errorf("projects[%d]: %w", i, err)
+			}
+			logger.Info("provisioned project", "project", sp.ID, "name", sp.Name)
+		case cur.Name != sp.Name || !reflect.DeepEqual(normal(cur.Settings), normal(sp.Settings)):
+			name, settings := sp.Name, sp.Settings
+			if _, err := s.Update(ctx, sp.ID, &name, &settings); err != nil {
+				return fmt.Errorf("projects[%d]: %w", i, err)
+			}
+			logger.Info("updated provisioned project", "project", sp.ID, "name", sp.Name)
+		}
+		for j, ts := range sp.Tokens {
+			h, _ := ts.Hash()
+			existing, err := s.TokenByHash(ctx, h)
+			switch {
+			case err == nil && existing.ProjectID != sp.ID:
+				return fmt.Errorf("projects[%d].tokens[%d]: this secret is a token of project %d", i, j, existing.ProjectID)
+			case err == nil && existing.RevokedAt != nil:
+				logger.Warn("provisioned token was revoked and stays revoked", "project", sp.ID, "token", existing.ID)
+			case err == nil:
+			case errors.Is(err, ErrNotFound):
+				var t Token
+				if ts.Secret != "" {
+					t, _, err = s.CreateToken(ctx, sp.ID, ts.Name, ts.Secret)
+				} else {
+					t, err = s.ImportTokenHash(ctx, sp.ID, ts.Name, h)
+				}
+				if err != nil {
+					return fmt.Errorf("projects[%d].tokens[%d]: %w", i, j, err)
+				}
+				logger.Info("provisioned token", "project", sp.ID, "token", t.ID, "name", ts.Name)
+			default:
+				return fmt.Errorf("projects[%d].tokens[%d]: %w", i, j, err)
+			}
+		}
+	}
+	return nil
+}
+
+// normal makes nil and empty lists compare equal.
+func normal(s Settings) Settings {
+	if len(s.RedirectHosts) == 0 {
+		s.RedirectHosts = nil
+	}
+	if s.WebhookAuth == WebhookAuthNone {
+		s.WebhookAuth = ""
+	}
+	return s
+}

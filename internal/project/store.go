@@ -1,0 +1,446 @@
+package project
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+)
+
+// Store persists projects and tokens in SQLite and serves lookups from an
+// in-memory snapshot that every change replaces.
+type Store struct {
+	db  *sql.DB
+	now func() time.Time
+
+	mu   sync.Mutex // serialises changes
+	snap atomic.Pointer[snapshot]
+}
+
+type snapshot struct {
+	projects map[uint32]*Project
+	tokens   map[[32]byte]tokenEntry
+}
+
+type tokenEntry struct {
+	hash      [32]byte
+	id        string
+	projectID uint32
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS projects (
+	id         INTEGER PRIMARY KEY,
+	name       TEXT NOT NULL,
+	settings   TEXT NOT NULL DEFAULT '{}',
+	created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+	id         TEXT PRIMARY KEY,
+	project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+	name       TEXT NOT NULL,
+	hash       BLOB NOT NULL UNIQUE, -- SHA-256 of the secret; the secret is never stored
+	hint       TEXT NOT NULL,
+	created_at INTEGER NOT NULL,
+	revoked_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS tokens_project ON tokens(project_id);
+CREATE TABLE IF NOT EXISTS meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
+`
+
+// Open opens (creating when absent) the store at path and makes sure the
+// default project exists. now is the clock; nil means time.Now.
+func Open(path string, now func() time.Time) (*Store, error) {
+	if now == nil {
+		now = time.Now
+	}
+	v := url.Values{}
+	v.Set("_journal_mode", "WAL")
+	v.Set("_synchronous", "FULL")
+	v.Set("_busy_timeout", "10000")
+	v.Set("_foreign_keys", "1")
+	v.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite3", "file:"+(&url.URL{Path: path}).EscapedPath()+"?"+v.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open state %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	s := &Store{db: db, now: now}
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open state %s: %w", path, err)
+	}
+	if _, err := db.Exec(`INSERT INTO projects(id, name, settings, created_at) VALUES (0, 'default', '{}', ?) ON CONFLICT(id) DO NOTHING`, now().UnixMilli()); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("create default project: %w", err)
+	}
+	if err := s.reload(context.Background()); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// reload rebuilds the in-memory snapshot from the database.
+func (s *Store) reload(ctx context.Context) error {
+	ps, err := s.queryProjects(ctx)
+	if err != nil {
+		return err
+	}
+	snap := &snapshot{projects: make(map[uint32]*Project, len(ps)), tokens: map[[32]byte]tokenEntry{}}
+	for i := range ps {
+		snap.projects[ps[i].ID] = &ps[i]
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT id, project_id, hash FROM tokens WHERE revoked_at IS NULL`)
+	if err != nil {
+		return fmt.Errorf("load tokens: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var e tokenEntry
+		var hash []byte
+		if err := rows.Scan(&e.id, &e.projectID, &hash); err != nil {
+			return fmt.Errorf("load tokens: %w", err)
+		}
+		copy(e.hash[:], hash)
+		snap.tokens[e.hash] = e
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("load tokens: %w", err)
+	}
+	s.snap.Store(snap)
+	return nil
+}
+
+func (s *Store) queryProjects(ctx context.Context) ([]Project, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, name, settings, created_at FROM projects ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("load projects: %w", err)
+	}
+	defer rows.Close()
+	var out []Project
+	for rows.Next() {
+		var p Project
+		var settings string
+		var created int64
+		if err := rows.Scan(&p.ID, &p.Name, &settings, &created); err != nil {
+			return nil, fmt.Errorf("load projects: %w", err)
+		}
+		// Stored settings were validated when written; decode leniently so
+		// that a downgrade does not lock an operator out.
+		if err := json.Unmarshal([]byte(settings), &p.Settings); err != nil {
+			return nil, fmt.Errorf("project %d settings: %w", p.ID, err)
+		}
+		p.CreatedAt = time.UnixMilli(created).UTC()
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// Get returns project id from memory.
+func (s *Store) Get(id uint32) (*Project, bool) {
+	p, ok := s.snap.Load().projects[id]
+	return p, ok
+}
+
+// List returns every project, ordered by id.
+func (s *Store) List() []Project {
+	snap := s.snap.Load()
+	out := make([]Project, 0, len(snap.projects))
+	for _, p := range snap.projects {
+		out = append(out, *p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Create adds a project. id nil picks the next free id.
+func (s *Store) Create(ctx context.Context, id *uint32, name string, settings Settings) (Project, error) {
+	if err := ValidateName(name); err != nil {
+		return Project{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := settings.Validate(); err != nil {
+		return Project{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var pid uint32
+	if id != nil {
+		pid = *id
+		if _, ok := s.Get(pid); ok {
+			return Project{}, fmt.Errorf("project %d: %w", pid, ErrExists)
+		}
+	} else {
+		var max sql.NullInt64
+		if err := s.db.QueryRowContext(ctx, `SELECT max(id) FROM projects`).Scan(&max); err != nil {
+			return Project{}, fmt.Errorf("next project id: %w", err)
+		}
+		if max.Int64 >= 1<<32-1 {
+			return Project{}, fmt.Errorf("%w: no free project id above %d; give one explicitly", ErrInvalid, max.Int64)
+		}
+		pid = uint32(max.Int64 + 1)
+	}
+	p := Project{ID: pid, Name: name, Settings: settings, CreatedAt: s.now().UTC().Truncate(time.Millisecond)}
+	b, _ := json.Marshal(p.Settings)
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO projects(id, name, settings, created_at) VALUES (?, ?, ?, ?)`,
+		pid, name, string(b), p.CreatedAt.UnixMilli()); err != nil {
+		return Project{}, fmt.Errorf("create project %d: %w", pid, err)
+	}
+	return p, s.reload(ctx)
+}
+
+// Update changes a project's name and/or settings; nil leaves a field as is.
+func (s *Store) Update(ctx context.Context, id uint32, name *string, settings *Settings) (Project, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.Get(id)
+	if !ok {
+		return Project{}, fmt.Errorf("project %d: %w", id, ErrNotFound)
+	}
+	p := *cur
+	if name != nil {
+		if err := ValidateName(*name); err != nil {
+			return Project{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		p.Name = *name
+	}
+	if settings != nil {
+		if err := settings.Validate(); err != nil {
+			return Project{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		p.Settings = *settings
+	}
+	b, _ := json.Marshal(p.Settings)
+	if _, err := s.db.ExecContext(ctx, `UPDATE projects SET name = ?, settings = ? WHERE id = ?`, p.Name, string(b), id); err != nil {
+		return Project{}, fmt.Errorf("update project %d: %w", id, err)
+	}
+	return p, s.reload(ctx)
+}
+
+// Delete removes a project and its tokens. Its events stay in the log until
+// retention removes them. The default project cannot be deleted.
+func (s *Store) Delete(ctx context.Context, id uint32) error {
+	if id == DefaultID {
+		return fmt.Errorf("%w: the default project cannot be deleted", ErrInvalid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	res, err := s.db.ExecContext(ctx, `DELETE FROM projects WHERE id = ?`, id)
+	if err != nil {
+		return fmt.Errorf("delete project %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("project %d: %w", id, ErrNotFound)
+	}
+	return s.reload(ctx)
+}
+
+// Token secrets look like "sl_" followed by 40 hex digits (160 random bits).
+const secretPrefix = "sl_"
+
+// NewSecret returns a fresh random secret.
+func NewSecret() string {
+	var b [20]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("crypto/rand: " + err.Error()) // rand.Read never fails on Linux
+	}
+	return secretPrefix + hex.EncodeToString(b[:])
+}
+
+// HashSecret is how secrets are stored: SHA-256.
+func HashSecret(secret string) [32]byte { return sha256.Sum256([]byte(secret)) }
+
+// ValidateSecret checks a secret supplied by an operator (to keep a
+// sender's existing token when it moves to sluice).
+func ValidateSecret(secret string) error {
+	switch {
+	case len(secret) < 6:
+		return errors.New("secret is shorter than 6 characters")
+	case len(secret) > 256:
+		return errors.New("secret is longer than 256 characters")
+	case strings.ContainsAny(secret, ": \t\r\n"):
+		return errors.New("secret must not contain ':' or whitespace (it travels as an HTTP Basic user name)")
+	}
+	return nil
+}
+
+func hint(secret string) string {
+	if len(secret) <= 8 {
+		return secret[:2] + "…"
+	}
+	return secret[:7] + "…"
+}
+
+// CreateToken makes a token for project. An empty secret makes a random
+// one; otherwise the given secret is imported. The secret is returned once.
+func (s *Store) CreateToken(ctx context.Context, projectID uint32, name, secret string) (Token, string, error) {
+	if secret == "" {
+		secret = NewSecret()
+	} else if err := ValidateSecret(secret); err != nil {
+		return Token{}, "", fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return s.addToken(ctx, projectID, name, HashSecret(secret), hint(secret), secret)
+}
+
+// ImportTokenHash adds a token known only by its SHA-256 (for provisioning
+// without secrets in the config file).
+func (s *Store) ImportTokenHash(ctx context.Context, projectID uint32, name string, hash [32]byte) (Token, error) {
+	t, _, err := s.addToken(ctx, projectID, name, hash, "sha256:"+hex.EncodeToString(hash[:4])+"…", "")
+	return t, err
+}
+
+func (s *Store) addToken(ctx context.Context, projectID uint32, name string, hash [32]byte, hint, secret string) (Token, string, error) {
+	if len(name) > 200 {
+		return Token{}, "", fmt.Errorf("%w: token name is longer than 200 characters", ErrInvalid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.Get(projectID); !ok {
+		return Token{}, "", fmt.Errorf("project %d: %w", projectID, ErrNotFound)
+	}
+	var existing string
+	err := s.db.QueryRowContext(ctx, `SELECT id FROM tokens WHERE hash = ?`, hash[:]).Scan(&existing)
+	if err == nil {
+		return Token{}, "", fmt.Errorf("token with this secret: %w (%s)", ErrExists, existing)
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return Token{}, "", fmt.Errorf("look up token: %w", err)
+	}
+	var idb [6]byte
+	_, _ = rand.Read(idb[:])
+	t := Token{
+		ID: "tok_" + hex.EncodeToString(idb[:]), ProjectID: projectID, Name: name, Hint: hint,
+		CreatedAt: s.now().UTC().Truncate(time.Millisecond),
+	}
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO tokens(id, project_id, name, hash, hint, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		t.ID, projectID, name, hash[:], hint, t.CreatedAt.UnixMilli()); err != nil {
+		return Token{}, "", fmt.Errorf("create token: %w", err)
+	}
+	return t, secret, s.reload(ctx)
+}
+
+// TokenByHash returns the token (revoked or not) stored with hash.
+func (s *Store) TokenByHash(ctx context.Context, hash [32]byte) (Token, error) {
+	ts, err := s.queryTokens(ctx, `WHERE hash = ?`, hash[:])
+	if err != nil {
+		return Token{}, err
+	}
+	if len(ts) == 0 {
+		return Token{}, ErrNotFound
+	}
+	return ts[0], nil
+}
+
+// Tokens lists a project's tokens, revoked ones included.
+func (s *Store) Tokens(ctx context.Context, projectID uint32) ([]Token, error) {
+	if _, ok := s.Get(projectID); !ok {
+		return nil, fmt.Errorf("project %d: %w", projectID, ErrNotFound)
+	}
+	return s.queryTokens(ctx, `WHERE project_id = ?`, projectID)
+}
+
+func (s *Store) queryTokens(ctx context.Context, where string, args ...any) ([]Token, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, project_id, name, hint, created_at, revoked_at FROM tokens `+where+` ORDER BY created_at, id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	defer rows.Close()
+	out := []Token{}
+	for rows.Next() {
+		var t Token
+		var created int64
+		var revoked sql.NullInt64
+		if err := rows.Scan(&t.ID, &t.ProjectID, &t.Name, &t.Hint, &created, &revoked); err != nil {
+			return nil, fmt.Errorf("list tokens: %w", err)
+		}
+		t.CreatedAt = time.UnixMilli(created).UTC()
+		if revoked.Valid {
+			r := time.UnixMilli(revoked.Int64).UTC()
+			t.RevokedAt = &r
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// RevokeToken revokes a token of project: it stops working at once.
+// Revoking twice is not an error.
+func (s *Store) RevokeToken(ctx context.Context, projectID uint32, tokenID string) (Token, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, err := s.db.ExecContext(ctx, `UPDATE tokens SET revoked_at = ? WHERE id = ? AND project_id = ? AND revoked_at IS NULL`,
+		s.now().UnixMilli(), tokenID, projectID)
+	if err != nil {
+		return Token{}, fmt.Errorf("revoke token: %w", err)
+	}
+	ts, err := s.queryTokens(ctx, `WHERE id = ? AND project_id = ?`, tokenID, projectID)
+	if err != nil {
+		return Token{}, err
+	}
+	if len(ts) == 0 {
+		return Token{}, fmt.Errorf("token %s of project %d: %w", tokenID, projectID, ErrNotFound)
+	}
+	return ts[0], s.reload(ctx)
+}
+
+// Authenticate returns the project and token id of a live token. The
+// secret's SHA-256 selects the candidate, and the stored hash is compared
+// in constant time.
+func (s *Store) Authenticate(secret string) (projectID uint32, tokenID string, ok bool) {
+	if secret == "" {
+		return 0, "", false
+	}
+	h := HashSecret(secret)
+	e, found := s.snap.Load().tokens[h]
+	if !found || subtle.ConstantTimeCompare(e.hash[:], h[:]) != 1 {
+		return 0, "", false
+	}
+	return e.projectID, e.id, true
+}
+
+// AuthenticateFor reports whether secret is a live token of projectID.
+func (s *Store) AuthenticateFor(projectID uint32, secret string) bool {
+	p, _, ok := s.Authenticate(secret)
+	return ok && p == projectID
+}
+
+// Meta returns a stored value ("" when absent).
+func (s *Store) Meta(ctx context.Context, key string) (string, error) {
+	var v string
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", key, err)
+	}
+	return v, nil
+}
+
+// SetMeta stores a value.
+func (s *Store) SetMeta(ctx context.Context, key, value string) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", key, err)
+	}
+	return nil
+}

@@ -1,0 +1,258 @@
+package project
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"regexp"
+	"testing"
+)
+
+func openStore(t *testing.T, dir string) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(dir, "state.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestDefaultProjectAlwaysExists(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	p, ok := s.Get(0)
+	if !ok || p.Name != "default" {
+		t.Fatalf("default project: %+v %v", p, ok)
+	}
+	if err := s.Delete(context.Background(), 0); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("delete default: %v", err)
+	}
+	s.Close()
+	s2 := openStore(t, dir) // reopening keeps exactly one default
+	if len(s2.List()) != 1 {
+		t.Fatalf("projects after reopen: %+v", s2.List())
+	}
+}
+
+func TestCreateUpdateDelete(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir())
+	p, err := s.Create(ctx, nil, "shop", Settings{WebhookAuth: "token", RedirectHosts: []string{"Example.COM", "*.shop.io"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.ID != 1 || p.Settings.RedirectHosts[0] != "example.com" {
+		t.Fatalf("created %+v", p)
+	}
+	id := uint32(99)
+	if _, err := s.Create(ctx, &id, "crm", Settings{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, &id, "again", Settings{}); !errors.Is(err, ErrExists) {
+		t.Fatalf("duplicate id: %v", err)
+	}
+	next, _ := s.Create(ctx, nil, "next", Settings{})
+	if next.ID != 100 {
+		t.Fatalf("next id %d, want 100", next.ID)
+	}
+	for _, bad := range []Settings{{WebhookAuth: "magic"}, {RedirectHosts: []string{"https://x.com/"}}, {RedirectHosts: []string{""}}} {
+		if _, err := s.Create(ctx, nil, "bad", bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("settings %+v: %v", bad, err)
+		}
+	}
+	if _, err := s.Create(ctx, nil, " ", Settings{}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("blank name: %v", err)
+	}
+	name := "shop2"
+	up, err := s.Update(ctx, 1, &name, nil)
+	if err != nil || up.Name != "shop2" || up.Settings.WebhookAuth != "token" {
+		t.Fatalf("update: %+v %v", up, err)
+	}
+	if got, _ := s.Get(1); got.Name != "shop2" {
+		t.Fatalf("snapshot not refreshed: %+v", got)
+	}
+	if _, err := s.Update(ctx, 12345, &name, nil); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("update missing: %v", err)
+	}
+	if err := s.Delete(ctx, 99); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Get(99); ok {
+		t.Fatal("deleted project still there")
+	}
+	if err := s.Delete(ctx, 99); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delete twice: %v", err)
+	}
+}
+
+func TestTokens(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	a, _ := s.Create(ctx, nil, "a", Settings{})
+	b, _ := s.Create(ctx, nil, "b", Settings{})
+	tok, secret, err := s.CreateToken(ctx, a.ID, "crm", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^sl_[0-9a-f]{40}$`).MatchString(secret) {
+		t.Fatalf("secret %q", secret)
+	}
+	if tok.Hint != secret[:7]+"…" || tok.ProjectID != a.ID {
+		t.Fatalf("token %+v", tok)
+	}
+	if p, id, ok := s.Authenticate(secret); !ok || p != a.ID || id != tok.ID {
+		t.Fatalf("authenticate: %d %s %v", p, id, ok)
+	}
+	if !s.AuthenticateFor(a.ID, secret) || s.AuthenticateFor(b.ID, secret) {
+		t.Fatal("a token of project a must authenticate for a only")
+	}
+	for _, wrong := range []string{"", secret + "x", secret[:len(secret)-1], "abc123"} {
+		if _, _, ok := s.Authenticate(wrong); ok {
+			t.Errorf("%q authenticated", wrong)
+		}
+	}
+	// An imported secret, as a sender moving to sluice keeps its token.
+	if _, _, err := s.CreateToken(ctx, b.ID, "legacy", "abc123"); err != nil {
+		t.Fatal(err)
+	}
+	if p, _, ok := s.Authenticate("abc123"); !ok || p != b.ID {
+		t.Fatal("imported secret")
+	}
+	if _, _, err := s.CreateToken(ctx, a.ID, "steal", "abc123"); !errors.Is(err, ErrExists) {
+		t.Fatalf("same secret in another project: %v", err)
+	}
+	if _, _, err := s.CreateToken(ctx, a.ID, "short", "abc"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("short secret: %v", err)
+	}
+	if _, _, err := s.CreateToken(ctx, 777, "x", ""); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("token for missing project: %v", err)
+	}
+	// The secret is never stored.
+	var n int
+	if err := s.db.QueryRow(`SELECT count(*) FROM tokens WHERE hash = ? OR hint = ? OR name = ?`, []byte(secret), secret, secret).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("secret found in the database (%d, %v)", n, err)
+	}
+	h := HashSecret(secret)
+	if err := s.db.QueryRow(`SELECT count(*) FROM tokens WHERE hash = ?`, h[:]).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("hash not stored (%d, %v)", n, err)
+	}
+
+	rev, err := s.RevokeToken(ctx, a.ID, tok.ID)
+	if err != nil || rev.RevokedAt == nil {
+		t.Fatalf("revoke: %+v %v", rev, err)
+	}
+	if _, _, ok := s.Authenticate(secret); ok {
+		t.Fatal("revoked token still works")
+	}
+	if _, err := s.RevokeToken(ctx, b.ID, tok.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("revoke through another project: %v", err)
+	}
+	list, _ := s.Tokens(ctx, a.ID)
+	if len(list) != 1 || list[0].RevokedAt == nil {
+		t.Fatalf("list %+v", list)
+	}
+	s.Close()
+	s2 := openStore(t, dir)
+	if _, _, ok := s2.Authenticate(secret); ok {
+		t.Fatal("revoked token works after reopen")
+	}
+	if p, _, ok := s2.Authenticate("abc123"); !ok || p != b.ID {
+		t.Fatal("token lost on reopen")
+	}
+	// Deleting a project removes its tokens.
+	if err := s2.Delete(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := s2.Authenticate("abc123"); ok {
+		t.Fatal("token of a deleted project still works")
+	}
+}
+
+func TestProvisionIsIdempotent(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir())
+	h := HashSecret("from-hash-only")
+	specs := []Spec{
+		{ID: 7, Name: "shop", Settings: Settings{WebhookAuth: "token"}, Tokens: []TokenSpec{
+			{Name: "crm", Secret: "abc123"},
+			{Name: "ci", SHA256: hex.EncodeToString(h[:])},
+		}},
+		{ID: 0, Name: "default"},
+	}
+	log := slog.New(slog.DiscardHandler)
+	for i := 0; i < 3; i++ {
+		if err := s.Provision(ctx, specs, log); err != nil {
+			t.Fatalf("pass %d: %v", i, err)
+		}
+	}
+	if len(s.List()) != 2 {
+		t.Fatalf("projects: %+v", s.List())
+	}
+	toks, _ := s.Tokens(ctx, 7)
+	if len(toks) != 2 {
+		t.Fatalf("tokens: %+v", toks)
+	}
+	if p, _, ok := s.Authenticate("from-hash-only"); !ok || p != 7 {
+		t.Fatal("token provisioned by hash")
+	}
+	// Changed settings are applied; a revoked token stays revoked.
+	if _, err := s.RevokeToken(ctx, 7, toks[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	specs[0].Settings.WebhookAuth = "none"
+	if err := s.Provision(ctx, specs, log); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := s.Get(7); p.Settings.AuthMode() != "none" {
+		t.Fatalf("settings not updated: %+v", p.Settings)
+	}
+	if _, _, ok := s.Authenticate("abc123"); ok {
+		t.Fatal("provisioning revived a revoked token")
+	}
+	// A secret of another project is refused.
+	bad := []Spec{{ID: 8, Name: "other", Tokens: []TokenSpec{{Name: "x", SHA256: hex.EncodeToString(h[:])}}}}
+	if err := s.Provision(ctx, bad, log); err == nil {
+		t.Fatal("secret of project 7 provisioned into project 8")
+	}
+	for _, sp := range []Spec{
+		{ID: 9, Name: ""},
+		{ID: 9, Name: "x", Tokens: []TokenSpec{{Name: "t"}}},
+		{ID: 9, Name: "x", Tokens: []TokenSpec{{Name: "t", Secret: "abcdef", SHA256: "00"}}},
+		{ID: 9, Name: "x", Tokens: []TokenSpec{{Name: "t", SHA256: "zz"}}},
+	} {
+		if err := s.Provision(ctx, []Spec{sp}, log); err == nil {
+			t.Errorf("spec %+v accepted", sp)
+		}
+	}
+}
+
+func TestRedirectAllowed(t *testing.T) {
+	s := Settings{RedirectHosts: []string{"example.com", "*.shop.io"}}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]bool{
+		"example.com": true, "EXAMPLE.com": true, "example.com.": true,
+		"evil-example.com": false, "example.com.evil.io": false, "sub.example.com": false,
+		"a.shop.io": true, "a.b.shop.io": true, "shop.io": false, "xshop.io": false, "": false,
+	}
+	for host, want := range cases {
+		if got := s.RedirectAllowed(host); got != want {
+			t.Errorf("RedirectAllowed(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
+
+func TestDecodeSettingsStrict(t *testing.T) {
+	if _, err := DecodeSettings([]byte(`{"webhook_auth":"token","redirect_host":["x"]}`)); err == nil || !regexp.MustCompile(`redirect_host`).MatchString(err.Error()) {
+		t.Fatalf("unknown key: %v", err)
+	}
+	s, err := DecodeSettings([]byte(`{"webhook_auth":"token"}`))
+	if err != nil || s.WebhookAuth != "token" {
+		t.Fatalf("%+v %v", s, err)
+	}
+}
