@@ -1,0 +1,258 @@
+package dialect
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/sluicehq/sluice/internal/event"
+)
+
+// object is a JSON object that keeps its members in order, with the
+// semantics of JavaScript's Object.assign: setting a key that exists
+// replaces its value in place, a new key goes last.
+type object struct {
+	members []member
+}
+
+type member struct {
+	key string
+	val []byte // compact JSON
+}
+
+func (o *object) index(key string) int {
+	for i := range o.members {
+		if o.members[i].key == key {
+			return i
+		}
+	}
+	return -1
+}
+
+// set stores val (compact JSON) under key.
+func (o *object) set(key string, val []byte) {
+	if i := o.index(key); i >= 0 {
+		o.members[i].val = val
+		return
+	}
+	o.members = append(o.members, member{key: key, val: val})
+}
+
+// get returns the raw JSON value of key.
+func (o *object) get(key string) ([]byte, bool) {
+	if i := o.index(key); i >= 0 {
+		return o.members[i].val, true
+	}
+	return nil, false
+}
+
+func (o *object) remove(key string) {
+	if i := o.index(key); i >= 0 {
+		o.members = append(o.members[:i], o.members[i+1:]...)
+	}
+}
+
+// appendJSON appends the object as compact JSON.
+func (o *object) appendJSON(dst []byte) []byte {
+	dst = append(dst, '{')
+	for i, m := range o.members {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = event.AppendString(dst, m.key)
+		dst = append(dst, ':')
+		dst = append(dst, m.val...)
+	}
+	return append(dst, '}')
+}
+
+// errNotObject is returned for a JSON body that is valid but not an object.
+var errNotObject = errors.New("must be a JSON object")
+
+// parseJSONObject reads a JSON object body into o, keeping member order
+// and letting a repeated key's last value win (as JSON.parse does).
+func parseJSONObject(body []byte, o *object) error {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if err := json.Unmarshal(body, new(json.RawMessage)); err != nil {
+		return describeJSONError(body, err)
+	}
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return errNotObject
+	}
+	// The body is valid JSON, so the scan below needs no error handling
+	// beyond bounds.
+	b := trimmed
+	i := skipWS(b, 1)
+	if b[i] == '}' {
+		return nil
+	}
+	for {
+		kEnd := scanString(b, i)
+		key := decodeKey(b[i:kEnd])
+		i = skipWS(b, kEnd)
+		i = skipWS(b, i+1) // ':'
+		vEnd := scanValue(b, i)
+		var buf bytes.Buffer
+		buf.Grow(vEnd - i)
+		_ = json.Compact(&buf, b[i:vEnd])
+		o.set(key, buf.Bytes())
+		i = skipWS(b, vEnd)
+		if b[i] == '}' {
+			return nil
+		}
+		i = skipWS(b, i+1) // ','
+	}
+}
+
+// describeJSONError turns a decoding error into a message with a byte
+// offset a sender can act on.
+func describeJSONError(body []byte, err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("invalid JSON at byte %d: %s", se.Offset, se.Error())
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return errors.New("empty JSON body")
+	}
+	return fmt.Errorf("invalid JSON: %s", err.Error())
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// scanString returns the index after the string literal starting at b[i].
+func scanString(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return len(b)
+}
+
+// scanValue returns the index after the JSON value starting at b[i].
+func scanValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return scanString(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				j = scanString(b, j) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return len(b)
+	default:
+		j := i
+		for j < len(b) && !strings.ContainsRune(",}] \t\r\n", rune(b[j])) {
+			j++
+		}
+		return j
+	}
+}
+
+func decodeKey(raw []byte) string {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1])
+	}
+	var s string
+	_ = json.Unmarshal(raw, &s)
+	return s
+}
+
+// parseForm reads application/x-www-form-urlencoded pairs (a query string
+// or a form body) into o, in order. A key that repeats becomes an array of
+// its values, as qs does.
+func parseForm(s string, o *object) error {
+	type pair struct {
+		key  string
+		vals []string
+	}
+	var pairs []pair
+	for s != "" {
+		var part string
+		part, s, _ = strings.Cut(s, "&")
+		if part == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(part, "=")
+		key, err := url.QueryUnescape(k)
+		if err != nil {
+			return fmt.Errorf("invalid percent-encoding in %q", k)
+		}
+		val, err := url.QueryUnescape(v)
+		if err != nil {
+			return fmt.Errorf("invalid percent-encoding in the value of %q", key)
+		}
+		if key == "" {
+			continue
+		}
+		found := false
+		for i := range pairs {
+			if pairs[i].key == key {
+				pairs[i].vals = append(pairs[i].vals, val)
+				found = true
+				break
+			}
+		}
+		if !found {
+			pairs = append(pairs, pair{key: key, vals: []string{val}})
+		}
+	}
+	for _, p := range pairs {
+		var v []byte
+		if len(p.vals) == 1 {
+			v = event.AppendString(nil, p.vals[0])
+		} else {
+			v = append(v, '[')
+			for i, s := range p.vals {
+				if i > 0 {
+					v = append(v, ',')
+				}
+				v = event.AppendString(v, s)
+			}
+			v = append(v, ']')
+		}
+		o.set(p.key, v)
+	}
+	return nil
+}
+
+// firstString returns a form value or a JSON string value as a Go string.
+// A JSON array (a repeated query key) yields its first element. ok is
+// false when the value is neither.
+func firstString(raw []byte) (s string, ok bool) {
+	if len(raw) > 0 && raw[0] == '[' {
+		var arr []json.RawMessage
+		if json.Unmarshal(raw, &arr) != nil || len(arr) == 0 {
+			return "", false
+		}
+		raw = arr[0]
+	}
+	if len(raw) == 0 || raw[0] != '"' {
+		return "", false
+	}
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false
+	}
+	return s, true
+}

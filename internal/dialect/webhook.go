@@ -1,0 +1,317 @@
+package dialect
+
+import (
+	"bytes"
+	"encoding/json"
+	"mime"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/project"
+)
+
+// DialectWebhook names the generic webhook / postback dialect (seed 001).
+const DialectWebhook = "webhook"
+
+// ReservedSegments are first path segments that are never a webhook
+// service: other dialects and endpoints own them.
+var ReservedSegments = map[string]string{
+	"track":   "the track dialect (POST /track)",
+	"v1":      "the commerce dialect (POST /v1/events)",
+	"api":     "the admin API, served on the admin listener",
+	"healthz": "health checks",
+	"readyz":  "health checks",
+	"metrics": "metrics, served on the admin listener",
+	"sdk.js":  "the browser SDK",
+}
+
+// RedirService is the service name of tracked redirects: /redir/{name}/{projectId}?to=URL.
+const RedirService = "redir"
+
+var (
+	segmentRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	uidRE     = regexp.MustCompile(`^[0-9]{10,22}$`)
+)
+
+// Webhook decodes the generic webhook / postback dialect:
+// GET|POST /{service}/{name}/{projectId}, /{service}/{name} and /{service},
+// with name and projectId also in the query or the body.
+type Webhook struct {
+	Projects Projects
+	// NewUID mints a uid for a sender that brings none.
+	NewUID func() event.ID
+}
+
+// WebhookResult is a decoded webhook request.
+type WebhookResult struct {
+	Event *event.Event
+	// Pixel: answer a 1×1 transparent GIF.
+	Pixel bool
+	// Location, when set, is where to redirect (302) after storing.
+	Location string
+}
+
+// Decode turns a webhook request into one event.
+func (w *Webhook) Decode(r *Request) (*WebhookResult, error) {
+	hr := r.HTTP
+	if hr.Method != http.MethodGet && hr.Method != http.MethodPost {
+		return nil, &Error{Status: http.StatusMethodNotAllowed, Message: "method " + hr.Method + " is not allowed; use GET or POST",
+			Header: map[string]string{"Allow": "GET, POST, OPTIONS"}}
+	}
+	p := strings.TrimPrefix(hr.URL.Path, "/")
+	p = strings.TrimSuffix(p, "/")
+	segs := strings.Split(p, "/")
+	if p == "" || len(segs) > 3 {
+		return nil, Errorf(http.StatusNotFound, "no route for %s; webhooks go to /{service}/{name}/{projectId}", hr.URL.Path)
+	}
+	res := &WebhookResult{}
+	last := len(segs) - 1
+	if s, ok := strings.CutSuffix(segs[last], ".gif"); ok {
+		res.Pixel = true
+		segs[last] = s
+	}
+	for _, s := range segs {
+		if s == "" {
+			return nil, Errorf(http.StatusNotFound, "no route for %s: empty path segment", hr.URL.Path)
+		}
+	}
+	if what, ok := ReservedSegments[segs[0]]; ok {
+		return nil, Errorf(http.StatusNotFound, "/%s is reserved for %s", segs[0], what)
+	}
+	redir := segs[0] == RedirService
+	if redir {
+		if hr.Method != http.MethodGet {
+			return nil, &Error{Status: http.StatusMethodNotAllowed, Message: "redirects take GET only",
+				Header: map[string]string{"Allow": "GET, OPTIONS"}}
+		}
+		if res.Pixel {
+			return nil, Errorf(http.StatusNotFound, "a redirect cannot be a pixel")
+		}
+	}
+
+	var errs event.FieldErrors
+	query := &object{}
+	if err := parseForm(hr.URL.RawQuery, query); err != nil {
+		errs.Add("query", err.Error())
+	}
+	body := &object{}
+	if hr.Method == http.MethodPost {
+		if e := parseBody(hr.Header.Get("Content-Type"), r.Body, body); e != nil {
+			return nil, e
+		}
+	}
+	if len(errs) > 0 {
+		return nil, &Error{Status: http.StatusBadRequest, Message: "invalid request", Errors: errs}
+	}
+
+	service := segs[0]
+	var name, projectStr string
+	var haveProject, badName bool
+	if len(segs) > 1 {
+		name = segs[1]
+	} else if v, ok := query.get("name"); ok {
+		name, _ = firstString(v)
+	} else if v, ok := body.get("name"); ok {
+		var isStr bool
+		if name, isStr = firstString(v); !isStr {
+			errs.Add("name", "must be a string")
+			badName = true
+		}
+	}
+	if len(segs) > 2 {
+		projectStr, haveProject = segs[2], true
+	} else if v, ok := query.get("projectId"); ok {
+		projectStr, _ = firstString(v)
+		haveProject = true
+	} else if v, ok := body.get("projectId"); ok {
+		projectStr, haveProject = jsonScalar(v), true
+	}
+	if !segmentRE.MatchString(service) {
+		errs.Add("service", "must be 1 to 64 letters, digits, '_' or '-'")
+	}
+	switch {
+	case name == "" && !badName:
+		errs.Add("name", "is required: /{service}/{name}, ?name= or a \"name\" field in the body")
+	case name != "" && !segmentRE.MatchString(name):
+		errs.Add("name", "must be 1 to 64 letters, digits, '_' or '-'")
+	}
+	var projectID uint32
+	if haveProject {
+		n, err := strconv.ParseUint(projectStr, 10, 32)
+		if err != nil {
+			errs.Add("projectId", "must be a non-negative integer below 4294967296")
+		}
+		projectID = uint32(n)
+	}
+	if len(errs) > 0 {
+		return nil, &Error{Status: http.StatusBadRequest, Message: "invalid request", Errors: errs}
+	}
+
+	proj, ok := w.Projects.Get(projectID)
+	if !ok {
+		return nil, FieldError(http.StatusNotFound, "projectId", "project "+strconv.FormatUint(uint64(projectID), 10)+" does not exist")
+	}
+	if proj.Settings.AuthMode() == project.WebhookAuthToken {
+		tok := requestToken(hr, query)
+		if tok == "" {
+			return nil, Unauthorized("project " + strconv.FormatUint(uint64(projectID), 10) + " requires a token: pass ?token= or HTTP Basic auth with the token as user name")
+		}
+		if !w.Projects.AuthenticateFor(projectID, tok) {
+			return nil, Unauthorized("invalid token")
+		}
+		query.remove("token") // a credential, not event data
+	}
+
+	if redir {
+		loc, e := redirectTarget(query, proj)
+		if e != nil {
+			return nil, e
+		}
+		res.Location = loc
+	}
+
+	// data: the body's fields overlaid by the query's (the query wins).
+	for _, m := range query.members {
+		body.set(m.key, m.val)
+	}
+	ms := r.ReceivedAt.UnixMilli()
+	channel := event.ChannelHTTP
+	switch {
+	case res.Pixel:
+		channel = event.ChannelPixel
+	case redir:
+		channel = event.ChannelRedir
+	}
+	res.Event = &event.Event{
+		Key:       "in.gen." + service + "." + name,
+		Channel:   channel,
+		Service:   service,
+		Name:      name,
+		ProjectID: projectID,
+		UID:       w.uid(hr, query, body),
+		TD: event.TD{
+			IP:   r.ClientIP,
+			UA:   hr.Header.Get("User-Agent"),
+			Ref:  hr.Header.Get("Referer"),
+			Host: hr.Host,
+		},
+		Data:       body.appendJSON(make([]byte, 0, 2+len(r.Body)+len(hr.URL.RawQuery))),
+		Time:       ms,
+		Dialect:    DialectWebhook,
+		ReceivedAt: ms,
+	}
+	return res, nil
+}
+
+// parseBody reads a POST body into o by its content type.
+func parseBody(contentType string, body []byte, o *object) *Error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		mt = ""
+	}
+	kind := ""
+	switch {
+	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
+		kind = "json"
+	case mt == "application/x-www-form-urlencoded":
+		kind = "form"
+	case mt == "" || mt == "text/plain":
+		// Senders that cannot set a content type: sniff.
+		if t := bytes.TrimLeft(body, " \t\r\n"); t[0] == '{' || t[0] == '[' {
+			kind = "json"
+		} else {
+			kind = "form"
+		}
+	default:
+		return Errorf(http.StatusUnsupportedMediaType, "content type %q is not supported; send application/json or application/x-www-form-urlencoded", mt)
+	}
+	if kind == "json" {
+		if err := parseJSONObject(body, o); err != nil {
+			return FieldError(http.StatusBadRequest, "body", err.Error())
+		}
+		return nil
+	}
+	if err := parseForm(string(body), o); err != nil {
+		return FieldError(http.StatusBadRequest, "body", err.Error())
+	}
+	return nil
+}
+
+// jsonScalar renders a JSON string or number as text ("" for others).
+func jsonScalar(raw []byte) string {
+	if s, ok := firstString(raw); ok {
+		return s
+	}
+	var n json.Number
+	if json.Unmarshal(raw, &n) == nil {
+		return n.String()
+	}
+	return string(raw)
+}
+
+// uid takes the user id from the query, else the body, else the uid
+// cookie; a missing or malformed one is replaced by a new flake id.
+func (w *Webhook) uid(hr *http.Request, query, body *object) string {
+	var cand string
+	if v, ok := query.get("uid"); ok {
+		cand, _ = firstString(v)
+	} else if v, ok := body.get("uid"); ok {
+		cand = jsonScalar(v)
+	} else if c, err := hr.Cookie("uid"); err == nil {
+		cand = c.Value
+	}
+	if uidRE.MatchString(cand) {
+		return cand
+	}
+	return w.NewUID().String()
+}
+
+// requestToken finds a project token: ?token=, HTTP Basic (the token is the
+// user name) or Bearer.
+func requestToken(hr *http.Request, query *object) string {
+	if v, ok := query.get("token"); ok {
+		s, _ := firstString(v)
+		return s
+	}
+	return HeaderToken(hr)
+}
+
+// HeaderToken returns the token of an Authorization header: the user name
+// of HTTP Basic auth, or a Bearer token.
+func HeaderToken(hr *http.Request) string {
+	if user, _, ok := hr.BasicAuth(); ok {
+		return user
+	}
+	if auth := hr.Header.Get("Authorization"); len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ") {
+		return strings.TrimSpace(auth[7:])
+	}
+	return ""
+}
+
+// redirectTarget validates ?to= against the project's redirect allow-list.
+func redirectTarget(query *object, proj *project.Project) (string, *Error) {
+	v, ok := query.get("to")
+	to, isStr := firstString(v)
+	if !ok || !isStr || to == "" {
+		return "", FieldError(http.StatusBadRequest, "to", "is required: the URL to redirect to")
+	}
+	u, err := url.Parse(to)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
+		return "", FieldError(http.StatusBadRequest, "to", "must be an absolute http or https URL")
+	}
+	if u.User != nil || strings.ContainsAny(to, "\\\r\n\t") {
+		return "", FieldError(http.StatusBadRequest, "to", "must not contain credentials, backslashes or control characters")
+	}
+	if !proj.Settings.RedirectAllowed(u.Hostname()) {
+		return "", FieldError(http.StatusBadRequest, "to",
+			"host "+strconv.Quote(u.Hostname())+" is not in project "+strconv.FormatUint(uint64(proj.ID), 10)+"'s redirect_hosts")
+	}
+	return u.String(), nil
+}
