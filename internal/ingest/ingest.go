@@ -1,0 +1,374 @@
+// Package ingest is the ingest listener's HTTP handler: limits, client
+// address, CORS, one decoder per dialect, append to the durable log, and
+// one place that renders every error.
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/internal/dialect"
+	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/eventlog"
+)
+
+// Appender is the part of the event log ingest needs.
+type Appender interface {
+	Append(ctx context.Context, events []*event.Event) ([]eventlog.Result, error)
+}
+
+// Config configures the ingest handler.
+type Config struct {
+	// BodyLimit caps a request body in bytes (default 100 KiB).
+	BodyLimit int64
+	// TrustedProxies are the peers whose X-Forwarded-For, X-Real-IP and
+	// X-Forwarded-Proto are believed.
+	TrustedProxies []netip.Prefix
+	// Ready reports whether the server takes traffic (for /readyz).
+	Ready func() bool
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// DefaultBodyLimit is the default cap on a request body.
+const DefaultBodyLimit = 100 << 10
+
+// Server is the ingest handler.
+type Server struct {
+	cfg     Config
+	log     Appender
+	webhook *dialect.Webhook
+	logger  *slog.Logger
+	m       *metrics
+}
+
+// New returns the ingest handler. reg may be nil.
+func New(cfg Config, log Appender, projects dialect.Projects, uids *event.Generator, reg prometheus.Registerer, logger *slog.Logger) *Server {
+	if cfg.BodyLimit <= 0 {
+		cfg.BodyLimit = DefaultBodyLimit
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Ready == nil {
+		cfg.Ready = func() bool { return true }
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{
+		cfg:     cfg,
+		log:     log,
+		webhook: &dialect.Webhook{Projects: projects, NewUID: uids.Next},
+		logger:  logger,
+		m:       newMetrics(reg),
+	}
+}
+
+// Routes (metric label values).
+const (
+	routeWebhook   = "webhook"
+	routePixel     = "pixel"
+	routeRedir     = "redir"
+	routePreflight = "preflight"
+	routeHealth    = "health"
+	routeOther     = "other"
+)
+
+// ServeHTTP dispatches on the first path segment.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &recorder{ResponseWriter: w}
+	dialectName, route := "none", routeOther
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.logger.Error("panic in ingest handler", "panic", p, "path", r.URL.Path, "stack", string(debug.Stack()))
+			if !rec.wroteHeader {
+				writeJSON(rec, http.StatusInternalServerError, map[string]string{"message": "internal error; nothing was stored"})
+			}
+		}
+		s.m.observe(dialectName, route, rec.status(), time.Since(start))
+	}()
+
+	cors(rec, r)
+	if r.Method == http.MethodOptions {
+		route = routePreflight
+		preflight(rec, r)
+		return
+	}
+	first, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	switch first {
+	case "healthz":
+		route = routeHealth
+		writeJSON(rec, http.StatusOK, map[string]string{"status": "ok"})
+	case "readyz":
+		route = routeHealth
+		if s.cfg.Ready() {
+			writeJSON(rec, http.StatusOK, map[string]string{"status": "ready"})
+		} else {
+			writeJSON(rec, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
+		}
+	case "":
+		if r.Method == http.MethodPost {
+			s.fail(rec, dialect.Errorf(http.StatusNotFound, "POST / is reserved for the s2s dialect"))
+			return
+		}
+		s.fail(rec, dialect.Errorf(http.StatusNotFound, "this is sluice's ingest listener: send webhooks to /{service}/{name}/{projectId}"))
+	default:
+		dialectName = dialect.DialectWebhook
+		route = webhookRoute(first, r.URL.Path)
+		s.serveWebhook(rec, r)
+	}
+}
+
+func webhookRoute(first, path string) string {
+	switch {
+	case first == dialect.RedirService:
+		return routeRedir
+	case strings.HasSuffix(strings.TrimSuffix(path, "/"), ".gif"):
+		return routePixel
+	}
+	return routeWebhook
+}
+
+// webhookResponse is the seed's answer: {"key":"in.gen.calltrack.call","id":"…"}.
+type webhookResponse struct {
+	Key string   `json:"key"`
+	ID  event.ID `json:"id"`
+}
+
+func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
+	buf, err := s.readBody(w, r)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	defer putBuffer(buf)
+	clientIP, secure := s.client(r)
+	now := s.cfg.Now()
+	res, err := s.webhook.Decode(&dialect.Request{
+		HTTP: r, Body: buf.Bytes(), ClientIP: clientIP, Secure: secure, ReceivedAt: now,
+	})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	ev := res.Event
+	results, err := s.log.Append(r.Context(), []*event.Event{ev})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.m.events(dialect.DialectWebhook, results)
+
+	h := w.Header()
+	h.Set("Cache-Control", "no-cache, no-store, must-revalidate")
+	http.SetCookie(w, &http.Cookie{
+		Name: "uid", Value: ev.UID, Path: "/",
+		MaxAge: uidCookieAge, Expires: now.Add(uidCookieAge * time.Second),
+		HttpOnly: true, SameSite: http.SameSiteNoneMode, Secure: secure,
+	})
+	switch {
+	case res.Location != "":
+		h.Set("Location", res.Location)
+		w.WriteHeader(http.StatusFound)
+	case res.Pixel:
+		h.Set("Content-Type", "image/gif")
+		h.Set("Content-Length", strconv.Itoa(len(transparentGIF)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(transparentGIF)
+	default:
+		writeJSON(w, http.StatusOK, webhookResponse{Key: ev.Key, ID: results[0].ID})
+	}
+}
+
+// uidCookieAge is three years, in seconds.
+const uidCookieAge = 3 * 365 * 24 * 60 * 60
+
+// transparentGIF is a 1×1 transparent GIF.
+var transparentGIF = []byte("GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
+
+var bufferPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() <= 1<<20 {
+		b.Reset()
+		bufferPool.Put(b)
+	}
+}
+
+// readBody reads the body of a POST within the size limit.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (*bytes.Buffer, error) {
+	buf := bufferPool.Get().(*bytes.Buffer)
+	if r.Method != http.MethodPost {
+		return buf, nil
+	}
+	limit := s.cfg.BodyLimit
+	if r.ContentLength > limit {
+		putBuffer(buf)
+		return nil, tooLarge(limit)
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		putBuffer(buf)
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooLarge(limit)
+		}
+		return nil, dialect.Errorf(http.StatusBadRequest, "reading the body: %v", err)
+	}
+	return buf, nil
+}
+
+func tooLarge(limit int64) *dialect.Error {
+	return dialect.Errorf(http.StatusRequestEntityTooLarge, "body is larger than the limit of %d bytes", limit)
+}
+
+// client returns the sender's address and whether it reached us over TLS.
+// Forwarding headers count only when the socket peer is a trusted proxy.
+func (s *Server) client(r *http.Request) (ip string, secure bool) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil || !s.trusted(peer.Unmap()) {
+		return host, r.TLS != nil
+	}
+	secure = r.TLS != nil || strings.EqualFold(strings.TrimSpace(r.Header.Get("X-Forwarded-Proto")), "https")
+	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+		parts := strings.Split(strings.Join(xff, ","), ",")
+		// Walk from the right: the first address that is not one of our
+		// proxies is the client. Left of it, anyone could have written it.
+		for i := len(parts) - 1; i >= 0; i-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(parts[i]))
+			if err != nil {
+				break
+			}
+			a = a.Unmap()
+			if !s.trusted(a) || i == 0 {
+				return a.String(), secure
+			}
+		}
+	}
+	if xr := strings.TrimSpace(r.Header.Get("X-Real-IP")); xr != "" {
+		if a, err := netip.ParseAddr(xr); err == nil {
+			return a.Unmap().String(), secure
+		}
+	}
+	return host, secure
+}
+
+func (s *Server) trusted(a netip.Addr) bool {
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// cors answers any origin, with credentials, as the original does: ingest
+// only accepts writes, and browsers send pixels and beacons from anywhere.
+func cors(w http.ResponseWriter, r *http.Request) {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Allow-Credentials", "true")
+	h.Add("Vary", "Origin")
+}
+
+func preflight(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+	if req := r.Header.Get("Access-Control-Request-Headers"); req != "" {
+		h.Set("Access-Control-Allow-Headers", req)
+	} else {
+		h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, X-Application-Id, X-API-Key")
+	}
+	h.Set("Access-Control-Max-Age", "86400")
+	h.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusOK)
+}
+
+// fail renders err: a dialect error as its status and JSON body, anything
+// else (the log failed) as 503 with nothing stored.
+func (s *Server) fail(w http.ResponseWriter, err error) {
+	var de *dialect.Error
+	if errors.As(err, &de) {
+		for k, v := range de.Header {
+			w.Header().Set(k, v)
+		}
+		writeJSON(w, de.Status, de)
+		return
+	}
+	s.logger.Error("append to event log", "err", err)
+	w.Header().Set("Retry-After", "1")
+	writeJSON(w, http.StatusServiceUnavailable, map[string]string{"message": "the event log is unavailable; nothing was stored, retry later"})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"message":"internal error"}`)
+	}
+	b = append(b, '\n')
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// recorder remembers the status for metrics and the panic handler.
+type recorder struct {
+	http.ResponseWriter
+	code        int
+	wroteHeader bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wroteHeader {
+		r.code, r.wroteHeader = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if !r.wroteHeader {
+		r.WriteHeader(http.StatusOK)
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *recorder) status() int {
+	if !r.wroteHeader {
+		return http.StatusOK
+	}
+	return r.code
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+var _ io.Writer = (*recorder)(nil)
