@@ -1,0 +1,290 @@
+// Package config is sluice's configuration: defaults, an optional YAML file
+// decoded strictly, SLUICE_* environment variables and command-line flags,
+// in that order of precedence (a flag beats the environment beats the file).
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/project"
+)
+
+// Config is everything `sluice serve` can be told.
+type Config struct {
+	// Listen is the ingest listener's address.
+	Listen string `yaml:"listen"`
+	// AdminListen is the admin listener's address (API, metrics, health).
+	AdminListen string `yaml:"admin_listen"`
+	// DataDir holds the event log and the state database.
+	DataDir string `yaml:"data_dir"`
+	// WorkerID is the 10-bit worker id in every flake id (0..1023).
+	WorkerID int `yaml:"worker_id"`
+	// Retention is how long events are kept; 0 keeps them forever.
+	Retention Duration `yaml:"retention"`
+	// BodyLimit caps an ingest request body.
+	BodyLimit Size `yaml:"body_limit"`
+	// TrustedProxies are addresses or CIDRs whose forwarding headers count.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// TLSCert and TLSKey, when both set, make the ingest listener HTTPS.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level"`
+	// LogFormat is auto (text on a terminal, JSON otherwise), text or json.
+	LogFormat string `yaml:"log_format"`
+	// Projects are provisioned at start, idempotently.
+	Projects []project.Spec `yaml:"projects"`
+
+	// AdminToken comes from SLUICE_ADMIN_TOKEN only: never from a flag
+	// (visible in ps) or the file.
+	AdminToken string `yaml:"-"`
+	// File is the config file that was read, if any.
+	File string `yaml:"-"`
+}
+
+// Default returns the configuration with nothing set.
+func Default() Config {
+	return Config{
+		Listen:      ":8080",
+		AdminListen: "127.0.0.1:8081",
+		DataDir:     "./sluice-data",
+		Retention:   Duration(30 * 24 * time.Hour),
+		BodyLimit:   100 << 10,
+		LogLevel:    "info",
+		LogFormat:   "auto",
+	}
+}
+
+// setting is one option that a flag and an environment variable can set.
+type setting struct {
+	key   string // YAML key; the flag is key with '-', the variable SLUICE_KEY
+	usage string
+	set   func(c *Config, v string) error
+	get   func(c *Config) string
+}
+
+var settings = []setting{
+	{"listen", "ingest listener address", func(c *Config, v string) error { c.Listen = v; return nil }, func(c *Config) string { return c.Listen }},
+	{"admin_listen", "admin listener address (API, metrics, health)", func(c *Config, v string) error { c.AdminListen = v; return nil }, func(c *Config) string { return c.AdminListen }},
+	{"data_dir", "directory of the event log and state database", func(c *Config, v string) error { c.DataDir = v; return nil }, func(c *Config) string { return c.DataDir }},
+	{"worker_id", "flake id worker id, 0..1023", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		c.WorkerID = n
+		return err
+	}, func(c *Config) string { return strconv.Itoa(c.WorkerID) }},
+	{"retention", "how long events are kept (e.g. 720h, 30d; 0 keeps them)", func(c *Config, v string) error { return c.Retention.Set(v) }, func(c *Config) string { return c.Retention.String() }},
+	{"body_limit", "largest ingest request body (e.g. 100KiB, 1MB)", func(c *Config, v string) error { return c.BodyLimit.Set(v) }, func(c *Config) string { return c.BodyLimit.String() }},
+	{"trusted_proxies", "comma-separated addresses or CIDRs whose X-Forwarded-For counts", func(c *Config, v string) error {
+		c.TrustedProxies = splitList(v)
+		return nil
+	}, func(c *Config) string { return strings.Join(c.TrustedProxies, ",") }},
+	{"tls_cert", "TLS certificate file for the ingest listener", func(c *Config, v string) error { c.TLSCert = v; return nil }, func(c *Config) string { return c.TLSCert }},
+	{"tls_key", "TLS key file for the ingest listener", func(c *Config, v string) error { c.TLSKey = v; return nil }, func(c *Config) string { return c.TLSKey }},
+	{"log_level", "debug, info, warn or error", func(c *Config, v string) error { c.LogLevel = v; return nil }, func(c *Config) string { return c.LogLevel }},
+	{"log_format", "auto, text or json", func(c *Config, v string) error { c.LogFormat = v; return nil }, func(c *Config) string { return c.LogFormat }},
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func envName(key string) string { return "SLUICE_" + strings.ToUpper(key) }
+func flagName(key string) string { return strings.ReplaceAll(key, "_", "-") }
+
+// EnvAdminToken and EnvConfig are the variables that are not settings.
+const (
+	EnvAdminToken = "SLUICE_ADMIN_TOKEN"
+	EnvConfig     = "SLUICE_CONFIG"
+)
+
+// Load builds the configuration of `sluice serve` from args (without the
+// subcommand) and the environment. Warnings (unknown SLUICE_ variables)
+// go to warn.
+func Load(name string, args []string, getenv func(string) string, environ []string, warn io.Writer) (*Config, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	configFile := fs.String("config", "", "YAML config file (env "+EnvConfig+")")
+	vals := make(map[string]*string, len(settings))
+	def := Default()
+	for _, s := range settings {
+		vals[s.key] = fs.String(flagName(s.key), s.get(&def), s.usage+" (env "+envName(s.key)+")")
+	}
+	fs.Usage = func() {}
+	if err := fs.Parse(args); err != nil {
+		return nil, UsageError{FlagSet: fs, Err: err}
+	}
+	if fs.NArg() > 0 {
+		return nil, UsageError{FlagSet: fs, Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+
+	cfg := Default()
+	path := *configFile
+	if path == "" {
+		path = getenv(EnvConfig)
+	}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		if err := decodeYAML(b, &cfg); err != nil {
+			return nil, fmt.Errorf("config file %s: %w", path, err)
+		}
+		cfg.File = path
+	}
+	known := map[string]bool{EnvAdminToken: true, EnvConfig: true}
+	for _, s := range settings {
+		known[envName(s.key)] = true
+		if v := getenv(envName(s.key)); v != "" {
+			if err := s.set(&cfg, v); err != nil {
+				return nil, fmt.Errorf("%s: %w", envName(s.key), err)
+			}
+		}
+	}
+	var unknown []string
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "SLUICE_") && !known[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	sort.Strings(unknown)
+	for _, k := range unknown {
+		fmt.Fprintf(warn, "warning: ignoring unknown environment variable %s\n", k)
+	}
+	var ferr error
+	fs.Visit(func(f *flag.Flag) {
+		for _, s := range settings {
+			if flagName(s.key) == f.Name {
+				if err := s.set(&cfg, *vals[s.key]); err != nil && ferr == nil {
+					ferr = fmt.Errorf("--%s: %w", f.Name, err)
+				}
+			}
+		}
+	})
+	if ferr != nil {
+		return nil, ferr
+	}
+	cfg.AdminToken = getenv(EnvAdminToken)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// UsageError is a command-line mistake; it carries the flag set to print
+// usage from.
+type UsageError struct {
+	FlagSet *flag.FlagSet
+	Err     error
+}
+
+func (e UsageError) Error() string { return e.Err.Error() }
+func (e UsageError) Unwrap() error { return e.Err }
+
+// PrintUsage writes the serve flags.
+func PrintUsage(w io.Writer, fs *flag.FlagSet) {
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}
+
+// decodeYAML decodes strictly: an unknown key is an error naming it.
+func decodeYAML(b []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil // an empty file
+		}
+		return err
+	}
+	return nil
+}
+
+// Validate checks every setting and reports all problems at once.
+func (c *Config) Validate() error {
+	var errs []error
+	for name, addr := range map[string]string{"listen": c.Listen, "admin_listen": c.AdminListen} {
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("%s: %q is not host:port", name, addr))
+		}
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir: empty"))
+	}
+	if c.WorkerID < 0 || c.WorkerID > event.MaxWorker {
+		errs = append(errs, fmt.Errorf("worker_id: %d is outside 0..%d", c.WorkerID, event.MaxWorker))
+	}
+	if c.Retention < 0 {
+		errs = append(errs, errors.New("retention: negative"))
+	}
+	if c.BodyLimit < 1<<10 || c.BodyLimit > 64<<20 {
+		errs = append(errs, fmt.Errorf("body_limit: %s is outside 1KiB..64MiB", c.BodyLimit))
+	}
+	if _, err := c.TrustedPrefixes(); err != nil {
+		errs = append(errs, err)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("tls_cert and tls_key go together"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log_level: %q is not debug, info, warn or error", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "auto", "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log_format: %q is not auto, text or json", c.LogFormat))
+	}
+	seen := map[uint32]bool{}
+	for i := range c.Projects {
+		p := &c.Projects[i]
+		if err := p.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("projects[%d] (id %d): %w", i, p.ID, err))
+		}
+		if seen[p.ID] {
+			errs = append(errs, fmt.Errorf("projects[%d]: id %d declared twice", i, p.ID))
+		}
+		seen[p.ID] = true
+	}
+	return errors.Join(errs...)
+}
+
+// TrustedPrefixes parses TrustedProxies; a bare address is a /32 or /128.
+func (c *Config) TrustedPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.TrustedProxies {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted_proxies: %q is not an address or CIDR", s)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}

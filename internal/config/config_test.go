@@ -1,0 +1,195 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) (func(string) string, []string) {
+	var environ []string
+	for k, v := range m {
+		environ = append(environ, k+"="+v)
+	}
+	return func(k string) string { return m[k] }, environ
+}
+
+func load(t *testing.T, args []string, vars map[string]string) (*Config, string, error) {
+	t.Helper()
+	get, environ := env(vars)
+	var warn bytes.Buffer
+	c, err := Load("serve", args, get, environ, &warn)
+	return c, warn.String(), err
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "sluice.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaults(t *testing.T) {
+	c, _, err := load(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != ":8080" || c.AdminListen != "127.0.0.1:8081" || c.DataDir != "./sluice-data" ||
+		time.Duration(c.Retention) != 30*24*time.Hour || c.BodyLimit != 100*1024 || c.WorkerID != 0 {
+		t.Fatalf("defaults %+v", c)
+	}
+}
+
+func TestPrecedenceFlagOverEnvOverFile(t *testing.T) {
+	file := writeFile(t, "listen: \":7000\"\nadmin_listen: \"127.0.0.1:7001\"\ndata_dir: /tmp/from-file\nworker_id: 3\n")
+	c, _, err := load(t, []string{"--config", file, "--listen", ":9000"}, map[string]string{
+		"SLUICE_LISTEN": ":8500", "SLUICE_DATA_DIR": "/tmp/from-env",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != ":9000" {
+		t.Errorf("listen %q: the flag must win", c.Listen)
+	}
+	if c.DataDir != "/tmp/from-env" {
+		t.Errorf("data_dir %q: the environment must beat the file", c.DataDir)
+	}
+	if c.AdminListen != "127.0.0.1:7001" || c.WorkerID != 3 {
+		t.Errorf("file values lost: %+v", c)
+	}
+	if c.File != file {
+		t.Errorf("file %q", c.File)
+	}
+}
+
+func TestConfigFromEnvVariable(t *testing.T) {
+	file := writeFile(t, "worker_id: 9\n")
+	c, _, err := load(t, nil, map[string]string{"SLUICE_CONFIG": file})
+	if err != nil || c.WorkerID != 9 {
+		t.Fatalf("%+v %v", c, err)
+	}
+}
+
+func TestUnknownKeyIsNamed(t *testing.T) {
+	for _, body := range []string{
+		"listen: \":8080\"\nretension: 24h\n",
+		"projects:\n  - id: 1\n    name: shop\n    settings:\n      webhook_auth: token\n      redirect_host: [a.com]\n",
+	} {
+		file := writeFile(t, body)
+		_, _, err := load(t, []string{"--config", file}, nil)
+		if err == nil {
+			t.Fatalf("accepted %q", body)
+		}
+		key := "retension"
+		if strings.Contains(body, "redirect_host:") {
+			key = "redirect_host"
+		}
+		if !strings.Contains(err.Error(), key) {
+			t.Fatalf("error %q does not name %q", err, key)
+		}
+	}
+}
+
+func TestUnknownEnvWarns(t *testing.T) {
+	_, warn, err := load(t, nil, map[string]string{"SLUICE_LISTN": ":1", "SLUICE_ADMIN_TOKEN": "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(warn, "SLUICE_LISTN") || strings.Contains(warn, "ADMIN_TOKEN") {
+		t.Fatalf("warnings %q", warn)
+	}
+}
+
+func TestAdminTokenOnlyFromEnv(t *testing.T) {
+	c, _, err := load(t, nil, map[string]string{"SLUICE_ADMIN_TOKEN": "secret-1"})
+	if err != nil || c.AdminToken != "secret-1" {
+		t.Fatalf("%+v %v", c, err)
+	}
+	if _, _, err := load(t, []string{"--admin-token", "x"}, nil); err == nil {
+		t.Fatal("admin token accepted as a flag")
+	}
+	file := writeFile(t, "admin_token: x\n")
+	if _, _, err := load(t, []string{"--config", file}, nil); err == nil {
+		t.Fatal("admin token accepted from the file")
+	}
+}
+
+func TestValidationListsEveryProblem(t *testing.T) {
+	_, _, err := load(t, []string{"--listen", "nope", "--worker-id", "2000", "--log-level", "loud", "--trusted-proxies", "10.0.0.0/8,bad"}, nil)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"listen", "worker_id", "log_level", "trusted_proxies"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+	var ue UsageError
+	if _, _, err := load(t, []string{"--no-such-flag"}, nil); !errors.As(err, &ue) {
+		t.Fatalf("unknown flag: %v", err)
+	}
+}
+
+func TestProjectsFromFile(t *testing.T) {
+	file := writeFile(t, `
+projects:
+  - id: 7
+    name: shop
+    settings:
+      webhook_auth: token
+      redirect_hosts: [example.com, "*.shop.io"]
+    tokens:
+      - name: crm
+        secret: abc123
+      - name: ci
+        sha256: 6ca13d52ca70c883e0f0bb101e425a89e8624de51db2d2392593af6a84118090
+`)
+	c, _, err := load(t, []string{"--config", file}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Projects) != 1 || c.Projects[0].Settings.WebhookAuth != "token" || len(c.Projects[0].Tokens) != 2 {
+		t.Fatalf("%+v", c.Projects)
+	}
+	bad := writeFile(t, "projects:\n  - id: 7\n    name: shop\n    tokens:\n      - name: x\n        secret: ab\n")
+	if _, _, err := load(t, []string{"--config", bad}, nil); err == nil || !strings.Contains(err.Error(), "tokens[0]") {
+		t.Fatalf("short secret: %v", err)
+	}
+}
+
+func TestUnits(t *testing.T) {
+	sizes := map[string]Size{"100KB": 100 << 10, "100kib": 100 << 10, "1MiB": 1 << 20, "2m": 2 << 20, "4096": 4096, "512B": 512}
+	for in, want := range sizes {
+		var z Size
+		if err := z.Set(in); err != nil || z != want {
+			t.Errorf("size %q = %d, %v; want %d", in, z, err, want)
+		}
+	}
+	for _, bad := range []string{"", "x", "-1", "1GB", "1.5MB"} {
+		var z Size
+		if z.Set(bad) == nil {
+			t.Errorf("size %q accepted", bad)
+		}
+	}
+	durs := map[string]time.Duration{"30d": 30 * 24 * time.Hour, "720h": 720 * time.Hour, "90s": 90 * time.Second, "0": 0, "0.5d": 12 * time.Hour}
+	for in, want := range durs {
+		var d Duration
+		if err := d.Set(in); err != nil || time.Duration(d) != want {
+			t.Errorf("duration %q = %v, %v; want %v", in, time.Duration(d), err, want)
+		}
+	}
+	if Duration(30*24*time.Hour).String() != "30d" || Size(100<<10).String() != "100KiB" {
+		t.Error("String forms")
+	}
+	file := writeFile(t, "retention: 7d\nbody_limit: 1MiB\n")
+	c, _, err := load(t, []string{"--config", file}, nil)
+	if err != nil || time.Duration(c.Retention) != 7*24*time.Hour || c.BodyLimit != 1<<20 {
+		t.Fatalf("%+v %v", c, err)
+	}
+}
