@@ -1,0 +1,233 @@
+// Package admin is the admin listener: the REST API under /api/v1 (always
+// behind the admin token), Prometheus metrics and health checks. Handlers
+// return a value or an error; one function renders both.
+package admin
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/eventlog"
+	"github.com/sluicehq/sluice/internal/project"
+)
+
+// EventReader is the part of the event log the API reads.
+type EventReader interface {
+	Read(ctx context.Context, q eventlog.Query) ([]eventlog.Record, error)
+	Head() event.ID
+	Changed() <-chan struct{}
+}
+
+// Config configures the admin handler.
+type Config struct {
+	// TokenHash is the SHA-256 of the admin token.
+	TokenHash [32]byte
+	// Ready reports readiness for /readyz.
+	Ready func() bool
+	// MaxWait caps the long-poll of GET /api/v1/events?wait= (default 60s).
+	MaxWait time.Duration
+}
+
+// Server is the admin handler.
+type Server struct {
+	cfg      Config
+	projects *project.Store
+	events   EventReader
+	logger   *slog.Logger
+	mux      *http.ServeMux
+}
+
+// New returns the admin handler.
+func New(cfg Config, projects *project.Store, events EventReader, gatherer prometheus.Gatherer, logger *slog.Logger) *Server {
+	if cfg.Ready == nil {
+		cfg.Ready = func() bool { return true }
+	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = 60 * time.Second
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, projects: projects, events: events, logger: logger, mux: http.NewServeMux()}
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)}))
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Ready() {
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+			return
+		}
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
+	})
+	s.api("GET /api/v1/projects", s.listProjects)
+	s.api("POST /api/v1/projects", s.createProject)
+	s.api("GET /api/v1/projects/{id}", s.getProject)
+	s.api("PATCH /api/v1/projects/{id}", s.updateProject)
+	s.api("DELETE /api/v1/projects/{id}", s.deleteProject)
+	s.api("GET /api/v1/projects/{id}/tokens", s.listTokens)
+	s.api("POST /api/v1/projects/{id}/tokens", s.createToken)
+	s.api("DELETE /api/v1/projects/{id}/tokens/{token}", s.revokeToken)
+	s.api("GET /api/v1/events", s.listEvents)
+	s.mux.HandleFunc("/api/", s.authenticated(func(r *http.Request) (any, error) {
+		return nil, errorf(http.StatusNotFound, "no API endpoint %s %s", r.Method, r.URL.Path)
+	}))
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, apiError{Status: http.StatusNotFound, Message: "not found; the API is under /api/v1"})
+	})
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// handlerFunc is an API handler: it returns what to encode, or an error.
+type handlerFunc func(r *http.Request) (any, error)
+
+func (s *Server) api(pattern string, h handlerFunc) {
+	s.mux.HandleFunc(pattern, s.authenticated(h))
+}
+
+// authenticated checks the admin token and renders the handler's outcome.
+func (s *Server) authenticated(h handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !s.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
+			writeJSON(w, http.StatusUnauthorized, apiError{Status: http.StatusUnauthorized, Message: "admin token required: Authorization: Bearer <token>"})
+			return
+		}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.logger.Error("panic in admin handler", "panic", p, "path", r.URL.Path, "stack", string(debug.Stack()))
+				writeJSON(w, http.StatusInternalServerError, apiError{Status: 500, Message: "internal error"})
+			}
+		}()
+		v, err := h(r)
+		if err != nil {
+			s.renderError(w, r, err)
+			return
+		}
+		switch v := v.(type) {
+		case nil:
+			w.WriteHeader(http.StatusNoContent)
+		case created:
+			writeJSON(w, http.StatusCreated, v.v)
+		case rawJSON:
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Content-Length", strconv.Itoa(len(v)))
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write(v)
+		default:
+			writeJSON(w, http.StatusOK, v)
+		}
+	}
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	auth := r.Header.Get("Authorization")
+	if len(auth) < 8 || !strings.EqualFold(auth[:7], "bearer ") {
+		return false
+	}
+	h := sha256.Sum256([]byte(strings.TrimSpace(auth[7:])))
+	return subtle.ConstantTimeCompare(h[:], s.cfg.TokenHash[:]) == 1
+}
+
+// created marks a value answered with 201.
+type created struct{ v any }
+
+// rawJSON is written as is.
+type rawJSON []byte
+
+// apiError is the JSON error body of the admin API.
+type apiError struct {
+	Status  int               `json:"-"`
+	Message string            `json:"message"`
+	Errors  event.FieldErrors `json:"errors,omitempty"`
+}
+
+func (e *apiError) Error() string { return e.Message }
+
+func errorf(status int, format string, args ...any) *apiError {
+	return &apiError{Status: status, Message: fmt.Sprintf(format, args...)}
+}
+
+func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+	case errors.Is(err, project.ErrNotFound):
+		ae = &apiError{Status: http.StatusNotFound, Message: err.Error()}
+	case errors.Is(err, project.ErrExists):
+		ae = &apiError{Status: http.StatusConflict, Message: err.Error()}
+	case errors.Is(err, project.ErrInvalid):
+		ae = &apiError{Status: http.StatusBadRequest, Message: err.Error()}
+	case errors.Is(err, context.Canceled):
+		return // the client went away
+	default:
+		s.logger.Error("admin API", "method", r.Method, "path", r.URL.Path, "err", err)
+		ae = &apiError{Status: http.StatusInternalServerError, Message: "internal error"}
+	}
+	writeJSON(w, ae.Status, ae)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"message":"internal error"}`)
+	}
+	b = append(b, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// decode reads a JSON request body strictly into v.
+func decode(r *http.Request, v any) error {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20+1))
+	if err != nil {
+		return errorf(http.StatusBadRequest, "reading the body: %v", err)
+	}
+	if len(b) > 1<<20 {
+		return errorf(http.StatusRequestEntityTooLarge, "body is larger than 1 MiB")
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return errorf(http.StatusBadRequest, "a JSON body is required")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errorf(http.StatusBadRequest, "invalid body: %v", err)
+	}
+	if dec.More() {
+		return errorf(http.StatusBadRequest, "invalid body: more than one JSON value")
+	}
+	return nil
+}
+
+func pathProject(r *http.Request) (uint32, error) {
+	n, err := strconv.ParseUint(r.PathValue("id"), 10, 32)
+	if err != nil {
+		return 0, &apiError{Status: http.StatusBadRequest, Message: "project id must be a non-negative integer below 4294967296",
+			Errors: event.FieldErrors{{Path: "id", Message: "not a project id"}}}
+	}
+	return uint32(n), nil
+}

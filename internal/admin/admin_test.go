@@ -1,0 +1,265 @@
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/eventlog/logtest"
+	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
+	"github.com/sluicehq/sluice/internal/project"
+)
+
+const adminToken = "sla_test_token"
+
+type fixture struct {
+	srv      *httptest.Server
+	log      *sqlite.Log
+	projects *project.Store
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	gen, _ := event.NewGenerator(0, nil)
+	reg := prometheus.NewRegistry()
+	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "events.db")}, gen, reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := project.Open(filepath.Join(dir, "state.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := New(Config{TokenHash: sha256.Sum256([]byte(adminToken)), MaxWait: 5 * time.Second}, ps, l, reg, nil)
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() { srv.Close(); l.Close(); ps.Close() })
+	return &fixture{srv: srv, log: l, projects: ps}
+}
+
+func (f *fixture) call(t *testing.T, method, path, body string, token string) (int, []byte, http.Header) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, f.srv.URL+path, rd)
+	if token != "" {
+		req.Header.Set("Authorization", token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, resp.Header
+}
+
+func (f *fixture) api(t *testing.T, method, path, body string, wantStatus int, out any) []byte {
+	t.Helper()
+	status, b, _ := f.call(t, method, path, body, "Bearer "+adminToken)
+	if status != wantStatus {
+		t.Fatalf("%s %s: status %d, want %d: %s", method, path, status, wantStatus, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, path, err, b)
+		}
+	}
+	return b
+}
+
+func TestAPINeedsTheAdminToken(t *testing.T) {
+	f := newFixture(t)
+	paths := []string{"GET /api/v1/projects", "POST /api/v1/projects", "GET /api/v1/projects/0", "PATCH /api/v1/projects/0",
+		"DELETE /api/v1/projects/5", "GET /api/v1/projects/0/tokens", "POST /api/v1/projects/0/tokens",
+		"DELETE /api/v1/projects/0/tokens/tok_x", "GET /api/v1/events", "GET /api/v1/nothing-here", "GET /api/other"}
+	for _, p := range paths {
+		method, path, _ := strings.Cut(p, " ")
+		for _, auth := range []string{"", "Bearer wrong", "Basic " + adminToken, "Bearer " + adminToken + "x", "Bearer"} {
+			status, b, h := f.call(t, method, path, `{"name":"x"}`, auth)
+			if status != 401 || h.Get("WWW-Authenticate") == "" || !strings.Contains(string(b), "admin token required") {
+				t.Errorf("%s with %q: %d %s", p, auth, status, b)
+			}
+		}
+	}
+	if len(f.projects.List()) != 1 {
+		t.Fatal("an unauthenticated call changed state")
+	}
+	for _, p := range []string{"/metrics", "/healthz", "/readyz"} {
+		if status, _, _ := f.call(t, "GET", p, "", ""); status != 200 {
+			t.Errorf("%s: %d", p, status)
+		}
+	}
+}
+
+func TestProjectsAndTokens(t *testing.T) {
+	f := newFixture(t)
+	var p project.Project
+	f.api(t, "POST", "/api/v1/projects", `{"name":"shop","settings":{"webhook_auth":"token","redirect_hosts":["example.com"]}}`, 201, &p)
+	if p.ID != 1 || p.Name != "shop" || p.Settings.WebhookAuth != "token" {
+		t.Fatalf("created %+v", p)
+	}
+	f.api(t, "POST", "/api/v1/projects", `{"id":1,"name":"again"}`, 409, nil)
+	b := f.api(t, "POST", "/api/v1/projects", `{"name":"x","settings":{"webhook_auth":"token","redirect_host":[]}}`, 400, nil)
+	if !strings.Contains(string(b), "redirect_host") {
+		t.Fatalf("unknown field not named: %s", b)
+	}
+	f.api(t, "POST", "/api/v1/projects", `{"name":"x","settings":{"webhook_auth":"magic"}}`, 400, nil)
+	f.api(t, "POST", "/api/v1/projects", ``, 400, nil)
+	f.api(t, "GET", "/api/v1/projects/abc", "", 400, nil)
+	f.api(t, "GET", "/api/v1/projects/77", "", 404, nil)
+
+	var list ProjectList
+	f.api(t, "GET", "/api/v1/projects", "", 200, &list)
+	if len(list.Projects) != 2 || list.Projects[0].ID != 0 || list.Projects[1].ID != 1 {
+		t.Fatalf("list %+v", list)
+	}
+	var up project.Project
+	f.api(t, "PATCH", "/api/v1/projects/1", `{"name":"shop2"}`, 200, &up)
+	if up.Name != "shop2" || up.Settings.WebhookAuth != "token" {
+		t.Fatalf("patched %+v", up)
+	}
+
+	var ct CreatedToken
+	f.api(t, "POST", "/api/v1/projects/1/tokens", `{"name":"crm"}`, 201, &ct)
+	if !strings.HasPrefix(ct.Secret, "sl_") || ct.Token.ProjectID != 1 || ct.Token.Name != "crm" {
+		t.Fatalf("token %+v", ct)
+	}
+	var imported CreatedToken
+	f.api(t, "POST", "/api/v1/projects/1/tokens", `{"name":"legacy","secret":"abc123"}`, 201, &imported)
+	f.api(t, "POST", "/api/v1/projects/0/tokens", `{"name":"steal","secret":"abc123"}`, 409, nil)
+	f.api(t, "POST", "/api/v1/projects/55/tokens", `{"name":"x"}`, 404, nil)
+	raw := f.api(t, "GET", "/api/v1/projects/1/tokens", "", 200, nil)
+	if strings.Contains(string(raw), ct.Secret) || strings.Contains(string(raw), "abc123") {
+		t.Fatalf("token list reveals a secret: %s", raw)
+	}
+	var toks TokenList
+	json.Unmarshal(raw, &toks)
+	if len(toks.Tokens) != 2 {
+		t.Fatalf("tokens %+v", toks)
+	}
+	if p, _, ok := f.projects.Authenticate(ct.Secret); !ok || p != 1 {
+		t.Fatal("created token does not authenticate")
+	}
+	var rev project.Token
+	f.api(t, "DELETE", "/api/v1/projects/1/tokens/"+ct.Token.ID, "", 200, &rev)
+	if rev.RevokedAt == nil {
+		t.Fatalf("revoked %+v", rev)
+	}
+	if _, _, ok := f.projects.Authenticate(ct.Secret); ok {
+		t.Fatal("revoked token authenticates")
+	}
+	f.api(t, "DELETE", "/api/v1/projects/0/tokens/"+imported.Token.ID, "", 404, nil)
+	f.api(t, "DELETE", "/api/v1/projects/0", "", 400, nil)
+	f.api(t, "DELETE", "/api/v1/projects/1", "", 204, nil)
+	f.api(t, "GET", "/api/v1/projects/1", "", 404, nil)
+}
+
+type eventsPage struct {
+	Events []json.RawMessage `json:"events"`
+	Next   event.ID          `json:"next"`
+	Head   event.ID          `json:"head"`
+}
+
+func TestEventsQueryAndCursor(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	var evs []*event.Event
+	for i := 0; i < 10; i++ {
+		key := "in.gen.calltrack.call"
+		if i%2 == 1 {
+			key = "in.gen.crm.lead"
+		}
+		evs = append(evs, logtest.Event(uint32(i%3), key, i))
+	}
+	if _, err := f.log.Append(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	var page eventsPage
+	f.api(t, "GET", "/api/v1/events?limit=4", "", 200, &page)
+	if len(page.Events) != 4 || page.Next != evs[3].ID || page.Head != evs[9].ID {
+		t.Fatalf("page %d events next %d head %d", len(page.Events), page.Next, page.Head)
+	}
+	var first event.Event
+	json.Unmarshal(page.Events[0], &first)
+	if first.ID != evs[0].ID || first.Key != evs[0].Key || string(first.Data) != string(evs[0].Data) {
+		t.Fatalf("first %+v", first)
+	}
+	f.api(t, "GET", "/api/v1/events?after="+page.Next.String(), "", 200, &page)
+	if len(page.Events) != 6 || page.Next != evs[9].ID {
+		t.Fatalf("after page: %d next %d", len(page.Events), page.Next)
+	}
+	f.api(t, "GET", "/api/v1/events?project=1,2&key=in.gen.crm.*", "", 200, &page)
+	for _, raw := range page.Events {
+		var e event.Event
+		json.Unmarshal(raw, &e)
+		if e.Key != "in.gen.crm.lead" || e.ProjectID == 0 {
+			t.Fatalf("filtered event %+v", e)
+		}
+	}
+	if len(page.Events) != 3 { // i = 1, 5, 7 have key crm.lead and project 1 or 2
+		t.Fatalf("%d filtered events", len(page.Events))
+	}
+	since := time.UnixMilli(evs[2].Time).UTC().Format(time.RFC3339Nano)
+	f.api(t, "GET", "/api/v1/events?since="+since+"&until="+strconv.FormatInt(evs[5].Time, 10), "", 200, &page)
+	if len(page.Events) != 3 {
+		t.Fatalf("time range: %d events", len(page.Events))
+	}
+	b := f.api(t, "GET", "/api/v1/events?project=x&limit=0&after=y&since=yesterday&wait=soon", "", 400, nil)
+	for _, field := range []string{`"project"`, `"limit"`, `"after"`, `"since"`, `"wait"`} {
+		if !strings.Contains(string(b), field) {
+			t.Errorf("error body %s lacks %s", b, field)
+		}
+	}
+	// An empty page keeps the cursor.
+	f.api(t, "GET", "/api/v1/events?after="+evs[9].ID.String(), "", 200, &page)
+	if len(page.Events) != 0 || page.Next != evs[9].ID {
+		t.Fatalf("empty page %+v", page)
+	}
+}
+
+func TestEventsLongPoll(t *testing.T) {
+	f := newFixture(t)
+	head := f.log.Head()
+	done := make(chan eventsPage, 1)
+	start := time.Now()
+	go func() {
+		var page eventsPage
+		f.api(t, "GET", "/api/v1/events?after="+head.String()+"&wait=5s", "", 200, &page)
+		done <- page
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if _, err := f.log.Append(context.Background(), []*event.Event{logtest.Event(0, "k", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case page := <-done:
+		if len(page.Events) != 1 {
+			t.Fatalf("long poll answered %d events", len(page.Events))
+		}
+		if time.Since(start) > 4*time.Second {
+			t.Fatal("long poll did not wake on the commit")
+		}
+	case <-time.After(6 * time.Second):
+		t.Fatal("long poll never answered")
+	}
+	// With nothing new, wait= times out with an empty page.
+	var page eventsPage
+	f.api(t, "GET", "/api/v1/events?after="+f.log.Head().String()+"&wait=50ms", "", 200, &page)
+	if len(page.Events) != 0 {
+		t.Fatalf("%d events", len(page.Events))
+	}
+}

@@ -1,0 +1,129 @@
+package admin
+
+import (
+	"net/http"
+
+	"github.com/sluicehq/sluice/internal/project"
+)
+
+// ProjectList is the answer of GET /api/v1/projects.
+type ProjectList struct {
+	Projects []project.Project `json:"projects"`
+}
+
+// CreateProject is the body of POST /api/v1/projects.
+type CreateProject struct {
+	ID       *uint32          `json:"id,omitempty"`
+	Name     string           `json:"name"`
+	Settings project.Settings `json:"settings"`
+}
+
+// UpdateProject is the body of PATCH /api/v1/projects/{id}; absent fields
+// are left as they are, and settings are replaced whole.
+type UpdateProject struct {
+	Name     *string           `json:"name,omitempty"`
+	Settings *project.Settings `json:"settings,omitempty"`
+}
+
+// TokenList is the answer of GET /api/v1/projects/{id}/tokens.
+type TokenList struct {
+	Tokens []project.Token `json:"tokens"`
+}
+
+// CreateToken is the body of POST /api/v1/projects/{id}/tokens. Secret is
+// optional: it imports a token a sender already uses.
+type CreateToken struct {
+	Name   string `json:"name"`
+	Secret string `json:"secret,omitempty"`
+}
+
+// CreatedToken is the answer of POST /api/v1/projects/{id}/tokens: the
+// only time the secret is shown.
+type CreatedToken struct {
+	Token  project.Token `json:"token"`
+	Secret string        `json:"secret"`
+}
+
+func (s *Server) listProjects(r *http.Request) (any, error) {
+	return ProjectList{Projects: s.projects.List()}, nil
+}
+
+func (s *Server) createProject(r *http.Request) (any, error) {
+	var req CreateProject
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	p, err := s.projects.Create(r.Context(), req.ID, req.Name, req.Settings)
+	if err != nil {
+		return nil, err
+	}
+	return created{p}, nil
+}
+
+func (s *Server) getProject(r *http.Request) (any, error) {
+	id, err := pathProject(r)
+	if err != nil {
+		return nil, err
+	}
+	p, ok := s.projects.Get(id)
+	if !ok {
+		return nil, errorf(http.StatusNotFound, "project %d does not exist", id)
+	}
+	return p, nil
+}
+
+func (s *Server) updateProject(r *http.Request) (any, error) {
+	id, err := pathProject(r)
+	if err != nil {
+		return nil, err
+	}
+	var req UpdateProject
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	return s.projects.Update(r.Context(), id, req.Name, req.Settings)
+}
+
+func (s *Server) deleteProject(r *http.Request) (any, error) {
+	id, err := pathProject(r)
+	if err != nil {
+		return nil, err
+	}
+	return nil, s.projects.Delete(r.Context(), id)
+}
+
+func (s *Server) listTokens(r *http.Request) (any, error) {
+	id, err := pathProject(r)
+	if err != nil {
+		return nil, err
+	}
+	ts, err := s.projects.Tokens(r.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	return TokenList{Tokens: ts}, nil
+}
+
+func (s *Server) createToken(r *http.Request) (any, error) {
+	id, err := pathProject(r)
+	if err != nil {
+		return nil, err
+	}
+	var req CreateToken
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	t, secret, err := s.projects.CreateToken(r.Context(), id, req.Name, req.Secret)
+	if err != nil {
+		return nil, err
+	}
+	return created{CreatedToken{Token: t, Secret: secret}}, nil
+}
+
+func (s *Server) revokeToken(r *http.Request) (any, error) {
+	id, err := pathProject(r)
+	if err != nil {
+		return nil, err
+	}
+	return s.projects.RevokeToken(r.Context(), id, r.PathValue("token"))
+}
