@@ -108,7 +108,7 @@ func splitList(v string) []string {
 	return out
 }
 
-func envName(key string) string { return "SLUICE_" + strings.ToUpper(key) }
+func envName(key string) string  { return "SLUICE_" + strings.ToUpper(key) }
 func flagName(key string) string { return strings.ReplaceAll(key, "_", "-") }
 
 // EnvAdminToken and EnvConfig are the variables that are not settings.
