@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -85,6 +86,12 @@ func New(cfg Config, projects *project.Store, events EventReader, gatherer prome
 	s.api("POST /api/v1/projects/{id}/tokens", s.createToken)
 	s.api("DELETE /api/v1/projects/{id}/tokens/{token}", s.revokeToken)
 	s.api("GET /api/v1/events", s.listEvents)
+	// Profiling, behind the admin token like the API.
+	s.mux.Handle("/debug/pprof/", s.guard(http.HandlerFunc(pprof.Index)))
+	s.mux.Handle("/debug/pprof/profile", s.guard(http.HandlerFunc(pprof.Profile)))
+	s.mux.Handle("/debug/pprof/trace", s.guard(http.HandlerFunc(pprof.Trace)))
+	s.mux.Handle("/debug/pprof/symbol", s.guard(http.HandlerFunc(pprof.Symbol)))
+	s.mux.Handle("/debug/pprof/cmdline", s.guard(http.HandlerFunc(pprof.Cmdline)))
 	s.mux.HandleFunc("/api/", s.authenticated(func(r *http.Request) (any, error) {
 		return nil, errorf(http.StatusNotFound, "no API endpoint %s %s", r.Method, r.URL.Path)
 	}))
@@ -103,12 +110,27 @@ func (s *Server) api(pattern string, h handlerFunc) {
 	s.mux.HandleFunc(pattern, s.authenticated(h))
 }
 
+// guard lets only holders of the admin token through to h.
+func (s *Server) guard(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.authorized(r) {
+			s.unauthorized(w)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
+	writeJSON(w, http.StatusUnauthorized, apiError{Status: http.StatusUnauthorized, Message: "admin token required: Authorization: Bearer <token>"})
+}
+
 // authenticated checks the admin token and renders the handler's outcome.
 func (s *Server) authenticated(h handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !s.authorized(r) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
-			writeJSON(w, http.StatusUnauthorized, apiError{Status: http.StatusUnauthorized, Message: "admin token required: Authorization: Bearer <token>"})
+			s.unauthorized(w)
 			return
 		}
 		defer func() {

@@ -41,7 +41,9 @@ func (s *Server) listEvents(r *http.Request) (any, error) {
 		case <-deadline:
 			return renderEvents(nil, q.After, s.events.Head()), nil
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			// The client left, or the server is stopping: answer what
+			// there is, which is nothing yet.
+			return renderEvents(nil, q.After, s.events.Head()), nil
 		}
 	}
 }

@@ -111,10 +111,11 @@ func splitList(v string) []string {
 func envName(key string) string  { return "SLUICE_" + strings.ToUpper(key) }
 func flagName(key string) string { return strings.ReplaceAll(key, "_", "-") }
 
-// EnvAdminToken and EnvConfig are the variables that are not settings.
+// Variables that are not serve settings.
 const (
-	EnvAdminToken = "SLUICE_ADMIN_TOKEN"
-	EnvConfig     = "SLUICE_CONFIG"
+	EnvAdminToken = "SLUICE_ADMIN_TOKEN" // the admin token (serve and CLI)
+	EnvConfig     = "SLUICE_CONFIG"      // the config file
+	EnvAdminURL   = "SLUICE_ADMIN_URL"   // where the CLI finds a running server
 )
 
 // Load builds the configuration of `sluice serve` from args (without the
@@ -152,7 +153,7 @@ func Load(name string, args []string, getenv func(string) string, environ []stri
 		}
 		cfg.File = path
 	}
-	known := map[string]bool{EnvAdminToken: true, EnvConfig: true}
+	known := map[string]bool{EnvAdminToken: true, EnvConfig: true, EnvAdminURL: true}
 	for _, s := range settings {
 		known[envName(s.key)] = true
 		if v := getenv(envName(s.key)); v != "" {

@@ -16,6 +16,9 @@ import (
 // replaces its value in place, a new key goes last.
 type object struct {
 	members []member
+	// raw, when set, is the compact JSON of exactly members: a parsed body
+	// that nothing has changed since, which can be stored as is.
+	raw []byte
 }
 
 type member struct {
@@ -34,6 +37,7 @@ func (o *object) index(key string) int {
 
 // set stores val (compact JSON) under key.
 func (o *object) set(key string, val []byte) {
+	o.raw = nil
 	if i := o.index(key); i >= 0 {
 		o.members[i].val = val
 		return
@@ -51,12 +55,16 @@ func (o *object) get(key string) ([]byte, bool) {
 
 func (o *object) remove(key string) {
 	if i := o.index(key); i >= 0 {
+		o.raw = nil
 		o.members = append(o.members[:i], o.members[i+1:]...)
 	}
 }
 
 // appendJSON appends the object as compact JSON.
 func (o *object) appendJSON(dst []byte) []byte {
+	if o.raw != nil {
+		return append(dst, o.raw...)
+	}
 	dst = append(dst, '{')
 	for i, m := range o.members {
 		if i > 0 {
@@ -69,42 +77,63 @@ func (o *object) appendJSON(dst []byte) []byte {
 	return append(dst, '}')
 }
 
+// json returns the object as compact JSON, reusing the parsed body when
+// nothing changed it. The caller owns the result.
+func (o *object) json() []byte {
+	if o.raw != nil {
+		return o.raw
+	}
+	n := 2
+	for _, m := range o.members {
+		n += len(m.key) + len(m.val) + 4
+	}
+	return o.appendJSON(make([]byte, 0, n))
+}
+
 // errNotObject is returned for a JSON body that is valid but not an object.
 var errNotObject = errors.New("must be a JSON object")
 
 // parseJSONObject reads a JSON object body into o, keeping member order
-// and letting a repeated key's last value win (as JSON.parse does).
+// and letting a repeated key's last value win (as JSON.parse does). One
+// pass of json.Compact validates and compacts; the members are then
+// slices of that compact copy.
 func parseJSONObject(body []byte, o *object) error {
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	if err := json.Unmarshal(body, new(json.RawMessage)); err != nil {
+	var buf bytes.Buffer
+	buf.Grow(len(body))
+	if err := json.Compact(&buf, body); err != nil {
+		// Compact's errors carry no offset; decoding says where it broke.
+		if uerr := json.Unmarshal(body, new(json.RawMessage)); uerr != nil {
+			err = uerr
+		}
 		return describeJSONError(body, err)
 	}
-	if len(trimmed) == 0 || trimmed[0] != '{' {
+	b := buf.Bytes()
+	if len(b) == 0 || b[0] != '{' {
 		return errNotObject
 	}
-	// The body is valid JSON, so the scan below needs no error handling
-	// beyond bounds.
-	b := trimmed
-	i := skipWS(b, 1)
-	if b[i] == '}' {
-		return nil
-	}
-	for {
+	o.members = make([]member, 0, 16)
+	dup := false
+	i := 1
+	for b[i] != '}' {
 		kEnd := scanString(b, i)
 		key := decodeKey(b[i:kEnd])
-		i = skipWS(b, kEnd)
-		i = skipWS(b, i+1) // ':'
-		vEnd := scanValue(b, i)
-		var buf bytes.Buffer
-		buf.Grow(vEnd - i)
-		_ = json.Compact(&buf, b[i:vEnd])
-		o.set(key, buf.Bytes())
-		i = skipWS(b, vEnd)
-		if b[i] == '}' {
-			return nil
+		vEnd := scanValue(b, kEnd+1) // after ':'
+		val := b[kEnd+1 : vEnd : vEnd]
+		if j := o.index(key); j >= 0 {
+			o.members[j].val = val
+			dup = true
+		} else {
+			o.members = append(o.members, member{key: key, val: val})
 		}
-		i = skipWS(b, i+1) // ','
+		i = vEnd
+		if b[i] == ',' {
+			i++
+		}
 	}
+	if !dup {
+		o.raw = b
+	}
+	return nil
 }
 
 // describeJSONError turns a decoding error into a message with a byte
@@ -118,13 +147,6 @@ func describeJSONError(body []byte, err error) error {
 		return errors.New("empty JSON body")
 	}
 	return fmt.Errorf("invalid JSON: %s", err.Error())
-}
-
-func skipWS(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
-		i++
-	}
-	return i
 }
 
 // scanString returns the index after the string literal starting at b[i].
@@ -161,9 +183,9 @@ func scanValue(b []byte, i int) int {
 			}
 		}
 		return len(b)
-	default:
+	default: // a number or a literal, in compact JSON
 		j := i
-		for j < len(b) && !strings.ContainsRune(",}] \t\r\n", rune(b[j])) {
+		for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' {
 			j++
 		}
 		return j

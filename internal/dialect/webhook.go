@@ -199,7 +199,7 @@ func (w *Webhook) Decode(r *Request) (*WebhookResult, error) {
 			Ref:  hr.Header.Get("Referer"),
 			Host: hr.Host,
 		},
-		Data:       body.appendJSON(make([]byte, 0, 2+len(r.Body)+len(hr.URL.RawQuery))),
+		Data:       body.json(),
 		Time:       ms,
 		Dialect:    DialectWebhook,
 		ReceivedAt: ms,

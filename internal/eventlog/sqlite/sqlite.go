@@ -78,6 +78,11 @@ type Log struct {
 	stopCkp context.CancelFunc
 	ckpDone chan struct{}
 
+	// ckpWant asks the writer to finish a checkpoint between commits: a
+	// background checkpoint never catches up with a busy writer, and the
+	// WAL only starts over (instead of growing) once one has.
+	ckpWant atomic.Bool
+
 	head    atomic.Uint64
 	chMu    sync.Mutex
 	changed chan struct{}
@@ -202,7 +207,7 @@ func (l *Log) init() error {
 	if sync != 2 { // FULL: the WAL is fsynced at every commit
 		return fmt.Errorf("open log %s: synchronous is %d, want 2 (FULL)", l.cfg.Path, sync)
 	}
-	if _, err := conn.ExecContext(ctx, "PRAGMA wal_autocheckpoint=0"); err != nil {
+	if _, err := conn.ExecContext(ctx, "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864"); err != nil {
 		return fmt.Errorf("open log %s: %w", l.cfg.Path, err)
 	}
 	var version int
@@ -337,6 +342,12 @@ func (l *Log) run() {
 			}
 		}
 		l.commitGroup(batch)
+		if l.ckpWant.Load() {
+			l.ckpWant.Store(false)
+			if _, err := l.wconn.ExecContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+				l.log.Warn("wal checkpoint", "err", err)
+			}
+		}
 	}
 }
 
@@ -536,6 +547,10 @@ func (l *Log) do(ctx context.Context, job func(tx *sql.Tx) error) error {
 	return r.err
 }
 
+// walRestartFrames is the WAL length (in frames) past which the writer
+// completes a checkpoint so that the WAL starts over.
+const walRestartFrames = 1000
+
 // checkpointer copies committed WAL frames into the database file and lets
 // the WAL restart, without ever taking the writer's lock.
 func (l *Log) checkpointer(ctx context.Context) {
@@ -548,10 +563,13 @@ func (l *Log) checkpointer(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		var busy, logPages, done int
-		err := l.cdb.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logPages, &done)
+		var busy, frames, done int
+		err := l.cdb.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done)
 		if err != nil && ctx.Err() == nil {
 			l.log.Warn("wal checkpoint", "err", err)
+		}
+		if frames >= walRestartFrames {
+			l.ckpWant.Store(true)
 		}
 	}
 }

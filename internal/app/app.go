@@ -1,0 +1,292 @@
+// Package app wires sluice together and runs it: the only package that
+// imports everything.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sluicehq/sluice/internal/admin"
+	"github.com/sluicehq/sluice/internal/config"
+	"github.com/sluicehq/sluice/internal/datadir"
+	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/eventlog"
+	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
+	"github.com/sluicehq/sluice/internal/ingest"
+	"github.com/sluicehq/sluice/internal/project"
+)
+
+// Version is the build's version, set with -ldflags "-X …app.Version=v1.2.3".
+var Version = ""
+
+// BuildVersion returns Version, else the module version, else "dev".
+func BuildVersion() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// NewLogger makes the process logger: text on a terminal, JSON otherwise,
+// unless format says which.
+func NewLogger(level, format string, w io.Writer) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "auto" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// shutdownTimeout bounds how long in-flight requests may take to finish.
+const shutdownTimeout = 30 * time.Second
+
+// Run serves until ctx ends (SIGINT/SIGTERM), then stops accepting,
+// finishes in-flight requests, commits what is queued and returns nil.
+// out receives the start banner.
+func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Logger) (err error) {
+	lock, err := datadir.Acquire(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+
+	state, err := project.Open(filepath.Join(cfg.DataDir, datadir.StateFile), nil)
+	if err != nil {
+		return err
+	}
+	defer state.Close()
+	if err := state.Provision(ctx, cfg.Projects, logger.With("component", "provision")); err != nil {
+		return fmt.Errorf("provision projects from %s: %w", cfg.File, err)
+	}
+	tokenHash, newToken, err := AdminToken(ctx, state, cfg.AdminToken)
+	if err != nil {
+		return err
+	}
+
+	gen, err := event.NewGenerator(cfg.WorkerID, nil)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_build_info", Help: "The running build."}, []string{"version"})
+	buildInfo.WithLabelValues(BuildVersion()).Set(1)
+	reg.MustRegister(buildInfo)
+
+	elog, err := sqlite.Open(sqlite.Config{Path: filepath.Join(cfg.DataDir, datadir.EventsFile)}, gen, reg, logger.With("component", "eventlog"))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := elog.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close event log: %w", cerr)
+		}
+	}()
+
+	var ready atomic.Bool
+	trusted, _ := cfg.TrustedPrefixes() // validated with the config
+	ingestHandler := ingest.New(ingest.Config{
+		BodyLimit: int64(cfg.BodyLimit), TrustedProxies: trusted, Ready: ready.Load,
+	}, elog, state, gen, reg, logger.With("component", "ingest"))
+	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: ready.Load}, state, elog, reg, logger.With("component", "admin"))
+
+	ingestLn, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("ingest listener: %w", err)
+	}
+	adminLn, err := net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		ingestLn.Close()
+		return fmt.Errorf("admin listener: %w", err)
+	}
+
+	// Long polls on the admin API end when the server stops.
+	adminBase, stopAdminBase := context.WithCancel(context.Background())
+	defer stopAdminBase()
+	errLog := slog.NewLogLogger(logger.With("component", "http").Handler(), slog.LevelWarn)
+	ingestSrv := &http.Server{
+		Handler: ingestHandler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10, ErrorLog: errLog,
+	}
+	adminSrv := &http.Server{
+		Handler: adminHandler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		MaxHeaderBytes: 64 << 10, ErrorLog: errLog, BaseContext: func(net.Listener) context.Context { return adminBase },
+	}
+
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	info := datadir.RunInfo{
+		PID:    os.Getpid(),
+		Ingest: scheme + "://" + dialAddr(ingestLn.Addr()),
+		Admin:  "http://" + dialAddr(adminLn.Addr()),
+	}
+
+	retCtx, stopRetention := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		deleted := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_log_retention_deleted_total", Help: "Events deleted by retention."})
+		reg.MustRegister(deleted)
+		keep := time.Duration(cfg.Retention)
+		eventlog.Retention{
+			Keep: keep, Every: min(max(keep/24, time.Minute), time.Hour),
+			Log: logger.With("component", "retention"), Deleted: func(n int64) { deleted.Add(float64(n)) },
+		}.Run(retCtx, elog)
+	}()
+
+	serveErr := make(chan error, 2)
+	go func() {
+		var err error
+		if cfg.TLSCert != "" {
+			err = ingestSrv.ServeTLS(ingestLn, cfg.TLSCert, cfg.TLSKey)
+		} else {
+			err = ingestSrv.Serve(ingestLn)
+		}
+		serveErr <- fmt.Errorf("ingest listener: %w", err)
+	}()
+	go func() { serveErr <- fmt.Errorf("admin listener: %w", adminSrv.Serve(adminLn)) }()
+
+	if err := lock.WriteRunInfo(info); err != nil {
+		logger.Warn("cannot record listener addresses for the CLI", "err", err)
+	}
+	defer lock.RemoveRunInfo()
+	ready.Store(true)
+	printBanner(out, cfg, info, newToken)
+	logger.Info("sluice ready", "version", BuildVersion(), "ingest", info.Ingest, "admin", info.Admin, "data_dir", cfg.DataDir)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down: finishing in-flight requests")
+	case runErr = <-serveErr:
+		logger.Error("listener failed; shutting down", "err", runErr)
+	}
+	ready.Store(false)
+	stopAdminBase()
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	var errs []error
+	if err := ingestSrv.Shutdown(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("ingest shutdown: %w", err))
+	}
+	if err := adminSrv.Shutdown(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("admin shutdown: %w", err))
+	}
+	stopRetention()
+	bg.Wait()
+	if runErr != nil && !errors.Is(runErr, http.ErrServerClosed) {
+		errs = append(errs, runErr)
+	}
+	logger.Info("stopped", "head", elog.Head().String())
+	return errors.Join(errs...)
+}
+
+// AdminToken resolves the admin token: SLUICE_ADMIN_TOKEN when set,
+// otherwise the one generated at first start, whose SHA-256 is kept in the
+// state database. A newly generated token is returned once, to print.
+func AdminToken(ctx context.Context, state *project.Store, fromEnv string) (hash [32]byte, generated string, err error) {
+	if fromEnv != "" {
+		if len(fromEnv) < 16 {
+			return hash, "", fmt.Errorf("%s is shorter than 16 characters", config.EnvAdminToken)
+		}
+		return sha256.Sum256([]byte(fromEnv)), "", nil
+	}
+	stored, err := state.Meta(ctx, metaAdminToken)
+	if err != nil {
+		return hash, "", err
+	}
+	if stored != "" {
+		b, err := hex.DecodeString(stored)
+		if err != nil || len(b) != 32 {
+			return hash, "", fmt.Errorf("stored admin token hash is damaged; set %s", config.EnvAdminToken)
+		}
+		copy(hash[:], b)
+		return hash, "", nil
+	}
+	var raw [24]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return hash, "", fmt.Errorf("generate admin token: %w", err)
+	}
+	generated = "sla_" + hex.EncodeToString(raw[:])
+	hash = sha256.Sum256([]byte(generated))
+	if err := state.SetMeta(ctx, metaAdminToken, hex.EncodeToString(hash[:])); err != nil {
+		return hash, "", err
+	}
+	return hash, generated, nil
+}
+
+// ResetAdminToken replaces the stored admin token with a new one and
+// returns it (for `sluice admin-token reset`, run with the server stopped).
+func ResetAdminToken(ctx context.Context, state *project.Store) (string, error) {
+	if err := state.SetMeta(ctx, metaAdminToken, ""); err != nil {
+		return "", err
+	}
+	_, tok, err := AdminToken(ctx, state, "")
+	return tok, err
+}
+
+const metaAdminToken = "admin_token_sha256"
+
+// dialAddr turns a listening address into one a local client can dial.
+func dialAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	host := tcp.IP.String()
+	if tcp.IP == nil || tcp.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, fmt.Sprint(tcp.Port))
+}
+
+func printBanner(w io.Writer, cfg *config.Config, info datadir.RunInfo, newToken string) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "sluice %s is ready\n", BuildVersion())
+	fmt.Fprintf(&b, "  ingest  %-28s webhooks: /{service}/{name}/{projectId}\n", info.Ingest)
+	fmt.Fprintf(&b, "  admin   %-28s API /api/v1, /metrics, /healthz, /readyz\n", info.Admin)
+	fmt.Fprintf(&b, "  data    %s\n", cfg.DataDir)
+	if cfg.File != "" {
+		fmt.Fprintf(&b, "  config  %s\n", cfg.File)
+	}
+	if newToken != "" {
+		fmt.Fprintf(&b, "\nAdmin token (shown once; only its SHA-256 is stored):\n  export %s=%s\n", config.EnvAdminToken, newToken)
+	}
+	fmt.Fprintf(&b, "\nTry it:\n  curl '%s/calltrack/call/0?param=myparamvalue'\n", info.Ingest)
+	fmt.Fprintf(&b, "  curl -H \"Authorization: Bearer $%s\" '%s/api/v1/events?limit=5'\n\n", config.EnvAdminToken, info.Admin)
+	_, _ = io.WriteString(w, b.String())
+}

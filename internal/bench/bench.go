@@ -1,0 +1,372 @@
+// Package bench is sluice's load generator: it drives a server over
+// loopback with a fixed number of keep-alive connections and reports
+// requests and events per second, latency percentiles and errors. With a
+// baseline it loads, in the same process and the same way, a bare net/http
+// handler that reads the same body and answers 200, so that results on a
+// shared, noisy machine are compared as a ratio.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config describes one load run.
+type Config struct {
+	// URL is the server's ingest base URL.
+	URL string
+	// Connections is the number of concurrent keep-alive connections.
+	Connections int
+	// Duration of the measured part of a run (ignored when Count > 0).
+	Duration time.Duration
+	// Count, when > 0, sends exactly this many requests.
+	Count int64
+	// Warmup runs before measuring.
+	Warmup time.Duration
+	// Dialect selects the request: webhook.
+	Dialect string
+	// Payload is the body; empty means the dialect's default.
+	Payload []byte
+	// Project and Token address and authenticate the requests.
+	Project uint32
+	Token   string
+	// Baseline also loads a bare handler after each target run.
+	Baseline bool
+	// Rounds alternates target and baseline runs this many times.
+	Rounds int
+}
+
+// Dialects lists what the load tool can send.
+var Dialects = []string{"webhook"}
+
+// DefaultWebhookPayload is a call tracker's postback of about 500 bytes.
+const DefaultWebhookPayload = `{"call_id":"c7f1b2a4-9d3e-4f5a-8b6c-1d2e3f4a5b6c","caller":"+79990000000","called":"+74950000000","duration":187,"status":"answered","campaign":"autumn-sale","utm_source":"google","utm_medium":"cpc","utm_campaign":"brand","utm_term":"buy shoes","utm_content":"ad-42","landing":"https://shop.example.com/sale?utm_source=google","manager":"Ivan Petrov","tags":["new","mobile"],"recording":"https://calls.example.com/rec/c7f1b2a4.mp3","started_at":"2026-11-23T10:15:00Z","city":"Moscow","amount":1999.5}`
+
+// request is a prepared request shape.
+type request struct {
+	method  string
+	url     string
+	header  http.Header
+	body    []byte
+	events  int64 // events one request carries
+	dialect string
+}
+
+func (c *Config) build(base string) (request, error) {
+	base = strings.TrimSuffix(base, "/")
+	switch c.Dialect {
+	case "", "webhook":
+		body := c.Payload
+		if len(body) == 0 {
+			body = []byte(DefaultWebhookPayload)
+		}
+		u := fmt.Sprintf("%s/bench/event/%d", base, c.Project)
+		if c.Token != "" {
+			u += "?token=" + c.Token
+		}
+		h := http.Header{"Content-Type": {"application/json"}, "User-Agent": {"sluice-bench"}}
+		return request{method: "POST", url: u, header: h, body: body, events: 1, dialect: "webhook"}, nil
+	}
+	return request{}, fmt.Errorf("dialect %q: the load tool knows %s", c.Dialect, strings.Join(Dialects, ", "))
+}
+
+// Result is one measured run.
+type Result struct {
+	Name      string          `json:"name"`
+	URL       string          `json:"url"`
+	Requests  int64           `json:"requests"`
+	Events    int64           `json:"events"`
+	Errors    int64           `json:"errors"`
+	Statuses  map[int]int64   `json:"statuses"`
+	NetErrors map[string]int  `json:"netErrors,omitempty"`
+	Elapsed   time.Duration   `json:"elapsedNs"`
+	RPS       float64         `json:"requestsPerSecond"`
+	EPS       float64         `json:"eventsPerSecond"`
+	Latency   LatencySummary  `json:"latency"`
+	hist      []time.Duration // sorted latencies
+}
+
+// LatencySummary holds percentiles.
+type LatencySummary struct {
+	P50 time.Duration `json:"p50Ns"`
+	P90 time.Duration `json:"p90Ns"`
+	P99 time.Duration `json:"p99Ns"`
+	Max time.Duration `json:"maxNs"`
+}
+
+// Run loads the target (and the baseline when asked) and returns every
+// measured run, in the order run.
+func Run(ctx context.Context, cfg Config) ([]Result, error) {
+	if cfg.Connections <= 0 {
+		cfg.Connections = 64
+	}
+	if cfg.Duration <= 0 && cfg.Count <= 0 {
+		cfg.Duration = 10 * time.Second
+	}
+	if cfg.Rounds <= 0 {
+		cfg.Rounds = 1
+	}
+	target, err := cfg.build(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	var baseURL string
+	if cfg.Baseline {
+		srv, url, err := startBaseline()
+		if err != nil {
+			return nil, err
+		}
+		defer srv.Close()
+		baseURL = url
+	}
+	var out []Result
+	for round := 0; round < cfg.Rounds; round++ {
+		r, err := load(ctx, cfg, "target", target)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, r)
+		if cfg.Baseline {
+			b, _ := cfg.build(baseURL)
+			r, err := load(ctx, cfg, "baseline", b)
+			if err != nil {
+				return out, err
+			}
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// startBaseline serves the bare handler: read the body, answer 200.
+func startBaseline() (*http.Server, string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", fmt.Errorf("baseline listener: %w", err)
+	}
+	resp := []byte(`{"key":"in.gen.bench.event","id":"0"}` + "\n")
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(resp)
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return srv, "http://" + ln.Addr().String(), nil
+}
+
+// load runs one measured load against req.
+func load(ctx context.Context, cfg Config, name string, req request) (Result, error) {
+	tr := &http.Transport{
+		MaxIdleConns: cfg.Connections, MaxIdleConnsPerHost: cfg.Connections, MaxConnsPerHost: cfg.Connections,
+		DisableCompression: true, IdleConnTimeout: time.Minute,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+	// Warm up: open the connections and let both sides reach steady state.
+	if cfg.Warmup > 0 {
+		if _, err := drive(ctx, client, cfg.Connections, req, time.Now().Add(cfg.Warmup), 0, false); err != nil {
+			return Result{}, err
+		}
+	}
+	var deadline time.Time
+	if cfg.Count <= 0 {
+		deadline = time.Now().Add(cfg.Duration)
+	}
+	start := time.Now()
+	w, err := drive(ctx, client, cfg.Connections, req, deadline, cfg.Count, true)
+	if err != nil {
+		return Result{}, err
+	}
+	elapsed := time.Since(start)
+	r := Result{Name: name, URL: req.url, Elapsed: elapsed, Statuses: map[int]int64{}, NetErrors: map[string]int{}}
+	for _, wk := range w {
+		r.Requests += wk.requests
+		for code, n := range wk.statuses {
+			r.Statuses[code] += n
+			if code < 200 || code > 299 {
+				r.Errors += n
+			}
+		}
+		for e, n := range wk.netErrors {
+			r.NetErrors[e] += n
+			r.Errors += int64(n)
+		}
+		r.hist = append(r.hist, wk.latencies...)
+	}
+	ok := r.Requests - r.Errors
+	r.Events = ok * req.events
+	secs := elapsed.Seconds()
+	r.RPS = float64(r.Requests) / secs
+	r.EPS = float64(r.Events) / secs
+	slices.Sort(r.hist)
+	r.Latency = summarize(r.hist)
+	return r, nil
+}
+
+type worker struct {
+	requests  int64
+	statuses  map[int]int64
+	netErrors map[string]int
+	latencies []time.Duration
+}
+
+// drive runs conns workers until deadline (or count requests in all).
+func drive(ctx context.Context, client *http.Client, conns int, req request, deadline time.Time, count int64, record bool) ([]*worker, error) {
+	var issued atomic.Int64
+	workers := make([]*worker, conns)
+	var wg sync.WaitGroup
+	for i := range workers {
+		wk := &worker{statuses: map[int]int64{}, netErrors: map[string]int{}}
+		workers[i] = wk
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rd := bytes.NewReader(nil)
+			header := req.header.Clone()
+			for ctx.Err() == nil {
+				if count > 0 {
+					if issued.Add(1) > count {
+						return
+					}
+				} else if !time.Now().Before(deadline) {
+					return
+				}
+				rd.Reset(req.body)
+				hr, err := http.NewRequestWithContext(ctx, req.method, req.url, rd)
+				if err != nil {
+					wk.netErrors[err.Error()]++
+					return
+				}
+				hr.Header = header
+				hr.ContentLength = int64(len(req.body))
+				t0 := time.Now()
+				resp, err := client.Do(hr)
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					wk.requests++
+					wk.netErrors[classify(err)]++
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				d := time.Since(t0)
+				wk.requests++
+				wk.statuses[resp.StatusCode]++
+				if record {
+					wk.latencies = append(wk.latencies, d)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return workers, nil
+}
+
+func classify(err error) string {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case strings.Contains(err.Error(), "connection refused"):
+		return "connection refused"
+	case strings.Contains(err.Error(), "connection reset"):
+		return "connection reset"
+	case strings.Contains(err.Error(), "EOF"):
+		return "EOF"
+	}
+	return err.Error()
+}
+
+func summarize(sorted []time.Duration) LatencySummary {
+	if len(sorted) == 0 {
+		return LatencySummary{}
+	}
+	at := func(p float64) time.Duration {
+		i := int(p*float64(len(sorted))+0.5) - 1
+		return sorted[min(max(i, 0), len(sorted)-1)]
+	}
+	return LatencySummary{P50: at(0.50), P90: at(0.90), P99: at(0.99), Max: sorted[len(sorted)-1]}
+}
+
+// Report writes the results in text, with the target/baseline ratio.
+func Report(w io.Writer, cfg Config, results []Result) {
+	mode := fmt.Sprintf("%s for %s", plural(cfg.Connections, "connection"), cfg.Duration)
+	if cfg.Count > 0 {
+		mode = fmt.Sprintf("%s, %d requests", plural(cfg.Connections, "connection"), cfg.Count)
+	}
+	dialect := cfg.Dialect
+	if dialect == "" {
+		dialect = "webhook"
+	}
+	fmt.Fprintf(w, "dialect %s, %s\n", dialect, mode)
+	var tEPS, bEPS float64
+	for _, r := range results {
+		label := r.Name
+		if r.Name == "baseline" {
+			label = "baseline (bare net/http handler, same body)"
+			bEPS += r.EPS
+		} else {
+			tEPS += r.EPS
+		}
+		fmt.Fprintf(w, "%s  %s\n", label, r.URL)
+		fmt.Fprintf(w, "  %10.0f events/s  %10.0f requests/s  requests %d  errors %d\n", r.EPS, r.RPS, r.Requests, r.Errors)
+		fmt.Fprintf(w, "  latency p50 %s  p90 %s  p99 %s  max %s\n", round(r.Latency.P50), round(r.Latency.P90), round(r.Latency.P99), round(r.Latency.Max))
+		if r.Errors > 0 {
+			var parts []string
+			codes := make([]int, 0, len(r.Statuses))
+			for c := range r.Statuses {
+				codes = append(codes, c)
+			}
+			sort.Ints(codes)
+			for _, c := range codes {
+				parts = append(parts, fmt.Sprintf("%d×%d", r.Statuses[c], c))
+			}
+			for e, n := range r.NetErrors {
+				parts = append(parts, fmt.Sprintf("%d×%s", n, e))
+			}
+			fmt.Fprintf(w, "  responses: %s\n", strings.Join(parts, ", "))
+		}
+	}
+	if bEPS > 0 {
+		fmt.Fprintf(w, "ratio target/baseline: %.2f\n", tEPS/bEPS)
+	}
+}
+
+func plural(n int, s string) string {
+	if n == 1 {
+		return "1 " + s
+	}
+	return fmt.Sprintf("%d %ss", n, s)
+}
+
+func round(d time.Duration) time.Duration {
+	switch {
+	case d > time.Second:
+		return d.Round(time.Millisecond)
+	case d > time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
+}

@@ -1,0 +1,62 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/bench"
+)
+
+func runBench(ctx context.Context, args []string, env *Env) error {
+	const synopsis = "bench [--url URL] [-c N] [-d DURATION | -n COUNT] [--dialect D] [--payload JSON|@FILE] [--baseline]"
+	fs := newFlags("bench", synopsis, env)
+	var cfg bench.Config
+	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080", "ingest base URL of the server under load")
+	fs.IntVar(&cfg.Connections, "c", 64, "concurrent keep-alive connections")
+	fs.DurationVar(&cfg.Duration, "d", 10*time.Second, "measured duration of each run")
+	fs.Int64Var(&cfg.Count, "n", 0, "send exactly this many requests instead of running for -d")
+	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "unmeasured load before each run")
+	fs.StringVar(&cfg.Dialect, "dialect", "webhook", "request dialect: "+strings.Join(bench.Dialects, ", "))
+	payload := fs.String("payload", "", "request body, or @file to read it from a file (default: a ~500-byte call-tracker postback)")
+	project := fs.Uint("project", 0, "project id")
+	fs.StringVar(&cfg.Token, "token", "", "project token, when the project requires one")
+	fs.BoolVar(&cfg.Baseline, "baseline", false, "also load a bare net/http handler in this process, the same way, and print the ratio")
+	fs.IntVar(&cfg.Rounds, "rounds", 1, "alternate target and baseline runs this many times")
+	asJSON := fs.Bool("json", false, "print the results as JSON")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		fs.Usage()
+		return errUsage
+	}
+	if *project > 1<<32-1 {
+		return fmt.Errorf("--project %d is above 4294967295", *project)
+	}
+	cfg.Project = uint32(*project)
+	if p, ok := strings.CutPrefix(*payload, "@"); ok {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		cfg.Payload = b
+	} else if *payload != "" {
+		cfg.Payload = []byte(*payload)
+	}
+	results, err := bench.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		b, _ := json.MarshalIndent(results, "", "  ")
+		fmt.Fprintf(env.Stdout, "%s\n", b)
+		return nil
+	}
+	bench.Report(env.Stdout, cfg, results)
+	return nil
+}

@@ -1,0 +1,147 @@
+// Package cli is the sluice command line: serve, project, token, events,
+// bench and admin-token.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/sluicehq/sluice/internal/app"
+	"github.com/sluicehq/sluice/internal/config"
+)
+
+// Env is the process environment a command runs in.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+	Environ        []string
+}
+
+// OSEnv is the real process environment.
+func OSEnv() *Env {
+	return &Env{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Environ: os.Environ()}
+}
+
+type command struct {
+	name  string
+	usage string
+	run   func(ctx context.Context, args []string, env *Env) error
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run the gateway (ingest and admin listeners)", runServe},
+		{"project", "create, list, update or delete projects", runProject},
+		{"token", "create, list or revoke a project's API tokens", runToken},
+		{"events", "read stored events: events tail [--follow]", runEvents},
+		{"bench", "load a server over loopback and report events/s and latency", runBench},
+		{"admin-token", "reset the admin token (server stopped)", runAdminToken},
+		{"version", "print the version", func(ctx context.Context, args []string, env *Env) error {
+			fmt.Fprintln(env.Stdout, "sluice", app.BuildVersion())
+			return nil
+		}},
+	}
+}
+
+// errUsage means the usage was printed; exit 2 without more output.
+var errUsage = errors.New("usage")
+
+// Main runs the command line and returns the exit code.
+func Main(ctx context.Context, args []string, env *Env) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(env.Stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			err := c.run(ctx, args[1:], env)
+			switch {
+			case err == nil:
+				return 0
+			case errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp):
+				return 2
+			default:
+				fmt.Fprintf(env.Stderr, "sluice %s: %v\n", c.name, err)
+				return 1
+			}
+		}
+	}
+	fmt.Fprintf(env.Stderr, "sluice: unknown command %q\n\n", args[0])
+	usage(env.Stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	var b strings.Builder
+	b.WriteString("sluice — server-to-server event gateway\n\nUsage: sluice <command> [flags]\n\nCommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(&b, "  %-12s %s\n", c.name, c.usage)
+	}
+	b.WriteString("\nRun 'sluice <command> -h' for a command's flags.\n")
+	_, _ = io.WriteString(w, b.String())
+}
+
+// newFlags makes a flag set that prints its usage to env.Stderr.
+func newFlags(name, synopsis string, env *Env) *flag.FlagSet {
+	fs := flag.NewFlagSet("sluice "+name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(env.Stderr, "Usage: sluice %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func runServe(ctx context.Context, args []string, env *Env) error {
+	cfg, err := config.Load("serve", args, env.Getenv, env.Environ, env.Stderr)
+	var ue config.UsageError
+	if errors.As(err, &ue) {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(env.Stderr, "sluice serve: %v\n", err)
+		}
+		fmt.Fprintf(env.Stderr, "Usage: sluice serve [flags]\n\nEvery flag can also be set as SLUICE_<NAME> or in the --config YAML file.\n\nFlags:\n")
+		config.PrintUsage(env.Stderr, ue.FlagSet)
+		return errUsage
+	}
+	if err != nil {
+		return err
+	}
+	logger := app.NewLogger(cfg.LogLevel, cfg.LogFormat, env.Stderr)
+	return app.Run(ctx, cfg, env.Stdout, logger)
+}
+
+func runAdminToken(ctx context.Context, args []string, env *Env) error {
+	fs := newFlags("admin-token", "admin-token reset [--data-dir DIR]", env)
+	var t target
+	t.register(fs, env)
+	if len(args) == 0 || args[0] != "reset" {
+		fs.Usage()
+		return errUsage
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	c, err := (&target{dataDir: t.dataDir}).open(&Env{Getenv: func(string) string { return "" }})
+	if err != nil {
+		return fmt.Errorf("%w (stop the server first: the admin token can only be reset offline)", err)
+	}
+	defer c.Close()
+	l, ok := c.(*local)
+	if !ok {
+		return errors.New("a server is running on this data directory; stop it first")
+	}
+	tok, err := app.ResetAdminToken(ctx, l.state)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "new admin token (shown once; only its SHA-256 is stored):\n  export %s=%s\n", config.EnvAdminToken, tok)
+	return nil
+}

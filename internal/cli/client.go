@@ -1,0 +1,310 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/admin"
+	"github.com/sluicehq/sluice/internal/config"
+	"github.com/sluicehq/sluice/internal/datadir"
+	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/eventlog"
+	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
+	"github.com/sluicehq/sluice/internal/project"
+)
+
+// client is what the project, token and events commands need. remote
+// talks to a running server's admin API; local opens the data directory
+// when no server holds it.
+type client interface {
+	ListProjects(ctx context.Context) ([]project.Project, error)
+	GetProject(ctx context.Context, id uint32) (project.Project, error)
+	CreateProject(ctx context.Context, req admin.CreateProject) (project.Project, error)
+	UpdateProject(ctx context.Context, id uint32, req admin.UpdateProject) (project.Project, error)
+	DeleteProject(ctx context.Context, id uint32) error
+	ListTokens(ctx context.Context, id uint32) ([]project.Token, error)
+	CreateToken(ctx context.Context, id uint32, req admin.CreateToken) (admin.CreatedToken, error)
+	RevokeToken(ctx context.Context, id uint32, tokenID string) (project.Token, error)
+	// Events returns a page of events and the cursor after it; wait > 0
+	// long-polls a running server.
+	Events(ctx context.Context, q eventlog.Query, wait time.Duration) (page, error)
+	Live() bool // true when a server is running (new events can arrive)
+	Close() error
+}
+
+type page struct {
+	Events []json.RawMessage `json:"events"`
+	Next   event.ID          `json:"next"`
+	Head   event.ID          `json:"head"`
+}
+
+// target selects the server or data directory a command works on.
+type target struct {
+	dataDir  string
+	adminURL string
+}
+
+func (t *target) register(fs *flag.FlagSet, env *Env) {
+	dd := env.Getenv("SLUICE_DATA_DIR")
+	if dd == "" {
+		dd = config.Default().DataDir
+	}
+	fs.StringVar(&t.dataDir, "data-dir", dd, "data directory (env SLUICE_DATA_DIR); used directly when no server runs on it")
+	fs.StringVar(&t.adminURL, "admin", env.Getenv(config.EnvAdminURL), "admin API base URL of a running server (env "+config.EnvAdminURL+"); found from the data directory when unset")
+}
+
+// open picks the running server's API when there is one, else the data
+// directory itself.
+func (t *target) open(env *Env) (client, error) {
+	token := env.Getenv(config.EnvAdminToken)
+	if t.adminURL != "" {
+		return newRemote(t.adminURL, token)
+	}
+	lock, err := datadir.Acquire(t.dataDir)
+	if err == nil {
+		st, err := project.Open(filepath.Join(t.dataDir, datadir.StateFile), nil)
+		if err != nil {
+			lock.Release()
+			return nil, err
+		}
+		return &local{lock: lock, state: st, dir: t.dataDir}, nil
+	}
+	if !errors.Is(err, datadir.ErrLocked) {
+		return nil, err
+	}
+	info, ierr := datadir.ReadRunInfo(t.dataDir)
+	if ierr != nil {
+		return nil, fmt.Errorf("a sluice process holds %s but has not said where its admin API listens (%v); pass --admin", t.dataDir, ierr)
+	}
+	return newRemote(info.Admin, token)
+}
+
+// remote is the admin API of a running server.
+type remote struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+func newRemote(base, token string) (*remote, error) {
+	if token == "" {
+		return nil, fmt.Errorf("a server is running (admin API %s): set %s to its admin token", base, config.EnvAdminToken)
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("admin URL %q is not an http(s) URL", base)
+	}
+	return &remote{base: strings.TrimSuffix(base, "/"), token: token, http: &http.Client{Timeout: 2 * time.Minute}}, nil
+}
+
+func (r *remote) Live() bool   { return true }
+func (r *remote) Close() error { return nil }
+
+// call sends a request and decodes a JSON answer into out.
+func (r *remote) call(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, r.base+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := r.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Message string            `json:"message"`
+			Errors  event.FieldErrors `json:"errors"`
+		}
+		if json.Unmarshal(b, &e) == nil && e.Message != "" {
+			if len(e.Errors) > 0 {
+				return fmt.Errorf("%s (%d): %s", e.Message, resp.StatusCode, e.Errors.Error())
+			}
+			return fmt.Errorf("%s (%d)", e.Message, resp.StatusCode)
+		}
+		return fmt.Errorf("admin API answered %s", resp.Status)
+	}
+	if out != nil && resp.StatusCode != http.StatusNoContent {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("admin API answer: %w", err)
+		}
+	}
+	return nil
+}
+
+func pid(id uint32) string { return strconv.FormatUint(uint64(id), 10) }
+
+func (r *remote) ListProjects(ctx context.Context) ([]project.Project, error) {
+	var l admin.ProjectList
+	return l.Projects, r.call(ctx, "GET", "/api/v1/projects", nil, &l)
+}
+
+func (r *remote) GetProject(ctx context.Context, id uint32) (project.Project, error) {
+	var p project.Project
+	return p, r.call(ctx, "GET", "/api/v1/projects/"+pid(id), nil, &p)
+}
+
+func (r *remote) CreateProject(ctx context.Context, req admin.CreateProject) (project.Project, error) {
+	var p project.Project
+	return p, r.call(ctx, "POST", "/api/v1/projects", req, &p)
+}
+
+func (r *remote) UpdateProject(ctx context.Context, id uint32, req admin.UpdateProject) (project.Project, error) {
+	var p project.Project
+	return p, r.call(ctx, "PATCH", "/api/v1/projects/"+pid(id), req, &p)
+}
+
+func (r *remote) DeleteProject(ctx context.Context, id uint32) error {
+	return r.call(ctx, "DELETE", "/api/v1/projects/"+pid(id), nil, nil)
+}
+
+func (r *remote) ListTokens(ctx context.Context, id uint32) ([]project.Token, error) {
+	var l admin.TokenList
+	return l.Tokens, r.call(ctx, "GET", "/api/v1/projects/"+pid(id)+"/tokens", nil, &l)
+}
+
+func (r *remote) CreateToken(ctx context.Context, id uint32, req admin.CreateToken) (admin.CreatedToken, error) {
+	var t admin.CreatedToken
+	return t, r.call(ctx, "POST", "/api/v1/projects/"+pid(id)+"/tokens", req, &t)
+}
+
+func (r *remote) RevokeToken(ctx context.Context, id uint32, tokenID string) (project.Token, error) {
+	var t project.Token
+	return t, r.call(ctx, "DELETE", "/api/v1/projects/"+pid(id)+"/tokens/"+url.PathEscape(tokenID), nil, &t)
+}
+
+func (r *remote) Events(ctx context.Context, q eventlog.Query, wait time.Duration) (page, error) {
+	v := url.Values{}
+	for _, p := range q.Projects {
+		v.Add("project", pid(p))
+	}
+	if q.KeyGlob != "" {
+		v.Set("key", q.KeyGlob)
+	}
+	if q.Since != 0 {
+		v.Set("since", strconv.FormatInt(q.Since, 10))
+	}
+	if q.Until != 0 {
+		v.Set("until", strconv.FormatInt(q.Until, 10))
+	}
+	if q.After != 0 {
+		v.Set("after", q.After.String())
+	}
+	if q.Limit != 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	if wait > 0 {
+		v.Set("wait", wait.String())
+	}
+	var p page
+	return p, r.call(ctx, "GET", "/api/v1/events?"+v.Encode(), nil, &p)
+}
+
+// local works on the data directory while holding its lock.
+type local struct {
+	lock  *datadir.Lock
+	state *project.Store
+	dir   string
+	log   *sqlite.Log
+}
+
+func (l *local) Live() bool { return false }
+
+func (l *local) Close() error {
+	var errs []error
+	if l.log != nil {
+		errs = append(errs, l.log.Close())
+	}
+	errs = append(errs, l.state.Close(), l.lock.Release())
+	return errors.Join(errs...)
+}
+
+func (l *local) ListProjects(ctx context.Context) ([]project.Project, error) {
+	return l.state.List(), nil
+}
+
+func (l *local) GetProject(ctx context.Context, id uint32) (project.Project, error) {
+	p, ok := l.state.Get(id)
+	if !ok {
+		return project.Project{}, fmt.Errorf("project %d: %w", id, project.ErrNotFound)
+	}
+	return *p, nil
+}
+
+func (l *local) CreateProject(ctx context.Context, req admin.CreateProject) (project.Project, error) {
+	return l.state.Create(ctx, req.ID, req.Name, req.Settings)
+}
+
+func (l *local) UpdateProject(ctx context.Context, id uint32, req admin.UpdateProject) (project.Project, error) {
+	return l.state.Update(ctx, id, req.Name, req.Settings)
+}
+
+func (l *local) DeleteProject(ctx context.Context, id uint32) error {
+	return l.state.Delete(ctx, id)
+}
+
+func (l *local) ListTokens(ctx context.Context, id uint32) ([]project.Token, error) {
+	return l.state.Tokens(ctx, id)
+}
+
+func (l *local) CreateToken(ctx context.Context, id uint32, req admin.CreateToken) (admin.CreatedToken, error) {
+	t, secret, err := l.state.CreateToken(ctx, id, req.Name, req.Secret)
+	return admin.CreatedToken{Token: t, Secret: secret}, err
+}
+
+func (l *local) RevokeToken(ctx context.Context, id uint32, tokenID string) (project.Token, error) {
+	return l.state.RevokeToken(ctx, id, tokenID)
+}
+
+func (l *local) Events(ctx context.Context, q eventlog.Query, _ time.Duration) (page, error) {
+	if l.log == nil {
+		path := filepath.Join(l.dir, datadir.EventsFile)
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return page{Next: q.After}, nil // no event was ever stored here
+		}
+		gen, _ := event.NewGenerator(0, nil)
+		lg, err := sqlite.Open(sqlite.Config{Path: path}, gen, nil, nil)
+		if err != nil {
+			return page{}, err
+		}
+		l.log = lg
+	}
+	recs, err := l.log.Read(ctx, q)
+	if err != nil {
+		return page{}, err
+	}
+	p := page{Next: q.After, Head: l.log.Head()}
+	for _, r := range recs {
+		p.Events = append(p.Events, r.Body)
+		p.Next = r.ID
+	}
+	return p, nil
+}

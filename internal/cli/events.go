@@ -1,0 +1,134 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/eventlog"
+)
+
+// runEvents is `sluice events tail`: print stored events as NDJSON, one
+// canonical event per line, in log order.
+//
+// Without --follow it prints what is stored (from --after or --since, else
+// from the start) and exits. With --follow it starts at the current head
+// (unless --after or --since says otherwise) and keeps printing new events
+// until interrupted.
+func runEvents(ctx context.Context, args []string, env *Env) error {
+	const synopsis = "events tail [--follow] [--project N] [--key GLOB] [--since T] [--after ID] [-n N]"
+	if len(args) == 0 || args[0] != "tail" {
+		fmt.Fprintf(env.Stderr, "Usage: sluice %s\n", synopsis)
+		return errUsage
+	}
+	fs := newFlags("events tail", synopsis, env)
+	var t target
+	t.register(fs, env)
+	follow := fs.Bool("follow", false, "keep printing new events as they are stored")
+	fs.BoolVar(follow, "f", false, "short for --follow")
+	var projects listFlag
+	fs.Var(&projects, "project", "only this project (repeatable, or comma-separated)")
+	key := fs.String("key", "", "only keys matching this glob, e.g. 'in.gen.crm.*'")
+	since := fs.String("since", "", "only events at or after this time: RFC 3339, Unix ms, or a duration ago such as 15m")
+	after := fs.String("after", "", "start after this event id")
+	n := fs.Int("n", 0, "stop after this many events (0: no limit)")
+	pos, err := parseArgs(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		fs.Usage()
+		return errUsage
+	}
+	q := eventlog.Query{KeyGlob: *key, Limit: 1000}
+	for _, p := range projects {
+		for _, s := range strings.Split(p, ",") {
+			id, err := parseProjectID(strings.TrimSpace(s))
+			if err != nil {
+				return err
+			}
+			q.Projects = append(q.Projects, id)
+		}
+	}
+	if *since != "" {
+		if q.Since, err = parseSince(*since, time.Now()); err != nil {
+			return err
+		}
+	}
+	if *after != "" {
+		if q.After, err = event.ParseID(*after); err != nil {
+			return fmt.Errorf("--after: %w", err)
+		}
+	}
+	if err := q.Normalize(); err != nil {
+		return err
+	}
+	c, err := t.open(env)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if *follow && !c.Live() {
+		return errors.New("--follow needs a running server; none holds the data directory")
+	}
+	if *follow && *after == "" && *since == "" {
+		p, err := c.Events(ctx, eventlog.Query{Limit: 1}, 0)
+		if err != nil {
+			return err
+		}
+		q.After = p.Head
+	}
+	out := bufio.NewWriter(env.Stdout)
+	defer out.Flush()
+	printed := 0
+	for {
+		wait := time.Duration(0)
+		if *follow {
+			wait = 30 * time.Second
+		}
+		p, err := c.Events(ctx, q, wait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // interrupted
+			}
+			return err
+		}
+		for _, e := range p.Events {
+			out.Write(e)
+			out.WriteByte('\n')
+			printed++
+			if *n > 0 && printed >= *n {
+				return out.Flush()
+			}
+		}
+		if err := out.Flush(); err != nil {
+			return err
+		}
+		q.After = p.Next
+		if len(p.Events) < q.Limit && !*follow {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// parseSince reads RFC 3339, Unix milliseconds, or a duration before now.
+func parseSince(s string, now time.Time) (int64, error) {
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return ms, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UnixMilli(), nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d).UnixMilli(), nil
+	}
+	return 0, fmt.Errorf("--since %q is not an RFC 3339 time, Unix ms or a duration", s)
+}

@@ -1,0 +1,305 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/sluicehq/sluice/internal/admin"
+	"github.com/sluicehq/sluice/internal/project"
+)
+
+// parseArgs parses flags that may come before or after positional
+// arguments, and returns the positionals.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// listFlag collects a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+func parseProjectID(s string) (uint32, error) {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("project id %q is not a non-negative integer below 4294967296", s)
+	}
+	return uint32(n), nil
+}
+
+func printJSON(env *Env, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(env.Stdout, "%s\n", b)
+	return err
+}
+
+// settingsFlags are the project settings a command line can set.
+type settingsFlags struct {
+	raw           string
+	webhookAuth   string
+	redirectHosts listFlag
+	clearHosts    bool
+}
+
+func (s *settingsFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&s.raw, "settings", "", `settings as JSON, e.g. '{"webhook_auth":"token"}' (replaces them whole)`)
+	fs.StringVar(&s.webhookAuth, "webhook-auth", "", "webhook authentication: none or token")
+	fs.Var(&s.redirectHosts, "redirect-host", "host /redir may send to: example.com or *.example.com (repeatable)")
+	fs.BoolVar(&s.clearHosts, "clear-redirect-hosts", false, "remove every redirect host")
+}
+
+func (s *settingsFlags) set() bool {
+	return s.raw != "" || s.webhookAuth != "" || len(s.redirectHosts) > 0 || s.clearHosts
+}
+
+// apply returns base changed by the flags.
+func (s *settingsFlags) apply(base project.Settings) (project.Settings, error) {
+	if s.raw != "" {
+		st, err := project.DecodeSettings([]byte(s.raw))
+		if err != nil {
+			return base, err
+		}
+		base = st
+	}
+	if s.webhookAuth != "" {
+		base.WebhookAuth = s.webhookAuth
+	}
+	if s.clearHosts {
+		base.RedirectHosts = nil
+	}
+	base.RedirectHosts = append(base.RedirectHosts, s.redirectHosts...)
+	return base, base.Validate()
+}
+
+func runProject(ctx context.Context, args []string, env *Env) error {
+	const synopsis = "project create|list|show|update|delete [flags]"
+	if len(args) == 0 {
+		fmt.Fprintf(env.Stderr, "Usage: sluice %s\n", synopsis)
+		return errUsage
+	}
+	sub, args := args[0], args[1:]
+	fs := newFlags("project "+sub, synopsis, env)
+	var t target
+	t.register(fs, env)
+	asJSON := fs.Bool("json", false, "print JSON")
+	var sf settingsFlags
+	var name string
+	var id int64 = -1
+	switch sub {
+	case "create":
+		fs.StringVar(&name, "name", "", "project name (required)")
+		fs.Int64Var(&id, "id", -1, "project id (default: the next free one)")
+		sf.register(fs)
+	case "update":
+		fs.StringVar(&name, "name", "", "new name")
+		sf.register(fs)
+	case "list", "show", "delete":
+	default:
+		fmt.Fprintf(env.Stderr, "sluice project: unknown subcommand %q\nUsage: sluice %s\n", sub, synopsis)
+		return errUsage
+	}
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	needID := sub == "show" || sub == "update" || sub == "delete"
+	if (needID && len(pos) != 1) || (!needID && len(pos) != 0) {
+		fs.Usage()
+		return errUsage
+	}
+	c, err := t.open(env)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	switch sub {
+	case "list":
+		ps, err := c.ListProjects(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(env, ps)
+		}
+		tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tWEBHOOK AUTH\tREDIRECT HOSTS\tCREATED")
+		for _, p := range ps {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", p.ID, p.Name, p.Settings.AuthMode(), strings.Join(p.Settings.RedirectHosts, ","), p.CreatedAt.Format("2006-01-02 15:04:05Z07:00"))
+		}
+		return tw.Flush()
+	case "create":
+		if name == "" {
+			return fmt.Errorf("--name is required")
+		}
+		st, err := sf.apply(project.Settings{})
+		if err != nil {
+			return err
+		}
+		req := admin.CreateProject{Name: name, Settings: st}
+		if id >= 0 {
+			if id > 1<<32-1 {
+				return fmt.Errorf("--id %d is above 4294967295", id)
+			}
+			v := uint32(id)
+			req.ID = &v
+		}
+		p, err := c.CreateProject(ctx, req)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(env, p)
+		}
+		fmt.Fprintf(env.Stdout, "project %d (%s) created\n", p.ID, p.Name)
+		return nil
+	}
+
+	pid, err := parseProjectID(pos[0])
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "show":
+		p, err := c.GetProject(ctx, pid)
+		if err != nil {
+			return err
+		}
+		return printJSON(env, p)
+	case "update":
+		var req admin.UpdateProject
+		if name != "" {
+			req.Name = &name
+		}
+		if sf.set() {
+			cur, err := c.GetProject(ctx, pid)
+			if err != nil {
+				return err
+			}
+			st, err := sf.apply(cur.Settings)
+			if err != nil {
+				return err
+			}
+			req.Settings = &st
+		}
+		if req.Name == nil && req.Settings == nil {
+			return fmt.Errorf("nothing to update: give --name or settings flags")
+		}
+		p, err := c.UpdateProject(ctx, pid, req)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(env, p)
+		}
+		fmt.Fprintf(env.Stdout, "project %d (%s) updated\n", p.ID, p.Name)
+		return nil
+	default: // delete
+		if err := c.DeleteProject(ctx, pid); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "project %d deleted\n", pid)
+		return nil
+	}
+}
+
+func runToken(ctx context.Context, args []string, env *Env) error {
+	const synopsis = "token create|list|revoke --project N [flags] [TOKEN_ID]"
+	if len(args) == 0 {
+		fmt.Fprintf(env.Stderr, "Usage: sluice %s\n", synopsis)
+		return errUsage
+	}
+	sub, args := args[0], args[1:]
+	fs := newFlags("token "+sub, synopsis, env)
+	var t target
+	t.register(fs, env)
+	asJSON := fs.Bool("json", false, "print JSON")
+	projectFlag := fs.String("project", "", "project id (required)")
+	var name, secret string
+	switch sub {
+	case "create":
+		fs.StringVar(&name, "name", "", "a label for the token")
+		fs.StringVar(&secret, "secret", "", "import this secret (a token a sender already uses) instead of generating one")
+	case "list", "revoke":
+	default:
+		fmt.Fprintf(env.Stderr, "sluice token: unknown subcommand %q\nUsage: sluice %s\n", sub, synopsis)
+		return errUsage
+	}
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if *projectFlag == "" || (sub == "revoke") != (len(pos) == 1) || len(pos) > 1 {
+		fs.Usage()
+		return errUsage
+	}
+	pid, err := parseProjectID(*projectFlag)
+	if err != nil {
+		return err
+	}
+	c, err := t.open(env)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	switch sub {
+	case "create":
+		ct, err := c.CreateToken(ctx, pid, admin.CreateToken{Name: name, Secret: secret})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(env, ct)
+		}
+		fmt.Fprintf(env.Stdout, "token %s created for project %d\nsecret (shown once; only its SHA-256 is stored):\n%s\n", ct.Token.ID, pid, ct.Secret)
+		return nil
+	case "list":
+		ts, err := c.ListTokens(ctx, pid)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(env, ts)
+		}
+		tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tHINT\tCREATED\tREVOKED")
+		for _, tk := range ts {
+			revoked := "-"
+			if tk.RevokedAt != nil {
+				revoked = tk.RevokedAt.Format("2006-01-02 15:04:05Z07:00")
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", tk.ID, tk.Name, tk.Hint, tk.CreatedAt.Format("2006-01-02 15:04:05Z07:00"), revoked)
+		}
+		return tw.Flush()
+	default: // revoke
+		tk, err := c.RevokeToken(ctx, pid, pos[0])
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(env, tk)
+		}
+		fmt.Fprintf(env.Stdout, "token %s of project %d revoked\n", tk.ID, pid)
+		return nil
+	}
+}
