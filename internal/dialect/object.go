@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"unsafe"
 
 	"github.com/sluicehq/sluice/internal/event"
 )
@@ -192,9 +193,13 @@ func scanValue(b []byte, i int) int {
 	}
 }
 
+// decodeKey returns the Go string of a JSON string literal. Without
+// escapes the string shares raw's memory, which parseJSONObject never
+// changes after compacting.
 func decodeKey(raw []byte) string {
 	if bytes.IndexByte(raw, '\\') < 0 {
-		return string(raw[1 : len(raw)-1])
+		k := raw[1 : len(raw)-1]
+		return unsafe.String(unsafe.SliceData(k), len(k))
 	}
 	var s string
 	_ = json.Unmarshal(raw, &s)

@@ -81,7 +81,7 @@ func TestValidate(t *testing.T) {
 		"no key":      func(e *Event) { e.Key = "" },
 		"no dialect":  func(e *Event) { e.Dialect = "" },
 		"array data":  func(e *Event) { e.Data = json.RawMessage(`[1]`) },
-		"broken data": func(e *Event) { e.Data = json.RawMessage(`{"a":`) },
+		"broken data": func(e *Event) { e.Data = json.RawMessage(`{"a":}`) },
 		"long dedup":  func(e *Event) { e.DedupKey = string(make([]byte, 600)) },
 	}
 	for name, mutate := range cases {

@@ -54,6 +54,7 @@ type Server struct {
 	webhook *dialect.Webhook
 	logger  *slog.Logger
 	m       *metrics
+	cookies cookieJar
 }
 
 // New returns the ingest handler. reg may be nil.
@@ -148,12 +149,6 @@ func webhookRoute(first, path string) string {
 	return routeWebhook
 }
 
-// webhookResponse is the seed's answer: {"key":"in.gen.calltrack.call","id":"…"}.
-type webhookResponse struct {
-	Key string   `json:"key"`
-	ID  event.ID `json:"id"`
-}
-
 func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	buf, err := s.readBody(w, r)
 	if err != nil {
@@ -179,12 +174,8 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	s.m.events(dialect.DialectWebhook, results)
 
 	h := w.Header()
-	h.Set("Cache-Control", "no-cache, no-store, must-revalidate")
-	http.SetCookie(w, &http.Cookie{
-		Name: "uid", Value: ev.UID, Path: "/",
-		MaxAge: uidCookieAge, Expires: now.Add(uidCookieAge * time.Second),
-		HttpOnly: true, SameSite: http.SameSiteNoneMode, Secure: secure,
-	})
+	h["Cache-Control"] = noStore
+	h["Set-Cookie"] = []string{s.cookies.uid(ev.UID, now, secure)}
 	switch {
 	case res.Location != "":
 		h.Set("Location", res.Location)
@@ -195,12 +186,59 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(transparentGIF)
 	default:
-		writeJSON(w, http.StatusOK, webhookResponse{Key: ev.Key, ID: results[0].ID})
+		// {"key":"in.gen.calltrack.call","id":"…"}, built by hand: this is
+		// the hot path.
+		b := make([]byte, 0, 48+len(ev.Key))
+		b = append(b, `{"key":`...)
+		b = event.AppendString(b, ev.Key)
+		b = append(b, `,"id":`...)
+		b = results[0].ID.AppendJSON(b)
+		b = append(b, "}\n"...)
+		h["Content-Type"] = contentTypeJSON
+		h["Content-Length"] = []string{strconv.Itoa(len(b))}
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(b)
 	}
 }
 
+var (
+	noStore         = []string{"no-cache, no-store, must-revalidate"}
+	contentTypeJSON = []string{"application/json"}
+)
+
 // uidCookieAge is three years, in seconds.
 const uidCookieAge = 3 * 365 * 24 * 60 * 60
+
+// cookieJar renders the uid cookie: HttpOnly, three years, SameSite=None,
+// Secure under TLS. The attributes change once a second (Expires), so they
+// are rendered once a second.
+type cookieJar struct {
+	mu     sync.Mutex
+	sec    int64
+	attrs  string // "; Path=/; Expires=…; Max-Age=…; HttpOnly; SameSite=None"
+	secure string // attrs + "; Secure"
+}
+
+func (c *cookieJar) uid(uid string, now time.Time, secure bool) string {
+	sec := now.Unix()
+	c.mu.Lock()
+	if sec != c.sec || c.attrs == "" {
+		full := (&http.Cookie{
+			Name: "uid", Value: "0", Path: "/",
+			MaxAge: uidCookieAge, Expires: now.Add(uidCookieAge * time.Second),
+			HttpOnly: true, SameSite: http.SameSiteNoneMode,
+		}).String()
+		c.attrs = strings.TrimPrefix(full, "uid=0")
+		c.secure = c.attrs + "; Secure"
+		c.sec = sec
+	}
+	attrs := c.attrs
+	if secure {
+		attrs = c.secure
+	}
+	c.mu.Unlock()
+	return "uid=" + uid + attrs
+}
 
 // transparentGIF is a 1×1 transparent GIF.
 var transparentGIF = []byte("GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")

@@ -200,7 +200,13 @@ func TestProvisionIsIdempotent(t *testing.T) {
 		t.Fatal("token provisioned by hash")
 	}
 	// Changed settings are applied; a revoked token stays revoked.
-	if _, err := s.RevokeToken(ctx, 7, toks[0].ID); err != nil {
+	var crm string
+	for _, tk := range toks {
+		if tk.Name == "crm" {
+			crm = tk.ID
+		}
+	}
+	if _, err := s.RevokeToken(ctx, 7, crm); err != nil {
 		t.Fatal(err)
 	}
 	specs[0].Settings.WebhookAuth = "none"

@@ -1,23 +1,38 @@
 // Package sqlite is the embedded, default event log: one SQLite database in
-// WAL mode with synchronous=FULL, written by a single goroutine that commits
-// concurrent appends together (group commit) and fsyncs before any caller
-// is answered.
+// WAL mode, fsynced before any caller is answered, with group commit.
+//
+// Group commit without a writer goroutine: the first Append that finds no
+// commit in progress becomes the leader. It takes every request waiting
+// (its own first), commits them in one transaction, fdatasyncs the WAL,
+// answers the others and, if more requests arrived meanwhile, hands the
+// leadership to the oldest of them. Requests that arrive during a commit
+// wait and join the next group, so the group grows with the load and one
+// fdatasync covers all of it. No event is answered, or visible to readers,
+// before its group's fdatasync returned.
+//
+// SQLite runs with synchronous=NORMAL (it writes the WAL but does not wait
+// for the disk at commit, and still syncs its checkpoints); the leader's
+// fdatasync of the WAL file after the commit is what makes the group
+// durable, which is the durability of synchronous=FULL.
 package sqlite
 
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
 
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+	sqlite3 "github.com/mattn/go-sqlite3" // also registers the "sqlite3" driver
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/internal/event"
@@ -32,21 +47,16 @@ type Config struct {
 	Path string
 	// MaxBatch caps the events in one commit (default 4096).
 	MaxBatch int
-	// Queue is how many append requests may wait for the writer (default 8192).
-	Queue int
 	// Readers is the number of read connections (default 4).
 	Readers int
 	// CheckpointEvery is how often a background connection copies the WAL
-	// into the database (default 1s), off the writer's path.
+	// into the database (default 1s), off the commit path.
 	CheckpointEvery time.Duration
 }
 
 func (c *Config) defaults() {
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 4096
-	}
-	if c.Queue <= 0 {
-		c.Queue = 8192
 	}
 	if c.Readers <= 0 {
 		c.Readers = 4
@@ -63,45 +73,53 @@ type Log struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	wdb    *sql.DB // the writer's database handle, one connection
-	wconn  *sql.Conn
-	insert *sql.Stmt
-	dupOf  *sql.Stmt
-	rdb    *sql.DB // readers
-	cdb    *sql.DB // checkpointer
+	// The committing connection is used through the driver directly: a
+	// database/sql transaction costs a goroutine and a statement
+	// re-preparation, which the commit path cannot afford.
+	wc      *sqlite3.SQLiteConn
+	insert  *sqlite3.SQLiteStmt
+	dupOf   *sqlite3.SQLiteStmt
+	args    [6]driver.NamedValue // the insert's arguments, reused
+	rdb     *sql.DB              // readers
+	cdb     *sql.DB              // checkpointer
+	wal     *os.File
+	walPath string
 
-	mu      sync.RWMutex // guards closed against enqueues
+	qmu     sync.Mutex
+	idle    *sync.Cond // signalled when the last leader steps down
+	queue   []*request // waiting for a leader, oldest first
+	leading bool       // a leader is committing
 	closed  bool
-	queue   chan *request
-	quit    chan struct{}
-	done    chan struct{}
+	broken  atomic.Pointer[error] // set when an fdatasync failed
+
 	stopCkp context.CancelFunc
 	ckpDone chan struct{}
-
-	// ckpWant asks the writer to finish a checkpoint between commits: a
+	// ckpWant asks the leader to finish a checkpoint after its commit: a
 	// background checkpoint never catches up with a busy writer, and the
 	// WAL only starts over (instead of growing) once one has.
 	ckpWant atomic.Bool
 
-	head    atomic.Uint64
+	head    atomic.Uint64 // the highest durable id
 	chMu    sync.Mutex
 	changed chan struct{}
 
-	body []byte // the writer's scratch buffer
+	body []byte // the leader's scratch buffer (one leader at a time)
 }
 
-// request is one Append waiting for the writer.
+// request is one Append (or maintenance job) waiting to be committed.
 type request struct {
 	enc    []event.Encoded
 	meta   []*event.Event
 	res    []eventlog.Result
 	err    error
-	done   chan struct{}
-	job    func(tx *sql.Tx) error // maintenance work instead of events
+	job    func(c *sqlite3.SQLiteConn) error // maintenance work instead of events
 	nEvent int
+	// done receives false when the request is committed (or failed), and
+	// true when its goroutine must take over as leader.
+	done chan bool
 }
 
-var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
+var requestPool = sync.Pool{New: func() any { return &request{done: make(chan bool, 1)} }}
 
 // bufPool holds encode buffers for the request goroutines.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
@@ -124,7 +142,10 @@ const schemaVersion = 1
 func dsn(path string, extra url.Values) string {
 	v := url.Values{}
 	v.Set("_journal_mode", "WAL")
-	v.Set("_synchronous", "FULL")
+	// NORMAL: a commit writes the WAL without waiting for the disk; the
+	// leader's fdatasync makes it durable before anyone is answered.
+	// Checkpoints are still synced by SQLite itself.
+	v.Set("_synchronous", "NORMAL")
 	v.Set("_busy_timeout", "10000")
 	for k, vs := range extra {
 		v[k] = vs
@@ -143,34 +164,29 @@ func Open(cfg Config, gen *event.Generator, reg prometheus.Registerer, logger *s
 		cfg:     cfg,
 		gen:     gen,
 		log:     logger,
-		queue:   make(chan *request, cfg.Queue),
-		quit:    make(chan struct{}),
-		done:    make(chan struct{}),
 		ckpDone: make(chan struct{}),
 		changed: make(chan struct{}),
 	}
-	var err error
-	// The writer never checkpoints itself: that would stall every append
-	// waiting behind it. A separate connection does it in the background.
-	l.wdb, err = sql.Open("sqlite3", dsn(cfg.Path, url.Values{"_txlock": {"immediate"}}))
+	l.idle = sync.NewCond(&l.qmu)
+	dc, err := (&sqlite3.SQLiteDriver{}).Open(dsn(cfg.Path, nil))
 	if err != nil {
 		return nil, fmt.Errorf("open log %s: %w", cfg.Path, err)
 	}
-	l.wdb.SetMaxOpenConns(1)
+	l.wc = dc.(*sqlite3.SQLiteConn)
 	if err := l.init(); err != nil {
-		l.wdb.Close()
+		l.wc.Close()
 		return nil, err
 	}
 	l.rdb, err = sql.Open("sqlite3", dsn(cfg.Path, url.Values{"_query_only": {"1"}}))
 	if err != nil {
-		l.wdb.Close()
+		l.wc.Close()
 		return nil, fmt.Errorf("open log readers %s: %w", cfg.Path, err)
 	}
 	l.rdb.SetMaxOpenConns(cfg.Readers)
 	l.rdb.SetMaxIdleConns(cfg.Readers)
 	l.cdb, err = sql.Open("sqlite3", dsn(cfg.Path, nil))
 	if err != nil {
-		l.wdb.Close()
+		l.wc.Close()
 		l.rdb.Close()
 		return nil, fmt.Errorf("open log checkpointer %s: %w", cfg.Path, err)
 	}
@@ -180,89 +196,121 @@ func Open(cfg Config, gen *event.Generator, reg prometheus.Registerer, logger *s
 	ctx, cancel := context.WithCancel(context.Background())
 	l.stopCkp = cancel
 	go l.checkpointer(ctx)
-	go l.run()
 	return l, nil
 }
 
-// init checks the durability settings, creates the schema and seeds the
-// id generator.
+// init checks the settings, creates the schema, seeds the id generator and
+// opens the WAL for syncing.
 func (l *Log) init() error {
-	ctx := context.Background()
-	conn, err := l.wdb.Conn(ctx)
+	mode, err := l.queryOne("PRAGMA journal_mode")
 	if err != nil {
 		return fmt.Errorf("open log %s: %w", l.cfg.Path, err)
 	}
-	l.wconn = conn
-	var mode string
-	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+	if m, _ := mode.(string); !strings.EqualFold(m, "wal") {
+		return fmt.Errorf("open log %s: journal_mode is %v, want wal", l.cfg.Path, mode)
+	}
+	sync, err := l.queryOne("PRAGMA synchronous")
+	if err != nil {
 		return fmt.Errorf("open log %s: %w", l.cfg.Path, err)
 	}
-	if !strings.EqualFold(mode, "wal") {
-		return fmt.Errorf("open log %s: journal_mode is %q, want wal", l.cfg.Path, mode)
+	if sync != int64(1) { // NORMAL, plus the leader's fdatasync after every commit
+		return fmt.Errorf("open log %s: synchronous is %v, want 1 (NORMAL)", l.cfg.Path, sync)
 	}
-	var sync int
-	if err := conn.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&sync); err != nil {
+	// The committing connection never checkpoints by itself: that would
+	// stall every append behind it. See checkpointer.
+	if _, err := l.wc.Exec("PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864", nil); err != nil {
 		return fmt.Errorf("open log %s: %w", l.cfg.Path, err)
 	}
-	if sync != 2 { // FULL: the WAL is fsynced at every commit
-		return fmt.Errorf("open log %s: synchronous is %d, want 2 (FULL)", l.cfg.Path, sync)
-	}
-	if _, err := conn.ExecContext(ctx, "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864"); err != nil {
+	version, err := l.queryOne("PRAGMA user_version")
+	if err != nil {
 		return fmt.Errorf("open log %s: %w", l.cfg.Path, err)
 	}
-	var version int
-	if err := conn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return fmt.Errorf("open log %s: %w", l.cfg.Path, err)
+	if v, _ := version.(int64); v > schemaVersion {
+		return fmt.Errorf("open log %s: schema version %d is newer than this binary's %d", l.cfg.Path, v, schemaVersion)
 	}
-	if version > schemaVersion {
-		return fmt.Errorf("open log %s: schema version %d is newer than this binary's %d", l.cfg.Path, version, schemaVersion)
-	}
-	if _, err := conn.ExecContext(ctx, schema); err != nil {
+	if _, err := l.wc.Exec(schema, nil); err != nil {
 		return fmt.Errorf("create log schema: %w", err)
 	}
-	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version=%d", schemaVersion)); err != nil {
+	if _, err := l.wc.Exec(fmt.Sprintf("PRAGMA user_version=%d", schemaVersion), nil); err != nil {
 		return fmt.Errorf("set log schema version: %w", err)
 	}
-	var maxID sql.NullInt64
-	if err := conn.QueryRowContext(ctx, "SELECT max(id) FROM events").Scan(&maxID); err != nil {
+	maxID, err := l.queryOne("SELECT max(id) FROM events")
+	if err != nil {
 		return fmt.Errorf("read log head: %w", err)
 	}
-	if maxID.Valid {
-		l.head.Store(uint64(maxID.Int64))
-		l.gen.Observe(event.ID(maxID.Int64))
+	if id, ok := maxID.(int64); ok {
+		l.head.Store(uint64(id))
+		l.gen.Observe(event.ID(id))
 	}
-	l.insert, err = conn.PrepareContext(ctx, `INSERT INTO events(id, project_id, key, time, dedup, body) VALUES (?, ?, ?, ?, ?, ?)
+	st, err := l.wc.Prepare(`INSERT INTO events(id, project_id, key, time, dedup, body) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (project_id, dedup) WHERE dedup IS NOT NULL DO NOTHING`)
 	if err != nil {
 		return fmt.Errorf("prepare insert: %w", err)
 	}
-	l.dupOf, err = conn.PrepareContext(ctx, `SELECT id FROM events WHERE project_id = ? AND dedup = ?`)
-	if err != nil {
+	l.insert = st.(*sqlite3.SQLiteStmt)
+	if st, err = l.wc.Prepare(`SELECT id FROM events WHERE project_id = ? AND dedup = ?`); err != nil {
 		return fmt.Errorf("prepare dedup lookup: %w", err)
+	}
+	l.dupOf = st.(*sqlite3.SQLiteStmt)
+	for i := range l.args {
+		l.args[i].Ordinal = i + 1
+	}
+	// The WAL exists from the connection's first read and stays while the
+	// writer's connection is open.
+	l.walPath = l.cfg.Path + "-wal"
+	if l.wal, err = os.OpenFile(l.walPath, os.O_RDWR, 0); err != nil {
+		return fmt.Errorf("open log WAL for syncing: %w", err)
 	}
 	return nil
 }
 
-// Append implements eventlog.Log.
+// queryOne returns the first column of the first row of query, on the
+// committing connection (nil when there is no row).
+func (l *Log) queryOne(query string, args ...driver.NamedValue) (driver.Value, error) {
+	rows, err := l.wc.QueryContext(context.Background(), query, args)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	dest := make([]driver.Value, len(rows.Columns()))
+	if err := rows.Next(dest); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return dest[0], nil
+}
+
+// Append implements eventlog.Log. Each event's Data must be a compact JSON
+// object, as every decoder produces (and its fuzz target checks); the log
+// checks the framing only, to keep the hot path cheap.
 func (l *Log) Append(ctx context.Context, events []*event.Event) ([]eventlog.Result, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
 	for i, e := range events {
-		if err := e.Validate(); err != nil {
+		if err := e.CheckEnvelope(); err != nil {
 			return nil, fmt.Errorf("event %d: %w", i, err)
 		}
+	}
+	if bp := l.broken.Load(); bp != nil {
+		return nil, *bp
 	}
 	r := requestPool.Get().(*request)
 	r.meta = events
 	r.nEvent = len(events)
-	// Encode on the caller's goroutine; the writer only splices in ids.
-	bufs := make([]*[]byte, len(events))
+	// Encode on the caller's goroutine; the leader only splices in ids.
+	var one [1]*[]byte
+	bufs := one[:0]
+	if len(events) > 1 {
+		bufs = make([]*[]byte, 0, len(events))
+	}
 	r.enc = r.enc[:0]
-	for i, e := range events {
-		bufs[i] = bufPool.Get().(*[]byte)
-		enc := e.Encode(*bufs[i])
-		r.enc = append(r.enc, enc)
+	for _, e := range events {
+		b := bufPool.Get().(*[]byte)
+		bufs = append(bufs, b)
+		r.enc = append(r.enc, e.Encode(*b))
 	}
 	err := l.submit(ctx, r)
 	var res []eventlog.Result
@@ -283,139 +331,199 @@ func (l *Log) Append(ctx context.Context, events []*event.Event) ([]eventlog.Res
 	return res, err
 }
 
-// submit hands r to the writer and waits for its commit. Once queued, a
-// request is always waited for: its buffers belong to the writer until then.
+// submit queues r and returns once r is committed and durable (or failed):
+// either as the leader that committed it, or woken by one.
 func (l *Log) submit(ctx context.Context, r *request) error {
-	l.mu.RLock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	l.qmu.Lock()
 	if l.closed {
-		l.mu.RUnlock()
+		l.qmu.Unlock()
 		return eventlog.ErrClosed
 	}
-	select {
-	case l.queue <- r:
-	case <-ctx.Done():
-		l.mu.RUnlock()
-		return ctx.Err()
+	l.queue = append(l.queue, r)
+	if l.leading {
+		l.qmu.Unlock()
+		if lead := <-r.done; !lead {
+			return nil
+		}
+	} else {
+		l.leading = true
+		l.qmu.Unlock()
 	}
-	l.mu.RUnlock()
-	<-r.done
+	l.lead()
 	return nil
 }
 
-// run is the single writer: it takes every request that is waiting, commits
-// them in one transaction and answers them all.
-func (l *Log) run() {
-	defer close(l.done)
-	batch := make([]*request, 0, 256)
-	for {
-		var first *request
-		select {
-		case first = <-l.queue:
-		case <-l.quit:
-			// Close has stopped enqueues; commit what is left.
-			for {
-				select {
-				case r := <-l.queue:
-					l.commitGroup(append(batch[:0], r))
-				default:
-					return
-				}
-			}
+// lead commits one group, led by the oldest waiting request, whose
+// goroutine runs this. Then it wakes the group and passes the leadership
+// on, or steps down when nobody waits.
+func (l *Log) lead() {
+	l.qmu.Lock()
+	group := l.takeGroup()
+	l.qmu.Unlock()
+
+	head, err := l.commitGroup(group)
+	if l.ckpWant.Load() && err == nil {
+		l.ckpWant.Store(false)
+		if _, err := l.wc.Exec("PRAGMA wal_checkpoint(PASSIVE)", nil); err != nil {
+			l.log.Warn("wal checkpoint", "err", err)
 		}
-		batch = append(batch[:0], first)
-		n := first.nEvent
-	fill:
-		for n < l.cfg.MaxBatch && first.job == nil {
-			select {
-			case r := <-l.queue:
-				if r.job != nil {
-					// Maintenance runs in a transaction of its own, after
-					// the events gathered so far.
-					l.commitGroup(batch)
-					batch = append(batch[:0], r)
-					break fill
-				}
-				batch = append(batch, r)
-				n += r.nEvent
-			default:
-				break fill
-			}
-		}
-		l.commitGroup(batch)
-		if l.ckpWant.Load() {
-			l.ckpWant.Store(false)
-			if _, err := l.wconn.ExecContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
-				l.log.Warn("wal checkpoint", "err", err)
-			}
-		}
+	}
+	if err == nil && head > event.ID(l.head.Load()) {
+		l.head.Store(uint64(head))
+		l.notify()
+	}
+
+	l.qmu.Lock()
+	var next *request
+	if len(l.queue) > 0 {
+		next = l.queue[0]
+	} else {
+		l.leading = false
+		l.idle.Broadcast()
+	}
+	l.qmu.Unlock()
+	// group[0] is the leader's own request: it returns without a signal.
+	for _, r := range group[1:] {
+		r.done <- false
+	}
+	if next != nil {
+		next.done <- true
 	}
 }
 
-// commitGroup commits batch in one transaction. When that fails, each
-// request is retried alone, so one bad request cannot fail its neighbours.
-func (l *Log) commitGroup(batch []*request) {
-	err := l.commit(batch)
-	if err != nil && len(batch) > 1 {
-		l.log.Warn("group commit failed; committing requests one by one", "requests", len(batch), "err", err)
-		for _, r := range batch {
-			r.err = l.commit([]*request{r})
+// takeGroup removes the next group from the queue: a maintenance job
+// alone, or requests up to MaxBatch events. qmu is held.
+func (l *Log) takeGroup() []*request {
+	n, events := 1, l.queue[0].nEvent
+	if l.queue[0].job == nil {
+		for n < len(l.queue) && l.queue[n].job == nil && events+l.queue[n].nEvent <= l.cfg.MaxBatch {
+			events += l.queue[n].nEvent
+			n++
+		}
+	}
+	group := make([]*request, n)
+	copy(group, l.queue[:n])
+	rest := copy(l.queue, l.queue[n:])
+	clear(l.queue[rest:])
+	l.queue = l.queue[:rest]
+	return group
+}
+
+// commitGroup commits the group in one transaction and makes it durable.
+// When the transaction fails, each request is retried alone, so one bad
+// request cannot fail its neighbours. It returns the highest id stored.
+func (l *Log) commitGroup(group []*request) (event.ID, error) {
+	if bp := l.broken.Load(); bp != nil {
+		for _, r := range group {
+			r.err = *bp
+		}
+		return 0, *bp
+	}
+	last, err := l.commit(group)
+	if err != nil && len(group) > 1 {
+		l.log.Warn("group commit failed; committing requests one by one", "requests", len(group), "err", err)
+		for _, r := range group {
+			var id event.ID
+			id, r.err = l.commit([]*request{r})
+			last = max(last, id)
 		}
 	} else if err != nil {
-		batch[0].err = err
+		group[0].err = err
 	}
-	for _, r := range batch {
-		r.done <- struct{}{}
+	start := time.Now()
+	if serr := l.syncWAL(); serr != nil {
+		for _, r := range group {
+			if r.err == nil {
+				r.err = serr
+			}
+		}
+		return 0, serr
 	}
+	l.metrics.sync.Observe(time.Since(start).Seconds())
+	return last, nil
 }
 
-func (l *Log) commit(batch []*request) (err error) {
+// syncWAL fdatasyncs the WAL. After a failed fdatasync nothing written
+// since the last good one can be trusted to reach the disk, so the log
+// refuses every later append: sluice must be restarted, and recovery from
+// the WAL decides what was stored.
+func (l *Log) syncWAL() error {
+	if fi, err := os.Stat(l.walPath); err == nil {
+		// SQLite never replaces the WAL while the writer's connection is
+		// open; check anyway, since syncing a stale file would be silent.
+		if cur, err := l.wal.Stat(); err == nil && !os.SameFile(fi, cur) {
+			l.wal.Close()
+			if l.wal, err = os.OpenFile(l.walPath, os.O_RDWR, 0); err != nil {
+				return l.fail(fmt.Errorf("reopen WAL: %w", err))
+			}
+		}
+	}
+	if err := fdatasync(l.wal); err != nil {
+		return l.fail(fmt.Errorf("fdatasync %s: %w", l.walPath, err))
+	}
+	return nil
+}
+
+func (l *Log) fail(err error) error {
+	err = fmt.Errorf("event log can no longer guarantee durability, restart sluice: %w", err)
+	if l.broken.CompareAndSwap(nil, &err) {
+		l.log.Error("event log failed", "err", err)
+	}
+	return *l.broken.Load()
+}
+
+func (l *Log) commit(batch []*request) (last event.ID, err error) {
 	start := time.Now()
-	ctx := context.Background()
-	tx, err := l.wconn.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+	if _, err := l.wc.Exec("BEGIN IMMEDIATE", nil); err != nil {
+		return 0, fmt.Errorf("begin: %w", err)
 	}
 	defer func() {
 		if err != nil {
-			_ = tx.Rollback()
+			_, _ = l.wc.Exec("ROLLBACK", nil)
 		}
 	}()
 	if batch[0].job != nil {
-		if err := batch[0].job(tx); err != nil {
-			return err
+		if err := batch[0].job(l.wc); err != nil {
+			return 0, err
 		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("commit: %w", err)
+		if _, err := l.wc.Exec("COMMIT", nil); err != nil {
+			return 0, fmt.Errorf("commit: %w", err)
 		}
-		return nil
+		return 0, nil
 	}
-	insert := tx.StmtContext(ctx, l.insert)
-	dupOf := tx.StmtContext(ctx, l.dupOf)
-	var last event.ID
+	ctx := context.Background()
 	events := 0
+	a := l.args[:]
 	for _, r := range batch {
 		r.res = make([]eventlog.Result, len(r.enc))
 		for i, enc := range r.enc {
 			e := r.meta[i]
 			id := l.gen.Next()
 			l.body = enc.WithID(l.body[:0], id)
-			var dedup any
+			a[0].Value, a[1].Value, a[2].Value, a[3].Value = int64(id), int64(e.ProjectID), e.Key, e.Time
 			if e.DedupKey != "" {
-				dedup = e.DedupKey
+				a[4].Value = e.DedupKey
+			} else {
+				a[4].Value = nil
 			}
 			// SQLite copies bound text (SQLITE_TRANSIENT) before Exec
 			// returns, so the scratch buffer can back the string.
-			res, err := insert.ExecContext(ctx, int64(id), int64(e.ProjectID), e.Key, e.Time, dedup, unsafe.String(unsafe.SliceData(l.body), len(l.body)))
+			a[5].Value = unsafe.String(unsafe.SliceData(l.body), len(l.body))
+			res, err := l.insert.ExecContext(ctx, a)
+			a[5].Value = nil
 			if err != nil {
-				return fmt.Errorf("insert event: %w", err)
+				return 0, fmt.Errorf("insert event: %w", err)
 			}
-			if dedup != nil {
+			if e.DedupKey != "" {
 				if n, _ := res.RowsAffected(); n == 0 {
-					var orig int64
-					if err := dupOf.QueryRowContext(ctx, int64(e.ProjectID), e.DedupKey).Scan(&orig); err != nil {
-						return fmt.Errorf("look up duplicate: %w", err)
+					orig, err := l.duplicateOf(e)
+					if err != nil {
+						return 0, err
 					}
-					r.res[i] = eventlog.Result{ID: event.ID(orig), Duplicate: true}
+					r.res[i] = eventlog.Result{ID: orig, Duplicate: true}
 					continue
 				}
 			}
@@ -424,15 +532,28 @@ func (l *Log) commit(batch []*request) (err error) {
 			events++
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	if last != 0 {
-		l.head.Store(uint64(last))
-		l.notify()
+	if _, err := l.wc.Exec("COMMIT", nil); err != nil {
+		return 0, fmt.Errorf("commit: %w", err)
 	}
 	l.metrics.observeCommit(events, time.Since(start))
-	return nil
+	return last, nil
+}
+
+// duplicateOf returns the id of the stored event with e's dedup key.
+func (l *Log) duplicateOf(e *event.Event) (event.ID, error) {
+	rows, err := l.dupOf.QueryContext(context.Background(), []driver.NamedValue{
+		{Ordinal: 1, Value: int64(e.ProjectID)}, {Ordinal: 2, Value: e.DedupKey},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("look up duplicate: %w", err)
+	}
+	defer rows.Close()
+	dest := []driver.Value{nil}
+	if err := rows.Next(dest); err != nil {
+		return 0, fmt.Errorf("look up duplicate: %w", err)
+	}
+	id, _ := dest[0].(int64)
+	return event.ID(id), nil
 }
 
 func (l *Log) notify() {
@@ -482,6 +603,10 @@ func (l *Log) Read(ctx context.Context, q eventlog.Query) ([]eventlog.Record, er
 		where = append(where, "id > ?")
 		args = append(args, int64(q.After))
 	}
+	// Only what is durable: a reader must never act on an event that a
+	// crash could still take back.
+	where = append(where, "id <= ?")
+	args = append(args, int64(l.head.Load()))
 	stmt := "SELECT id, project_id, key, time, body FROM events"
 	if len(where) > 0 {
 		stmt += " WHERE " + strings.Join(where, " AND ")
@@ -520,8 +645,8 @@ func (l *Log) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
 	var total int64
 	for {
 		var n int64
-		err := l.do(ctx, func(tx *sql.Tx) error {
-			res, err := tx.Exec(`DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id < ? ORDER BY id LIMIT ?)`, bound, deleteChunk)
+		err := l.do(ctx, func(c *sqlite3.SQLiteConn) error {
+			res, err := c.Exec(`DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id < ? ORDER BY id LIMIT ?)`, []driver.Value{bound, int64(deleteChunk)})
 			if err != nil {
 				return fmt.Errorf("delete expired events: %w", err)
 			}
@@ -538,9 +663,9 @@ func (l *Log) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
 	}
 }
 
-// do runs job in a write transaction on the writer goroutine.
-func (l *Log) do(ctx context.Context, job func(tx *sql.Tx) error) error {
-	r := &request{done: make(chan struct{}, 1), job: job}
+// do runs job in a write transaction of its own, in commit order.
+func (l *Log) do(ctx context.Context, job func(c *sqlite3.SQLiteConn) error) error {
+	r := &request{done: make(chan bool, 1), job: job}
 	if err := l.submit(ctx, r); err != nil {
 		return err
 	}
@@ -574,26 +699,28 @@ func (l *Log) checkpointer(ctx context.Context) {
 	}
 }
 
-// Close stops accepting appends, commits what is queued, checkpoints the
-// WAL and closes the database.
+// Close stops accepting appends, waits for the commits in progress,
+// checkpoints the WAL and closes the database.
 func (l *Log) Close() error {
-	l.mu.Lock()
+	l.qmu.Lock()
 	if l.closed {
-		l.mu.Unlock()
+		l.qmu.Unlock()
 		return nil
 	}
 	l.closed = true
-	l.mu.Unlock()
-	close(l.quit)
-	<-l.done
+	for l.leading {
+		l.idle.Wait()
+	}
+	l.qmu.Unlock()
 	l.stopCkp()
 	<-l.ckpDone
 	var errs []error
-	if _, err := l.wconn.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+	if _, err := l.wc.Exec("PRAGMA wal_checkpoint(TRUNCATE)", nil); err != nil {
 		errs = append(errs, fmt.Errorf("final checkpoint: %w", err))
 	}
 	_ = l.insert.Close()
 	_ = l.dupOf.Close()
-	errs = append(errs, l.wconn.Close(), l.cdb.Close(), l.rdb.Close(), l.wdb.Close())
+	_ = l.wal.Close()
+	errs = append(errs, l.cdb.Close(), l.rdb.Close(), l.wc.Close())
 	return errors.Join(errs...)
 }
