@@ -52,6 +52,7 @@ type Server struct {
 	events   EventReader
 	logger   *slog.Logger
 	mux      *http.ServeMux
+	routes   []string // "METHOD /path" of every API endpoint, for the OpenAPI test
 }
 
 // New returns the admin handler.
@@ -107,6 +108,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 type handlerFunc func(r *http.Request) (any, error)
 
 func (s *Server) api(pattern string, h handlerFunc) {
+	s.routes = append(s.routes, pattern)
 	s.mux.HandleFunc(pattern, s.authenticated(h))
 }
 

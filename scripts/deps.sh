@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Makes sure the tools the build and the test suite need are present.
+# Installs missing Debian packages when run as root; otherwise says what to
+# install. Later parts of the suite add their servers here.
+set -euo pipefail
+
+missing=()
+need() { # need <command> <debian package>
+	command -v "$1" >/dev/null 2>&1 || missing+=("$2")
+}
+
+if ! command -v go >/dev/null 2>&1; then
+	echo "deps: Go is not installed; get Go 1.26 or newer from https://go.dev/dl/" >&2
+	exit 1
+fi
+need gcc gcc        # cgo: the SQLite driver (mattn/go-sqlite3) is C
+need git git
+
+if ((${#missing[@]})); then
+	if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+		echo "deps: installing ${missing[*]}"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 ||
+			{ apt-get update >/dev/null && apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; }
+	else
+		echo "deps: missing ${missing[*]}; install them (Debian: sudo apt-get install ${missing[*]})" >&2
+		exit 1
+	fi
+fi
