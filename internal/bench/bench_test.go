@@ -1,0 +1,95 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// A target that fails every fifth request: the tool counts requests,
+// events and errors exactly, sends the right request, and reports a ratio
+// against its own baseline.
+func TestRunCountsAndBaseline(t *testing.T) {
+	var n atomic.Int64
+	var badBody atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.Method != "POST" || r.URL.Path != "/bench/event/7" || r.URL.Query().Get("token") != "tok" ||
+			r.Header.Get("Content-Type") != "application/json" || string(b) != DefaultWebhookPayload {
+			badBody.Store(true)
+		}
+		if n.Add(1)%5 == 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte(`{"key":"in.gen.bench.event","id":"1"}`))
+	}))
+	defer srv.Close()
+	cfg := Config{URL: srv.URL, Connections: 4, Count: 500, Project: 7, Token: "tok", Baseline: true}
+	results, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if badBody.Load() {
+		t.Fatal("the target got a malformed request")
+	}
+	if len(results) != 2 || results[0].Name != "target" || results[1].Name != "baseline" {
+		t.Fatalf("results %+v", results)
+	}
+	tr := results[0]
+	if tr.Requests != 500 || tr.Errors != 100 || tr.Events != 400 || tr.Statuses[503] != 100 || tr.Statuses[200] != 400 {
+		t.Fatalf("target: requests %d errors %d events %d statuses %v", tr.Requests, tr.Errors, tr.Events, tr.Statuses)
+	}
+	if tr.Latency.P50 <= 0 || tr.Latency.P50 > tr.Latency.P99 || tr.Latency.P99 > tr.Latency.Max {
+		t.Fatalf("latency %+v", tr.Latency)
+	}
+	if b := results[1]; b.Requests != 500 || b.Errors != 0 || b.Events != 500 {
+		t.Fatalf("baseline %+v", b)
+	}
+	var out bytes.Buffer
+	Report(&out, cfg, results)
+	for _, want := range []string{"target", "baseline (bare net/http handler, same body)", "errors 100", "100×503", "ratio target/baseline:"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestRunForDuration(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }))
+	defer srv.Close()
+	start := time.Now()
+	results, err := Run(context.Background(), Config{URL: srv.URL, Connections: 2, Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el < 400*time.Millisecond || el > 5*time.Second {
+		t.Fatalf("ran %v", el)
+	}
+	if r := results[0]; r.Requests == 0 || r.Errors != 0 || r.Elapsed < 300*time.Millisecond {
+		t.Fatalf("%+v", r)
+	}
+}
+
+func TestUnknownDialect(t *testing.T) {
+	if _, err := Run(context.Background(), Config{URL: "http://127.0.0.1:1", Dialect: "smoke-signals", Count: 1}); err == nil {
+		t.Fatal("unknown dialect accepted")
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	s := summarize(d)
+	if s.P50 != 50*time.Millisecond || s.P90 != 90*time.Millisecond || s.P99 != 99*time.Millisecond || s.Max != 100*time.Millisecond {
+		t.Fatalf("%+v", s)
+	}
+}
