@@ -477,7 +477,6 @@ func TestStartBannerAndFirstCurl(t *testing.T) {
 		`sluice_ingest_events_total{dialect="webhook",result="stored"} 1`,
 		"sluice_log_commit_batch_events_count",
 		"sluice_log_commit_duration_seconds_bucket",
-		"sluice_log_fsync_duration_seconds_bucket",
 		"sluice_ingest_request_duration_seconds_bucket",
 		"sluice_log_events_stored_total 1",
 		"sluice_build_info",

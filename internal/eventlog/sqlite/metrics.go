@@ -10,7 +10,6 @@ type metrics struct {
 	batch   prometheus.Histogram
 	latency prometheus.Histogram
 	stored  prometheus.Counter
-	sync    prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -22,21 +21,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sluice_log_commit_duration_seconds",
-			Help:    "Time to insert one group of events and commit it to the WAL (before its fdatasync).",
+			Help:    "Time to insert one group of events and commit it, fsync of the WAL included.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14),
 		}),
 		stored: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_log_events_stored_total",
 			Help: "Events committed to the event log (duplicates not included).",
 		}),
-		sync: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "sluice_log_fsync_duration_seconds",
-			Help:    "Time of one fdatasync of the WAL, which makes every group committed before it durable.",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14),
-		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.batch, m.latency, m.stored, m.sync)
+		reg.MustRegister(m.batch, m.latency, m.stored)
 	}
 	return m
 }

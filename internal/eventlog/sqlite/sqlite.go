@@ -1,19 +1,15 @@
 // Package sqlite is the embedded, default event log: one SQLite database in
-// WAL mode, fsynced before any caller is answered, with group commit.
+// WAL mode with synchronous=FULL (the WAL is fsynced at every commit), and
+// group commit.
 //
 // Group commit without a writer goroutine: the first Append that finds no
 // commit in progress becomes the leader. It takes every request waiting
-// (its own first), commits them in one transaction, fdatasyncs the WAL,
-// answers the others and, if more requests arrived meanwhile, hands the
-// leadership to the oldest of them. Requests that arrive during a commit
-// wait and join the next group, so the group grows with the load and one
-// fdatasync covers all of it. No event is answered, or visible to readers,
-// before its group's fdatasync returned.
-//
-// SQLite runs with synchronous=NORMAL (it writes the WAL but does not wait
-// for the disk at commit, and still syncs its checkpoints); the leader's
-// fdatasync of the WAL file after the commit is what makes the group
-// durable, which is the durability of synchronous=FULL.
+// (its own first), commits them in one transaction, answers the others
+// and, if more requests arrived meanwhile, hands the leadership to the
+// oldest of them. Requests that arrive during a commit wait and join the
+// next group, so the group grows with the load and one fsync covers all of
+// it. No event is answered, or visible to readers, before its group's
+// commit returned.
 package sqlite
 
 import (
@@ -25,7 +21,6 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -82,15 +77,12 @@ type Log struct {
 	args    [6]driver.NamedValue // the insert's arguments, reused
 	rdb     *sql.DB              // readers
 	cdb     *sql.DB              // checkpointer
-	wal     *os.File
-	walPath string
 
 	qmu     sync.Mutex
 	idle    *sync.Cond // signalled when the last leader steps down
 	queue   []*request // waiting for a leader, oldest first
 	leading bool       // a leader is committing
 	closed  bool
-	broken  atomic.Pointer[error] // set when an fdatasync failed
 
 	stopCkp context.CancelFunc
 	ckpDone chan struct{}
@@ -142,10 +134,8 @@ const schemaVersion = 1
 func dsn(path string, extra url.Values) string {
 	v := url.Values{}
 	v.Set("_journal_mode", "WAL")
-	// NORMAL: a commit writes the WAL without waiting for the disk; the
-	// leader's fdatasync makes it durable before anyone is answered.
-	// Checkpoints are still synced by SQLite itself.
-	v.Set("_synchronous", "NORMAL")
+	// FULL: every commit fsyncs the WAL before it returns.
+	v.Set("_synchronous", "FULL")
 	v.Set("_busy_timeout", "10000")
 	for k, vs := range extra {
 		v[k] = vs
@@ -213,8 +203,8 @@ func (l *Log) init() error {
 	if err != nil {
 		return fmt.Errorf("open log %s: %w", l.cfg.Path, err)
 	}
-	if sync != int64(1) { // NORMAL, plus the leader's fdatasync after every commit
-		return fmt.Errorf("open log %s: synchronous is %v, want 1 (NORMAL)", l.cfg.Path, sync)
+	if sync != int64(2) { // FULL
+		return fmt.Errorf("open log %s: synchronous is %v, want 2 (FULL)", l.cfg.Path, sync)
 	}
 	// The committing connection never checkpoints by itself: that would
 	// stall every append behind it. See checkpointer.
@@ -255,12 +245,6 @@ func (l *Log) init() error {
 	for i := range l.args {
 		l.args[i].Ordinal = i + 1
 	}
-	// The WAL exists from the connection's first read and stays while the
-	// writer's connection is open.
-	l.walPath = l.cfg.Path + "-wal"
-	if l.wal, err = os.OpenFile(l.walPath, os.O_RDWR, 0); err != nil {
-		return fmt.Errorf("open log WAL for syncing: %w", err)
-	}
 	return nil
 }
 
@@ -293,9 +277,6 @@ func (l *Log) Append(ctx context.Context, events []*event.Event) ([]eventlog.Res
 		if err := e.CheckEnvelope(); err != nil {
 			return nil, fmt.Errorf("event %d: %w", i, err)
 		}
-	}
-	if bp := l.broken.Load(); bp != nil {
-		return nil, *bp
 	}
 	r := requestPool.Get().(*request)
 	r.meta = events
@@ -412,19 +393,14 @@ func (l *Log) takeGroup() []*request {
 	return group
 }
 
-// commitGroup commits the group in one transaction and makes it durable.
-// When the transaction fails, each request is retried alone, so one bad
-// request cannot fail its neighbours. It returns the highest id stored.
+// commitGroup commits the group in one transaction. When that fails, each
+// request is retried alone, so one bad request cannot fail its neighbours.
+// It returns the highest id stored.
 func (l *Log) commitGroup(group []*request) (event.ID, error) {
-	if bp := l.broken.Load(); bp != nil {
-		for _, r := range group {
-			r.err = *bp
-		}
-		return 0, *bp
-	}
 	last, err := l.commit(group)
 	if err != nil && len(group) > 1 {
 		l.log.Warn("group commit failed; committing requests one by one", "requests", len(group), "err", err)
+		err = nil
 		for _, r := range group {
 			var id event.ID
 			id, r.err = l.commit([]*request{r})
@@ -433,46 +409,7 @@ func (l *Log) commitGroup(group []*request) (event.ID, error) {
 	} else if err != nil {
 		group[0].err = err
 	}
-	start := time.Now()
-	if serr := l.syncWAL(); serr != nil {
-		for _, r := range group {
-			if r.err == nil {
-				r.err = serr
-			}
-		}
-		return 0, serr
-	}
-	l.metrics.sync.Observe(time.Since(start).Seconds())
-	return last, nil
-}
-
-// syncWAL fdatasyncs the WAL. After a failed fdatasync nothing written
-// since the last good one can be trusted to reach the disk, so the log
-// refuses every later append: sluice must be restarted, and recovery from
-// the WAL decides what was stored.
-func (l *Log) syncWAL() error {
-	if fi, err := os.Stat(l.walPath); err == nil {
-		// SQLite never replaces the WAL while the writer's connection is
-		// open; check anyway, since syncing a stale file would be silent.
-		if cur, err := l.wal.Stat(); err == nil && !os.SameFile(fi, cur) {
-			l.wal.Close()
-			if l.wal, err = os.OpenFile(l.walPath, os.O_RDWR, 0); err != nil {
-				return l.fail(fmt.Errorf("reopen WAL: %w", err))
-			}
-		}
-	}
-	if err := fdatasync(l.wal); err != nil {
-		return l.fail(fmt.Errorf("fdatasync %s: %w", l.walPath, err))
-	}
-	return nil
-}
-
-func (l *Log) fail(err error) error {
-	err = fmt.Errorf("event log can no longer guarantee durability, restart sluice: %w", err)
-	if l.broken.CompareAndSwap(nil, &err) {
-		l.log.Error("event log failed", "err", err)
-	}
-	return *l.broken.Load()
+	return last, err
 }
 
 func (l *Log) commit(batch []*request) (last event.ID, err error) {
@@ -720,7 +657,6 @@ func (l *Log) Close() error {
 	}
 	_ = l.insert.Close()
 	_ = l.dupOf.Close()
-	_ = l.wal.Close()
 	errs = append(errs, l.cdb.Close(), l.rdb.Close(), l.wc.Close())
 	return errors.Join(errs...)
 }

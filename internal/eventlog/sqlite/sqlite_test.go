@@ -49,14 +49,10 @@ func TestDurabilitySettings(t *testing.T) {
 	if err != nil || mode != "wal" {
 		t.Fatalf("journal_mode %v, %v", mode, err)
 	}
-	// NORMAL: SQLite does not wait for the disk at commit; the leader's
-	// fdatasync of the WAL does, before anyone is answered.
+	// FULL: the WAL is fsynced at every commit.
 	syncMode, err := l.queryOne("PRAGMA synchronous")
-	if err != nil || syncMode != int64(1) {
-		t.Fatalf("synchronous %v, %v; want 1 (NORMAL, with the leader's fdatasync)", syncMode, err)
-	}
-	if l.wal == nil || l.walPath != l.cfg.Path+"-wal" {
-		t.Fatalf("WAL not open for syncing: %q", l.walPath)
+	if err != nil || syncMode != int64(2) {
+		t.Fatalf("synchronous %v, %v; want 2 (FULL)", syncMode, err)
 	}
 }
 
