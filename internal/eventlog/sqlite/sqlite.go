@@ -71,12 +71,12 @@ type Log struct {
 	// The committing connection is used through the driver directly: a
 	// database/sql transaction costs a goroutine and a statement
 	// re-preparation, which the commit path cannot afford.
-	wc      *sqlite3.SQLiteConn
-	insert  *sqlite3.SQLiteStmt
-	dupOf   *sqlite3.SQLiteStmt
-	args    [6]driver.NamedValue // the insert's arguments, reused
-	rdb     *sql.DB              // readers
-	cdb     *sql.DB              // checkpointer
+	wc     *sqlite3.SQLiteConn
+	insert *sqlite3.SQLiteStmt
+	dupOf  *sqlite3.SQLiteStmt
+	args   [6]driver.NamedValue // the insert's arguments, reused
+	rdb    *sql.DB              // readers
+	cdb    *sql.DB              // checkpointer
 
 	qmu     sync.Mutex
 	idle    *sync.Cond // signalled when the last leader steps down
