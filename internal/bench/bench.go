@@ -149,9 +149,22 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	return out, nil
 }
 
+// ServeBaseline serves only the bare handler on addr until ctx ends, for
+// loading it with another tool (wrk, hey) in the same way as sluice.
+func ServeBaseline(ctx context.Context, addr string) error {
+	srv, _, err := startBaselineOn(addr)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return srv.Close()
+}
+
 // startBaseline serves the bare handler: read the body, answer 200.
-func startBaseline() (*http.Server, string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func startBaseline() (*http.Server, string, error) { return startBaselineOn("127.0.0.1:0") }
+
+func startBaselineOn(addr string) (*http.Server, string, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, "", fmt.Errorf("baseline listener: %w", err)
 	}

@@ -27,6 +27,7 @@ func runBench(ctx context.Context, args []string, env *Env) error {
 	fs.BoolVar(&cfg.Baseline, "baseline", false, "also load a bare net/http handler in this process, the same way, and print the ratio")
 	fs.IntVar(&cfg.Rounds, "rounds", 1, "alternate target and baseline runs this many times")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
+	serveBaseline := fs.String("serve-baseline", "", "only serve the bare baseline handler on this address (for another load tool) until interrupted")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -34,6 +35,10 @@ func runBench(ctx context.Context, args []string, env *Env) error {
 	if len(pos) != 0 {
 		fs.Usage()
 		return errUsage
+	}
+	if *serveBaseline != "" {
+		fmt.Fprintf(env.Stdout, "baseline handler on http://%s/ (reads the body, answers 200); Ctrl-C to stop\n", *serveBaseline)
+		return bench.ServeBaseline(ctx, *serveBaseline)
 	}
 	if *project > 1<<32-1 {
 		return fmt.Errorf("--project %d is above 4294967295", *project)

@@ -1,6 +1,7 @@
 package dialect
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -47,6 +48,20 @@ func BenchmarkWebhookDecodeQueryMerge(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := w.Decode(&Request{HTTP: hr, Body: body, ClientIP: "127.0.0.1", ReceivedAt: now}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBaselineJSONUnmarshal decodes the same body into a map with
+// encoding/json: the yardstick for BenchmarkWebhookDecode in the same run.
+func BenchmarkBaselineJSONUnmarshal(b *testing.B) {
+	body := []byte(benchPayload)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var m map[string]any
+		if err := json.Unmarshal(body, &m); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -308,3 +308,56 @@ func BenchmarkAppendBatch100(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "events/s")
 }
+
+// BenchmarkBaselineFsyncAppend appends the same event bytes to a plain
+// file and fsyncs, with a writer goroutine that groups whatever is waiting,
+// under the same concurrency as BenchmarkAppendParallel: the floor of a
+// durable group commit on this disk, measured in the same run.
+func BenchmarkBaselineFsyncAppend(b *testing.B) {
+	f, err := os.Create(filepath.Join(b.TempDir(), "log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	line := logtest.Event(1, "in.gen.bench.event", 1).AppendJSON(nil)
+	line = append(line, '\n')
+	reqs := make(chan chan struct{}, 1024)
+	go func() {
+		var buf []byte
+		var group []chan struct{}
+		for r := range reqs {
+			group = append(group[:0], r)
+		more:
+			for {
+				select {
+				case r := <-reqs:
+					group = append(group, r)
+				default:
+					break more
+				}
+			}
+			buf = buf[:0]
+			for range group {
+				buf = append(buf, line...)
+			}
+			if _, err := f.Write(buf); err != nil {
+				b.Error(err)
+			}
+			if err := f.Sync(); err != nil {
+				b.Error(err)
+			}
+			for _, r := range group {
+				r <- struct{}{}
+			}
+		}
+	}()
+	defer close(reqs)
+	b.SetParallelism(32)
+	b.RunParallel(func(pb *testing.PB) {
+		done := make(chan struct{}, 1)
+		for pb.Next() {
+			reqs <- done
+			<-done
+		}
+	})
+}
