@@ -117,7 +117,8 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	var ready atomic.Bool
 	trusted, _ := cfg.TrustedPrefixes() // validated with the config
 	ingestHandler := ingest.New(ingest.Config{
-		BodyLimit: int64(cfg.BodyLimit), TrustedProxies: trusted, Ready: ready.Load,
+		BodyLimit: int64(cfg.BodyLimit), TrackHitLimit: int64(cfg.TrackHitLimit), TrackBatchLimit: int64(cfg.TrackBatchLimit),
+		TrustedProxies: trusted, Ready: ready.Load,
 	}, elog, state, gen, reg, logger.With("component", "ingest"))
 	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: ready.Load}, state, elog, reg, logger.With("component", "admin"))
 

@@ -35,8 +35,11 @@ type Config struct {
 	WorkerID int `yaml:"worker_id"`
 	// Retention is how long events are kept; 0 keeps them forever.
 	Retention Duration `yaml:"retention"`
-	// BodyLimit caps an ingest request body.
+	// BodyLimit caps a webhook request body.
 	BodyLimit Size `yaml:"body_limit"`
+	// TrackHitLimit caps one track hit; TrackBatchLimit a track batch.
+	TrackHitLimit   Size `yaml:"track_hit_limit"`
+	TrackBatchLimit Size `yaml:"track_batch_limit"`
 	// TrustedProxies are addresses or CIDRs whose forwarding headers count.
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	// TLSCert and TLSKey, when both set, make the ingest listener HTTPS.
@@ -59,13 +62,15 @@ type Config struct {
 // Default returns the configuration with nothing set.
 func Default() Config {
 	return Config{
-		Listen:      ":8080",
-		AdminListen: "127.0.0.1:8081",
-		DataDir:     "./sluice-data",
-		Retention:   Duration(30 * 24 * time.Hour),
-		BodyLimit:   100 << 10,
-		LogLevel:    "info",
-		LogFormat:   "auto",
+		Listen:          ":8080",
+		AdminListen:     "127.0.0.1:8081",
+		DataDir:         "./sluice-data",
+		Retention:       Duration(30 * 24 * time.Hour),
+		BodyLimit:       100 << 10,
+		TrackHitLimit:   32 << 10,
+		TrackBatchLimit: 500 << 10,
+		LogLevel:        "info",
+		LogFormat:       "auto",
 	}
 }
 
@@ -87,7 +92,9 @@ var settings = []setting{
 		return err
 	}, func(c *Config) string { return strconv.Itoa(c.WorkerID) }},
 	{"retention", "how long events are kept (e.g. 720h, 30d; 0 keeps them)", func(c *Config, v string) error { return c.Retention.Set(v) }, func(c *Config) string { return c.Retention.String() }},
-	{"body_limit", "largest ingest request body (e.g. 100KiB, 1MB)", func(c *Config, v string) error { return c.BodyLimit.Set(v) }, func(c *Config) string { return c.BodyLimit.String() }},
+	{"body_limit", "largest webhook request body (e.g. 100KiB, 1MB)", func(c *Config, v string) error { return c.BodyLimit.Set(v) }, func(c *Config) string { return c.BodyLimit.String() }},
+	{"track_hit_limit", "largest track hit, alone or in a batch", func(c *Config, v string) error { return c.TrackHitLimit.Set(v) }, func(c *Config) string { return c.TrackHitLimit.String() }},
+	{"track_batch_limit", "largest POST /track/batch body", func(c *Config, v string) error { return c.TrackBatchLimit.Set(v) }, func(c *Config) string { return c.TrackBatchLimit.String() }},
 	{"trusted_proxies", "comma-separated addresses or CIDRs whose X-Forwarded-For counts", func(c *Config, v string) error {
 		c.TrustedProxies = splitList(v)
 		return nil
@@ -240,8 +247,13 @@ func (c *Config) Validate() error {
 	if c.Retention < 0 {
 		errs = append(errs, errors.New("retention: negative"))
 	}
-	if c.BodyLimit < 1<<10 || c.BodyLimit > 64<<20 {
-		errs = append(errs, fmt.Errorf("body_limit: %s is outside 1KiB..64MiB", c.BodyLimit))
+	for name, v := range map[string]Size{"body_limit": c.BodyLimit, "track_hit_limit": c.TrackHitLimit, "track_batch_limit": c.TrackBatchLimit} {
+		if v < 1<<10 || v > 64<<20 {
+			errs = append(errs, fmt.Errorf("%s: %s is outside 1KiB..64MiB", name, v))
+		}
+	}
+	if c.TrackBatchLimit < c.TrackHitLimit {
+		errs = append(errs, fmt.Errorf("track_batch_limit %s is below track_hit_limit %s", c.TrackBatchLimit, c.TrackHitLimit))
 	}
 	if _, err := c.TrustedPrefixes(); err != nil {
 		errs = append(errs, err)

@@ -187,18 +187,13 @@ func (w *Webhook) Decode(r *Request) (*WebhookResult, error) {
 		channel = event.ChannelRedir
 	}
 	res.Event = &event.Event{
-		Key:       "in.gen." + service + "." + name,
-		Channel:   channel,
-		Service:   service,
-		Name:      name,
-		ProjectID: projectID,
-		UID:       w.uid(hr, query, body),
-		TD: event.TD{
-			IP:   r.ClientIP,
-			UA:   hr.Header.Get("User-Agent"),
-			Ref:  hr.Header.Get("Referer"),
-			Host: hr.Host,
-		},
+		Key:        "in.gen." + service + "." + name,
+		Channel:    channel,
+		Service:    service,
+		Name:       name,
+		ProjectID:  projectID,
+		UID:        w.uid(hr, query, body),
+		TD:         transport(r),
 		Data:       body.json(),
 		Time:       ms,
 		Dialect:    DialectWebhook,

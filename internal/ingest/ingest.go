@@ -33,8 +33,12 @@ type Appender interface {
 
 // Config configures the ingest handler.
 type Config struct {
-	// BodyLimit caps a request body in bytes (default 100 KiB).
+	// BodyLimit caps a webhook request body in bytes (default 100 KiB).
 	BodyLimit int64
+	// TrackHitLimit caps one track hit, alone or in a batch (default 32 KiB).
+	TrackHitLimit int64
+	// TrackBatchLimit caps a POST /track/batch body (default 500 KiB).
+	TrackBatchLimit int64
 	// TrustedProxies are the peers whose X-Forwarded-For, X-Real-IP and
 	// X-Forwarded-Proto are believed.
 	TrustedProxies []netip.Prefix
@@ -44,23 +48,40 @@ type Config struct {
 	Now func() time.Time
 }
 
-// DefaultBodyLimit is the default cap on a request body.
-const DefaultBodyLimit = 100 << 10
+// Default body limits.
+const (
+	DefaultBodyLimit       = 100 << 10
+	DefaultTrackHitLimit   = 32 << 10
+	DefaultTrackBatchLimit = 500 << 10
+)
 
 // Server is the ingest handler.
 type Server struct {
 	cfg     Config
 	log     Appender
 	webhook *dialect.Webhook
+	track   *dialect.Track
 	logger  *slog.Logger
 	m       *metrics
 	cookies cookieJar
 }
 
+// Projects is what ingest needs to know of projects and tokens.
+type Projects interface {
+	dialect.Projects
+	dialect.TrackProjects
+}
+
 // New returns the ingest handler. reg may be nil.
-func New(cfg Config, log Appender, projects dialect.Projects, uids *event.Generator, reg prometheus.Registerer, logger *slog.Logger) *Server {
+func New(cfg Config, log Appender, projects Projects, uids *event.Generator, reg prometheus.Registerer, logger *slog.Logger) *Server {
 	if cfg.BodyLimit <= 0 {
 		cfg.BodyLimit = DefaultBodyLimit
+	}
+	if cfg.TrackHitLimit <= 0 {
+		cfg.TrackHitLimit = DefaultTrackHitLimit
+	}
+	if cfg.TrackBatchLimit <= 0 {
+		cfg.TrackBatchLimit = DefaultTrackBatchLimit
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -75,6 +96,7 @@ func New(cfg Config, log Appender, projects dialect.Projects, uids *event.Genera
 		cfg:     cfg,
 		log:     log,
 		webhook: &dialect.Webhook{Projects: projects, NewUID: uids.Next},
+		track:   &dialect.Track{Projects: projects, HitLimit: int(cfg.TrackHitLimit)},
 		logger:  logger,
 		m:       newMetrics(reg),
 	}
@@ -82,12 +104,14 @@ func New(cfg Config, log Appender, projects dialect.Projects, uids *event.Genera
 
 // Routes (metric label values).
 const (
-	routeWebhook   = "webhook"
-	routePixel     = "pixel"
-	routeRedir     = "redir"
-	routePreflight = "preflight"
-	routeHealth    = "health"
-	routeOther     = "other"
+	routeWebhook    = "webhook"
+	routePixel      = "pixel"
+	routeRedir      = "redir"
+	routePreflight  = "preflight"
+	routeHealth     = "health"
+	routeOther      = "other"
+	routeTrack      = "track"
+	routeTrackBatch = "track_batch"
 )
 
 // ServeHTTP dispatches on the first path segment.
@@ -126,6 +150,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		} else {
 			writeJSON(rec, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
 		}
+	case "track":
+		dialectName, route = dialect.DialectTrack, routeTrack
+		if p := strings.TrimSuffix(r.URL.Path, "/"); p == "/track/batch" {
+			route = routeTrackBatch
+		}
+		s.serveTrack(rec, r, route == routeTrackBatch)
 	case "":
 		if r.Method == http.MethodPost {
 			s.fail(rec, dialect.Errorf(http.StatusNotFound, "POST / is reserved for the s2s dialect"))
@@ -150,7 +180,7 @@ func webhookRoute(first, path string) string {
 }
 
 func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
-	buf, err := s.readBody(w, r)
+	buf, err := s.readBody(w, r, s.cfg.BodyLimit)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -194,10 +224,7 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		b = append(b, `,"id":`...)
 		b = results[0].ID.AppendJSON(b)
 		b = append(b, "}\n"...)
-		h["Content-Type"] = contentTypeJSON
-		h["Content-Length"] = []string{strconv.Itoa(len(b))}
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(b)
+		writeRaw(w, http.StatusOK, b)
 	}
 }
 
@@ -252,13 +279,12 @@ func putBuffer(b *bytes.Buffer) {
 	}
 }
 
-// readBody reads the body of a POST within the size limit.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (*bytes.Buffer, error) {
+// readBody reads the body of a POST within limit.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (*bytes.Buffer, error) {
 	buf := bufferPool.Get().(*bytes.Buffer)
 	if r.Method != http.MethodPost {
 		return buf, nil
 	}
-	limit := s.cfg.BodyLimit
 	if r.ContentLength > limit {
 		putBuffer(buf)
 		return nil, tooLarge(limit)

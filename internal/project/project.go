@@ -37,6 +37,34 @@ type Settings struct {
 	// RedirectHosts lists the hosts /redir may send a browser to: exact
 	// host names, or "*.example.com" for any subdomain of example.com.
 	RedirectHosts []string `json:"redirect_hosts,omitempty" yaml:"redirect_hosts"`
+	// Track configures the track dialect.
+	Track TrackSettings `json:"track,omitzero" yaml:"track"`
+}
+
+// TrackSettings are the custom dimensions (strings) and custom metrics
+// (numbers) a project declares for the track dialect. Declared fields are
+// type-checked where they are placed; undeclared fields pass untouched.
+type TrackSettings struct {
+	CustomDimensions []CustomField `json:"custom_dimensions,omitempty" yaml:"custom_dimensions"`
+	CustomMetrics    []CustomField `json:"custom_metrics,omitempty" yaml:"custom_metrics"`
+}
+
+// CustomField names a custom dimension or metric and where it sits in a
+// hit: a path in the notation of the seed's field table, e.g.
+// "event.user.loyaltyLevel", "event.transaction.lineItems.product.margin"
+// (through the array of line items) or `integrations["My CRM"].segment`.
+// The path defaults to "event.<name>".
+type CustomField struct {
+	Name string `json:"name" yaml:"name"`
+	Path string `json:"path,omitempty" yaml:"path"`
+}
+
+// Where returns the field's path.
+func (c CustomField) Where() string {
+	if c.Path != "" {
+		return c.Path
+	}
+	return "event." + c.Name
 }
 
 // Validate checks the settings and normalises host names to lower case.
@@ -54,7 +82,72 @@ func (s *Settings) Validate() error {
 			errs = append(errs, fmt.Errorf("redirect_hosts[%d]: %w", i, err))
 		}
 	}
+	seen := map[string]string{}
+	for kind, list := range map[string][]CustomField{"custom_dimensions": s.Track.CustomDimensions, "custom_metrics": s.Track.CustomMetrics} {
+		for i, c := range list {
+			if strings.TrimSpace(c.Name) == "" {
+				errs = append(errs, fmt.Errorf("track.%s[%d]: name is required", kind, i))
+				continue
+			}
+			if _, err := ParseFieldPath(c.Where()); err != nil {
+				errs = append(errs, fmt.Errorf("track.%s[%d] (%s): %w", kind, i, c.Name, err))
+				continue
+			}
+			if other, dup := seen[c.Where()]; dup {
+				errs = append(errs, fmt.Errorf("track.%s[%d] (%s): path %s is already declared by %s", kind, i, c.Name, c.Where(), other))
+			}
+			seen[c.Where()] = kind + " " + c.Name
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// ParseFieldPath splits a field path: names separated by dots, a name with
+// other characters written as ["…"] (JSON string syntax), e.g.
+// integrations["Google Analytics"].clientId.
+func ParseFieldPath(p string) ([]string, error) {
+	var segs []string
+	for i := 0; i < len(p); {
+		switch {
+		case p[i] == '[':
+			end := strings.Index(p[i:], "\"]")
+			if end < 0 || i+1 >= len(p) || p[i+1] != '"' {
+				return nil, fmt.Errorf("path %q: [ must open a quoted name like [\"Google Analytics\"]", p)
+			}
+			var name string
+			if err := json.Unmarshal([]byte(p[i+1:i+end+1]), &name); err != nil || name == "" {
+				return nil, fmt.Errorf("path %q: bad quoted name", p)
+			}
+			segs = append(segs, name)
+			i += end + 2
+			if i < len(p) && p[i] == '.' {
+				i++
+				if i == len(p) {
+					return nil, fmt.Errorf("path %q ends with a dot", p)
+				}
+			}
+		default:
+			j := i
+			for j < len(p) && p[j] != '.' && p[j] != '[' {
+				j++
+			}
+			if j == i {
+				return nil, fmt.Errorf("path %q has an empty name", p)
+			}
+			segs = append(segs, p[i:j])
+			i = j
+			if i < len(p) && p[i] == '.' {
+				i++
+				if i == len(p) {
+					return nil, fmt.Errorf("path %q ends with a dot", p)
+				}
+			}
+		}
+	}
+	if len(segs) == 0 {
+		return nil, fmt.Errorf("path is empty")
+	}
+	return segs, nil
 }
 
 // AuthMode returns the effective webhook authentication mode.

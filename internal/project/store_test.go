@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -260,5 +261,51 @@ func TestDecodeSettingsStrict(t *testing.T) {
 	s, err := DecodeSettings([]byte(`{"webhook_auth":"token"}`))
 	if err != nil || s.WebhookAuth != "token" {
 		t.Fatalf("%+v %v", s, err)
+	}
+}
+
+func TestParseFieldPath(t *testing.T) {
+	cases := map[string][]string{
+		"event.user.loyaltyLevel":                   {"event", "user", "loyaltyLevel"},
+		`integrations["Google Analytics"].clientId`: {"integrations", "Google Analytics", "clientId"},
+		`["a.b"]`:      {"a.b"},
+		`x["y \"z\""]`: {"x", `y "z"`},
+		"event.transaction.lineItems.product.margin": {"event", "transaction", "lineItems", "product", "margin"},
+	}
+	for in, want := range cases {
+		got, err := ParseFieldPath(in)
+		if err != nil || strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("ParseFieldPath(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", ".", "a.", "a..b", `a[b]`, `a[""]`, `a["x`} {
+		if _, err := ParseFieldPath(bad); err == nil {
+			t.Errorf("ParseFieldPath(%q) accepted", bad)
+		}
+	}
+}
+
+func TestTrackSettingsValidate(t *testing.T) {
+	ok := Settings{Track: TrackSettings{
+		CustomDimensions: []CustomField{{Name: "loyalty", Path: "event.user.loyalty"}, {Name: "segment"}},
+		CustomMetrics:    []CustomField{{Name: "margin", Path: "event.transaction.lineItems.product.margin"}},
+	}}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if ok.Track.CustomDimensions[1].Where() != "event.segment" {
+		t.Fatal("default path")
+	}
+	for _, bad := range []Settings{
+		{Track: TrackSettings{CustomDimensions: []CustomField{{Name: ""}}}},
+		{Track: TrackSettings{CustomMetrics: []CustomField{{Name: "m", Path: "a..b"}}}},
+		{Track: TrackSettings{CustomDimensions: []CustomField{{Name: "x", Path: "event.a"}}, CustomMetrics: []CustomField{{Name: "y", Path: "event.a"}}}},
+	} {
+		if bad.Validate() == nil {
+			t.Errorf("accepted %+v", bad.Track)
+		}
+	}
+	if _, err := DecodeSettings([]byte(`{"track":{"custom_dimension":[]}}`)); err == nil || !strings.Contains(err.Error(), "custom_dimension") {
+		t.Fatalf("unknown track key: %v", err)
 	}
 }

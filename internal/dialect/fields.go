@@ -1,0 +1,236 @@
+package dialect
+
+import (
+	"encoding/json"
+	"math/big"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/event"
+)
+
+// A field table (like the track seed's) compiles into a tree of nodes, one
+// per field, that validates a decoded JSON document and reports every
+// violation at its path. Fields the table does not name pass untouched.
+
+// kind is a column of the seed's "type" table, plus what we need beyond it.
+type kind int
+
+const (
+	kAny         kind = iota // only a container for declared children
+	kString                  // STRING
+	kNumber                  // NUMBER, FLOAT: any JSON number
+	kInteger                 // INTEGER: a number with no fractional part
+	kRecord                  // RECORD: an object
+	kRecordArray             // an array of RECORDs (lineItems)
+	kTimestamp               // TIMESTAMP: RFC 3339, fractional seconds optional, Z or an offset
+	kStringOrNumber
+)
+
+// node is one field of a table.
+type node struct {
+	kind     kind
+	required bool
+	// check is an extra rule on a value of the right kind; it returns a
+	// violation message or "".
+	check    func(v any) string
+	children []*child
+}
+
+type child struct {
+	name string
+	node *node
+}
+
+func (n *node) child(name string) *node {
+	for _, c := range n.children {
+		if c.name == name {
+			return c.node
+		}
+	}
+	return nil
+}
+
+// add declares the field at path (segments) and returns its node. A field
+// below an undeclared container creates a kAny container for it.
+func (n *node) add(path []string, k kind) *node {
+	cur := n
+	for i, seg := range path {
+		next := cur.child(seg)
+		if next == nil {
+			next = &node{kind: kAny}
+			cur.children = append(cur.children, &child{name: seg, node: next})
+		}
+		if i == len(path)-1 {
+			next.kind = k
+		}
+		cur = next
+	}
+	return cur
+}
+
+// clone copies the tree so that per-project fields can be added.
+func (n *node) clone() *node {
+	c := *n
+	c.children = make([]*child, len(n.children))
+	for i, ch := range n.children {
+		c.children[i] = &child{name: ch.name, node: ch.node.clone()}
+	}
+	return &c
+}
+
+// validate checks doc (decoded with UseNumber) against the tree and appends
+// every violation to errs.
+func (n *node) validate(doc map[string]any, path fieldPath, errs *event.FieldErrors) {
+	for _, c := range n.children {
+		v, present := doc[c.name]
+		p := path.key(c.name)
+		if !present || v == nil {
+			if c.node.required {
+				errs.Add(p.String(), "is required")
+			}
+			continue
+		}
+		c.node.validateValue(v, p, errs)
+	}
+}
+
+func (n *node) validateValue(v any, p fieldPath, errs *event.FieldErrors) {
+	switch n.kind {
+	case kAny:
+		// An undeclared container: descend where the shape allows.
+		switch t := v.(type) {
+		case map[string]any:
+			n.validate(t, p, errs)
+		case []any:
+			for i, e := range t {
+				if m, ok := e.(map[string]any); ok {
+					n.validate(m, p.index(i), errs)
+				}
+			}
+		}
+		return
+	case kRecord:
+		m, ok := v.(map[string]any)
+		if !ok {
+			errs.Add(p.String(), "must be an object")
+			return
+		}
+		n.validate(m, p, errs)
+		return
+	case kRecordArray:
+		arr, ok := v.([]any)
+		if !ok {
+			errs.Add(p.String(), "must be an array of objects")
+			return
+		}
+		for i, e := range arr {
+			m, ok := e.(map[string]any)
+			if !ok {
+				errs.Add(p.index(i).String(), "must be an object")
+				continue
+			}
+			n.validate(m, p.index(i), errs)
+		}
+		return
+	}
+	if msg := checkKind(n.kind, v); msg != "" {
+		errs.Add(p.String(), msg)
+		return
+	}
+	if n.check != nil {
+		if msg := n.check(v); msg != "" {
+			errs.Add(p.String(), msg)
+		}
+	}
+}
+
+func checkKind(k kind, v any) string {
+	switch k {
+	case kString:
+		if _, ok := v.(string); !ok {
+			return "must be a string"
+		}
+	case kNumber:
+		if _, ok := v.(json.Number); !ok {
+			return "must be a number"
+		}
+	case kInteger:
+		n, ok := v.(json.Number)
+		if !ok || !isInteger(n) {
+			return "must be an integer"
+		}
+	case kStringOrNumber:
+		switch v.(type) {
+		case string, json.Number:
+		default:
+			return "must be a string or a number"
+		}
+	case kTimestamp:
+		s, ok := v.(string)
+		if !ok {
+			return "must be an ISO 8601 / RFC 3339 timestamp string"
+		}
+		if _, err := parseTimestamp(s); err != nil {
+			return "must be an ISO 8601 / RFC 3339 timestamp, e.g. 2019-02-21T10:56:10.723Z"
+		}
+	}
+	return ""
+}
+
+// isInteger reports whether n has no fractional part and fits in 64 bits.
+func isInteger(n json.Number) bool {
+	s := n.String()
+	if !strings.ContainsAny(s, ".eE") {
+		_, err := strconv.ParseInt(s, 10, 64)
+		return err == nil
+	}
+	f, _, err := big.ParseFloat(s, 10, 128, big.ToNearestEven)
+	if err != nil || !f.IsInt() {
+		return false
+	}
+	_, acc := f.Int64()
+	return acc == big.Exact
+}
+
+// parseTimestamp reads RFC 3339 with or without fractional seconds.
+func parseTimestamp(s string) (time.Time, error) {
+	return time.Parse(time.RFC3339Nano, s)
+}
+
+// nonNegative is a check for numbers.
+func nonNegative(v any) string {
+	n := v.(json.Number)
+	if strings.HasPrefix(strings.TrimSpace(n.String()), "-") {
+		if f, err := n.Float64(); err == nil && f == 0 {
+			return "" // -0
+		}
+		return "must not be negative"
+	}
+	return ""
+}
+
+// fieldPath renders a location in a document the way the seed's table and
+// JavaScript write it: event.transaction.lineItems[1].quantity,
+// integrations["Google Analytics"].clientId.
+type fieldPath struct{ s string }
+
+var identRE = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]*$`)
+
+func (p fieldPath) key(name string) fieldPath {
+	if identRE.MatchString(name) {
+		if p.s == "" {
+			return fieldPath{name}
+		}
+		return fieldPath{p.s + "." + name}
+	}
+	return fieldPath{p.s + "[" + string(event.AppendString(nil, name)) + "]"}
+}
+
+func (p fieldPath) index(i int) fieldPath {
+	return fieldPath{p.s + "[" + strconv.Itoa(i) + "]"}
+}
+
+func (p fieldPath) String() string { return p.s }

@@ -1,0 +1,397 @@
+package dialect
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/project"
+)
+
+// DialectTrack names the Tracking API postback dialect (seed 000).
+const DialectTrack = "track"
+
+// Track keys: the semantic transaction event and custom events.
+const (
+	TrackTransactionKey = "in.track.transaction.completed"
+	trackCustomPrefix   = "in.track.custom."
+	// TransactionEvent is the one semantic event name of the seed.
+	TransactionEvent = "Completed Transaction"
+)
+
+// trackTable is the seed's field table, row by row, with our additions:
+// timestamp/originalTimestamp (the event's own time, for skew correction).
+// Rules the seed's example forces: emailHash has no length rule,
+// voucherDiscount is a string or a number, context.ip is any string.
+var trackTable = []struct {
+	path     string
+	kind     kind
+	required bool
+	check    func(any) string
+}{
+	{"hitId", kString, true, uuidV1},
+	{"sentAt", kTimestamp, true, nil},
+	{"event", kRecord, false, nil},
+	{"event.category", kString, false, nil},
+	{"event.name", kString, false, nil},
+	{"event.source", kString, false, nil},
+	{"event.label", kString, false, nil},
+	{"event.value", kNumber, false, nonNegative},
+	{"event.user", kRecord, false, nil},
+	{"event.user.emailHash", kString, false, nil},
+	{"event.user.userId", kString, false, nil},
+	{"event.user.anonymousId", kString, false, nil},
+	{"event.transaction", kRecord, false, nil},
+	{"event.transaction.total", kNumber, false, nil},
+	{"event.transaction.subtotal", kNumber, false, nil},
+	{"event.transaction.currency", kString, false, nil},
+	{"event.transaction.voucher", kString, false, nil},
+	{"event.transaction.voucherDiscount", kStringOrNumber, false, nil},
+	{"event.transaction.shippingCost", kNumber, false, nil},
+	{"event.transaction.paymentMethod", kString, false, nil},
+	{"event.transaction.orderId", kString, false, nil},
+	{"event.transaction.lineItems", kRecordArray, false, nil},
+	{"event.transaction.lineItems.quantity", kInteger, false, nil},
+	{"event.transaction.lineItems.subtotal", kNumber, false, nil},
+	{"event.transaction.lineItems.product", kRecord, false, nil},
+	{"event.transaction.lineItems.product.id", kString, false, nil},
+	{"event.transaction.lineItems.product.name", kString, false, nil},
+	{"event.transaction.lineItems.product.currency", kString, false, nil},
+	{"event.transaction.lineItems.product.unitSalePrice", kNumber, false, nil},
+	{"event.transaction.lineItems.product.unitPrice", kNumber, false, nil},
+	{"event.transaction.lineItems.product.category", kString, false, nil},
+	{"event.transaction.lineItems.product.categoryId", kString, false, nil},
+	{"event.transaction.lineItems.product.manufacturer", kString, false, nil},
+	{"event.transaction.lineItems.product.skuCode", kString, false, nil},
+	{"event.transaction.lineItems.product.stock", kInteger, false, nil},
+	{"event.website", kRecord, false, nil},
+	{"event.website.region", kString, false, nil},
+	{"event.website.regionId", kString, false, nil},
+	{"event.website.environment", kString, false, nil},
+	{"event.website.currency", kString, false, nil},
+	{"context", kRecord, false, nil},
+	{"context.ip", kString, false, nil},
+	{"integrations", kRecord, false, nil},
+	{`integrations["Google Analytics"]`, kRecord, false, nil},
+	{`integrations["Google Analytics"].clientId`, kString, false, nil},
+	{"timestamp", kTimestamp, false, nil},
+	{"originalTimestamp", kTimestamp, false, nil},
+}
+
+var trackTree = func() *node {
+	root := &node{kind: kRecord}
+	for _, row := range trackTable {
+		segs, err := project.ParseFieldPath(row.path)
+		if err != nil {
+			panic(err) // the table is a constant
+		}
+		n := root.add(segs, row.kind)
+		n.required, n.check = row.required, row.check
+	}
+	return root
+}()
+
+func uuidV1(v any) string {
+	u, err := uuid.Parse(v.(string))
+	if err != nil {
+		return "must be a UUID"
+	}
+	if u.Version() != 1 || u.Variant() != uuid.RFC4122 {
+		return fmt.Sprintf("must be a UUID of version 1 with the RFC 4122 variant (this one is version %d, variant %s)", u.Version(), u.Variant())
+	}
+	return ""
+}
+
+// TrackProjects is what the track dialect needs to know of projects.
+type TrackProjects interface {
+	Get(id uint32) (*project.Project, bool)
+	Authenticate(secret string) (projectID uint32, tokenID string, ok bool)
+}
+
+// Track decodes POST /track and POST /track/batch.
+type Track struct {
+	Projects TrackProjects
+	// HitLimit caps one hit, alone or in a batch (bytes).
+	HitLimit int
+
+	mu    sync.Mutex
+	trees map[uint32]cachedTree // per-project trees with custom fields
+}
+
+type cachedTree struct {
+	settings project.TrackSettings
+	tree     *node
+}
+
+// Authenticate finds the project of the request's token: the HTTP Basic
+// user name (the password is empty, as the seed shows) or a Bearer token.
+func (t *Track) Authenticate(hr *http.Request) (*project.Project, error) {
+	auth := hr.Header.Get("Authorization")
+	if auth == "" {
+		return nil, Unauthorized("an API token is required: Authorization: Basic base64(token + \":\")")
+	}
+	tok := HeaderToken(hr)
+	if tok == "" {
+		return nil, Unauthorized("malformed Authorization header: use Basic with the API token as user name, or Bearer")
+	}
+	pid, _, ok := t.Projects.Authenticate(tok)
+	if !ok {
+		return nil, Unauthorized("invalid API token")
+	}
+	p, ok := t.Projects.Get(pid)
+	if !ok {
+		return nil, Unauthorized("invalid API token")
+	}
+	return p, nil
+}
+
+// CheckContentType refuses anything but JSON.
+func CheckContentType(hr *http.Request) *Error {
+	mt, _, err := mime.ParseMediaType(hr.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return Errorf(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+	}
+	return nil
+}
+
+// tree returns the project's validation tree: the seed's table plus its
+// declared custom dimensions and metrics.
+func (t *Track) tree(p *project.Project) *node {
+	st := p.Settings.Track
+	if len(st.CustomDimensions) == 0 && len(st.CustomMetrics) == 0 {
+		return trackTree
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c, ok := t.trees[p.ID]; ok && sameTrackSettings(c.settings, st) {
+		return c.tree
+	}
+	tree := trackTree.clone()
+	for _, c := range st.CustomDimensions {
+		if segs, err := project.ParseFieldPath(c.Where()); err == nil {
+			tree.add(segs, kString)
+		}
+	}
+	for _, c := range st.CustomMetrics {
+		if segs, err := project.ParseFieldPath(c.Where()); err == nil {
+			tree.add(segs, kNumber)
+		}
+	}
+	if t.trees == nil {
+		t.trees = map[uint32]cachedTree{}
+	}
+	t.trees[p.ID] = cachedTree{settings: st, tree: tree}
+	return tree
+}
+
+func sameTrackSettings(a, b project.TrackSettings) bool {
+	eq := func(x, y []project.CustomField) bool {
+		if len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if x[i] != y[i] {
+				return false
+			}
+		}
+		return true
+	}
+	return eq(a.CustomDimensions, b.CustomDimensions) && eq(a.CustomMetrics, b.CustomMetrics)
+}
+
+// DecodeHit turns one hit (the body of POST /track) into an event.
+func (t *Track) DecodeHit(p *project.Project, r *Request) (*event.Event, error) {
+	e, errs, err := t.decodeHit(p, r, r.Body)
+	if err != nil {
+		return nil, err
+	}
+	if len(errs) > 0 {
+		return nil, &Error{Status: http.StatusBadRequest, Message: "invalid hit", Errors: errs}
+	}
+	return e, nil
+}
+
+// decodeHit validates one hit. A document that is not a JSON object is an
+// error; violations of the table are returned as field errors.
+func (t *Track) decodeHit(p *project.Project, r *Request, raw []byte) (*event.Event, event.FieldErrors, error) {
+	if t.HitLimit > 0 && len(raw) > t.HitLimit {
+		return nil, nil, Errorf(http.StatusRequestEntityTooLarge, "a hit is larger than the limit of %d bytes", t.HitLimit)
+	}
+	var compact bytes.Buffer
+	compact.Grow(len(raw))
+	if err := json.Compact(&compact, raw); err != nil {
+		if uerr := json.Unmarshal(raw, new(json.RawMessage)); uerr != nil {
+			err = uerr
+		}
+		return nil, nil, FieldError(http.StatusBadRequest, "body", describeJSONError(raw, err).Error())
+	}
+	data := compact.Bytes()
+	if len(data) == 0 || data[0] != '{' {
+		return nil, nil, FieldError(http.StatusBadRequest, "body", "must be a JSON object (one hit)")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var doc map[string]any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, nil, FieldError(http.StatusBadRequest, "body", err.Error())
+	}
+	var errs event.FieldErrors
+	t.tree(p).validate(doc, fieldPath{}, &errs)
+	if len(errs) > 0 {
+		return nil, errs, nil
+	}
+	return buildTrackEvent(p, r, doc, data), nil, nil
+}
+
+// buildTrackEvent makes the canonical event of a valid hit.
+func buildTrackEvent(p *project.Project, r *Request, doc map[string]any, data []byte) *event.Event {
+	hit, _ := uuid.Parse(doc["hitId"].(string))
+	received := r.ReceivedAt.UnixMilli()
+	ev := &event.Event{
+		Channel:    event.ChannelHTTP,
+		Service:    DialectTrack,
+		ProjectID:  p.ID,
+		TD:         transport(r),
+		Data:       data,
+		Time:       received,
+		Dialect:    DialectTrack,
+		ReceivedAt: received,
+		DedupKey:   "track:" + hit.String(),
+	}
+	evt, _ := doc["event"].(map[string]any)
+	name, _ := evt["name"].(string)
+	ev.Name = name
+	if name == TransactionEvent {
+		ev.Key = TrackTransactionKey
+	} else {
+		ev.Key = trackCustomPrefix + KeySegment(name)
+	}
+	// The event's own time, corrected for the sender's clock skew as
+	// Segment does: timestamp = receivedAt − (sentAt − originalTimestamp).
+	sentAt, _ := parseTimestamp(doc["sentAt"].(string))
+	for _, k := range []string{"originalTimestamp", "timestamp"} {
+		if s, ok := doc[k].(string); ok {
+			if ts, err := parseTimestamp(s); err == nil {
+				ev.Time = received - (sentAt.UnixMilli() - ts.UnixMilli())
+				break
+			}
+		}
+	}
+	user, _ := evt["user"].(map[string]any)
+	addIdentity(ev, "user_id", user["userId"])
+	addIdentity(ev, "anonymous_id", user["anonymousId"])
+	addIdentity(ev, "email_hash", user["emailHash"])
+	if in, ok := doc["integrations"].(map[string]any); ok {
+		if ga, ok := in["Google Analytics"].(map[string]any); ok {
+			addIdentity(ev, "ga_client_id", ga["clientId"])
+		}
+	}
+	return ev
+}
+
+func addIdentity(ev *event.Event, typ string, v any) {
+	if s, ok := v.(string); ok && s != "" {
+		ev.Identities = append(ev.Identities, event.Identity{Type: typ, Value: s})
+	}
+}
+
+// transport is the td of a request.
+func transport(r *Request) event.TD {
+	return event.TD{
+		IP:   r.ClientIP,
+		UA:   r.HTTP.Header.Get("User-Agent"),
+		Ref:  r.HTTP.Header.Get("Referer"),
+		Host: r.HTTP.Host,
+	}
+}
+
+// KeySegment turns a free-form event name into one key segment: lower
+// case, letters and digits kept (any script), every other run of
+// characters becomes one '_'. "Viewed Product" → "viewed_product". An
+// empty result is "unnamed".
+func KeySegment(name string) string {
+	var b strings.Builder
+	under := false
+	for _, r := range strings.ToLower(name) {
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+			b.WriteRune(r)
+			under = false
+			continue
+		}
+		if !under && b.Len() > 0 {
+			b.WriteByte('_')
+			under = true
+		}
+	}
+	s := strings.TrimSuffix(b.String(), "_")
+	if s == "" {
+		return "unnamed"
+	}
+	if len(s) > 128 {
+		s = s[:128]
+		for !utf8.ValidString(s) {
+			s = s[:len(s)-1]
+		}
+	}
+	return s
+}
+
+// TrackBatchItem is one hit of a batch: an event, or its violations (paths
+// relative to the hit).
+type TrackBatchItem struct {
+	Event  *event.Event
+	Status int // for an invalid item: 400, or 413 when it is too large
+	Errors event.FieldErrors
+}
+
+// DecodeBatch reads {"batch":[hit, …]}. Every hit is validated on its own:
+// invalid hits do not stop valid ones.
+func (t *Track) DecodeBatch(p *project.Project, r *Request) ([]TrackBatchItem, error) {
+	var env struct {
+		Batch []json.RawMessage `json:"batch"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(r.Body))
+	if err := dec.Decode(&env); err != nil {
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) {
+			return nil, FieldError(http.StatusBadRequest, "batch", "must be an array of hits")
+		}
+		return nil, FieldError(http.StatusBadRequest, "body", describeJSONError(r.Body, err).Error())
+	}
+	if dec.More() {
+		return nil, FieldError(http.StatusBadRequest, "body", "more than one JSON value")
+	}
+	if len(env.Batch) == 0 {
+		return nil, FieldError(http.StatusBadRequest, "batch", "is required: a non-empty array of hits")
+	}
+	items := make([]TrackBatchItem, len(env.Batch))
+	for i, raw := range env.Batch {
+		e, errs, err := t.decodeHit(p, r, raw)
+		var de *Error
+		switch {
+		case errors.As(err, &de):
+			items[i].Status = de.Status
+			msg := de.Message
+			if len(de.Errors) > 0 {
+				msg = de.Errors[0].Message
+			}
+			items[i].Errors = event.FieldErrors{{Path: "", Message: msg}}
+		case len(errs) > 0:
+			items[i].Status = http.StatusBadRequest
+			items[i].Errors = errs
+		default:
+			items[i].Event = e
+		}
+	}
+	return items, nil
+}

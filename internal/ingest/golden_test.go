@@ -1,0 +1,188 @@
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/eventlog"
+	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
+	"github.com/sluicehq/sluice/internal/project"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// goldenClock is the fixed instant of every golden exchange: the seed's
+// sentAt plus two seconds, so skew correction has something to show.
+var goldenClock = time.Date(2019, 2, 21, 10, 56, 12, 723_000_000, time.UTC)
+
+// goldenServer is a real ingest handler over a real SQLite log, with a
+// fixed clock so ids and times are reproducible. Projects:
+//
+//	7  shop: tokens "abc123", "revoked-token" (revoked)
+//	8  other: token "other-project-token"
+//	9  custom: token "custom-token"; dimension loyaltyLevel (event.loyaltyLevel),
+//	   metrics margin (event.transaction.margin) and item_margin
+//	   (event.transaction.lineItems.product.margin)
+func goldenServer(t *testing.T) (*Server, *sqlite.Log) {
+	t.Helper()
+	dir := t.TempDir()
+	clock := func() time.Time { return goldenClock }
+	gen, _ := event.NewGenerator(0, clock)
+	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "events.db")}, gen, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := project.Open(filepath.Join(dir, "state.db"), clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close(); ps.Close() })
+	ctx := context.Background()
+	mk := func(id uint32, name string, st project.Settings, secrets ...string) {
+		if _, err := ps.Create(ctx, &id, name, st); err != nil {
+			t.Fatal(err)
+		}
+		for _, sec := range secrets {
+			tok, _, err := ps.CreateToken(ctx, id, "t", sec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sec == "revoked-token" {
+				if _, err := ps.RevokeToken(ctx, id, tok.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	mk(7, "shop", project.Settings{}, "abc123", "revoked-token")
+	mk(8, "other", project.Settings{}, "other-project-token")
+	mk(9, "custom", project.Settings{Track: project.TrackSettings{
+		CustomDimensions: []project.CustomField{{Name: "loyaltyLevel"}},
+		CustomMetrics: []project.CustomField{
+			{Name: "margin", Path: "event.transaction.margin"},
+			{Name: "item_margin", Path: "event.transaction.lineItems.product.margin"},
+		},
+	}}, "custom-token")
+	return New(Config{Now: clock}, l, ps, gen, nil, nil), l
+}
+
+// parseExchanges reads requests written as in an HTTP/1.1 exchange, with
+// plain newlines, separated by lines "###"; Content-Length is filled in.
+func parseExchanges(t *testing.T, raw []byte) []*http.Request {
+	t.Helper()
+	var out []*http.Request
+	for _, part := range bytes.Split(raw, []byte("\n###\n")) {
+		head, body, _ := bytes.Cut(part, []byte("\n\n"))
+		var b strings.Builder
+		for _, l := range strings.Split(string(head), "\n") {
+			b.WriteString(l + "\r\n")
+		}
+		if len(body) > 0 {
+			b.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\n")
+		}
+		b.WriteString("\r\n")
+		b.Write(body)
+		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(b.String())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.RemoteAddr = "203.0.113.7:51000"
+		out = append(out, req)
+	}
+	return out
+}
+
+type goldenExchange struct {
+	Request string            `json:"request"`
+	Status  int               `json:"status"`
+	Header  map[string]string `json:"header,omitempty"`
+	Body    json.RawMessage   `json:"body,omitempty"`
+}
+
+type goldenOutcome struct {
+	Exchanges []goldenExchange `json:"exchanges"`
+	Stored    []*event.Event   `json:"stored"`
+}
+
+// TestTrackGolden runs each testdata/track/*.http through the handler and
+// compares every answer and the stored events with its .golden.json.
+func TestTrackGolden(t *testing.T) {
+	files, err := filepath.Glob("testdata/track/*.http")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden inputs: %v", err)
+	}
+	for _, file := range files {
+		name := strings.TrimSuffix(filepath.Base(file), ".http")
+		t.Run(name, func(t *testing.T) {
+			raw, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv, l := goldenServer(t)
+			var out goldenOutcome
+			for _, req := range parseExchanges(t, raw) {
+				rec := httptest.NewRecorder()
+				srv.ServeHTTP(rec, req)
+				ex := goldenExchange{Request: req.Method + " " + req.URL.RequestURI(), Status: rec.Code}
+				for _, h := range []string{"WWW-Authenticate", "Allow", "Content-Type"} {
+					if v := rec.Header().Get(h); v != "" {
+						if ex.Header == nil {
+							ex.Header = map[string]string{}
+						}
+						ex.Header[h] = v
+					}
+				}
+				body, _ := io.ReadAll(rec.Body)
+				if !json.Valid(body) {
+					t.Fatalf("%s: answer is not JSON: %q", name, body)
+				}
+				ex.Body = body
+				out.Exchanges = append(out.Exchanges, ex)
+			}
+			recs, err := l.Read(context.Background(), eventlog.Query{Limit: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out.Stored = []*event.Event{}
+			for _, r := range recs {
+				e, err := event.Decode(r.Body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out.Stored = append(out.Stored, e)
+			}
+			got, err := json.MarshalIndent(out, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, '\n')
+			goldenPath := strings.TrimSuffix(file, ".http") + ".golden.json"
+			if *update {
+				if err := os.WriteFile(goldenPath, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(goldenPath)
+			if err != nil {
+				t.Fatalf("%v (run go test ./internal/ingest -run TestTrackGolden -update)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%s\n got %s\nwant %s", file, got, want)
+			}
+		})
+	}
+}

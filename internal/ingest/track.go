@@ -1,0 +1,148 @@
+package ingest
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/sluicehq/sluice/internal/dialect"
+	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/project"
+)
+
+// serveTrack is POST /track (one hit) and POST /track/batch.
+func (s *Server) serveTrack(w http.ResponseWriter, r *http.Request, batch bool) {
+	if p := strings.TrimSuffix(r.URL.Path, "/"); p != "/track" && p != "/track/batch" {
+		s.fail(w, dialect.Errorf(http.StatusNotFound, "no route for %s: POST /track or POST /track/batch", r.URL.Path))
+		return
+	}
+	if r.Method != http.MethodPost {
+		s.fail(w, &dialect.Error{Status: http.StatusMethodNotAllowed, Message: "method " + r.Method + " is not allowed; use POST",
+			Header: map[string]string{"Allow": "POST, OPTIONS"}})
+		return
+	}
+	proj, err := s.track.Authenticate(r)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if err := dialect.CheckContentType(r); err != nil {
+		s.fail(w, err)
+		return
+	}
+	limit := s.cfg.TrackHitLimit
+	if batch {
+		limit = s.cfg.TrackBatchLimit
+	}
+	buf, err := s.readBody(w, r, limit)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	defer putBuffer(buf)
+	clientIP, secure := s.client(r)
+	req := &dialect.Request{HTTP: r, Body: buf.Bytes(), ClientIP: clientIP, Secure: secure, ReceivedAt: s.cfg.Now()}
+	if batch {
+		s.serveTrackBatch(w, r, proj, req)
+		return
+	}
+	ev, err := s.track.DecodeHit(proj, req)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	results, err := s.log.Append(r.Context(), []*event.Event{ev})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.m.events(dialect.DialectTrack, results)
+	b := make([]byte, 0, 64+len(ev.Key))
+	if results[0].Duplicate {
+		b = append(b, `{"id":`...)
+		b = results[0].ID.AppendJSON(b)
+		b = append(b, `,"duplicate":true}`...)
+	} else {
+		b = append(b, `{"id":`...)
+		b = results[0].ID.AppendJSON(b)
+		b = append(b, `,"key":`...)
+		b = event.AppendString(b, ev.Key)
+		b = append(b, '}')
+	}
+	writeRaw(w, http.StatusOK, append(b, '\n'))
+}
+
+// trackBatchResult is the answer for one hit of a batch.
+type trackBatchResult struct {
+	Status string            `json:"status"` // accepted, duplicate or invalid
+	ID     *event.ID         `json:"id,omitempty"`
+	Key    string            `json:"key,omitempty"`
+	Errors event.FieldErrors `json:"errors,omitempty"`
+}
+
+type trackBatchAnswer struct {
+	Message    string             `json:"message,omitempty"`
+	Accepted   int                `json:"accepted"`
+	Duplicates int                `json:"duplicates"`
+	Invalid    int                `json:"invalid"`
+	Results    []trackBatchResult `json:"results"`
+}
+
+func (s *Server) serveTrackBatch(w http.ResponseWriter, r *http.Request, proj *project.Project, req *dialect.Request) {
+	items, err := s.track.DecodeBatch(proj, req)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	var evs []*event.Event
+	for _, it := range items {
+		if it.Event != nil {
+			evs = append(evs, it.Event)
+		}
+	}
+	ans := trackBatchAnswer{Results: make([]trackBatchResult, len(items))}
+	if len(evs) > 0 {
+		results, err := s.log.Append(r.Context(), evs)
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		s.m.events(dialect.DialectTrack, results)
+		j := 0
+		for i, it := range items {
+			if it.Event == nil {
+				continue
+			}
+			res := results[j]
+			j++
+			id := res.ID
+			if res.Duplicate {
+				ans.Results[i] = trackBatchResult{Status: "duplicate", ID: &id}
+				ans.Duplicates++
+			} else {
+				ans.Results[i] = trackBatchResult{Status: "accepted", ID: &id, Key: it.Event.Key}
+				ans.Accepted++
+			}
+		}
+	}
+	for i, it := range items {
+		if it.Event == nil {
+			ans.Results[i] = trackBatchResult{Status: "invalid", Errors: it.Errors}
+			ans.Invalid++
+		}
+	}
+	status := http.StatusOK
+	if ans.Accepted+ans.Duplicates == 0 {
+		status = http.StatusBadRequest
+		ans.Message = "no valid hit in the batch: " + strconv.Itoa(ans.Invalid) + " invalid"
+	}
+	writeJSON(w, status, ans)
+}
+
+func writeRaw(w http.ResponseWriter, status int, b []byte) {
+	h := w.Header()
+	h["Content-Type"] = contentTypeJSON
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
