@@ -9,6 +9,9 @@ package bench
 import (
 	"bytes"
 	"context"
+	_ "embed"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +23,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Config describes one load run.
@@ -34,8 +39,10 @@ type Config struct {
 	Count int64
 	// Warmup runs before measuring.
 	Warmup time.Duration
-	// Dialect selects the request: webhook.
+	// Dialect selects the request: webhook, track or track-batch.
 	Dialect string
+	// Batch is the number of hits per track-batch request (default 100).
+	Batch int
 	// Payload is the body; empty means the dialect's default.
 	Payload []byte
 	// Project and Token address and authenticate the requests.
@@ -48,7 +55,13 @@ type Config struct {
 }
 
 // Dialects lists what the load tool can send.
-var Dialects = []string{"webhook"}
+var Dialects = []string{"webhook", "track", "track-batch"}
+
+// DefaultTrackHit is the track seed's example hit; each request gets a
+// fresh version-1 hitId, so nothing is dropped as a duplicate.
+//
+//go:embed track_hit.json
+var DefaultTrackHit []byte
 
 // DefaultWebhookPayload is a call tracker's postback of about 500 bytes.
 const DefaultWebhookPayload = `{"call_id":"c7f1b2a4-9d3e-4f5a-8b6c-1d2e3f4a5b6c","caller":"+79990000000","called":"+74950000000","duration":187,"status":"answered","campaign":"autumn-sale","utm_source":"google","utm_medium":"cpc","utm_campaign":"brand","utm_term":"buy shoes","utm_content":"ad-42","landing":"https://shop.example.com/sale?utm_source=google","manager":"Ivan Petrov","tags":["new","mobile"],"recording":"https://calls.example.com/rec/c7f1b2a4.mp3","started_at":"2026-11-23T10:15:00Z","city":"Moscow","amount":1999.5}`
@@ -61,6 +74,8 @@ type request struct {
 	body    []byte
 	events  int64 // events one request carries
 	dialect string
+	// fresh, when set, rewrites body in place before each request (new ids).
+	fresh func(body []byte)
 }
 
 func (c *Config) build(base string) (request, error) {
@@ -77,6 +92,43 @@ func (c *Config) build(base string) (request, error) {
 		}
 		h := http.Header{"Content-Type": {"application/json"}, "User-Agent": {"sluice-bench"}}
 		return request{method: "POST", url: u, header: h, body: body, events: 1, dialect: "webhook"}, nil
+	case "track", "track-batch":
+		hit := c.Payload
+		if len(hit) == 0 {
+			hit = DefaultTrackHit
+		}
+		at, err := hitIDOffsets(hit)
+		if err != nil {
+			return request{}, err
+		}
+		h := http.Header{"Content-Type": {"application/json"}, "User-Agent": {"sluice-bench"}}
+		if c.Token != "" {
+			h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(c.Token+":")))
+		}
+		if c.Dialect == "track" {
+			return request{method: "POST", url: base + "/track", header: h, body: hit, events: 1, dialect: c.Dialect,
+				fresh: func(b []byte) { newHitID(b[at:]) }}, nil
+		}
+		n := c.Batch
+		if n <= 0 {
+			n = 100
+		}
+		body := []byte(`{"batch":[`)
+		var offs []int
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				body = append(body, ',')
+			}
+			offs = append(offs, len(body)+at)
+			body = append(body, hit...)
+		}
+		body = append(body, "]}"...)
+		return request{method: "POST", url: base + "/track/batch", header: h, body: body, events: int64(n), dialect: c.Dialect,
+			fresh: func(b []byte) {
+				for _, o := range offs {
+					newHitID(b[o:])
+				}
+			}}, nil
 	}
 	return request{}, fmt.Errorf("dialect %q: the load tool knows %s", c.Dialect, strings.Join(Dialects, ", "))
 }
@@ -158,6 +210,31 @@ func ServeBaseline(ctx context.Context, addr string) error {
 	}
 	<-ctx.Done()
 	return srv.Close()
+}
+
+// hitIDOffsets finds where the hitId's 36-character value sits in a hit.
+func hitIDOffsets(hit []byte) (int, error) {
+	var h struct {
+		HitID string `json:"hitId"`
+	}
+	if err := json.Unmarshal(hit, &h); err != nil || len(h.HitID) != 36 {
+		return 0, errors.New("a track payload must be a JSON hit with a hitId UUID in the 36-character form")
+	}
+	i := bytes.Index(hit, []byte(`"`+h.HitID+`"`))
+	if i < 0 {
+		return 0, errors.New("cannot find the hitId's value in the payload")
+	}
+	return i + 1, nil
+}
+
+// newHitID writes a fresh version-1 UUID over the first 36 bytes of b.
+func newHitID(b []byte) {
+	u, err := uuid.NewUUID()
+	if err != nil {
+		u = uuid.Must(uuid.NewRandom()) // no clock sequence: never on Linux
+		u[6] = u[6]&0x0f | 0x10
+	}
+	copy(b[:36], u.String())
 }
 
 // startBaseline serves the bare handler: read the body, answer 200.
@@ -253,6 +330,10 @@ func drive(ctx context.Context, client *http.Client, conns int, req request, dea
 			defer wg.Done()
 			rd := bytes.NewReader(nil)
 			header := req.header.Clone()
+			body := req.body
+			if req.fresh != nil {
+				body = bytes.Clone(req.body) // this worker's copy, rewritten per request
+			}
 			for ctx.Err() == nil {
 				if count > 0 {
 					if issued.Add(1) > count {
@@ -261,14 +342,17 @@ func drive(ctx context.Context, client *http.Client, conns int, req request, dea
 				} else if !time.Now().Before(deadline) {
 					return
 				}
-				rd.Reset(req.body)
+				if req.fresh != nil {
+					req.fresh(body)
+				}
+				rd.Reset(body)
 				hr, err := http.NewRequestWithContext(ctx, req.method, req.url, rd)
 				if err != nil {
 					wk.netErrors[err.Error()]++
 					return
 				}
 				hr.Header = header
-				hr.ContentLength = int64(len(req.body))
+				hr.ContentLength = int64(len(body))
 				t0 := time.Now()
 				resp, err := client.Do(hr)
 				if err != nil {

@@ -1,8 +1,12 @@
 package bench
 
 import (
+	"encoding/json"
+	"sync"
+
 	"bytes"
 	"context"
+	"github.com/google/uuid"
 	"io"
 	"net"
 	"net/http"
@@ -119,5 +123,60 @@ func TestServeBaseline(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Track loads send the seed's hit with a fresh version-1 hitId each time
+// (single and batch), with the token as HTTP Basic user name.
+func TestTrackLoadsUseFreshHitIDs(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var bad atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, ok := r.BasicAuth()
+		b, _ := io.ReadAll(r.Body)
+		var hits []map[string]any
+		if r.URL.Path == "/track/batch" {
+			var env struct{ Batch []map[string]any }
+			json.Unmarshal(b, &env)
+			hits = env.Batch
+		} else {
+			var h map[string]any
+			json.Unmarshal(b, &h)
+			hits = []map[string]any{h}
+		}
+		if !ok || user != "abc123" || pass != "" || len(hits) == 0 {
+			bad.Store("auth or body: " + string(b[:min(len(b), 80)]))
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, h := range hits {
+			id, _ := h["hitId"].(string)
+			u, err := uuid.Parse(id)
+			if err != nil || u.Version() != 1 || seen[id] {
+				bad.Store("hitId " + id)
+			}
+			seen[id] = true
+		}
+	}))
+	defer srv.Close()
+	for _, d := range []string{"track", "track-batch"} {
+		res, err := Run(context.Background(), Config{URL: srv.URL, Dialect: d, Batch: 10, Token: "abc123", Connections: 4, Count: 200})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := int64(200)
+		if d == "track-batch" {
+			want = 2000
+		}
+		if res[0].Events != want || res[0].Errors != 0 {
+			t.Fatalf("%s: %+v", d, res[0])
+		}
+	}
+	if v := bad.Load(); v != nil {
+		t.Fatal(v)
+	}
+	if len(seen) != 2200 {
+		t.Fatalf("%d distinct hitIds, want 2200", len(seen))
 	}
 }
