@@ -1,20 +1,20 @@
 package bench
 
 import (
-	"encoding/json"
-	"sync"
-
 	"bytes"
 	"context"
-	"github.com/google/uuid"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // A target that fails every fifth request: the tool counts requests,
