@@ -41,6 +41,7 @@ type node struct {
 
 type child struct {
 	name string
+	seg  string // the name as a path segment: ".name" or `["na me"]`
 	node *node
 }
 
@@ -61,7 +62,7 @@ func (n *node) add(path []string, k kind) *node {
 		next := cur.child(seg)
 		if next == nil {
 			next = &node{kind: kAny}
-			cur.children = append(cur.children, &child{name: seg, node: next})
+			cur.children = append(cur.children, &child{name: seg, seg: pathSegment(seg), node: next})
 		}
 		if i == len(path)-1 {
 			next.kind = k
@@ -76,17 +77,17 @@ func (n *node) clone() *node {
 	c := *n
 	c.children = make([]*child, len(n.children))
 	for i, ch := range n.children {
-		c.children[i] = &child{name: ch.name, node: ch.node.clone()}
+		c.children[i] = &child{name: ch.name, seg: ch.seg, node: ch.node.clone()}
 	}
 	return &c
 }
 
 // validate checks doc (decoded with UseNumber) against the tree and appends
 // every violation to errs.
-func (n *node) validate(doc map[string]any, path fieldPath, errs *event.FieldErrors) {
+func (n *node) validate(doc map[string]any, path *fieldPath, errs *event.FieldErrors) {
 	for _, c := range n.children {
 		v, present := doc[c.name]
-		p := path.key(c.name)
+		p := &fieldPath{parent: path, seg: c.seg}
 		if !present || v == nil {
 			if c.node.required {
 				errs.Add(p.String(), "is required")
@@ -97,7 +98,7 @@ func (n *node) validate(doc map[string]any, path fieldPath, errs *event.FieldErr
 	}
 }
 
-func (n *node) validateValue(v any, p fieldPath, errs *event.FieldErrors) {
+func (n *node) validateValue(v any, p *fieldPath, errs *event.FieldErrors) {
 	switch n.kind {
 	case kAny:
 		// An undeclared container: descend where the shape allows.
@@ -212,25 +213,36 @@ func nonNegative(v any) string {
 	return ""
 }
 
-// fieldPath renders a location in a document the way the seed's table and
-// JavaScript write it: event.transaction.lineItems[1].quantity,
-// integrations["Google Analytics"].clientId.
-type fieldPath struct{ s string }
+// fieldPath is a location in a document, rendered (only when a violation
+// needs it) the way the seed's table and JavaScript write it:
+// event.transaction.lineItems[1].quantity, integrations["Google Analytics"].clientId.
+type fieldPath struct {
+	parent *fieldPath
+	seg    string // ".name", `["na me"]` or "[3]"
+}
 
 var identRE = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]*$`)
 
-func (p fieldPath) key(name string) fieldPath {
+// pathSegment renders one object key.
+func pathSegment(name string) string {
 	if identRE.MatchString(name) {
-		if p.s == "" {
-			return fieldPath{name}
-		}
-		return fieldPath{p.s + "." + name}
+		return "." + name
 	}
-	return fieldPath{p.s + "[" + string(event.AppendString(nil, name)) + "]"}
+	return "[" + string(event.AppendString(nil, name)) + "]"
 }
 
-func (p fieldPath) index(i int) fieldPath {
-	return fieldPath{p.s + "[" + strconv.Itoa(i) + "]"}
+func (p *fieldPath) index(i int) *fieldPath {
+	return &fieldPath{parent: p, seg: "[" + strconv.Itoa(i) + "]"}
 }
 
-func (p fieldPath) String() string { return p.s }
+func (p *fieldPath) String() string {
+	var segs []string
+	for q := p; q != nil; q = q.parent {
+		segs = append(segs, q.seg)
+	}
+	var b strings.Builder
+	for i := len(segs) - 1; i >= 0; i-- {
+		b.WriteString(segs[i])
+	}
+	return strings.TrimPrefix(b.String(), ".")
+}

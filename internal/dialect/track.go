@@ -246,7 +246,7 @@ func (t *Track) decodeHit(p *project.Project, r *Request, raw []byte) (*event.Ev
 		return nil, nil, FieldError(http.StatusBadRequest, "body", err.Error())
 	}
 	var errs event.FieldErrors
-	t.tree(p).validate(doc, fieldPath{}, &errs)
+	t.tree(p).validate(doc, nil, &errs)
 	if len(errs) > 0 {
 		return nil, errs, nil
 	}

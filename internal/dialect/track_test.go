@@ -135,3 +135,34 @@ func FuzzTrackDecode(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkTrackDecodeHit validates and converts the seed's example hit
+// (~1.9 KB, two line items).
+func BenchmarkTrackDecodeHit(b *testing.B) {
+	projects := fixtureProjects(b)
+	body, _ := os.ReadFile("testdata/track_seed_example.json")
+	tr := &Track{Projects: projects, HitLimit: 32 << 10}
+	p, _ := projects.Get(7)
+	r := trackRequest(b, body, "")
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := tr.DecodeHit(p, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBaselineTrackUnmarshal decodes the same hit with encoding/json
+// into a map: the same-run yardstick.
+func BenchmarkBaselineTrackUnmarshal(b *testing.B) {
+	body, _ := os.ReadFile("testdata/track_seed_example.json")
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var m map[string]any
+		if err := json.Unmarshal(body, &m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
