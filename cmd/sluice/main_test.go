@@ -625,3 +625,19 @@ func TestUnknownConfigKeyIsNamed(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 }
+
+func TestHashCommand(t *testing.T) {
+	out, _, code := sluice(t, nil, "hash", "email", "Test@TEST.com")
+	if code != 0 || strings.TrimSpace(out) != "f660ab912ec121d1b1e928a0bb4bc61b15f5ad44d5efdc4e1c92a25e99b8e44a" {
+		t.Fatalf("email: %d %q", code, out)
+	}
+	out, _, code = sluice(t, nil, "hash", "phone", "--region", "IR", "--normalized", "09121122333")
+	lines := strings.Fields(out)
+	if code != 0 || len(lines) != 2 || lines[0] != "989121122333" || len(lines[1]) != 64 {
+		t.Fatalf("phone: %d %q", code, out)
+	}
+	_, errOut, code := sluice(t, nil, "hash", "phone", "09121122333")
+	if code == 0 || !strings.Contains(errOut, "country code") {
+		t.Fatalf("phone without region: %d %q", code, errOut)
+	}
+}

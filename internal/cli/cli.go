@@ -40,6 +40,7 @@ func commands() []command {
 		{"token", "create, list or revoke a project's API tokens", runToken},
 		{"events", "read stored events: events tail [--follow]", runEvents},
 		{"bench", "load a server over loopback and report events/s and latency", runBench},
+		{"hash", "print the SHA-256 sluice stores for a phone number or e-mail", runHash},
 		{"admin-token", "reset the admin token (server stopped)", runAdminToken},
 		{"version", "print the version", func(ctx context.Context, args []string, env *Env) error {
 			fmt.Fprintln(env.Stdout, "sluice", app.BuildVersion())
