@@ -9,8 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"regexp"
 	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/identity"
 )
 
 // DefaultID is the project every installation has.
@@ -39,7 +42,22 @@ type Settings struct {
 	RedirectHosts []string `json:"redirect_hosts,omitempty" yaml:"redirect_hosts"`
 	// Track configures the track dialect.
 	Track TrackSettings `json:"track,omitzero" yaml:"track"`
+	// AppID is the project's public application id, which s2s senders
+	// send as X-Application-Id. Generated when the project is created
+	// without one; unique across projects.
+	AppID string `json:"app_id,omitempty" yaml:"app_id"`
+	// S2S switches the s2s dialect; it is on unless set to false.
+	S2S *bool `json:"s2s,omitempty" yaml:"s2s"`
+	// DefaultRegion (ISO 3166-1 alpha-2, e.g. IR) reads phone numbers
+	// written without a country code.
+	DefaultRegion string `json:"default_region,omitempty" yaml:"default_region"`
+	// HashPII replaces raw phone numbers and e-mail addresses by their
+	// SHA-256 before anything is written.
+	HashPII bool `json:"hash_pii,omitempty" yaml:"hash_pii"`
 }
+
+// S2SEnabled reports whether the s2s dialect serves the project.
+func (s *Settings) S2SEnabled() bool { return s.S2S == nil || *s.S2S }
 
 // TrackSettings are the custom dimensions (strings) and custom metrics
 // (numbers) a project declares for the track dialect. Declared fields are
@@ -80,6 +98,15 @@ func (s *Settings) Validate() error {
 		s.RedirectHosts[i] = h
 		if err := validHostPattern(h); err != nil {
 			errs = append(errs, fmt.Errorf("redirect_hosts[%d]: %w", i, err))
+		}
+	}
+	if s.AppID != "" && !appIDRE.MatchString(s.AppID) {
+		errs = append(errs, fmt.Errorf("app_id: %q must be 4 to 64 letters, digits, '_' or '-'", s.AppID))
+	}
+	if s.DefaultRegion != "" {
+		s.DefaultRegion = strings.ToUpper(s.DefaultRegion)
+		if !identity.ValidRegion(s.DefaultRegion) {
+			errs = append(errs, fmt.Errorf("default_region: %q is not a region code such as IR or RU", s.DefaultRegion))
 		}
 	}
 	seen := map[string]string{}
@@ -228,6 +255,42 @@ type Token struct {
 	Hint      string     `json:"hint"` // the secret's first characters, to recognise it
 	CreatedAt time.Time  `json:"createdAt"`
 	RevokedAt *time.Time `json:"revokedAt,omitempty"`
+}
+
+var appIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{4,64}$`)
+
+// EventType is an s2s action or revenue event a project has declared. An
+// s2s message names it by slug.
+type EventType struct {
+	ProjectID   uint32    `json:"projectId"`
+	Slug        string    `json:"slug"`
+	Kind        string    `json:"kind"` // action or revenue
+	Name        string    `json:"name"`
+	Description string    `json:"description,omitempty"`
+	CreatedAt   time.Time `json:"createdAt"`
+}
+
+// Event type kinds.
+const (
+	KindAction  = "action"
+	KindRevenue = "revenue"
+)
+
+var slugRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// Validate checks an event type's fields.
+func (t *EventType) Validate() error {
+	var errs []error
+	if !slugRE.MatchString(t.Slug) {
+		errs = append(errs, fmt.Errorf("slug: %q must be 1 to 64 letters, digits, '_' or '-'", t.Slug))
+	}
+	if t.Kind != KindAction && t.Kind != KindRevenue {
+		errs = append(errs, fmt.Errorf("kind: %q is not action or revenue", t.Kind))
+	}
+	if len(t.Name) > 200 || len(t.Description) > 2000 {
+		errs = append(errs, errors.New("name (200) or description (2000) too long"))
+	}
+	return errors.Join(errs...)
 }
 
 // Errors the store returns.

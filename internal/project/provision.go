@@ -11,10 +11,19 @@ import (
 
 // Spec declares a project in the config file.
 type Spec struct {
-	ID       uint32      `yaml:"id"`
-	Name     string      `yaml:"name"`
-	Settings Settings    `yaml:"settings"`
-	Tokens   []TokenSpec `yaml:"tokens"`
+	ID         uint32          `yaml:"id"`
+	Name       string          `yaml:"name"`
+	Settings   Settings        `yaml:"settings"`
+	Tokens     []TokenSpec     `yaml:"tokens"`
+	EventTypes []EventTypeSpec `yaml:"event_types"`
+}
+
+// EventTypeSpec declares an s2s event type.
+type EventTypeSpec struct {
+	Slug        string `yaml:"slug"`
+	Kind        string `yaml:"kind"`
+	Name        string `yaml:"name"`
+	Description string `yaml:"description"`
 }
 
 // TokenSpec declares a token: its secret, or only the secret's SHA-256 in
@@ -61,6 +70,17 @@ func (p *Spec) Validate() error {
 			errs = append(errs, fmt.Errorf("tokens[%d]: %w", i, err))
 		}
 	}
+	slugs := map[string]bool{}
+	for i, e := range p.EventTypes {
+		et := EventType{Slug: e.Slug, Kind: e.Kind, Name: e.Name, Description: e.Description}
+		if err := et.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("event_types[%d]: %w", i, err))
+		}
+		if slugs[e.Slug] {
+			errs = append(errs, fmt.Errorf("event_types[%d]: slug %q declared twice", i, e.Slug))
+		}
+		slugs[e.Slug] = true
+	}
 	return errors.Join(errs...)
 }
 
@@ -89,12 +109,28 @@ func (s *Store) Provision(ctx context.Context, specs []Spec, logger *slog.Logger
 				return fmt.Errorf("projects[%d]: %w", i, err)
 			}
 			logger.Info("provisioned project", "project", sp.ID, "name", sp.Name)
-		case cur.Name != sp.Name || !reflect.DeepEqual(normal(cur.Settings), normal(sp.Settings)):
+		case cur.Name != sp.Name || !reflect.DeepEqual(normal(cur.Settings), normal(withAppID(sp.Settings, cur.Settings.AppID))):
 			name, settings := sp.Name, sp.Settings
 			if _, err := s.Update(ctx, sp.ID, &name, &settings); err != nil {
 				return fmt.Errorf("projects[%d]: %w", i, err)
 			}
 			logger.Info("updated provisioned project", "project", sp.ID, "name", sp.Name)
+		}
+		for j, e := range sp.EventTypes {
+			want := EventType{ProjectID: sp.ID, Slug: e.Slug, Kind: e.Kind, Name: e.Name, Description: e.Description}
+			cur, ok := s.EventType(sp.ID, e.Slug)
+			switch {
+			case !ok:
+				if _, err := s.CreateEventType(ctx, want); err != nil {
+					return fmt.Errorf("projects[%d].event_types[%d]: %w", i, j, err)
+				}
+				logger.Info("provisioned event type", "project", sp.ID, "slug", e.Slug, "kind", e.Kind)
+			case cur.Kind != want.Kind || cur.Name != want.Name || cur.Description != want.Description:
+				if _, err := s.UpdateEventType(ctx, want); err != nil {
+					return fmt.Errorf("projects[%d].event_types[%d]: %w", i, j, err)
+				}
+				logger.Info("updated provisioned event type", "project", sp.ID, "slug", e.Slug)
+			}
 		}
 		for j, ts := range sp.Tokens {
 			h, _ := ts.Hash()
@@ -124,6 +160,14 @@ func (s *Store) Provision(ctx context.Context, specs []Spec, logger *slog.Logger
 	return nil
 }
 
+// withAppID fills in the app id a spec leaves out: a generated one is kept.
+func withAppID(s Settings, current string) Settings {
+	if s.AppID == "" {
+		s.AppID = current
+	}
+	return s
+}
+
 // normal makes nil and empty lists compare equal.
 func normal(s Settings) Settings {
 	if len(s.RedirectHosts) == 0 {
@@ -131,6 +175,9 @@ func normal(s Settings) Settings {
 	}
 	if s.WebhookAuth == WebhookAuthNone {
 		s.WebhookAuth = ""
+	}
+	if s.S2S != nil && *s.S2S {
+		s.S2S = nil
 	}
 	return s
 }

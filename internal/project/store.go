@@ -31,8 +31,10 @@ type Store struct {
 }
 
 type snapshot struct {
-	projects map[uint32]*Project
-	tokens   map[[32]byte]tokenEntry
+	projects   map[uint32]*Project
+	tokens     map[[32]byte]tokenEntry
+	appIDs     map[string]uint32
+	eventTypes map[uint32]map[string]EventType
 }
 
 type tokenEntry struct {
@@ -58,6 +60,15 @@ CREATE TABLE IF NOT EXISTS tokens (
 	revoked_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS tokens_project ON tokens(project_id);
+CREATE TABLE IF NOT EXISTS event_types (
+	project_id  INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+	slug        TEXT NOT NULL,
+	kind        TEXT NOT NULL,
+	name        TEXT NOT NULL DEFAULT '',
+	description TEXT NOT NULL DEFAULT '',
+	created_at  INTEGER NOT NULL,
+	PRIMARY KEY (project_id, slug)
+);
 CREATE TABLE IF NOT EXISTS meta (
 	key   TEXT PRIMARY KEY,
 	value TEXT NOT NULL
@@ -86,15 +97,49 @@ func Open(path string, now func() time.Time) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
-	if _, err := db.Exec(`INSERT INTO projects(id, name, settings, created_at) VALUES (0, 'default', '{}', ?) ON CONFLICT(id) DO NOTHING`, now().UnixMilli()); err != nil {
+	if _, err := db.Exec(`INSERT INTO projects(id, name, settings, created_at) VALUES (0, 'default', ?, ?) ON CONFLICT(id) DO NOTHING`,
+		`{"app_id":"`+NewAppID()+`"}`, now().UnixMilli()); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("create default project: %w", err)
 	}
-	if err := s.reload(context.Background()); err != nil {
+	if err := s.ensureAppIDs(context.Background()); err != nil {
 		db.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// NewAppID returns a fresh application id: "app_" and 12 hex digits.
+func NewAppID() string {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("crypto/rand: " + err.Error())
+	}
+	return "app_" + hex.EncodeToString(b[:])
+}
+
+// ensureAppIDs gives every project without an application id one, and
+// loads the snapshot.
+func (s *Store) ensureAppIDs(ctx context.Context) error {
+	if err := s.reload(ctx); err != nil {
+		return err
+	}
+	missing := false
+	for _, p := range s.List() {
+		if p.Settings.AppID != "" {
+			continue
+		}
+		missing = true
+		p.Settings.AppID = NewAppID()
+		b, _ := json.Marshal(p.Settings)
+		if _, err := s.db.ExecContext(ctx, `UPDATE projects SET settings = ? WHERE id = ?`, string(b), p.ID); err != nil {
+			return fmt.Errorf("give project %d an app id: %w", p.ID, err)
+		}
+	}
+	if missing {
+		return s.reload(ctx)
+	}
+	return nil
 }
 
 // Close closes the database.
@@ -106,9 +151,27 @@ func (s *Store) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	snap := &snapshot{projects: make(map[uint32]*Project, len(ps)), tokens: map[[32]byte]tokenEntry{}}
+	snap := &snapshot{
+		projects: make(map[uint32]*Project, len(ps)), tokens: map[[32]byte]tokenEntry{},
+		appIDs: map[string]uint32{}, eventTypes: map[uint32]map[string]EventType{},
+	}
 	for i := range ps {
 		snap.projects[ps[i].ID] = &ps[i]
+		if ps[i].Settings.AppID != "" {
+			snap.appIDs[ps[i].Settings.AppID] = ps[i].ID
+		}
+	}
+	ets, err := s.queryEventTypes(ctx, "")
+	if err != nil {
+		return err
+	}
+	for _, et := range ets {
+		m := snap.eventTypes[et.ProjectID]
+		if m == nil {
+			m = map[string]EventType{}
+			snap.eventTypes[et.ProjectID] = m
+		}
+		m[et.Slug] = et
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT id, project_id, hash FROM tokens WHERE revoked_at IS NULL`)
 	if err != nil {
@@ -199,6 +262,11 @@ func (s *Store) Create(ctx context.Context, id *uint32, name string, settings Se
 		}
 		pid = uint32(max.Int64 + 1)
 	}
+	if settings.AppID == "" {
+		settings.AppID = NewAppID()
+	} else if other, taken := s.snap.Load().appIDs[settings.AppID]; taken {
+		return Project{}, fmt.Errorf("app_id %q belongs to project %d: %w", settings.AppID, other, ErrExists)
+	}
 	p := Project{ID: pid, Name: name, Settings: settings, CreatedAt: s.now().UTC().Truncate(time.Millisecond)}
 	b, _ := json.Marshal(p.Settings)
 	if _, err := s.db.ExecContext(ctx, `INSERT INTO projects(id, name, settings, created_at) VALUES (?, ?, ?, ?)`,
@@ -227,7 +295,13 @@ func (s *Store) Update(ctx context.Context, id uint32, name *string, settings *S
 		if err := settings.Validate(); err != nil {
 			return Project{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
-		p.Settings = *settings
+		next := *settings
+		if next.AppID == "" {
+			next.AppID = cur.Settings.AppID // settings are replaced whole, the app id is kept
+		} else if other, taken := s.snap.Load().appIDs[next.AppID]; taken && other != id {
+			return Project{}, fmt.Errorf("app_id %q belongs to project %d: %w", next.AppID, other, ErrExists)
+		}
+		p.Settings = next
 	}
 	b, _ := json.Marshal(p.Settings)
 	if _, err := s.db.ExecContext(ctx, `UPDATE projects SET name = ?, settings = ? WHERE id = ?`, p.Name, string(b), id); err != nil {
@@ -421,6 +495,111 @@ func (s *Store) Authenticate(secret string) (projectID uint32, tokenID string, o
 func (s *Store) AuthenticateFor(projectID uint32, secret string) bool {
 	p, _, ok := s.Authenticate(secret)
 	return ok && p == projectID
+}
+
+// ByAppID returns the project whose application id is appID.
+func (s *Store) ByAppID(appID string) (*Project, bool) {
+	snap := s.snap.Load()
+	id, ok := snap.appIDs[appID]
+	if !ok {
+		return nil, false
+	}
+	p, ok := snap.projects[id]
+	return p, ok
+}
+
+// EventType returns a project's event type from memory.
+func (s *Store) EventType(projectID uint32, slug string) (EventType, bool) {
+	et, ok := s.snap.Load().eventTypes[projectID][slug]
+	return et, ok
+}
+
+// EventTypes lists a project's event types, by slug.
+func (s *Store) EventTypes(projectID uint32) ([]EventType, error) {
+	if _, ok := s.Get(projectID); !ok {
+		return nil, fmt.Errorf("project %d: %w", projectID, ErrNotFound)
+	}
+	m := s.snap.Load().eventTypes[projectID]
+	out := make([]EventType, 0, len(m))
+	for _, et := range m {
+		out = append(out, et)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Slug < out[j].Slug })
+	return out, nil
+}
+
+func (s *Store) queryEventTypes(ctx context.Context, where string, args ...any) ([]EventType, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT project_id, slug, kind, name, description, created_at FROM event_types `+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("load event types: %w", err)
+	}
+	defer rows.Close()
+	var out []EventType
+	for rows.Next() {
+		var et EventType
+		var created int64
+		if err := rows.Scan(&et.ProjectID, &et.Slug, &et.Kind, &et.Name, &et.Description, &created); err != nil {
+			return nil, fmt.Errorf("load event types: %w", err)
+		}
+		et.CreatedAt = time.UnixMilli(created).UTC()
+		out = append(out, et)
+	}
+	return out, rows.Err()
+}
+
+// CreateEventType declares an event type; a slug that exists is ErrExists.
+func (s *Store) CreateEventType(ctx context.Context, et EventType) (EventType, error) {
+	if err := et.Validate(); err != nil {
+		return EventType{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.Get(et.ProjectID); !ok {
+		return EventType{}, fmt.Errorf("project %d: %w", et.ProjectID, ErrNotFound)
+	}
+	if _, ok := s.EventType(et.ProjectID, et.Slug); ok {
+		return EventType{}, fmt.Errorf("event type %q of project %d: %w", et.Slug, et.ProjectID, ErrExists)
+	}
+	et.CreatedAt = s.now().UTC().Truncate(time.Millisecond)
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO event_types(project_id, slug, kind, name, description, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		et.ProjectID, et.Slug, et.Kind, et.Name, et.Description, et.CreatedAt.UnixMilli()); err != nil {
+		return EventType{}, fmt.Errorf("create event type: %w", err)
+	}
+	return et, s.reload(ctx)
+}
+
+// UpdateEventType changes an event type's kind, name and description.
+func (s *Store) UpdateEventType(ctx context.Context, et EventType) (EventType, error) {
+	if err := et.Validate(); err != nil {
+		return EventType{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.EventType(et.ProjectID, et.Slug)
+	if !ok {
+		return EventType{}, fmt.Errorf("event type %q of project %d: %w", et.Slug, et.ProjectID, ErrNotFound)
+	}
+	et.CreatedAt = cur.CreatedAt
+	if _, err := s.db.ExecContext(ctx, `UPDATE event_types SET kind = ?, name = ?, description = ? WHERE project_id = ? AND slug = ?`,
+		et.Kind, et.Name, et.Description, et.ProjectID, et.Slug); err != nil {
+		return EventType{}, fmt.Errorf("update event type: %w", err)
+	}
+	return et, s.reload(ctx)
+}
+
+// DeleteEventType removes an event type; s2s messages naming it are then
+// refused.
+func (s *Store) DeleteEventType(ctx context.Context, projectID uint32, slug string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	res, err := s.db.ExecContext(ctx, `DELETE FROM event_types WHERE project_id = ? AND slug = ?`, projectID, slug)
+	if err != nil {
+		return fmt.Errorf("delete event type: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("event type %q of project %d: %w", slug, projectID, ErrNotFound)
+	}
+	return s.reload(ctx)
 }
 
 // Meta returns a stored value ("" when absent).

@@ -309,3 +309,139 @@ func TestTrackSettingsValidate(t *testing.T) {
 		t.Fatalf("unknown track key: %v", err)
 	}
 }
+
+func TestAppIDs(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	def, _ := s.Get(0)
+	if !regexp.MustCompile(`^app_[0-9a-f]{12}$`).MatchString(def.Settings.AppID) {
+		t.Fatalf("default project app id %q", def.Settings.AppID)
+	}
+	a, err := s.Create(ctx, nil, "a", Settings{})
+	if err != nil || a.Settings.AppID == "" || a.Settings.AppID == def.Settings.AppID {
+		t.Fatalf("generated app id: %+v %v", a, err)
+	}
+	b, err := s.Create(ctx, nil, "b", Settings{AppID: "my-app"})
+	if err != nil || b.Settings.AppID != "my-app" {
+		t.Fatalf("chosen app id: %+v %v", b, err)
+	}
+	if _, err := s.Create(ctx, nil, "c", Settings{AppID: "my-app"}); !errors.Is(err, ErrExists) {
+		t.Fatalf("taken app id: %v", err)
+	}
+	if _, err := s.Create(ctx, nil, "c", Settings{AppID: "x"}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("short app id: %v", err)
+	}
+	if p, ok := s.ByAppID("my-app"); !ok || p.ID != b.ID {
+		t.Fatalf("ByAppID: %+v %v", p, ok)
+	}
+	// Replacing settings without an app id keeps the project's.
+	up, err := s.Update(ctx, a.ID, nil, &Settings{WebhookAuth: "token"})
+	if err != nil || up.Settings.AppID != a.Settings.AppID {
+		t.Fatalf("update lost the app id: %+v %v", up, err)
+	}
+	if _, err := s.Update(ctx, a.ID, nil, &Settings{AppID: "my-app"}); !errors.Is(err, ErrExists) {
+		t.Fatalf("update to a taken app id: %v", err)
+	}
+	s.Close()
+	s2 := openStore(t, dir)
+	if p, ok := s2.ByAppID(a.Settings.AppID); !ok || p.ID != a.ID {
+		t.Fatal("app id lost on reopen")
+	}
+	off := false
+	if (&Settings{}).S2SEnabled() != true || (&Settings{S2S: &off}).S2SEnabled() {
+		t.Fatal("S2SEnabled")
+	}
+	if _, err := s2.Create(ctx, nil, "r", Settings{DefaultRegion: "zz"}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("bad region: %v", err)
+	}
+	r, err := s2.Create(ctx, nil, "r", Settings{DefaultRegion: "ir"})
+	if err != nil || r.Settings.DefaultRegion != "IR" {
+		t.Fatalf("region: %+v %v", r, err)
+	}
+}
+
+func TestEventTypes(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir())
+	p, _ := s.Create(ctx, nil, "app", Settings{})
+	et, err := s.CreateEventType(ctx, EventType{ProjectID: p.ID, Slug: "aewqd", Kind: KindAction, Name: "Purchase"})
+	if err != nil || et.CreatedAt.IsZero() {
+		t.Fatalf("create: %+v %v", et, err)
+	}
+	if _, err := s.CreateEventType(ctx, EventType{ProjectID: p.ID, Slug: "aewqd", Kind: KindRevenue}); !errors.Is(err, ErrExists) {
+		t.Fatalf("duplicate slug: %v", err)
+	}
+	for _, bad := range []EventType{{ProjectID: p.ID, Slug: "", Kind: KindAction}, {ProjectID: p.ID, Slug: "a b", Kind: KindAction}, {ProjectID: p.ID, Slug: "x", Kind: "click"}} {
+		if _, err := s.CreateEventType(ctx, bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%+v: %v", bad, err)
+		}
+	}
+	if _, err := s.CreateEventType(ctx, EventType{ProjectID: 999, Slug: "x", Kind: KindAction}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing project: %v", err)
+	}
+	if got, ok := s.EventType(p.ID, "aewqd"); !ok || got.Kind != KindAction || got.Name != "Purchase" {
+		t.Fatalf("lookup %+v", got)
+	}
+	if _, ok := s.EventType(0, "aewqd"); ok {
+		t.Fatal("an event type leaked into another project")
+	}
+	up, err := s.UpdateEventType(ctx, EventType{ProjectID: p.ID, Slug: "aewqd", Kind: KindRevenue, Name: "Paid"})
+	if err != nil || up.Kind != KindRevenue || !up.CreatedAt.Equal(et.CreatedAt) {
+		t.Fatalf("update %+v %v", up, err)
+	}
+	list, _ := s.EventTypes(p.ID)
+	if len(list) != 1 || list[0].Kind != KindRevenue {
+		t.Fatalf("list %+v", list)
+	}
+	if err := s.DeleteEventType(ctx, p.ID, "aewqd"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteEventType(ctx, p.ID, "aewqd"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delete twice: %v", err)
+	}
+	s.CreateEventType(ctx, EventType{ProjectID: p.ID, Slug: "gone", Kind: KindAction})
+	if err := s.Delete(ctx, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.EventType(p.ID, "gone"); ok {
+		t.Fatal("event types outlived their project")
+	}
+}
+
+func TestProvisionEventTypesAndAppID(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir())
+	log := slog.New(slog.DiscardHandler)
+	specs := []Spec{{ID: 5, Name: "app", Settings: Settings{DefaultRegion: "IR", HashPII: true}, EventTypes: []EventTypeSpec{
+		{Slug: "slug1", Kind: "action", Name: "Opened"}, {Slug: "buy", Kind: "revenue"},
+	}}}
+	for i := 0; i < 2; i++ {
+		if err := s.Provision(ctx, specs, log); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, _ := s.Get(5)
+	generated := p.Settings.AppID
+	if generated == "" || !p.Settings.HashPII {
+		t.Fatalf("%+v", p.Settings)
+	}
+	list, _ := s.EventTypes(5)
+	if len(list) != 2 {
+		t.Fatalf("event types %+v", list)
+	}
+	specs[0].EventTypes[0].Name = "Opened app"
+	if err := s.Provision(ctx, specs, log); err != nil {
+		t.Fatal(err)
+	}
+	if et, _ := s.EventType(5, "slug1"); et.Name != "Opened app" {
+		t.Fatalf("not updated: %+v", et)
+	}
+	if p, _ := s.Get(5); p.Settings.AppID != generated {
+		t.Fatal("provisioning replaced the generated app id")
+	}
+	bad := []Spec{{ID: 6, Name: "x", EventTypes: []EventTypeSpec{{Slug: "a", Kind: "action"}, {Slug: "a", Kind: "action"}}}}
+	if err := s.Provision(ctx, bad, log); err == nil {
+		t.Fatal("a slug declared twice was accepted")
+	}
+}
