@@ -86,6 +86,11 @@ func New(cfg Config, projects *project.Store, events EventReader, gatherer prome
 	s.api("GET /api/v1/projects/{id}/tokens", s.listTokens)
 	s.api("POST /api/v1/projects/{id}/tokens", s.createToken)
 	s.api("DELETE /api/v1/projects/{id}/tokens/{token}", s.revokeToken)
+	s.api("GET /api/v1/projects/{id}/event-types", s.listEventTypes)
+	s.api("POST /api/v1/projects/{id}/event-types", s.createEventType)
+	s.api("GET /api/v1/projects/{id}/event-types/{slug}", s.getEventType)
+	s.api("PATCH /api/v1/projects/{id}/event-types/{slug}", s.updateEventType)
+	s.api("DELETE /api/v1/projects/{id}/event-types/{slug}", s.deleteEventType)
 	s.api("GET /api/v1/events", s.listEvents)
 	// Profiling, behind the admin token like the API.
 	s.mux.Handle("/debug/pprof/", s.guard(http.HandlerFunc(pprof.Index)))

@@ -263,3 +263,37 @@ func TestEventsLongPoll(t *testing.T) {
 		t.Fatalf("%d events", len(page.Events))
 	}
 }
+
+func TestEventTypesAPI(t *testing.T) {
+	f := newFixture(t)
+	var p project.Project
+	f.api(t, "POST", "/api/v1/projects", `{"name":"app","settings":{"app_id":"my-app","default_region":"ir","hash_pii":true,"s2s":false}}`, 201, &p)
+	if p.Settings.AppID != "my-app" || p.Settings.DefaultRegion != "IR" || !p.Settings.HashPII || p.Settings.S2SEnabled() {
+		t.Fatalf("settings %+v", p.Settings)
+	}
+	base := "/api/v1/projects/" + strconv.Itoa(int(p.ID)) + "/event-types"
+	var et project.EventType
+	f.api(t, "POST", base, `{"slug":"aewqd","kind":"action","name":"Purchase"}`, 201, &et)
+	if et.Slug != "aewqd" || et.Kind != "action" || et.ProjectID != p.ID {
+		t.Fatalf("created %+v", et)
+	}
+	f.api(t, "POST", base, `{"slug":"aewqd","kind":"revenue"}`, 409, nil)
+	f.api(t, "POST", base, `{"slug":"bad slug","kind":"action"}`, 400, nil)
+	f.api(t, "POST", base, `{"slug":"x","kind":"click"}`, 400, nil)
+	f.api(t, "POST", base, `{"slug":"x","kind":"action","color":"red"}`, 400, nil)
+	f.api(t, "POST", "/api/v1/projects/999/event-types", `{"slug":"x","kind":"action"}`, 404, nil)
+	f.api(t, "GET", base+"/aewqd", "", 200, &et)
+	f.api(t, "GET", base+"/nope", "", 404, nil)
+	f.api(t, "PATCH", base+"/aewqd", `{"kind":"revenue","name":"Paid"}`, 200, &et)
+	if et.Kind != "revenue" || et.Name != "Paid" {
+		t.Fatalf("patched %+v", et)
+	}
+	f.api(t, "PATCH", base+"/aewqd", `{"slug":"other","kind":"revenue"}`, 400, nil)
+	var list EventTypeList
+	f.api(t, "GET", base, "", 200, &list)
+	if len(list.EventTypes) != 1 {
+		t.Fatalf("list %+v", list)
+	}
+	f.api(t, "DELETE", base+"/aewqd", "", 204, nil)
+	f.api(t, "DELETE", base+"/aewqd", "", 404, nil)
+}

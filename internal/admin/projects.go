@@ -127,3 +127,83 @@ func (s *Server) revokeToken(r *http.Request) (any, error) {
 	}
 	return s.projects.RevokeToken(r.Context(), id, r.PathValue("token"))
 }
+
+// EventTypeList is the answer of GET /api/v1/projects/{id}/event-types.
+type EventTypeList struct {
+	EventTypes []project.EventType `json:"eventTypes"`
+}
+
+// EventTypeBody is the body of POST (slug required) and PATCH (slug from
+// the path) on event types.
+type EventTypeBody struct {
+	Slug        string `json:"slug,omitempty"`
+	Kind        string `json:"kind"`
+	Name        string `json:"name,omitempty"`
+	Description string `json:"description,omitempty"`
+}
+
+func (s *Server) listEventTypes(r *http.Request) (any, error) {
+	id, err := pathProject(r)
+	if err != nil {
+		return nil, err
+	}
+	ets, err := s.projects.EventTypes(id)
+	if err != nil {
+		return nil, err
+	}
+	return EventTypeList{EventTypes: ets}, nil
+}
+
+func (s *Server) createEventType(r *http.Request) (any, error) {
+	id, err := pathProject(r)
+	if err != nil {
+		return nil, err
+	}
+	var b EventTypeBody
+	if err := decode(r, &b); err != nil {
+		return nil, err
+	}
+	et, err := s.projects.CreateEventType(r.Context(), project.EventType{ProjectID: id, Slug: b.Slug, Kind: b.Kind, Name: b.Name, Description: b.Description})
+	if err != nil {
+		return nil, err
+	}
+	return created{et}, nil
+}
+
+func (s *Server) getEventType(r *http.Request) (any, error) {
+	id, err := pathProject(r)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := s.projects.Get(id); !ok {
+		return nil, errorf(http.StatusNotFound, "project %d does not exist", id)
+	}
+	et, ok := s.projects.EventType(id, r.PathValue("slug"))
+	if !ok {
+		return nil, errorf(http.StatusNotFound, "event type %q of project %d does not exist", r.PathValue("slug"), id)
+	}
+	return et, nil
+}
+
+func (s *Server) updateEventType(r *http.Request) (any, error) {
+	id, err := pathProject(r)
+	if err != nil {
+		return nil, err
+	}
+	var b EventTypeBody
+	if err := decode(r, &b); err != nil {
+		return nil, err
+	}
+	if b.Slug != "" && b.Slug != r.PathValue("slug") {
+		return nil, errorf(http.StatusBadRequest, "the slug cannot change; create another event type")
+	}
+	return s.projects.UpdateEventType(r.Context(), project.EventType{ProjectID: id, Slug: r.PathValue("slug"), Kind: b.Kind, Name: b.Name, Description: b.Description})
+}
+
+func (s *Server) deleteEventType(r *http.Request) (any, error) {
+	id, err := pathProject(r)
+	if err != nil {
+		return nil, err
+	}
+	return nil, s.projects.DeleteEventType(r.Context(), id, r.PathValue("slug"))
+}

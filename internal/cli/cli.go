@@ -38,6 +38,7 @@ func commands() []command {
 		{"serve", "run the gateway (ingest and admin listeners)", runServe},
 		{"project", "create, list, update or delete projects", runProject},
 		{"token", "create, list or revoke a project's API tokens", runToken},
+		{"event-type", "create, list or delete a project's s2s event types", runEventType},
 		{"events", "read stored events: events tail [--follow]", runEvents},
 		{"bench", "load a server over loopback and report events/s and latency", runBench},
 		{"hash", "print the SHA-256 sluice stores for a phone number or e-mail", runHash},

@@ -37,6 +37,9 @@ type client interface {
 	ListTokens(ctx context.Context, id uint32) ([]project.Token, error)
 	CreateToken(ctx context.Context, id uint32, req admin.CreateToken) (admin.CreatedToken, error)
 	RevokeToken(ctx context.Context, id uint32, tokenID string) (project.Token, error)
+	ListEventTypes(ctx context.Context, id uint32) ([]project.EventType, error)
+	CreateEventType(ctx context.Context, id uint32, b admin.EventTypeBody) (project.EventType, error)
+	DeleteEventType(ctx context.Context, id uint32, slug string) error
 	// Events returns a page of events and the cursor after it; wait > 0
 	// long-polls a running server.
 	Events(ctx context.Context, q eventlog.Query, wait time.Duration) (page, error)
@@ -201,6 +204,20 @@ func (r *remote) RevokeToken(ctx context.Context, id uint32, tokenID string) (pr
 	return t, r.call(ctx, "DELETE", "/api/v1/projects/"+pid(id)+"/tokens/"+url.PathEscape(tokenID), nil, &t)
 }
 
+func (r *remote) ListEventTypes(ctx context.Context, id uint32) ([]project.EventType, error) {
+	var l admin.EventTypeList
+	return l.EventTypes, r.call(ctx, "GET", "/api/v1/projects/"+pid(id)+"/event-types", nil, &l)
+}
+
+func (r *remote) CreateEventType(ctx context.Context, id uint32, b admin.EventTypeBody) (project.EventType, error) {
+	var et project.EventType
+	return et, r.call(ctx, "POST", "/api/v1/projects/"+pid(id)+"/event-types", b, &et)
+}
+
+func (r *remote) DeleteEventType(ctx context.Context, id uint32, slug string) error {
+	return r.call(ctx, "DELETE", "/api/v1/projects/"+pid(id)+"/event-types/"+url.PathEscape(slug), nil, nil)
+}
+
 func (r *remote) Events(ctx context.Context, q eventlog.Query, wait time.Duration) (page, error) {
 	v := url.Values{}
 	for _, p := range q.Projects {
@@ -282,6 +299,18 @@ func (l *local) CreateToken(ctx context.Context, id uint32, req admin.CreateToke
 
 func (l *local) RevokeToken(ctx context.Context, id uint32, tokenID string) (project.Token, error) {
 	return l.state.RevokeToken(ctx, id, tokenID)
+}
+
+func (l *local) ListEventTypes(ctx context.Context, id uint32) ([]project.EventType, error) {
+	return l.state.EventTypes(id)
+}
+
+func (l *local) CreateEventType(ctx context.Context, id uint32, b admin.EventTypeBody) (project.EventType, error) {
+	return l.state.CreateEventType(ctx, project.EventType{ProjectID: id, Slug: b.Slug, Kind: b.Kind, Name: b.Name, Description: b.Description})
+}
+
+func (l *local) DeleteEventType(ctx context.Context, id uint32, slug string) error {
+	return l.state.DeleteEventType(ctx, id, slug)
 }
 
 func (l *local) Events(ctx context.Context, q eventlog.Query, _ time.Duration) (page, error) {

@@ -53,12 +53,29 @@ func printJSON(env *Env, v any) error {
 	return err
 }
 
+// optBool is a boolean flag that remembers whether it was given.
+type optBool struct {
+	set, v bool
+}
+
+func (o *optBool) String() string   { return strconv.FormatBool(o.v) }
+func (o *optBool) IsBoolFlag() bool { return true }
+func (o *optBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	o.set, o.v = true, v
+	return err
+}
+
 // settingsFlags are the project settings a command line can set.
 type settingsFlags struct {
 	raw           string
 	webhookAuth   string
 	redirectHosts listFlag
 	clearHosts    bool
+	appID         string
+	region        string
+	hashPII       optBool
+	s2s           optBool
 }
 
 func (s *settingsFlags) register(fs *flag.FlagSet) {
@@ -66,10 +83,15 @@ func (s *settingsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.webhookAuth, "webhook-auth", "", "webhook authentication: none or token")
 	fs.Var(&s.redirectHosts, "redirect-host", "host /redir may send to: example.com or *.example.com (repeatable)")
 	fs.BoolVar(&s.clearHosts, "clear-redirect-hosts", false, "remove every redirect host")
+	fs.StringVar(&s.appID, "app-id", "", "application id s2s senders send as X-Application-Id (default: generated)")
+	fs.StringVar(&s.region, "default-region", "", "region of phone numbers without a country code, e.g. IR")
+	fs.Var(&s.hashPII, "hash-pii", "store phone numbers and e-mail addresses only as SHA-256 (--hash-pii=false to stop)")
+	fs.Var(&s.s2s, "s2s", "serve the s2s dialect (--s2s=false switches it off)")
 }
 
 func (s *settingsFlags) set() bool {
-	return s.raw != "" || s.webhookAuth != "" || len(s.redirectHosts) > 0 || s.clearHosts
+	return s.raw != "" || s.webhookAuth != "" || len(s.redirectHosts) > 0 || s.clearHosts ||
+		s.appID != "" || s.region != "" || s.hashPII.set || s.s2s.set
 }
 
 // apply returns base changed by the flags.
@@ -88,6 +110,19 @@ func (s *settingsFlags) apply(base project.Settings) (project.Settings, error) {
 		base.RedirectHosts = nil
 	}
 	base.RedirectHosts = append(base.RedirectHosts, s.redirectHosts...)
+	if s.appID != "" {
+		base.AppID = s.appID
+	}
+	if s.region != "" {
+		base.DefaultRegion = s.region
+	}
+	if s.hashPII.set {
+		base.HashPII = s.hashPII.v
+	}
+	if s.s2s.set {
+		v := s.s2s.v
+		base.S2S = &v
+	}
 	return base, base.Validate()
 }
 
@@ -143,9 +178,10 @@ func runProject(ctx context.Context, args []string, env *Env) error {
 			return printJSON(env, ps)
 		}
 		tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tNAME\tWEBHOOK AUTH\tREDIRECT HOSTS\tCREATED")
+		fmt.Fprintln(tw, "ID\tNAME\tAPP ID\tWEBHOOK AUTH\tS2S\tREDIRECT HOSTS\tCREATED")
 		for _, p := range ps {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", p.ID, p.Name, p.Settings.AuthMode(), strings.Join(p.Settings.RedirectHosts, ","), p.CreatedAt.Format("2006-01-02 15:04:05Z07:00"))
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%v\t%s\t%s\n", p.ID, p.Name, p.Settings.AppID, p.Settings.AuthMode(), p.Settings.S2SEnabled(),
+				strings.Join(p.Settings.RedirectHosts, ","), p.CreatedAt.Format("2006-01-02 15:04:05Z07:00"))
 		}
 		return tw.Flush()
 	case "create":
@@ -171,7 +207,7 @@ func runProject(ctx context.Context, args []string, env *Env) error {
 		if *asJSON {
 			return printJSON(env, p)
 		}
-		fmt.Fprintf(env.Stdout, "project %d (%s) created\n", p.ID, p.Name)
+		fmt.Fprintf(env.Stdout, "project %d (%s) created, application id %s\n", p.ID, p.Name, p.Settings.AppID)
 		return nil
 	}
 
