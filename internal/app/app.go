@@ -118,6 +118,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	trusted, _ := cfg.TrustedPrefixes() // validated with the config
 	ingestHandler := ingest.New(ingest.Config{
 		BodyLimit: int64(cfg.BodyLimit), TrackHitLimit: int64(cfg.TrackHitLimit), TrackBatchLimit: int64(cfg.TrackBatchLimit),
+		S2SLimit:       int64(cfg.S2SLimit),
 		TrustedProxies: trusted, Ready: ready.Load,
 	}, elog, state, gen, reg, logger.With("component", "ingest"))
 	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: ready.Load}, state, elog, reg, logger.With("component", "admin"))

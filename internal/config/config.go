@@ -40,6 +40,8 @@ type Config struct {
 	// TrackHitLimit caps one track hit; TrackBatchLimit a track batch.
 	TrackHitLimit   Size `yaml:"track_hit_limit"`
 	TrackBatchLimit Size `yaml:"track_batch_limit"`
+	// S2SLimit caps an s2s request body.
+	S2SLimit Size `yaml:"s2s_limit"`
 	// TrustedProxies are addresses or CIDRs whose forwarding headers count.
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	// TLSCert and TLSKey, when both set, make the ingest listener HTTPS.
@@ -69,6 +71,7 @@ func Default() Config {
 		BodyLimit:       100 << 10,
 		TrackHitLimit:   32 << 10,
 		TrackBatchLimit: 500 << 10,
+		S2SLimit:        1 << 20,
 		LogLevel:        "info",
 		LogFormat:       "auto",
 	}
@@ -95,6 +98,7 @@ var settings = []setting{
 	{"body_limit", "largest webhook request body (e.g. 100KiB, 1MB)", func(c *Config, v string) error { return c.BodyLimit.Set(v) }, func(c *Config) string { return c.BodyLimit.String() }},
 	{"track_hit_limit", "largest track hit, alone or in a batch", func(c *Config, v string) error { return c.TrackHitLimit.Set(v) }, func(c *Config) string { return c.TrackHitLimit.String() }},
 	{"track_batch_limit", "largest POST /track/batch body", func(c *Config, v string) error { return c.TrackBatchLimit.Set(v) }, func(c *Config) string { return c.TrackBatchLimit.String() }},
+	{"s2s_limit", "largest s2s request body (POST /)", func(c *Config, v string) error { return c.S2SLimit.Set(v) }, func(c *Config) string { return c.S2SLimit.String() }},
 	{"trusted_proxies", "comma-separated addresses or CIDRs whose X-Forwarded-For counts", func(c *Config, v string) error {
 		c.TrustedProxies = splitList(v)
 		return nil
@@ -247,7 +251,7 @@ func (c *Config) Validate() error {
 	if c.Retention < 0 {
 		errs = append(errs, errors.New("retention: negative"))
 	}
-	for name, v := range map[string]Size{"body_limit": c.BodyLimit, "track_hit_limit": c.TrackHitLimit, "track_batch_limit": c.TrackBatchLimit} {
+	for name, v := range map[string]Size{"body_limit": c.BodyLimit, "track_hit_limit": c.TrackHitLimit, "track_batch_limit": c.TrackBatchLimit, "s2s_limit": c.S2SLimit} {
 		if v < 1<<10 || v > 64<<20 {
 			errs = append(errs, fmt.Errorf("%s: %s is outside 1KiB..64MiB", name, v))
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"unsafe"
 
@@ -99,6 +100,19 @@ var errNotObject = errors.New("must be a JSON object")
 // pass of json.Compact validates and compacts; the members are then
 // slices of that compact copy.
 func parseJSONObject(body []byte, o *object) error {
+	b, err := compactJSON(body)
+	if err != nil {
+		return err
+	}
+	if len(b) == 0 || b[0] != '{' {
+		return errNotObject
+	}
+	parseCompactObject(b, o)
+	return nil
+}
+
+// compactJSON validates body and returns it compacted, in a new slice.
+func compactJSON(body []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.Grow(len(body))
 	if err := json.Compact(&buf, body); err != nil {
@@ -106,12 +120,14 @@ func parseJSONObject(body []byte, o *object) error {
 		if uerr := json.Unmarshal(body, new(json.RawMessage)); uerr != nil {
 			err = uerr
 		}
-		return describeJSONError(body, err)
+		return nil, describeJSONError(body, err)
 	}
-	b := buf.Bytes()
-	if len(b) == 0 || b[0] != '{' {
-		return errNotObject
-	}
+	return buf.Bytes(), nil
+}
+
+// parseCompactObject reads the members of b, a compact and valid JSON
+// object, into o.
+func parseCompactObject(b []byte, o *object) {
 	o.members = make([]member, 0, 16)
 	dup := false
 	i := 1
@@ -134,7 +150,54 @@ func parseJSONObject(body []byte, o *object) error {
 	if !dup {
 		o.raw = b
 	}
-	return nil
+}
+
+// splitArray returns the elements of b, a compact and valid JSON array.
+func splitArray(b []byte) [][]byte {
+	var out [][]byte
+	i := 1
+	for b[i] != ']' {
+		end := scanValue(b, i)
+		out = append(out, b[i:end:end])
+		i = end
+		if b[i] == ',' {
+			i++
+		}
+	}
+	return out
+}
+
+// jsonString decodes a JSON string literal.
+func jsonString(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), true
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// jsonInt reads a JSON number with no fraction or exponent.
+func jsonInt(raw []byte) (int64, bool) {
+	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	return n, err == nil
+}
+
+// jsonFloat reads a JSON number.
+func jsonFloat(raw []byte) (float64, bool) {
+	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	return f, err == nil
 }
 
 // describeJSONError turns a decoding error into a message with a byte

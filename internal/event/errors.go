@@ -5,6 +5,8 @@ import "strings"
 // FieldError is one violation, located by the path of the offending field
 // in the request, e.g. "event.transaction.lineItems[1].quantity".
 type FieldError struct {
+	// Index, when set, is the position of the failing item in a batch.
+	Index   *int   `json:"index,omitempty"`
 	Path    string `json:"path"`
 	Message string `json:"message"`
 }
@@ -30,6 +32,11 @@ func (fs FieldErrors) Error() string {
 		parts[i] = f.Error()
 	}
 	return strings.Join(parts, "; ")
+}
+
+// AddAt records a violation of item index of a batch.
+func (fs *FieldErrors) AddAt(index int, path, message string) {
+	*fs = append(*fs, FieldError{Index: &index, Path: path, Message: message})
 }
 
 // Err returns fs as an error, or nil when there is no violation.

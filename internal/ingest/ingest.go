@@ -39,6 +39,8 @@ type Config struct {
 	TrackHitLimit int64
 	// TrackBatchLimit caps a POST /track/batch body (default 500 KiB).
 	TrackBatchLimit int64
+	// S2SLimit caps an s2s request body (default 1 MiB).
+	S2SLimit int64
 	// TrustedProxies are the peers whose X-Forwarded-For, X-Real-IP and
 	// X-Forwarded-Proto are believed.
 	TrustedProxies []netip.Prefix
@@ -53,6 +55,7 @@ const (
 	DefaultBodyLimit       = 100 << 10
 	DefaultTrackHitLimit   = 32 << 10
 	DefaultTrackBatchLimit = 500 << 10
+	DefaultS2SLimit        = 1 << 20
 )
 
 // Server is the ingest handler.
@@ -61,6 +64,7 @@ type Server struct {
 	log     Appender
 	webhook *dialect.Webhook
 	track   *dialect.Track
+	s2s     *dialect.S2S
 	logger  *slog.Logger
 	m       *metrics
 	cookies cookieJar
@@ -70,6 +74,7 @@ type Server struct {
 type Projects interface {
 	dialect.Projects
 	dialect.TrackProjects
+	dialect.S2SProjects
 }
 
 // New returns the ingest handler. reg may be nil.
@@ -82,6 +87,9 @@ func New(cfg Config, log Appender, projects Projects, uids *event.Generator, reg
 	}
 	if cfg.TrackBatchLimit <= 0 {
 		cfg.TrackBatchLimit = DefaultTrackBatchLimit
+	}
+	if cfg.S2SLimit <= 0 {
+		cfg.S2SLimit = DefaultS2SLimit
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -97,6 +105,7 @@ func New(cfg Config, log Appender, projects Projects, uids *event.Generator, reg
 		log:     log,
 		webhook: &dialect.Webhook{Projects: projects, NewUID: uids.Next},
 		track:   &dialect.Track{Projects: projects, HitLimit: int(cfg.TrackHitLimit)},
+		s2s:     &dialect.S2S{Projects: projects, Now: cfg.Now},
 		logger:  logger,
 		m:       newMetrics(reg),
 	}
@@ -112,6 +121,7 @@ const (
 	routeOther      = "other"
 	routeTrack      = "track"
 	routeTrackBatch = "track_batch"
+	routeS2S        = "s2s"
 )
 
 // ServeHTTP dispatches on the first path segment.
@@ -157,8 +167,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.serveTrack(rec, r, route == routeTrackBatch)
 	case "":
-		if r.Method == http.MethodPost {
-			s.fail(rec, dialect.Errorf(http.StatusNotFound, "POST / is reserved for the s2s dialect"))
+		if r.Method == http.MethodPost || r.Header.Get("X-Application-Id") != "" {
+			dialectName, route = dialect.DialectS2S, routeS2S
+			s.serveS2S(rec, r)
 			return
 		}
 		s.fail(rec, dialect.Errorf(http.StatusNotFound, "this is sluice's ingest listener: send webhooks to /{service}/{name}/{projectId}"))

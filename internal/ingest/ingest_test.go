@@ -197,7 +197,7 @@ func TestErrorsStoreNothing(t *testing.T) {
 		{"DELETE", "/crm/lead", "", "", 405, ""},
 		{"GET", "/redir/click/99?to=https://evil.com/", "", "", 400, "to"},
 		{"GET", "/api/v1/events", "", "", 404, ""},
-		{"POST", "/", "application/json", `{}`, 404, ""},
+		{"POST", "/", "application/json", `{}`, 403, ""},
 		{"POST", "/crm/lead", "multipart/form-data; boundary=x", `--x--`, 415, ""},
 	}
 	for _, c := range cases {

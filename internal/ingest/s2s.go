@@ -1,0 +1,81 @@
+package ingest
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/sluicehq/sluice/internal/dialect"
+	"github.com/sluicehq/sluice/internal/event"
+)
+
+// s2sAnswer is the success answer of POST /: ids in message order, a
+// duplicate's id being the original's.
+type s2sAnswer struct {
+	Accepted   int        `json:"accepted"`
+	Duplicates int        `json:"duplicates"`
+	IDs        []event.ID `json:"ids"`
+}
+
+// serveS2S is POST / (the server-to-server batch gateway). Every error
+// carries a code, the seed's where it has one.
+func (s *Server) serveS2S(w http.ResponseWriter, r *http.Request) {
+	fail := func(err error) {
+		var de *dialect.Error
+		switch {
+		case !errors.As(err, &de):
+			s.logger.Error("append to event log", "dialect", dialect.DialectS2S, "err", err)
+			de = &dialect.Error{Status: http.StatusServiceUnavailable, Code: "UNAVAILABLE",
+				Message: "the event log is unavailable; nothing was stored, retry later", Header: map[string]string{"Retry-After": "1"}}
+		case de.Code == "":
+			c := *de
+			switch c.Status {
+			case http.StatusMethodNotAllowed:
+				c.Code = "METHOD_NOT_ALLOWED"
+			case http.StatusRequestEntityTooLarge:
+				c.Code = "PAYLOAD_TOO_LARGE"
+			default:
+				c.Code = dialect.CodeBadRequest
+			}
+			de = &c
+		}
+		s.fail(w, de)
+	}
+	if r.URL.Path != "/" || r.Method != http.MethodPost {
+		fail(&dialect.Error{Status: http.StatusMethodNotAllowed, Message: "the s2s gateway takes POST /",
+			Header: map[string]string{"Allow": "POST, OPTIONS"}})
+		return
+	}
+	proj, err := s.s2s.Authenticate(r)
+	if err != nil {
+		fail(err)
+		return
+	}
+	buf, err := s.readBody(w, r, s.cfg.S2SLimit)
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer putBuffer(buf)
+	clientIP, secure := s.client(r)
+	evs, err := s.s2s.Decode(proj, &dialect.Request{HTTP: r, Body: buf.Bytes(), ClientIP: clientIP, Secure: secure, ReceivedAt: s.cfg.Now()})
+	if err != nil {
+		fail(err)
+		return
+	}
+	results, err := s.log.Append(r.Context(), evs)
+	if err != nil {
+		fail(err)
+		return
+	}
+	s.m.events(dialect.DialectS2S, results)
+	ans := s2sAnswer{IDs: make([]event.ID, len(results))}
+	for i, res := range results {
+		ans.IDs[i] = res.ID
+		if res.Duplicate {
+			ans.Duplicates++
+		} else {
+			ans.Accepted++
+		}
+	}
+	writeJSON(w, http.StatusOK, ans)
+}
