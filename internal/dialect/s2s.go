@@ -178,7 +178,7 @@ func (d *S2S) Decode(p *project.Project, r *Request) ([]*event.Event, error) {
 		case !ok:
 			missing.AddAt(i, messagePath(i, "name"), fmt.Sprintf("no event type %q is defined for this application", m.name))
 		case et.Kind != m.typ:
-			missing.AddAt(i, messagePath(i, "name"), fmt.Sprintf("event type %q is a %s event, not %s", m.name, et.Kind, m.typ))
+			missing.AddAt(i, messagePath(i, "name"), fmt.Sprintf("event type %q is declared as %s, not %s", m.name, et.Kind, m.typ))
 		}
 	}
 	if len(missing) > 0 {

@@ -24,9 +24,13 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
-// goldenClock is the fixed instant of every golden exchange: the seed's
-// sentAt plus two seconds, so skew correction has something to show.
-var goldenClock = time.Date(2019, 2, 21, 10, 56, 12, 723_000_000, time.UTC)
+// trackClock is the fixed instant of the track goldens: the seed's sentAt
+// plus two seconds, so skew correction has something to show.
+var trackClock = time.Date(2019, 2, 21, 10, 56, 12, 723_000_000, time.UTC)
+
+// s2sClock is the fixed instant of the s2s goldens: after the seed's
+// examples (2023), so their times are in range.
+var s2sClock = time.UnixMilli(1680004800000).UTC()
 
 // goldenServer is a real ingest handler over a real SQLite log, with a
 // fixed clock so ids and times are reproducible. Projects:
@@ -36,10 +40,14 @@ var goldenClock = time.Date(2019, 2, 21, 10, 56, 12, 723_000_000, time.UTC)
 //	9  custom: token "custom-token"; dimension loyaltyLevel (event.loyaltyLevel),
 //	   metrics margin (event.transaction.margin) and item_margin
 //	   (event.transaction.lineItems.product.margin)
-func goldenServer(t *testing.T) (*Server, *sqlite.Log) {
+//	20 s2s app: app_id "app-golden", key "s2s-key", default_region IR;
+//	   event types slug1, aewqd (action) and buy (revenue)
+//	21 s2s app with hash_pii: app_id "app-hashed", key "s2s-hashed-key", region IR, slug1
+//	22 s2s switched off: app_id "app-off", key "s2s-off-key"
+func goldenServer(t *testing.T, at time.Time) (*Server, *sqlite.Log) {
 	t.Helper()
 	dir := t.TempDir()
-	clock := func() time.Time { return goldenClock }
+	clock := func() time.Time { return at }
 	gen, _ := event.NewGenerator(0, clock)
 	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "events.db")}, gen, nil, nil)
 	if err != nil {
@@ -76,6 +84,18 @@ func goldenServer(t *testing.T) (*Server, *sqlite.Log) {
 			{Name: "item_margin", Path: "event.transaction.lineItems.product.margin"},
 		},
 	}}, "custom-token")
+	off := false
+	mk(20, "app", project.Settings{AppID: "app-golden", DefaultRegion: "IR"}, "s2s-key")
+	mk(21, "app-hashed", project.Settings{AppID: "app-hashed", DefaultRegion: "IR", HashPII: true}, "s2s-hashed-key")
+	mk(22, "app-off", project.Settings{AppID: "app-off", S2S: &off}, "s2s-off-key")
+	for _, et := range []project.EventType{
+		{ProjectID: 20, Slug: "slug1", Kind: project.KindAction}, {ProjectID: 20, Slug: "aewqd", Kind: project.KindAction},
+		{ProjectID: 20, Slug: "buy", Kind: project.KindRevenue}, {ProjectID: 21, Slug: "slug1", Kind: project.KindAction},
+	} {
+		if _, err := ps.CreateEventType(ctx, et); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return New(Config{Now: clock}, l, ps, gen, nil, nil), l
 }
 
@@ -119,8 +139,13 @@ type goldenOutcome struct {
 
 // TestTrackGolden runs each testdata/track/*.http through the handler and
 // compares every answer and the stored events with its .golden.json.
-func TestTrackGolden(t *testing.T) {
-	files, err := filepath.Glob("testdata/track/*.http")
+func TestTrackGolden(t *testing.T) { runGolden(t, "testdata/track", trackClock) }
+
+// TestS2SGolden does the same for testdata/s2s.
+func TestS2SGolden(t *testing.T) { runGolden(t, "testdata/s2s", s2sClock) }
+
+func runGolden(t *testing.T, dir string, at time.Time) {
+	files, err := filepath.Glob(dir + "/*.http")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no golden inputs: %v", err)
 	}
@@ -131,7 +156,7 @@ func TestTrackGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv, l := goldenServer(t)
+			srv, l := goldenServer(t, at)
 			var out goldenOutcome
 			for _, req := range parseExchanges(t, raw) {
 				rec := httptest.NewRecorder()
@@ -178,7 +203,7 @@ func TestTrackGolden(t *testing.T) {
 			}
 			want, err := os.ReadFile(goldenPath)
 			if err != nil {
-				t.Fatalf("%v (run go test ./internal/ingest -run TestTrackGolden -update)", err)
+				t.Fatalf("%v (run go test ./internal/ingest -run Golden -update)", err)
 			}
 			if !bytes.Equal(got, want) {
 				t.Fatalf("%s\n got %s\nwant %s", file, got, want)

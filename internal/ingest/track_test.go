@@ -15,7 +15,7 @@ import (
 // Concurrent requests with the same hitId store exactly one event, and
 // every answer names it.
 func TestTrackConcurrentDuplicatesStoreOne(t *testing.T) {
-	srv, l := goldenServer(t)
+	srv, l := goldenServer(t, trackClock)
 	hit, err := os.ReadFile("../dialect/testdata/track_seed_example.json")
 	if err != nil {
 		t.Fatal(err)
