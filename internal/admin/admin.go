@@ -25,6 +25,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog"
+	"github.com/sluicehq/sluice/internal/profile"
 	"github.com/sluicehq/sluice/internal/project"
 )
 
@@ -35,6 +36,11 @@ type EventReader interface {
 	Changed() <-chan struct{}
 }
 
+// ProfileFinder looks profiles up by identity.
+type ProfileFinder interface {
+	Find(ctx context.Context, projectID uint32, idType, value string) (*profile.Profile, error)
+}
+
 // Config configures the admin handler.
 type Config struct {
 	// TokenHash is the SHA-256 of the admin token.
@@ -43,6 +49,8 @@ type Config struct {
 	Ready func() bool
 	// MaxWait caps the long-poll of GET /api/v1/events?wait= (default 60s).
 	MaxWait time.Duration
+	// Profiles answers the profile lookups; nil disables them.
+	Profiles ProfileFinder
 }
 
 // Server is the admin handler.
@@ -91,6 +99,7 @@ func New(cfg Config, projects *project.Store, events EventReader, gatherer prome
 	s.api("GET /api/v1/projects/{id}/event-types/{slug}", s.getEventType)
 	s.api("PATCH /api/v1/projects/{id}/event-types/{slug}", s.updateEventType)
 	s.api("DELETE /api/v1/projects/{id}/event-types/{slug}", s.deleteEventType)
+	s.api("GET /api/v1/projects/{id}/profiles/{idType}/{value}", s.getProfile)
 	s.api("GET /api/v1/events", s.listEvents)
 	// Profiling, behind the admin token like the API.
 	s.mux.Handle("/debug/pprof/", s.guard(http.HandlerFunc(pprof.Index)))

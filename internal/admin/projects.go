@@ -1,8 +1,10 @@
 package admin
 
 import (
+	"errors"
 	"net/http"
 
+	"github.com/sluicehq/sluice/internal/profile"
 	"github.com/sluicehq/sluice/internal/project"
 )
 
@@ -206,4 +208,25 @@ func (s *Server) deleteEventType(r *http.Request) (any, error) {
 		return nil, err
 	}
 	return nil, s.projects.DeleteEventType(r.Context(), id, r.PathValue("slug"))
+}
+
+// getProfile is GET /api/v1/projects/{id}/profiles/{idType}/{value}: the
+// profile that holds an identity, with all its identities and each
+// attribute's time.
+func (s *Server) getProfile(r *http.Request) (any, error) {
+	id, err := pathProject(r)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := s.projects.Get(id); !ok {
+		return nil, errorf(http.StatusNotFound, "project %d does not exist", id)
+	}
+	if s.cfg.Profiles == nil {
+		return nil, errorf(http.StatusNotFound, "profiles are not served")
+	}
+	p, err := s.cfg.Profiles.Find(r.Context(), id, r.PathValue("idType"), r.PathValue("value"))
+	if errors.Is(err, profile.ErrNotFound) {
+		return nil, errorf(http.StatusNotFound, "no profile of project %d has %s %q (identity types: %s)", id, r.PathValue("idType"), r.PathValue("value"), profile.IdentityTypes())
+	}
+	return p, err
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/sluicehq/sluice/internal/eventlog"
 	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
 	"github.com/sluicehq/sluice/internal/ingest"
+	"github.com/sluicehq/sluice/internal/profile"
 	"github.com/sluicehq/sluice/internal/project"
 )
 
@@ -114,6 +115,14 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 		}
 	}()
 
+	profiles, err := profile.Open(filepath.Join(cfg.DataDir, datadir.ProfileFile))
+	if err != nil {
+		return err
+	}
+	defer profiles.Close()
+	consumer := &profile.Consumer{Store: profiles, Log: elog, Logger: logger.With("component", "profiles")}
+	consumer.Register(reg)
+
 	var ready atomic.Bool
 	trusted, _ := cfg.TrustedPrefixes() // validated with the config
 	ingestHandler := ingest.New(ingest.Config{
@@ -121,7 +130,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 		S2SLimit:       int64(cfg.S2SLimit),
 		TrustedProxies: trusted, Ready: ready.Load,
 	}, elog, state, gen, reg, logger.With("component", "ingest"))
-	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: ready.Load}, state, elog, reg, logger.With("component", "admin"))
+	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: ready.Load, Profiles: profiles}, state, elog, reg, logger.With("component", "admin"))
 
 	ingestLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -168,6 +177,12 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 			Keep: keep, Every: min(max(keep/24, time.Minute), time.Hour),
 			Log: logger.With("component", "retention"), Deleted: func(n int64) { deleted.Add(float64(n)) },
 		}.Run(retCtx, elog)
+	}()
+
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		consumer.Run(retCtx)
 	}()
 
 	serveErr := make(chan error, 2)

@@ -5,6 +5,7 @@
 //	run.json    written by a running server: its pid and listener addresses
 //	events.db   the event log (SQLite, WAL)
 //	state.db    projects, tokens and other state (SQLite, WAL)
+//	profiles.db profiles built from the log, and the consumer's cursor
 package datadir
 
 import (
@@ -18,10 +19,11 @@ import (
 
 // Files in the data directory.
 const (
-	LockFile   = "LOCK"
-	RunFile    = "run.json"
-	EventsFile = "events.db"
-	StateFile  = "state.db"
+	LockFile    = "LOCK"
+	RunFile     = "run.json"
+	EventsFile  = "events.db"
+	StateFile   = "state.db"
+	ProfileFile = "profiles.db"
 )
 
 // ErrLocked means another process (normally a running server) owns the
