@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,10 +40,14 @@ type Config struct {
 	Count int64
 	// Warmup runs before measuring.
 	Warmup time.Duration
-	// Dialect selects the request: webhook, track or track-batch.
+	// Dialect selects the request: webhook, track, track-batch or s2s.
 	Dialect string
-	// Batch is the number of hits per track-batch request (default 100).
+	// Batch is the number of hits (track-batch) or messages (s2s) per
+	// request (default 100).
 	Batch int
+	// AppID is the s2s application id; Slug the action event type.
+	AppID string
+	Slug  string
 	// Payload is the body; empty means the dialect's default.
 	Payload []byte
 	// Project and Token address and authenticate the requests.
@@ -55,7 +60,7 @@ type Config struct {
 }
 
 // Dialects lists what the load tool can send.
-var Dialects = []string{"webhook", "track", "track-batch"}
+var Dialects = []string{"webhook", "track", "track-batch", "s2s"}
 
 // DefaultTrackHit is the track seed's example hit; each request gets a
 // fresh version-1 hitId, so nothing is dropped as a duplicate.
@@ -76,6 +81,8 @@ type request struct {
 	dialect string
 	// fresh, when set, rewrites body in place before each request (new ids).
 	fresh func(body []byte)
+	// gen, when set, writes a new body into dst before each request.
+	gen func(dst []byte) []byte
 }
 
 func (c *Config) build(base string) (request, error) {
@@ -129,6 +136,45 @@ func (c *Config) build(base string) (request, error) {
 					newHitID(b[o:])
 				}
 			}}, nil
+	case "s2s":
+		if c.AppID == "" || c.Token == "" {
+			return request{}, errors.New("s2s needs --app-id and --token (the API key)")
+		}
+		n := c.Batch
+		if n <= 0 {
+			n = 100
+		}
+		slug := c.Slug
+		if slug == "" {
+			slug = "bench"
+		}
+		h := http.Header{"Content-Type": {"application/json"}, "User-Agent": {"sluice-bench"},
+			"X-Application-Id": {c.AppID}, "X-Api-Key": {c.Token}}
+		run := strconv.FormatInt(time.Now().UnixNano(), 36)
+		var seq atomic.Int64
+		gen := func(dst []byte) []byte {
+			first := seq.Add(int64(n)) - int64(n)
+			now := strconv.AppendInt(nil, time.Now().UnixMilli(), 10)
+			b := append(dst[:0], `{"customUserId":"bench-user-`...)
+			b = strconv.AppendInt(b, first%1000, 10)
+			b = append(b, `","messages":[`...)
+			for i := int64(0); i < int64(n); i++ {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, `{"type":"action","id":"`...)
+				b = append(b, run...)
+				b = append(b, '-')
+				b = strconv.AppendInt(b, first+i, 10)
+				b = append(b, `","time":`...)
+				b = append(b, now...)
+				b = append(b, `,"name":"`...)
+				b = append(b, slug...)
+				b = append(b, `","attributes":{"order_id":"12","product_id":"20","channel":"web"}}`...)
+			}
+			return append(b, "]}"...)
+		}
+		return request{method: "POST", url: base + "/", header: h, body: gen(nil), events: int64(n), dialect: c.Dialect, gen: gen}, nil
 	}
 	return request{}, fmt.Errorf("dialect %q: the load tool knows %s", c.Dialect, strings.Join(Dialects, ", "))
 }
@@ -331,7 +377,7 @@ func drive(ctx context.Context, client *http.Client, conns int, req request, dea
 			rd := bytes.NewReader(nil)
 			header := req.header.Clone()
 			body := req.body
-			if req.fresh != nil {
+			if req.fresh != nil || req.gen != nil {
 				body = bytes.Clone(req.body) // this worker's copy, rewritten per request
 			}
 			for ctx.Err() == nil {
@@ -342,8 +388,11 @@ func drive(ctx context.Context, client *http.Client, conns int, req request, dea
 				} else if !time.Now().Before(deadline) {
 					return
 				}
-				if req.fresh != nil {
+				switch {
+				case req.fresh != nil:
 					req.fresh(body)
+				case req.gen != nil:
+					body = req.gen(body)
 				}
 				rd.Reset(body)
 				hr, err := http.NewRequestWithContext(ctx, req.method, req.url, rd)

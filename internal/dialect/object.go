@@ -128,7 +128,10 @@ func compactJSON(body []byte) ([]byte, error) {
 // parseCompactObject reads the members of b, a compact and valid JSON
 // object, into o.
 func parseCompactObject(b []byte, o *object) {
-	o.members = make([]member, 0, 16)
+	if cap(o.members) == 0 {
+		o.members = make([]member, 0, 16)
+	}
+	o.members, o.raw = o.members[:0], nil
 	dup := false
 	i := 1
 	for b[i] != '}' {

@@ -89,7 +89,7 @@ type s2sMessage struct {
 	id   string
 	time int64
 	name string // slug of an action or revenue
-	obj  *object
+	data []byte // the message as stored
 	ids  []event.Identity
 }
 
@@ -160,8 +160,9 @@ func (d *S2S) Decode(p *project.Project, r *Request) ([]*event.Event, error) {
 	now := d.now()
 	latest := now.Add(24 * time.Hour).UnixMilli()
 	msgs := make([]s2sMessage, len(messages))
+	var scratch [2]object // reused across messages: the message, its attributes
 	for i, raw := range messages {
-		d.validateMessage(p, i, raw, latest, &msgs[i], &errs)
+		d.validateMessage(p, i, raw, latest, &msgs[i], &errs, &scratch)
 	}
 	if len(errs) > 0 {
 		return nil, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest,
@@ -195,14 +196,24 @@ func (d *S2S) Decode(p *project.Project, r *Request) ([]*event.Event, error) {
 	if metrixUserID != "" {
 		batchIDs = append(batchIDs, event.Identity{Type: s2sBatchIdentityMetrixUser, Value: metrixUserID})
 	}
+	// One allocation for all events, and one for all their identities.
+	store := make([]event.Event, len(msgs))
 	evs := make([]*event.Event, len(msgs))
+	nIDs := 0
+	for i := range msgs {
+		nIDs += len(batchIDs) + len(msgs[i].ids)
+	}
+	idStore := make([]event.Identity, 0, nIDs)
 	for i := range msgs {
 		m := &msgs[i]
-		e := &event.Event{
+		start := len(idStore)
+		idStore = append(append(idStore, batchIDs...), m.ids...)
+		e := &store[i]
+		*e = event.Event{
 			Channel: event.ChannelHTTP, Service: DialectS2S, ProjectID: p.ID, TD: td,
-			Data: m.obj.json(), Time: m.time, Dialect: DialectS2S, ReceivedAt: received,
+			Data: m.data, Time: m.time, Dialect: DialectS2S, ReceivedAt: received,
 			DedupKey:   s2sDedupPrefix + m.id,
-			Identities: append(append(make([]event.Identity, 0, len(batchIDs)+len(m.ids)), batchIDs...), m.ids...),
+			Identities: idStore[start:len(idStore):len(idStore)],
 		}
 		switch m.typ {
 		case s2sMessageUser:
@@ -246,21 +257,28 @@ var (
 )
 
 // validateMessage checks message i and fills m; violations go to errs.
-func (d *S2S) validateMessage(p *project.Project, i int, raw []byte, latest int64, m *s2sMessage, errs *event.FieldErrors) {
+func (d *S2S) validateMessage(p *project.Project, i int, raw []byte, latest int64, m *s2sMessage, errs *event.FieldErrors, scratch *[2]object) {
 	add := func(field, msg string) { errs.AddAt(i, messagePath(i, field), msg) }
 	if raw[0] != '{' {
 		add("", "must be an object")
 		return
 	}
-	obj := &object{}
+	obj := &scratch[0]
 	parseCompactObject(raw, obj)
-	m.obj = obj
+	defer func() { m.data = obj.json() }() // before the scratch object is reused
 	if v, ok := obj.get("type"); !ok {
 		add("type", "is required: user, action or revenue")
-	} else if s, _ := jsonString(v); s == s2sMessageUser || s == s2sMessageAction || s == s2sMessageRevenue {
-		m.typ = s
 	} else {
-		add("type", "must be user, action or revenue")
+		switch string(v) { // compared without allocating
+		case `"user"`:
+			m.typ = s2sMessageUser
+		case `"action"`:
+			m.typ = s2sMessageAction
+		case `"revenue"`:
+			m.typ = s2sMessageRevenue
+		default:
+			add("type", "must be user, action or revenue")
+		}
 	}
 	if v, ok := obj.get("id"); !ok {
 		add("id", "is required")
@@ -300,7 +318,7 @@ func (d *S2S) validateMessage(p *project.Project, i int, raw []byte, latest int6
 	}
 	switch m.typ {
 	case s2sMessageUser:
-		d.validateUser(p, i, obj, m, errs)
+		d.validateUser(p, i, obj, m, errs, &scratch[1])
 	case s2sMessageAction, s2sMessageRevenue:
 		if v, ok := obj.get("name"); !ok {
 			add("name", "is required: the event type's slug")
@@ -311,7 +329,7 @@ func (d *S2S) validateMessage(p *project.Project, i int, raw []byte, latest int6
 		}
 		if m.typ == s2sMessageAction {
 			if v, ok := obj.get("attributes"); ok {
-				checkStringMap(v, func(path, msg string) { add("attributes"+path, msg) })
+				checkStringMap(v, &scratch[1], func(path, msg string) { add("attributes"+path, msg) })
 			}
 			break
 		}
@@ -333,7 +351,7 @@ func (d *S2S) validateMessage(p *project.Project, i int, raw []byte, latest int6
 // validateUser checks a user message's attributes, collects its identity
 // hashes and, when the project hashes PII, replaces raw phone numbers and
 // e-mail addresses by their hashes in the stored message.
-func (d *S2S) validateUser(p *project.Project, i int, obj *object, m *s2sMessage, errs *event.FieldErrors) {
+func (d *S2S) validateUser(p *project.Project, i int, obj *object, m *s2sMessage, errs *event.FieldErrors, scratch *object) {
 	add := func(field, msg string) { errs.AddAt(i, messagePath(i, field), msg) }
 	str := func(field string) (string, bool) {
 		v, ok := obj.get(field)
@@ -379,7 +397,7 @@ func (d *S2S) validateUser(p *project.Project, i int, obj *object, m *s2sMessage
 		}
 	}
 	if v, ok := obj.get("customAttributes"); ok {
-		checkStringMap(v, func(path, msg string) { add("customAttributes"+path, msg) })
+		checkStringMap(v, scratch, func(path, msg string) { add("customAttributes"+path, msg) })
 	}
 
 	// Phone: phoneNumber, or phone as the seed's curl example sends it.
@@ -450,26 +468,25 @@ func (d *S2S) validateUser(p *project.Project, i int, obj *object, m *s2sMessage
 	}
 }
 
-// checkStringMap checks that raw is an object of string values.
-func checkStringMap(raw []byte, add func(path, msg string)) {
+// checkStringMap checks that raw is an object of string values, using o
+// as scratch.
+func checkStringMap(raw []byte, o *object, add func(path, msg string)) {
 	if raw[0] != '{' {
 		add("", "must be an object of string values")
 		return
 	}
-	o := &object{}
 	parseCompactObject(raw, o)
 	if len(o.members) > s2sMaxAttributes {
 		add("", fmt.Sprintf("has %d entries; at most %d", len(o.members), s2sMaxAttributes))
 	}
 	for _, mem := range o.members {
-		path := pathSegment(mem.key)
 		switch {
 		case mem.key == "" || len(mem.key) > s2sMaxAttributeKey:
-			add(path, "keys are 1 to 128 characters")
+			add(pathSegment(mem.key), "keys are 1 to 128 characters")
 		case mem.val[0] != '"':
-			add(path, "must be a string")
+			add(pathSegment(mem.key), "must be a string")
 		case len(mem.val) > s2sMaxAttributeValue+2:
-			add(path, "is longer than 4096 characters")
+			add(pathSegment(mem.key), "is longer than 4096 characters")
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -77,4 +78,32 @@ func FuzzS2SDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// benchBatch is a request of n action messages, as the load tool sends.
+func benchBatch(n int) []byte {
+	var b strings.Builder
+	b.WriteString(`{"customUserId":"bench-user-1","messages":[`)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"type":"action","id":"run-` + strconv.Itoa(i) + `","time":1680000000000,"name":"slug1","attributes":{"order_id":"12","product_id":"20","channel":"web"}}`)
+	}
+	b.WriteString(`]}`)
+	return []byte(b.String())
+}
+
+// BenchmarkS2SDecode100 decodes and validates a batch of 100 actions into
+// events (reported per event).
+func BenchmarkS2SDecode100(b *testing.B) {
+	d, p := s2sFixture(b)
+	body := benchBatch(100)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := d.Decode(p, s2sRequest(body)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/event")
 }

@@ -208,6 +208,8 @@ func (l *Log) init() error {
 	}
 	// The committing connection never checkpoints by itself: that would
 	// stall every append behind it. See checkpointer.
+	// The page cache stays at SQLite's default (2 MiB): a large one made
+	// every commit slower (the pager walks it when a transaction ends).
 	if _, err := l.wc.Exec("PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864", nil); err != nil {
 		return fmt.Errorf("open log %s: %w", l.cfg.Path, err)
 	}

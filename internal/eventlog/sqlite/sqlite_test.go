@@ -7,7 +7,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -299,6 +301,7 @@ func BenchmarkAppendBatch100(b *testing.B) {
 		for pb.Next() {
 			for i := range evs {
 				evs[i] = logtest.Event(1, "in.s2s.action.x", i)
+				evs[i].Time = time.Now().UnixMilli()
 			}
 			if _, err := l.Append(context.Background(), evs); err != nil {
 				b.Error(err)
@@ -360,4 +363,31 @@ func BenchmarkBaselineFsyncAppend(b *testing.B) {
 			<-done
 		}
 	})
+}
+
+// BenchmarkAppendBatch100Dedup appends batches of 100 events that each
+// carry a dedup key, as s2s messages do.
+func BenchmarkAppendBatch100Dedup(b *testing.B) {
+	l := openAt(b, b.TempDir(), gen(b))
+	defer l.Close()
+	var seq atomic.Int64
+	b.SetParallelism(4)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		evs := make([]*event.Event, 100)
+		for pb.Next() {
+			for i := range evs {
+				e := logtest.Event(1, "in.s2s.action.slug1", i)
+				e.Time = time.Now().UnixMilli() // events happen now, as under load
+				e.Data = []byte(`{"type":"action","id":"run-123456","time":1680000000000,"name":"slug1","attributes":{"order_id":"12","product_id":"20","channel":"web"}}`)
+				e.DedupKey = "s2s:run-" + strconv.FormatInt(seq.Add(1), 10)
+				evs[i] = e
+			}
+			if _, err := l.Append(context.Background(), evs); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "events/s")
 }
