@@ -180,3 +180,43 @@ func TestTrackLoadsUseFreshHitIDs(t *testing.T) {
 		t.Fatalf("%d distinct hitIds, want 2200", len(seen))
 	}
 }
+
+// s2s loads send 100 action messages per request with unique ids and the
+// application id and key headers.
+func TestS2SLoadMessagesAreUnique(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var bad atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var env struct {
+			CustomUserID string `json:"customUserId"`
+			Messages     []struct{ Type, ID, Name string }
+		}
+		if err := json.NewDecoder(r.Body).Decode(&env); err != nil || len(env.Messages) != 100 || env.CustomUserID == "" ||
+			r.Header.Get("X-Application-Id") != "app-1" || r.Header.Get("X-API-Key") != "key-1" || r.URL.Path != "/" {
+			bad.Store("request")
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, m := range env.Messages {
+			if m.Type != "action" || m.Name != "slug1" || seen[m.ID] {
+				bad.Store("message " + m.ID)
+			}
+			seen[m.ID] = true
+		}
+	}))
+	defer srv.Close()
+	res, err := Run(context.Background(), Config{URL: srv.URL, Dialect: "s2s", AppID: "app-1", Token: "key-1", Slug: "slug1", Connections: 4, Count: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := bad.Load(); v != nil {
+		t.Fatal(v)
+	}
+	if res[0].Events != 5000 || len(seen) != 5000 {
+		t.Fatalf("events %d, distinct ids %d", res[0].Events, len(seen))
+	}
+	if _, err := Run(context.Background(), Config{URL: srv.URL, Dialect: "s2s", Count: 1}); err == nil {
+		t.Fatal("s2s without --app-id accepted")
+	}
+}
