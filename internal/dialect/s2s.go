@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/currency"
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/identity"
 	"github.com/sluicehq/sluice/internal/project"
@@ -342,7 +343,7 @@ func (d *S2S) validateMessage(p *project.Project, i int, raw []byte, latest int6
 		}
 		if v, ok := obj.get("currency"); !ok {
 			add("currency", "is required: an ISO 4217 code such as IRR, USD or EUR")
-		} else if s, _ := jsonString(v); !ValidCurrency(s) {
+		} else if s, _ := jsonString(v); !currency.Valid(s) {
 			add("currency", "must be an ISO 4217 currency code such as IRR, USD or EUR")
 		}
 	}

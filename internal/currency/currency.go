@@ -1,4 +1,5 @@
-package dialect
+// Package currency knows the active ISO 4217 currency codes.
+package currency
 
 import "strings"
 
@@ -20,5 +21,5 @@ XPF XPT XSU XTS XUA XXX YER ZAR ZMW ZWG`
 	return m
 }()
 
-// ValidCurrency reports whether code is an active ISO 4217 code (upper case).
-func ValidCurrency(code string) bool { return iso4217[code] }
+// Valid reports whether code is an active ISO 4217 code (upper case).
+func Valid(code string) bool { return iso4217[code] }

@@ -1,15 +1,15 @@
-package dialect
+package currency
 
 import "testing"
 
-func TestValidCurrency(t *testing.T) {
+func TestValid(t *testing.T) {
 	for _, ok := range []string{"IRR", "USD", "EUR", "RUB", "VES", "SLE", "ZWG", "XCG", "XAU"} {
-		if !ValidCurrency(ok) {
+		if !Valid(ok) {
 			t.Errorf("%s refused", ok)
 		}
 	}
 	for _, bad := range []string{"usd", "ABC", "DEM", "HRK", "BYR", "", "US", "USDD", "IRT"} {
-		if ValidCurrency(bad) {
+		if Valid(bad) {
 			t.Errorf("%s accepted", bad)
 		}
 	}
