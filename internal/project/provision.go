@@ -3,6 +3,7 @@ package project
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,14 @@ type Spec struct {
 	Settings   Settings        `yaml:"settings"`
 	Tokens     []TokenSpec     `yaml:"tokens"`
 	EventTypes []EventTypeSpec `yaml:"event_types"`
+	Schemas    []SchemaSpec    `yaml:"schemas"`
+}
+
+// SchemaSpec registers a typed event: its type (<name>-v<N>) and its JSON
+// Schema, written in YAML or JSON.
+type SchemaSpec struct {
+	Type   string         `yaml:"type"`
+	Schema map[string]any `yaml:"schema"`
 }
 
 // EventTypeSpec declares an s2s event type.
@@ -130,6 +139,17 @@ func (s *Store) Provision(ctx context.Context, specs []Spec, logger *slog.Logger
 					return fmt.Errorf("projects[%d].event_types[%d]: %w", i, j, err)
 				}
 				logger.Info("updated provisioned event type", "project", sp.ID, "slug", e.Slug)
+			}
+		}
+		for j, sc := range sp.Schemas {
+			doc, err := json.Marshal(sc.Schema)
+			if err != nil {
+				return fmt.Errorf("projects[%d].schemas[%d]: %w", i, j, err)
+			}
+			if _, created, err := s.RegisterSchema(ctx, sp.ID, sc.Type, doc); err != nil {
+				return fmt.Errorf("projects[%d].schemas[%d] (%s): %w", i, j, sc.Type, err)
+			} else if created {
+				logger.Info("provisioned schema", "project", sp.ID, "type", sc.Type)
 			}
 		}
 		for j, ts := range sp.Tokens {

@@ -35,6 +35,7 @@ type snapshot struct {
 	tokens     map[[32]byte]tokenEntry
 	appIDs     map[string]uint32
 	eventTypes map[uint32]map[string]EventType
+	schemas    map[uint32]map[string]*SchemaRecord
 }
 
 type tokenEntry struct {
@@ -43,7 +44,7 @@ type tokenEntry struct {
 	projectID uint32
 }
 
-const schema = `
+const stateSchema = `
 CREATE TABLE IF NOT EXISTS projects (
 	id         INTEGER PRIMARY KEY,
 	name       TEXT NOT NULL,
@@ -69,6 +70,13 @@ CREATE TABLE IF NOT EXISTS event_types (
 	created_at  INTEGER NOT NULL,
 	PRIMARY KEY (project_id, slug)
 );
+CREATE TABLE IF NOT EXISTS schemas (
+	project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+	type       TEXT NOT NULL, -- <name>-v<N>
+	body       TEXT NOT NULL, -- the JSON Schema, compacted
+	created_at INTEGER NOT NULL,
+	PRIMARY KEY (project_id, type)
+);
 CREATE TABLE IF NOT EXISTS meta (
 	key   TEXT PRIMARY KEY,
 	value TEXT NOT NULL
@@ -93,7 +101,7 @@ func Open(path string, now func() time.Time) (*Store, error) {
 	}
 	db.SetMaxOpenConns(1)
 	s := &Store{db: db, now: now}
-	if _, err := db.Exec(schema); err != nil {
+	if _, err := db.Exec(stateSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
@@ -154,6 +162,7 @@ func (s *Store) reload(ctx context.Context) error {
 	snap := &snapshot{
 		projects: make(map[uint32]*Project, len(ps)), tokens: map[[32]byte]tokenEntry{},
 		appIDs: map[string]uint32{}, eventTypes: map[uint32]map[string]EventType{},
+		schemas: map[uint32]map[string]*SchemaRecord{},
 	}
 	for i := range ps {
 		snap.projects[ps[i].ID] = &ps[i]
@@ -163,6 +172,9 @@ func (s *Store) reload(ctx context.Context) error {
 	}
 	ets, err := s.queryEventTypes(ctx, "")
 	if err != nil {
+		return err
+	}
+	if err := s.loadSchemas(ctx, snap); err != nil {
 		return err
 	}
 	for _, et := range ets {

@@ -445,3 +445,68 @@ func TestProvisionEventTypesAndAppID(t *testing.T) {
 		t.Fatal("a slug declared twice was accepted")
 	}
 }
+
+func TestSchemaRegistry(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	p, _ := s.Create(ctx, nil, "shop", Settings{})
+	doc := []byte(`{"type":"object","required":["carrier"],"properties":{"carrier":{"type":"string"}}}`)
+	r, created, err := s.RegisterSchema(ctx, p.ID, "order-shipped-v1", doc)
+	if err != nil || !created || r.Compiled() == nil || r.Type != "order-shipped-v1" {
+		t.Fatalf("register: %+v %v %v", r, created, err)
+	}
+	// The same document again is a no-op; another one is refused.
+	if _, created, err := s.RegisterSchema(ctx, p.ID, "order-shipped-v1", []byte(`{ "type": "object", "required": ["carrier"], "properties": {"carrier": {"type": "string"}} }`)); err != nil || created {
+		t.Fatalf("same body: %v %v", created, err)
+	}
+	if _, _, err := s.RegisterSchema(ctx, p.ID, "order-shipped-v1", []byte(`{"type":"object"}`)); !errors.Is(err, ErrExists) {
+		t.Fatalf("changed body: %v", err)
+	}
+	// Versions coexist.
+	if _, _, err := s.RegisterSchema(ctx, p.ID, "order-shipped-v2", []byte(`{"type":"object"}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []struct{ typ, doc string }{
+		{"purchase-v1", `{}`}, {"order-shipped-v3", `{"type":"objekt"}`}, {"Bad", `{}`}, {"order-shipped-v3", `not json`},
+	} {
+		_, _, err := s.RegisterSchema(ctx, p.ID, bad.typ, []byte(bad.doc))
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s %s: %v", bad.typ, bad.doc, err)
+		}
+	}
+	_, _, err = s.RegisterSchema(ctx, p.ID, "order-shipped-v3", []byte(`{"type":"objekt"}`))
+	if err == nil || !strings.Contains(err.Error(), "/type") || !strings.Contains(err.Error(), "must be one of") {
+		t.Fatalf("the compiler's message is lost: %v", err)
+	}
+	list, _ := s.Schemas(p.ID)
+	if len(list) != 2 {
+		t.Fatalf("list %+v", list)
+	}
+	if _, ok := s.Schema(0, "order-shipped-v1"); ok {
+		t.Fatal("a schema leaked into another project")
+	}
+	s.Close()
+	s2 := openStore(t, dir)
+	if r, ok := s2.Schema(p.ID, "order-shipped-v1"); !ok || r.Compiled() == nil {
+		t.Fatal("schema lost on reopen")
+	}
+	if err := s2.DeleteSchema(ctx, p.ID, "order-shipped-v1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.DeleteSchema(ctx, p.ID, "order-shipped-v1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delete twice: %v", err)
+	}
+	// Provisioning from YAML-shaped maps, idempotently.
+	spec := []Spec{{ID: p.ID, Name: "shop", Schemas: []SchemaSpec{{Type: "refund-v1", Schema: map[string]any{
+		"type": "object", "required": []any{"amount"}, "properties": map[string]any{"amount": map[string]any{"type": "number", "minimum": 0}},
+	}}}}}
+	for i := 0; i < 2; i++ {
+		if err := s2.Provision(ctx, spec, slog.New(slog.DiscardHandler)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := s2.Schema(p.ID, "refund-v1"); !ok {
+		t.Fatal("provisioned schema missing")
+	}
+}

@@ -1,0 +1,137 @@
+package project
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/schema"
+)
+
+// SchemaRecord is an event schema a project registered: a typed event
+// <name>-v<N> of its own, validated like the built-in commerce types.
+type SchemaRecord struct {
+	ProjectID uint32          `json:"projectId"`
+	Type      string          `json:"type"`
+	Title     string          `json:"title,omitempty"`
+	Schema    json.RawMessage `json:"schema"`
+	CreatedAt time.Time       `json:"createdAt"`
+
+	compiled *schema.Schema
+}
+
+// Compiled is the schema, ready to validate.
+func (r *SchemaRecord) Compiled() *schema.Schema { return r.compiled }
+
+// loadSchemas fills snap with the registered schemas, reusing what the
+// previous snapshot compiled.
+func (s *Store) loadSchemas(ctx context.Context, snap *snapshot) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT project_id, type, body, created_at FROM schemas`)
+	if err != nil {
+		return fmt.Errorf("load schemas: %w", err)
+	}
+	defer rows.Close()
+	var prev map[uint32]map[string]*SchemaRecord
+	if old := s.snap.Load(); old != nil {
+		prev = old.schemas
+	}
+	for rows.Next() {
+		var r SchemaRecord
+		var body string
+		var created int64
+		if err := rows.Scan(&r.ProjectID, &r.Type, &body, &created); err != nil {
+			return fmt.Errorf("load schemas: %w", err)
+		}
+		r.Schema, r.CreatedAt = json.RawMessage(body), time.UnixMilli(created).UTC()
+		if old, ok := prev[r.ProjectID][r.Type]; ok && bytes.Equal(old.Schema, r.Schema) {
+			r.compiled, r.Title = old.compiled, old.Title
+		} else {
+			c, err := schema.Compile(r.Type, r.Schema)
+			if err != nil {
+				return fmt.Errorf("stored schema %s of project %d: %w", r.Type, r.ProjectID, err)
+			}
+			r.compiled, r.Title = c, c.Title
+		}
+		m := snap.schemas[r.ProjectID]
+		if m == nil {
+			m = map[string]*SchemaRecord{}
+			snap.schemas[r.ProjectID] = m
+		}
+		m[r.Type] = &r
+	}
+	return rows.Err()
+}
+
+// Schema returns a project's registered schema.
+func (s *Store) Schema(projectID uint32, typ string) (*SchemaRecord, bool) {
+	r, ok := s.snap.Load().schemas[projectID][typ]
+	return r, ok
+}
+
+// Schemas lists a project's registered schemas by type.
+func (s *Store) Schemas(projectID uint32) ([]*SchemaRecord, error) {
+	if _, ok := s.Get(projectID); !ok {
+		return nil, fmt.Errorf("project %d: %w", projectID, ErrNotFound)
+	}
+	m := s.snap.Load().schemas[projectID]
+	out := make([]*SchemaRecord, 0, len(m))
+	for _, r := range m {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Type < out[j].Type })
+	return out, nil
+}
+
+// RegisterSchema registers typ for a project. The document must compile
+// (the error is the compiler's). Versions are immutable: registering a
+// type again with the same document is a no-op (created false), with a
+// different one ErrExists. Built-in types cannot be registered.
+func (s *Store) RegisterSchema(ctx context.Context, projectID uint32, typ string, doc []byte) (rec *SchemaRecord, created bool, err error) {
+	if _, builtin := schema.Builtin(typ); builtin {
+		return nil, false, fmt.Errorf("%w: %s is a built-in type; register another name or version", ErrInvalid, typ)
+	}
+	c, err := schema.Compile(typ, doc)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.Get(projectID); !ok {
+		return nil, false, fmt.Errorf("project %d: %w", projectID, ErrNotFound)
+	}
+	if cur, ok := s.Schema(projectID, typ); ok {
+		if bytes.Equal(cur.Schema, c.Doc) {
+			return cur, false, nil
+		}
+		return nil, false, fmt.Errorf("%s is already registered with a different schema; versions are immutable, register %s with a new version: %w",
+			typ, typ, ErrExists)
+	}
+	now := s.now().UTC().Truncate(time.Millisecond)
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO schemas(project_id, type, body, created_at) VALUES (?, ?, ?, ?)`,
+		projectID, typ, string(c.Doc), now.UnixMilli()); err != nil {
+		return nil, false, fmt.Errorf("register schema: %w", err)
+	}
+	if err := s.reload(ctx); err != nil {
+		return nil, false, err
+	}
+	r, _ := s.Schema(projectID, typ)
+	return r, true, nil
+}
+
+// DeleteSchema removes a registered schema; events of that type are then
+// refused as unknown.
+func (s *Store) DeleteSchema(ctx context.Context, projectID uint32, typ string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	res, err := s.db.ExecContext(ctx, `DELETE FROM schemas WHERE project_id = ? AND type = ?`, projectID, typ)
+	if err != nil {
+		return fmt.Errorf("delete schema: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("schema %s of project %d: %w", typ, projectID, ErrNotFound)
+	}
+	return s.reload(ctx)
+}
