@@ -159,6 +159,14 @@ func (s *Schema) Validate(doc any, prefix string) event.FieldErrors {
 			out = append(out, fe)
 		}
 	}
+	addAt := func(e *jsonschema.ValidationError, prop, msg string) {
+		loc := append(e.InstanceLocation[:len(e.InstanceLocation):len(e.InstanceLocation)], prop)
+		fe := event.FieldError{Path: renderPath(prefix, doc, loc), Message: msg}
+		if k := fe.Path + "\x00" + fe.Message; !seen[k] {
+			seen[k] = true
+			out = append(out, fe)
+		}
+	}
 	var walk func(e *jsonschema.ValidationError)
 	walk = func(e *jsonschema.ValidationError) {
 		// Alternatives that are only about which properties are present
@@ -187,10 +195,80 @@ func (s *Schema) Validate(doc any, prefix string) event.FieldErrors {
 			}
 			return
 		}
-		add(e, e.ErrorKind.LocalizedString(printer))
+		// A missing or unexpected property is reported at its own path:
+		// properties.uniqueTransactionId is required.
+		switch k := e.ErrorKind.(type) {
+		case *kind.Required:
+			for _, m := range k.Missing {
+				addAt(e, m, "is required")
+			}
+			return
+		case *kind.DependentRequired:
+			for _, m := range k.Missing {
+				addAt(e, m, "is required when "+k.Prop+" is present")
+			}
+			return
+		case *kind.AdditionalProperties:
+			for _, m := range k.Properties {
+				addAt(e, m, "is not allowed: the schema lists every property this type takes")
+			}
+			return
+		}
+		add(e, describe(e.ErrorKind))
 	}
 	walk(ve)
 	return out
+}
+
+// describe words the common violations the way the other dialects do
+// ("must be a number"); the rest keep the library's wording.
+func describe(k jsonschema.ErrorKind) string {
+	switch k := k.(type) {
+	case *kind.Type:
+		want := make([]string, len(k.Want))
+		for i, w := range k.Want {
+			want[i] = article(w)
+		}
+		return "must be " + strings.Join(want, " or ") + " (got " + article(k.Got) + ")"
+	case *kind.Minimum:
+		return "must be at least " + k.Want.RatString() + " (got " + k.Got.RatString() + ")"
+	case *kind.Maximum:
+		return "must be at most " + k.Want.RatString() + " (got " + k.Got.RatString() + ")"
+	case *kind.MinLength:
+		return fmt.Sprintf("must be at least %d characters long (got %d)", k.Want, k.Got)
+	case *kind.MaxLength:
+		return fmt.Sprintf("must be at most %d characters long (got %d)", k.Want, k.Got)
+	case *kind.MinItems:
+		return fmt.Sprintf("must have at least %d items (got %d)", k.Want, k.Got)
+	case *kind.MaxItems:
+		return fmt.Sprintf("must have at most %d items (got %d)", k.Want, k.Got)
+	case *kind.Const:
+		b, _ := json.Marshal(k.Want)
+		return "must be " + string(b)
+	case *kind.Enum:
+		want := make([]string, len(k.Want))
+		for i, w := range k.Want {
+			b, _ := json.Marshal(w)
+			want[i] = string(b)
+		}
+		return "must be one of " + strings.Join(want, ", ")
+	case *kind.Format:
+		if k.Err != nil {
+			return k.Err.Error()
+		}
+	}
+	return k.LocalizedString(printer)
+}
+
+// article puts "a"/"an" before a JSON type name: "an integer", "a string".
+func article(typ string) string {
+	switch typ {
+	case "integer", "object", "array":
+		return "an " + typ
+	case "null":
+		return "null"
+	}
+	return "a " + typ
 }
 
 // requiredOnly reports whether every branch failed only for a missing

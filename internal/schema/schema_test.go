@@ -2,6 +2,7 @@ package schema
 
 import (
 	"bytes"
+	"sort"
 	"strings"
 	"testing"
 
@@ -36,15 +37,26 @@ func TestValidateListsEveryViolationWithPaths(t *testing.T) {
 	errs := s.Validate(decode(t, `{"eventType":"purchase-v1","uniqueTransactionId":"`+strings.Repeat("x", 65)+`","value":"90.55","currency":"RUR",
 		"cart":[{"productId":"a","quantity":1,"itemPrice":1},{"productId":"b","quantity":0,"itemPrice":"12"},{"quantity":1.5}],
 		"hashedEmail":"Test@TEST.com","cuid":"abc"}`), "properties")
-	got := map[string]bool{}
-	for _, e := range errs {
-		got[e.Path] = true
+	want := []string{
+		"properties.value: must be a number (got a string)",
+		"properties.currency: not an ISO 4217 currency code such as RUB, USD or EUR",
+		"properties.cart[1].quantity: must be at least 1 (got 0)",
+		"properties.cart[1].itemPrice: must be a number (got a string)",
+		"properties.cart[2].productId: is required",
+		"properties.cart[2].itemPrice: is required",
+		"properties.cart[2].quantity: must be an integer (got a number)",
+		"properties.hashedEmail: 'Test@TEST.com' does not match pattern '^[0-9a-f]{64}$'",
+		"properties.uniqueTransactionId: must be at most 64 characters long (got 65)",
+		"properties.cuidType: is required when cuid is present",
 	}
-	for _, p := range []string{"properties.uniqueTransactionId", "properties.value", "properties.currency", "properties.cart[1].quantity",
-		"properties.cart[1].itemPrice", "properties.cart[2]", "properties.cart[2].quantity", "properties.hashedEmail", "properties"} {
-		if !got[p] {
-			t.Errorf("no violation at %s in %+v", p, errs)
-		}
+	var got []string
+	for _, e := range errs {
+		got = append(got, e.Path+": "+e.Message)
+	}
+	sort.Strings(got)
+	sort.Strings(want)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("violations:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	if ok := s.Validate(decode(t, `{"eventType":"purchase-v1","uniqueTransactionId":"123456","value":90.55,"currency":"RUB"}`), "properties"); ok != nil {
 		t.Fatalf("valid purchase refused: %+v", ok)
