@@ -127,6 +127,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	trusted, _ := cfg.TrustedPrefixes() // validated with the config
 	ingestHandler := ingest.New(ingest.Config{
 		BodyLimit: int64(cfg.BodyLimit), TrackHitLimit: int64(cfg.TrackHitLimit), TrackBatchLimit: int64(cfg.TrackBatchLimit),
+		CommerceEventLimit: int64(cfg.CommerceEventLimit), CommerceBatchLimit: int64(cfg.CommerceBatchLimit),
 		S2SLimit:       int64(cfg.S2SLimit),
 		TrustedProxies: trusted, Ready: ready.Load,
 	}, elog, state, gen, reg, logger.With("component", "ingest"))

@@ -42,6 +42,10 @@ type Config struct {
 	TrackBatchLimit Size `yaml:"track_batch_limit"`
 	// S2SLimit caps an s2s request body.
 	S2SLimit Size `yaml:"s2s_limit"`
+	// CommerceEventLimit caps one commerce event; CommerceBatchLimit a
+	// POST /v1/events body.
+	CommerceEventLimit Size `yaml:"commerce_event_limit"`
+	CommerceBatchLimit Size `yaml:"commerce_batch_limit"`
 	// TrustedProxies are addresses or CIDRs whose forwarding headers count.
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	// TLSCert and TLSKey, when both set, make the ingest listener HTTPS.
@@ -64,16 +68,18 @@ type Config struct {
 // Default returns the configuration with nothing set.
 func Default() Config {
 	return Config{
-		Listen:          ":8080",
-		AdminListen:     "127.0.0.1:8081",
-		DataDir:         "./sluice-data",
-		Retention:       Duration(30 * 24 * time.Hour),
-		BodyLimit:       100 << 10,
-		TrackHitLimit:   32 << 10,
-		TrackBatchLimit: 500 << 10,
-		S2SLimit:        1 << 20,
-		LogLevel:        "info",
-		LogFormat:       "auto",
+		Listen:             ":8080",
+		AdminListen:        "127.0.0.1:8081",
+		DataDir:            "./sluice-data",
+		Retention:          Duration(30 * 24 * time.Hour),
+		BodyLimit:          100 << 10,
+		TrackHitLimit:      32 << 10,
+		TrackBatchLimit:    500 << 10,
+		S2SLimit:           1 << 20,
+		CommerceEventLimit: 32 << 10,
+		CommerceBatchLimit: 500 << 10,
+		LogLevel:           "info",
+		LogFormat:          "auto",
 	}
 }
 
@@ -99,6 +105,8 @@ var settings = []setting{
 	{"track_hit_limit", "largest track hit, alone or in a batch", func(c *Config, v string) error { return c.TrackHitLimit.Set(v) }, func(c *Config) string { return c.TrackHitLimit.String() }},
 	{"track_batch_limit", "largest POST /track/batch body", func(c *Config, v string) error { return c.TrackBatchLimit.Set(v) }, func(c *Config) string { return c.TrackBatchLimit.String() }},
 	{"s2s_limit", "largest s2s request body (POST /)", func(c *Config, v string) error { return c.S2SLimit.Set(v) }, func(c *Config) string { return c.S2SLimit.String() }},
+	{"commerce_event_limit", "largest commerce event, alone or in a batch", func(c *Config, v string) error { return c.CommerceEventLimit.Set(v) }, func(c *Config) string { return c.CommerceEventLimit.String() }},
+	{"commerce_batch_limit", "largest POST /v1/events body", func(c *Config, v string) error { return c.CommerceBatchLimit.Set(v) }, func(c *Config) string { return c.CommerceBatchLimit.String() }},
 	{"trusted_proxies", "comma-separated addresses or CIDRs whose X-Forwarded-For counts", func(c *Config, v string) error {
 		c.TrustedProxies = splitList(v)
 		return nil
@@ -251,13 +259,17 @@ func (c *Config) Validate() error {
 	if c.Retention < 0 {
 		errs = append(errs, errors.New("retention: negative"))
 	}
-	for name, v := range map[string]Size{"body_limit": c.BodyLimit, "track_hit_limit": c.TrackHitLimit, "track_batch_limit": c.TrackBatchLimit, "s2s_limit": c.S2SLimit} {
+	for name, v := range map[string]Size{"body_limit": c.BodyLimit, "track_hit_limit": c.TrackHitLimit, "track_batch_limit": c.TrackBatchLimit, "s2s_limit": c.S2SLimit,
+		"commerce_event_limit": c.CommerceEventLimit, "commerce_batch_limit": c.CommerceBatchLimit} {
 		if v < 1<<10 || v > 64<<20 {
 			errs = append(errs, fmt.Errorf("%s: %s is outside 1KiB..64MiB", name, v))
 		}
 	}
 	if c.TrackBatchLimit < c.TrackHitLimit {
 		errs = append(errs, fmt.Errorf("track_batch_limit %s is below track_hit_limit %s", c.TrackBatchLimit, c.TrackHitLimit))
+	}
+	if c.CommerceBatchLimit < c.CommerceEventLimit {
+		errs = append(errs, fmt.Errorf("commerce_batch_limit %s is below commerce_event_limit %s", c.CommerceBatchLimit, c.CommerceEventLimit))
 	}
 	if _, err := c.TrustedPrefixes(); err != nil {
 		errs = append(errs, err)

@@ -136,6 +136,12 @@ type cachedTree struct {
 // Authenticate finds the project of the request's token: the HTTP Basic
 // user name (the password is empty, as the seed shows) or a Bearer token.
 func (t *Track) Authenticate(hr *http.Request) (*project.Project, error) {
+	return authenticateToken(t.Projects, hr)
+}
+
+// authenticateToken finds the project of a project token sent as the HTTP
+// Basic user name or as a Bearer token.
+func authenticateToken(projects TrackProjects, hr *http.Request) (*project.Project, error) {
 	auth := hr.Header.Get("Authorization")
 	if auth == "" {
 		return nil, Unauthorized("an API token is required: Authorization: Basic base64(token + \":\")")
@@ -144,11 +150,11 @@ func (t *Track) Authenticate(hr *http.Request) (*project.Project, error) {
 	if tok == "" {
 		return nil, Unauthorized("malformed Authorization header: use Basic with the API token as user name, or Bearer")
 	}
-	pid, _, ok := t.Projects.Authenticate(tok)
+	pid, _, ok := projects.Authenticate(tok)
 	if !ok {
 		return nil, Unauthorized("invalid API token")
 	}
-	p, ok := t.Projects.Get(pid)
+	p, ok := projects.Get(pid)
 	if !ok {
 		return nil, Unauthorized("invalid API token")
 	}
@@ -346,9 +352,9 @@ func KeySegment(name string) string {
 	return s
 }
 
-// TrackBatchItem is one hit of a batch: an event, or its violations (paths
-// relative to the hit).
-type TrackBatchItem struct {
+// BatchItem is one item of a batch (a track hit, a commerce event): an
+// event, or its violations (paths relative to the item).
+type BatchItem struct {
 	Event  *event.Event
 	Status int // for an invalid item: 400, or 413 when it is too large
 	Errors event.FieldErrors
@@ -356,7 +362,7 @@ type TrackBatchItem struct {
 
 // DecodeBatch reads {"batch":[hit, …]}. Every hit is validated on its own:
 // invalid hits do not stop valid ones.
-func (t *Track) DecodeBatch(p *project.Project, r *Request) ([]TrackBatchItem, error) {
+func (t *Track) DecodeBatch(p *project.Project, r *Request) ([]BatchItem, error) {
 	var env struct {
 		Batch []json.RawMessage `json:"batch"`
 	}
@@ -374,7 +380,7 @@ func (t *Track) DecodeBatch(p *project.Project, r *Request) ([]TrackBatchItem, e
 	if len(env.Batch) == 0 {
 		return nil, FieldError(http.StatusBadRequest, "batch", "is required: a non-empty array of hits")
 	}
-	items := make([]TrackBatchItem, len(env.Batch))
+	items := make([]BatchItem, len(env.Batch))
 	for i, raw := range env.Batch {
 		e, errs, err := t.decodeHit(p, r, raw)
 		var de *Error

@@ -41,6 +41,11 @@ type Config struct {
 	TrackBatchLimit int64
 	// S2SLimit caps an s2s request body (default 1 MiB).
 	S2SLimit int64
+	// CommerceEventLimit caps one commerce event, alone or in a batch
+	// (default 32 KiB); CommerceBatchLimit a POST /v1/events body
+	// (default 500 KiB).
+	CommerceEventLimit int64
+	CommerceBatchLimit int64
 	// TrustedProxies are the peers whose X-Forwarded-For, X-Real-IP and
 	// X-Forwarded-Proto are believed.
 	TrustedProxies []netip.Prefix
@@ -56,18 +61,21 @@ const (
 	DefaultTrackHitLimit   = 32 << 10
 	DefaultTrackBatchLimit = 500 << 10
 	DefaultS2SLimit        = 1 << 20
+	DefaultCommerceEvent   = 32 << 10
+	DefaultCommerceBatch   = 500 << 10
 )
 
 // Server is the ingest handler.
 type Server struct {
-	cfg     Config
-	log     Appender
-	webhook *dialect.Webhook
-	track   *dialect.Track
-	s2s     *dialect.S2S
-	logger  *slog.Logger
-	m       *metrics
-	cookies cookieJar
+	cfg      Config
+	log      Appender
+	webhook  *dialect.Webhook
+	track    *dialect.Track
+	s2s      *dialect.S2S
+	commerce *dialect.Commerce
+	logger   *slog.Logger
+	m        *metrics
+	cookies  cookieJar
 }
 
 // Projects is what ingest needs to know of projects and tokens.
@@ -75,6 +83,7 @@ type Projects interface {
 	dialect.Projects
 	dialect.TrackProjects
 	dialect.S2SProjects
+	dialect.CommerceProjects
 }
 
 // New returns the ingest handler. reg may be nil.
@@ -91,6 +100,12 @@ func New(cfg Config, log Appender, projects Projects, uids *event.Generator, reg
 	if cfg.S2SLimit <= 0 {
 		cfg.S2SLimit = DefaultS2SLimit
 	}
+	if cfg.CommerceEventLimit <= 0 {
+		cfg.CommerceEventLimit = DefaultCommerceEvent
+	}
+	if cfg.CommerceBatchLimit <= 0 {
+		cfg.CommerceBatchLimit = DefaultCommerceBatch
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -101,13 +116,14 @@ func New(cfg Config, log Appender, projects Projects, uids *event.Generator, reg
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Server{
-		cfg:     cfg,
-		log:     log,
-		webhook: &dialect.Webhook{Projects: projects, NewUID: uids.Next},
-		track:   &dialect.Track{Projects: projects, HitLimit: int(cfg.TrackHitLimit)},
-		s2s:     &dialect.S2S{Projects: projects, Now: cfg.Now},
-		logger:  logger,
-		m:       newMetrics(reg),
+		cfg:      cfg,
+		log:      log,
+		webhook:  &dialect.Webhook{Projects: projects, NewUID: uids.Next},
+		track:    &dialect.Track{Projects: projects, HitLimit: int(cfg.TrackHitLimit)},
+		s2s:      &dialect.S2S{Projects: projects, Now: cfg.Now},
+		commerce: &dialect.Commerce{Projects: projects, EventLimit: int(cfg.CommerceEventLimit), Now: cfg.Now},
+		logger:   logger,
+		m:        newMetrics(reg),
 	}
 }
 
@@ -122,6 +138,7 @@ const (
 	routeTrack      = "track"
 	routeTrackBatch = "track_batch"
 	routeS2S        = "s2s"
+	routeCommerce   = "commerce"
 )
 
 // ServeHTTP dispatches on the first path segment.
@@ -166,6 +183,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			route = routeTrackBatch
 		}
 		s.serveTrack(rec, r, route == routeTrackBatch)
+	case "v1":
+		dialectName, route = dialect.DialectCommerce, routeCommerce
+		s.serveCommerce(rec, r)
 	case "":
 		if r.Method == http.MethodPost || r.Header.Get("X-Application-Id") != "" {
 			dialectName, route = dialect.DialectS2S, routeS2S

@@ -7,6 +7,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/dialect"
 	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/eventlog"
 	"github.com/sluicehq/sluice/internal/project"
 )
 
@@ -57,14 +58,20 @@ func (s *Server) serveTrack(w http.ResponseWriter, r *http.Request, batch bool) 
 		return
 	}
 	s.m.events(dialect.DialectTrack, results)
+	writeAccepted(w, ev, results[0])
+}
+
+// writeAccepted answers one appended event: {"id":…,"key":…}, or
+// {"id":…,"duplicate":true} with the stored event's id.
+func writeAccepted(w http.ResponseWriter, ev *event.Event, res eventlog.Result) {
 	b := make([]byte, 0, 64+len(ev.Key))
-	if results[0].Duplicate {
+	if res.Duplicate {
 		b = append(b, `{"id":`...)
-		b = results[0].ID.AppendJSON(b)
+		b = res.ID.AppendJSON(b)
 		b = append(b, `,"duplicate":true}`...)
 	} else {
 		b = append(b, `{"id":`...)
-		b = results[0].ID.AppendJSON(b)
+		b = res.ID.AppendJSON(b)
 		b = append(b, `,"key":`...)
 		b = event.AppendString(b, ev.Key)
 		b = append(b, '}')
@@ -72,20 +79,20 @@ func (s *Server) serveTrack(w http.ResponseWriter, r *http.Request, batch bool) 
 	writeRaw(w, http.StatusOK, append(b, '\n'))
 }
 
-// trackBatchResult is the answer for one hit of a batch.
-type trackBatchResult struct {
+// batchResult is the answer for one item of a batch.
+type batchResult struct {
 	Status string            `json:"status"` // accepted, duplicate or invalid
 	ID     *event.ID         `json:"id,omitempty"`
 	Key    string            `json:"key,omitempty"`
 	Errors event.FieldErrors `json:"errors,omitempty"`
 }
 
-type trackBatchAnswer struct {
-	Message    string             `json:"message,omitempty"`
-	Accepted   int                `json:"accepted"`
-	Duplicates int                `json:"duplicates"`
-	Invalid    int                `json:"invalid"`
-	Results    []trackBatchResult `json:"results"`
+type batchAnswer struct {
+	Message    string        `json:"message,omitempty"`
+	Accepted   int           `json:"accepted"`
+	Duplicates int           `json:"duplicates"`
+	Invalid    int           `json:"invalid"`
+	Results    []batchResult `json:"results"`
 }
 
 func (s *Server) serveTrackBatch(w http.ResponseWriter, r *http.Request, proj *project.Project, req *dialect.Request) {
@@ -94,20 +101,27 @@ func (s *Server) serveTrackBatch(w http.ResponseWriter, r *http.Request, proj *p
 		s.fail(w, err)
 		return
 	}
+	s.appendBatch(w, r, dialect.DialectTrack, "hit", items)
+}
+
+// appendBatch appends the valid items of a batch in one commit and
+// answers per item, in order: 200 when at least one was accepted or was a
+// duplicate, 400 when none was valid.
+func (s *Server) appendBatch(w http.ResponseWriter, r *http.Request, dialectName, noun string, items []dialect.BatchItem) {
 	var evs []*event.Event
 	for _, it := range items {
 		if it.Event != nil {
 			evs = append(evs, it.Event)
 		}
 	}
-	ans := trackBatchAnswer{Results: make([]trackBatchResult, len(items))}
+	ans := batchAnswer{Results: make([]batchResult, len(items))}
 	if len(evs) > 0 {
 		results, err := s.log.Append(r.Context(), evs)
 		if err != nil {
 			s.fail(w, err)
 			return
 		}
-		s.m.events(dialect.DialectTrack, results)
+		s.m.events(dialectName, results)
 		j := 0
 		for i, it := range items {
 			if it.Event == nil {
@@ -117,24 +131,24 @@ func (s *Server) serveTrackBatch(w http.ResponseWriter, r *http.Request, proj *p
 			j++
 			id := res.ID
 			if res.Duplicate {
-				ans.Results[i] = trackBatchResult{Status: "duplicate", ID: &id}
+				ans.Results[i] = batchResult{Status: "duplicate", ID: &id}
 				ans.Duplicates++
 			} else {
-				ans.Results[i] = trackBatchResult{Status: "accepted", ID: &id, Key: it.Event.Key}
+				ans.Results[i] = batchResult{Status: "accepted", ID: &id, Key: it.Event.Key}
 				ans.Accepted++
 			}
 		}
 	}
 	for i, it := range items {
 		if it.Event == nil {
-			ans.Results[i] = trackBatchResult{Status: "invalid", Errors: it.Errors}
+			ans.Results[i] = batchResult{Status: "invalid", Errors: it.Errors}
 			ans.Invalid++
 		}
 	}
 	status := http.StatusOK
 	if ans.Accepted+ans.Duplicates == 0 {
 		status = http.StatusBadRequest
-		ans.Message = "no valid hit in the batch: " + strconv.Itoa(ans.Invalid) + " invalid"
+		ans.Message = "no valid " + noun + " in the batch: " + strconv.Itoa(ans.Invalid) + " invalid"
 	}
 	writeJSON(w, status, ans)
 }

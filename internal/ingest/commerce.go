@@ -1,0 +1,56 @@
+package ingest
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/sluicehq/sluice/internal/dialect"
+	"github.com/sluicehq/sluice/internal/event"
+)
+
+// serveCommerce is POST /v1/events: one typed e-commerce event, or
+// {"batch":[…]} answered per event.
+func (s *Server) serveCommerce(w http.ResponseWriter, r *http.Request) {
+	if p := strings.TrimSuffix(r.URL.Path, "/"); p != "/v1/events" {
+		s.fail(w, dialect.Errorf(http.StatusNotFound, "no route for %s: POST /v1/events", r.URL.Path))
+		return
+	}
+	if r.Method != http.MethodPost {
+		s.fail(w, &dialect.Error{Status: http.StatusMethodNotAllowed, Message: "method " + r.Method + " is not allowed; use POST",
+			Header: map[string]string{"Allow": "POST, OPTIONS"}})
+		return
+	}
+	proj, err := s.commerce.Authenticate(r)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if err := dialect.CheckContentType(r); err != nil {
+		s.fail(w, err)
+		return
+	}
+	buf, err := s.readBody(w, r, s.cfg.CommerceBatchLimit)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	defer putBuffer(buf)
+	clientIP, secure := s.client(r)
+	req := &dialect.Request{HTTP: r, Body: buf.Bytes(), ClientIP: clientIP, Secure: secure, ReceivedAt: s.cfg.Now()}
+	ev, items, err := s.commerce.Decode(proj, req)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if items != nil {
+		s.appendBatch(w, r, dialect.DialectCommerce, "event", items)
+		return
+	}
+	results, err := s.log.Append(r.Context(), []*event.Event{ev})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.m.events(dialect.DialectCommerce, results)
+	writeAccepted(w, ev, results[0])
+}
