@@ -228,8 +228,8 @@ func (c *Commerce) decodeEvent(p *project.Project, r *Request, top *object, late
 		sch = c.eventType(p, &props, &ce, add)
 	}
 	if hasProps {
-		changed := c.personalData(p, &props, sch, add)
-		c.identities(&props, &ce, add)
+		changed := c.personalData(p, &props, sch, &ce, add)
+		c.identities(p, &props, &ce, add)
 		if sch == nil && ce.typ == "" {
 			if v, ok := get(&props, "value"); ok && !numericValue(v) {
 				add("properties.value", "must be a number or a numeric string (a monetary value)")
@@ -328,7 +328,7 @@ func (c *Commerce) eventType(p *project.Project, props *object, ce *commerceEven
 // with cuidType phone_hash (or hashedPhone when the event already has a
 // cuid). Without it, the built-in types refuse them: the seed wants
 // hashes there. It reports whether props changed.
-func (c *Commerce) personalData(p *project.Project, props *object, sch *schema.Schema, add func(path, msg string)) bool {
+func (c *Commerce) personalData(p *project.Project, props *object, sch *schema.Schema, ce *commerceEvent, add func(path, msg string)) bool {
 	email, hasEmail := props.get("email")
 	phone, hasPhone := props.get("phone")
 	hasEmail = hasEmail && string(email) != "null"
@@ -336,6 +336,8 @@ func (c *Commerce) personalData(p *project.Project, props *object, sch *schema.S
 	if !hasEmail && !hasPhone {
 		return false
 	}
+	// Whatever becomes of them, the sender did identify the user.
+	ce.identityFields++
 	if !p.Settings.HashPII {
 		if _, builtin := schema.Builtin(typeOf(props)); builtin && sch != nil { // a built-in type, resolved
 			if hasEmail {
@@ -397,7 +399,7 @@ var emailLike = regexp.MustCompile(`^[^@\s]+@[^@\s]+$`)
 
 // identities checks and collects the identity fields of properties:
 // hashedEmail, cuid + cuidType, hashedPhone.
-func (c *Commerce) identities(props *object, ce *commerceEvent, add func(path, msg string)) {
+func (c *Commerce) identities(p *project.Project, props *object, ce *commerceEvent, add func(path, msg string)) {
 	str := func(k string) (string, bool, bool) {
 		v, ok := props.get(k)
 		if !ok || string(v) == "null" {
@@ -412,8 +414,12 @@ func (c *Commerce) identities(props *object, ce *commerceEvent, add func(path, m
 		case isStr && identity.IsHash(s):
 			ce.ids = append(ce.ids, event.Identity{Type: identity.TypeEmailHash, Value: s})
 		case isStr && emailLike.MatchString(strings.TrimSpace(s)):
+			hint := "or turn on hash_pii for the project and send properties.email"
+			if p.Settings.HashPII {
+				hint = "or send the address as properties.email: this project hashes it"
+			}
 			add("properties.hashedEmail", "is a raw e-mail address; send its SHA-256 as 64 lowercase hex digits: "+
-				"`sluice hash email <address>` prints it (or turn on hash_pii for the project and send properties.email)")
+				"`sluice hash email <address>` prints it ("+hint+")")
 		default:
 			add("properties.hashedEmail", "must be the SHA-256 of the lower-cased e-mail address as 64 lowercase hex digits: `sluice hash email <address>` prints it")
 		}
@@ -439,8 +445,9 @@ func (c *Commerce) identities(props *object, ce *commerceEvent, add func(path, m
 		add("properties.cuidType", "is required when cuid is present")
 	case !typeStr || strings.TrimSpace(cuidType) == "":
 		add("properties.cuidType", "must be a non-empty string: the type of cuid, e.g. phone_hash or crm_id")
-	case cuidType == cuidTypePhoneHash && !identity.IsHash(cuid):
-		msg := "must be the SHA-256 of the normalised phone number as 64 lowercase hex digits (cuidType is phone_hash): `sluice hash phone <number>` prints it"
+	case (cuidType == cuidTypePhoneHash || ce.typ == "login-v1") && !identity.IsHash(cuid):
+		// login-v1 takes only phone hashes.
+		msg := "must be the SHA-256 of the normalised phone number as 64 lowercase hex digits: `sluice hash phone <number>` prints it"
 		if looksLikePhone(cuid) {
 			msg = "is a raw phone number; " + msg
 		}

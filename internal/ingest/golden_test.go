@@ -44,6 +44,10 @@ var s2sClock = time.UnixMilli(1680004800000).UTC()
 //	   event types slug1, aewqd (action) and buy (revenue)
 //	21 s2s app with hash_pii: app_id "app-hashed", key "s2s-hashed-key", region IR, slug1
 //	22 s2s switched off: app_id "app-off", key "s2s-off-key"
+//	30 commerce shop: token "shop-token"; registered order-shipped-v1
+//	   (carrier dhl|ups required, trackingNumber) and order-shipped-v2
+//	   (carrier any string, parcels ≥ 1 required)
+//	31 commerce shop with hash_pii, default_region RU: token "pii-token"
 func goldenServer(t *testing.T, at time.Time) (*Server, *sqlite.Log) {
 	t.Helper()
 	dir := t.TempDir()
@@ -96,6 +100,18 @@ func goldenServer(t *testing.T, at time.Time) (*Server, *sqlite.Log) {
 			t.Fatal(err)
 		}
 	}
+	mk(30, "commerce-shop", project.Settings{}, "shop-token")
+	mk(31, "commerce-pii", project.Settings{HashPII: true, DefaultRegion: "RU"}, "pii-token")
+	for typ, doc := range map[string]string{
+		"order-shipped-v1": `{"title":"Order shipped","type":"object","required":["eventType","carrier"],
+			"properties":{"eventType":{"const":"order-shipped-v1"},"carrier":{"enum":["dhl","ups"]},"trackingNumber":{"type":"string"}}}`,
+		"order-shipped-v2": `{"type":"object","required":["carrier","parcels"],
+			"properties":{"carrier":{"type":"string"},"parcels":{"type":"integer","minimum":1}}}`,
+	} {
+		if _, _, err := ps.RegisterSchema(ctx, 30, typ, []byte(doc)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return New(Config{Now: clock}, l, ps, gen, nil, nil), l
 }
 
@@ -143,6 +159,12 @@ func TestTrackGolden(t *testing.T) { runGolden(t, "testdata/track", trackClock) 
 
 // TestS2SGolden does the same for testdata/s2s.
 func TestS2SGolden(t *testing.T) { runGolden(t, "testdata/s2s", s2sClock) }
+
+// commerceClock is the fixed instant of the commerce goldens.
+var commerceClock = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+
+// TestCommerceGolden does the same for testdata/commerce.
+func TestCommerceGolden(t *testing.T) { runGolden(t, "testdata/commerce", commerceClock) }
 
 func runGolden(t *testing.T, dir string, at time.Time) {
 	files, err := filepath.Glob(dir + "/*.http")

@@ -1,0 +1,166 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/eventlog"
+)
+
+func postCommerce(t *testing.T, srv *Server, token, body string) (int, map[string]any) {
+	t.Helper()
+	req := httptest.NewRequest("POST", "/v1/events", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, req)
+	var ans map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &ans); err != nil {
+		t.Fatalf("answer is not JSON: %q", rec.Body)
+	}
+	return rec.Code, ans
+}
+
+func errorPaths(ans map[string]any) string {
+	var paths []string
+	errs, _ := ans["errors"].([]any)
+	for _, e := range errs {
+		paths = append(paths, e.(map[string]any)["path"].(string))
+	}
+	sort.Strings(paths)
+	return strings.Join(paths, " ")
+}
+
+// Each rule of issue 5, broken alone in an otherwise valid event: 400 with
+// exactly the offending paths. The golden files hold the full answers;
+// this table says what each must be.
+func TestCommerceRules(t *testing.T) {
+	srv, l := goldenServer(t, commerceClock)
+	const hash = "f660ab912ec121d1b1e928a0bb4bc61b15f5ad44d5efdc4e1c92a25e99b8e44a"
+	cart := `"cart":[{"productId":"a","quantity":1,"itemPrice":1.5}]`
+	for _, c := range []struct {
+		name, props, want string
+	}{
+		{"quantity positive", `"eventType":"add-to-cart-v1","value":1,"productId":"a","quantity":0`, "properties.quantity"},
+		{"quantity integer", `"eventType":"add-to-cart-v1","value":1,"productId":"a","quantity":1.5`, "properties.quantity"},
+		{"value number", `"eventType":"add-to-cart-v1","value":"1","productId":"a","quantity":1`, "properties.value"},
+		{"itemPrice number", `"eventType":"sync-cart-v1","cart":[{"productId":"a","quantity":1,"itemPrice":"1"}]`, "properties.cart[0].itemPrice"},
+		{"cart item fields", `"eventType":"sync-cart-v1","cart":[{}]`, "properties.cart[0].itemPrice properties.cart[0].productId properties.cart[0].quantity"},
+		{"currency", `"eventType":"sync-cart-v1","currency":"RUR",` + cart, "properties.currency"},
+		{"transaction id length", `"eventType":"purchase-v1","value":1,"uniqueTransactionId":"` + strings.Repeat("t", 65) + `"`, "properties.uniqueTransactionId"},
+		{"filter both", `"eventType":"filter-items-v1","filterType":"Color","filterNumericValue":4,"filterStringValue":"red"`, "properties"},
+		{"filter neither", `"eventType":"filter-items-v1","filterType":"Color"`, "properties"},
+		{"sortOrder", `"eventType":"sort-items-v1","sortBy":"price","sortOrder":"asc"`, "properties.sortOrder"},
+		{"cuid needs cuidType", `"eventType":"newsletter-subscription-v1","cuid":"c-1"`, "properties.cuidType"},
+		{"signup needs email or cuid", `"eventType":"signup-v1"`, "properties"},
+		{"login cuid hex", `"eventType":"login-v1","cuid":"79990000000","cuidType":"phone_hash"`, "properties.cuid"},
+		{"login cuidType", `"eventType":"login-v1","cuid":"` + hash + `","cuidType":"crm_id"`, "properties.cuidType"},
+		{"hashedEmail hex", `"eventType":"add-to-wishlist-v1","productId":"a","hashedEmail":"` + strings.ToUpper(hash) + `"`, "properties.hashedEmail"},
+		{"raw email in hashedEmail", `"eventType":"signup-v1","hashedEmail":"a@b.example"`, "properties.hashedEmail"},
+		{"raw email without hash_pii", `"eventType":"signup-v1","hashedEmail":"` + hash + `","email":"a@b.example"`, "properties.email"},
+		{"unknown eventType", `"eventType":"refund-v1"`, "properties.eventType"},
+		{"custom value", `"value":"12,50"`, "properties.value"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			status, ans := postCommerce(t, srv, "shop-token", `{"name":"E","userId":"u-1","properties":{`+c.props+`}}`)
+			if status != 400 || errorPaths(ans) != c.want {
+				t.Fatalf("status %d, paths %q, want 400 %q: %v", status, errorPaths(ans), c.want, ans)
+			}
+		})
+	}
+	recs, _ := l.Read(context.Background(), eventlog.Query{Limit: 10})
+	if len(recs) != 0 {
+		t.Fatalf("%d events stored from invalid requests", len(recs))
+	}
+	// The hints name the CLI.
+	_, ans := postCommerce(t, srv, "shop-token", `{"name":"S","properties":{"eventType":"signup-v1","hashedEmail":"Test@TEST.com"}}`)
+	if msg := ans["errors"].([]any)[0].(map[string]any)["message"].(string); !strings.Contains(msg, "sluice hash email") {
+		t.Fatalf("hint: %s", msg)
+	}
+	_, ans = postCommerce(t, srv, "shop-token", `{"name":"L","properties":{"eventType":"login-v1","cuid":"+7 999 000-00-00","cuidType":"phone_hash"}}`)
+	if msg := ans["errors"].([]any)[0].(map[string]any)["message"].(string); !strings.Contains(msg, "sluice hash phone") {
+		t.Fatalf("hint: %s", msg)
+	}
+	// The unknown-type answer lists every built-in type and the project's own.
+	_, ans = postCommerce(t, srv, "shop-token", `{"name":"E","userId":"u","properties":{"eventType":"refund-v1"}}`)
+	msg := ans["errors"].([]any)[0].(map[string]any)["message"].(string)
+	for _, typ := range []string{"add-to-cart-v1", "purchase-v1", "login-v1", "sync-cart-v1", "order-shipped-v1", "order-shipped-v2"} {
+		if !strings.Contains(msg, typ) {
+			t.Errorf("%s missing from %q", typ, msg)
+		}
+	}
+}
+
+// With hash_pii, raw e-mail addresses and phone numbers never reach disk.
+func TestCommerceHashPIIStoresOnlyHashes(t *testing.T) {
+	srv, l := goldenServer(t, commerceClock)
+	status, ans := postCommerce(t, srv, "pii-token", `{"name":"Login","properties":{"eventType":"login-v1","phone":"+7 (999) 000-00-00","email":"Test@TEST.com"}}`)
+	if status != 200 {
+		t.Fatalf("%d %v", status, ans)
+	}
+	recs, _ := l.Read(context.Background(), eventlog.Query{Limit: 10})
+	if len(recs) != 1 {
+		t.Fatalf("%d stored", len(recs))
+	}
+	body := string(recs[0].Body)
+	for _, raw := range []string{"Test@TEST.com", "test@test.com", "999", "+7"} {
+		if strings.Contains(body, raw) {
+			t.Fatalf("raw %q stored: %s", raw, body)
+		}
+	}
+	e, _ := event.Decode(recs[0].Body)
+	want := map[string]string{"email_hash": "f660ab912ec121d1b1e928a0bb4bc61b15f5ad44d5efdc4e1c92a25e99b8e44a",
+		"phone_hash": "e0ddcaa553aa7832152ee9dda549102b47a9d7084dfd1a4130ed3f1c0f27be4a"}
+	if len(e.Identities) != 2 {
+		t.Fatalf("identities %+v", e.Identities)
+	}
+	for _, id := range e.Identities {
+		if want[id.Type] != id.Value {
+			t.Fatalf("identity %+v", id)
+		}
+	}
+}
+
+// Concurrent purchases with one uniqueTransactionId store one event, and
+// every answer names it.
+func TestCommerceConcurrentPurchasesStoreOne(t *testing.T) {
+	srv, l := goldenServer(t, commerceClock)
+	const n = 24
+	ids := make([]string, n)
+	dups := make([]bool, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, ans := postCommerce(t, srv, "shop-token",
+				`{"name":"Purchase","anonymousId":"a","properties":{"eventType":"purchase-v1","uniqueTransactionId":"tx-1","value":`+strings.Repeat("9", i%3+1)+`}}`)
+			if status != 200 {
+				t.Errorf("%d %v", status, ans)
+				return
+			}
+			ids[i], _ = ans["id"].(string)
+			dups[i], _ = ans["duplicate"].(bool)
+		}()
+	}
+	wg.Wait()
+	stored := 0
+	for i := range ids {
+		if ids[i] != ids[0] || ids[i] == "" {
+			t.Fatalf("answers name different ids: %v", ids)
+		}
+		if !dups[i] {
+			stored++
+		}
+	}
+	recs, _ := l.Read(context.Background(), eventlog.Query{Limit: 100})
+	if stored != 1 || len(recs) != 1 || recs[0].ID.String() != ids[0] {
+		t.Fatalf("%d answers without duplicate, %d stored", stored, len(recs))
+	}
+}
