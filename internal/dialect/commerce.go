@@ -328,7 +328,13 @@ func (c *Commerce) eventType(p *project.Project, props *object, ce *commerceEven
 // with cuidType phone_hash (or hashedPhone when the event already has a
 // cuid). Without it, the built-in types refuse them: the seed wants
 // hashes there. It reports whether props changed.
-func (c *Commerce) personalData(p *project.Project, props *object, sch *schema.Schema, ce *commerceEvent, add func(path, msg string)) bool {
+func (c *Commerce) personalData(p *project.Project, props *object, sch *schema.Schema, ce *commerceEvent, report func(path, msg string)) bool {
+	// A refused raw identity still shows the sender meant to identify
+	// the user: its error says enough without "needs an identity".
+	add := func(path, msg string) {
+		ce.identityFields++
+		report(path, msg)
+	}
 	email, hasEmail := props.get("email")
 	phone, hasPhone := props.get("phone")
 	hasEmail = hasEmail && string(email) != "null"
@@ -336,8 +342,6 @@ func (c *Commerce) personalData(p *project.Project, props *object, sch *schema.S
 	if !hasEmail && !hasPhone {
 		return false
 	}
-	// Whatever becomes of them, the sender did identify the user.
-	ce.identityFields++
 	if !p.Settings.HashPII {
 		if _, builtin := schema.Builtin(typeOf(props)); builtin && sch != nil { // a built-in type, resolved
 			if hasEmail {
