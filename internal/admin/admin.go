@@ -99,6 +99,12 @@ func New(cfg Config, projects *project.Store, events EventReader, gatherer prome
 	s.api("GET /api/v1/projects/{id}/event-types/{slug}", s.getEventType)
 	s.api("PATCH /api/v1/projects/{id}/event-types/{slug}", s.updateEventType)
 	s.api("DELETE /api/v1/projects/{id}/event-types/{slug}", s.deleteEventType)
+	s.api("GET /api/v1/projects/{id}/schemas", s.listSchemas)
+	s.api("POST /api/v1/projects/{id}/schemas", s.registerSchema)
+	s.api("GET /api/v1/projects/{id}/schemas/{type}", s.getSchema)
+	s.api("DELETE /api/v1/projects/{id}/schemas/{type}", s.deleteSchema)
+	s.api("GET /api/v1/schemas", s.listBuiltinSchemas)
+	s.api("GET /api/v1/schemas/{type}", s.getBuiltinSchema)
 	s.api("GET /api/v1/projects/{id}/profiles/{idType}/{value}", s.getProfile)
 	s.api("GET /api/v1/events", s.listEvents)
 	// Profiling, behind the admin token like the API.

@@ -85,7 +85,7 @@ func TestAPINeedsTheAdminToken(t *testing.T) {
 	f := newFixture(t)
 	paths := []string{"GET /api/v1/projects", "POST /api/v1/projects", "GET /api/v1/projects/0", "PATCH /api/v1/projects/0",
 		"DELETE /api/v1/projects/5", "GET /api/v1/projects/0/tokens", "POST /api/v1/projects/0/tokens",
-		"DELETE /api/v1/projects/0/tokens/tok_x", "GET /api/v1/events", "GET /api/v1/nothing-here", "GET /api/other", "GET /debug/pprof/", "GET /debug/pprof/heap"}
+		"DELETE /api/v1/projects/0/tokens/tok_x", "GET /api/v1/events", "GET /api/v1/schemas", "POST /api/v1/projects/0/schemas", "GET /api/v1/nothing-here", "GET /api/other", "GET /debug/pprof/", "GET /debug/pprof/heap"}
 	for _, p := range paths {
 		method, path, _ := strings.Cut(p, " ")
 		for _, auth := range []string{"", "Bearer wrong", "Basic " + adminToken, "Bearer " + adminToken + "x", "Bearer"} {
@@ -296,4 +296,58 @@ func TestEventTypesAPI(t *testing.T) {
 	}
 	f.api(t, "DELETE", base+"/aewqd", "", 204, nil)
 	f.api(t, "DELETE", base+"/aewqd", "", 404, nil)
+}
+
+func TestSchemasAPI(t *testing.T) {
+	f := newFixture(t)
+	var list SchemaList
+	f.api(t, "GET", "/api/v1/schemas", "", 200, &list)
+	if len(list.Schemas) != 13 || list.Schemas[0].Type != "add-to-cart-v1" || !strings.Contains(string(list.Schemas[0].Doc), `"required"`) {
+		t.Fatalf("built-ins %+v", list.Schemas)
+	}
+	var one map[string]any
+	f.api(t, "GET", "/api/v1/schemas/purchase-v1", "", 200, &one)
+	if one["type"] != "purchase-v1" || one["schema"].(map[string]any)["properties"].(map[string]any)["uniqueTransactionId"] == nil {
+		t.Fatalf("purchase-v1 %v", one)
+	}
+	f.api(t, "GET", "/api/v1/schemas/refund-v1", "", 404, nil)
+
+	var p project.Project
+	f.api(t, "POST", "/api/v1/projects", `{"name":"shop"}`, 201, &p)
+	base := "/api/v1/projects/" + strconv.Itoa(int(p.ID)) + "/schemas"
+	doc := `{"type":"object","required":["carrier"],"properties":{"carrier":{"enum":["dhl","ups"]}}}`
+	var rec project.SchemaRecord
+	f.api(t, "POST", base, `{"type":"order-shipped-v1","schema":`+doc+`}`, 201, &rec)
+	if rec.Type != "order-shipped-v1" || rec.ProjectID != p.ID || rec.CreatedAt.IsZero() {
+		t.Fatalf("registered %+v", rec)
+	}
+	// The same document again is a no-op; another is refused.
+	f.api(t, "POST", base, `{"type":"order-shipped-v1","schema":`+doc+`}`, 200, nil)
+	b := f.api(t, "POST", base, `{"type":"order-shipped-v1","schema":{"type":"object"}}`, 409, nil)
+	if !strings.Contains(string(b), "immutable") {
+		t.Fatalf("409 body %s", b)
+	}
+	// Versions coexist.
+	f.api(t, "POST", base, `{"type":"order-shipped-v2","schema":{"type":"object"}}`, 201, nil)
+	// The compiler's message comes back.
+	b = f.api(t, "POST", base, `{"type":"order-shipped-v3","schema":{"type":"objekt"}}`, 400, nil)
+	if !strings.Contains(string(b), "/type") || !strings.Contains(string(b), "does not compile") {
+		t.Fatalf("400 body %s", b)
+	}
+	f.api(t, "POST", base, `{"type":"purchase-v1","schema":{}}`, 400, nil)
+	f.api(t, "POST", base, `{"type":"Order","schema":{}}`, 400, nil)
+	f.api(t, "POST", base, `{"type":"order-v1"}`, 400, nil)
+	f.api(t, "POST", "/api/v1/projects/999/schemas", `{"type":"order-v1","schema":{}}`, 404, nil)
+	var plist ProjectSchemaList
+	f.api(t, "GET", base, "", 200, &plist)
+	if len(plist.Schemas) != 2 || plist.Schemas[0].Type != "order-shipped-v1" || plist.Schemas[1].Type != "order-shipped-v2" {
+		t.Fatalf("list %+v", plist)
+	}
+	f.api(t, "GET", base+"/order-shipped-v1", "", 200, &rec)
+	if !strings.Contains(string(rec.Schema), `"carrier"`) {
+		t.Fatalf("got %s", rec.Schema)
+	}
+	f.api(t, "DELETE", base+"/order-shipped-v1", "", 204, nil)
+	f.api(t, "GET", base+"/order-shipped-v1", "", 404, nil)
+	f.api(t, "DELETE", base+"/order-shipped-v1", "", 404, nil)
 }
