@@ -40,10 +40,11 @@ type Config struct {
 	Count int64
 	// Warmup runs before measuring.
 	Warmup time.Duration
-	// Dialect selects the request: webhook, track, track-batch or s2s.
+	// Dialect selects the request: webhook, track, track-batch, s2s,
+	// commerce or commerce-batch.
 	Dialect string
-	// Batch is the number of hits (track-batch) or messages (s2s) per
-	// request (default 100).
+	// Batch is the number of hits (track-batch), messages (s2s) or events
+	// (commerce-batch) per request (default 100).
 	Batch int
 	// AppID is the s2s application id; Slug the action event type.
 	AppID string
@@ -60,7 +61,32 @@ type Config struct {
 }
 
 // Dialects lists what the load tool can send.
-var Dialects = []string{"webhook", "track", "track-batch", "s2s"}
+var Dialects = []string{"webhook", "track", "track-batch", "s2s", "commerce", "commerce-batch"}
+
+// commercePurchase appends the heaviest built-in commerce event: a
+// purchase-v1 with a 20-item cart (about 1.9 KB), unique by txID.
+func commercePurchase(b []byte, run string, txID int64) []byte {
+	b = append(b, `{"name":"Purchase","anonymousId":"bench-anon-`...)
+	b = strconv.AppendInt(b, txID%1000, 10)
+	b = append(b, `","properties":{"eventType":"purchase-v1","uniqueTransactionId":"`...)
+	b = append(b, run...)
+	b = append(b, '-')
+	b = strconv.AppendInt(b, txID, 10)
+	b = append(b, `","value":1234.56,"currency":"RUB","hashedEmail":"f660ab912ec121d1b1e928a0bb4bc61b15f5ad44d5efdc4e1c92a25e99b8e44a","cart":[`...)
+	for i := 0; i < 20; i++ {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"productId":"sku-`...)
+		b = strconv.AppendInt(b, int64(4300+i), 10)
+		b = append(b, `-bg","quantity":`...)
+		b = strconv.AppendInt(b, int64(i%3+1), 10)
+		b = append(b, `,"itemPrice":`...)
+		b = strconv.AppendInt(b, int64(10+i), 10)
+		b = append(b, `.99}`...)
+	}
+	return append(b, "]}}"...)
+}
 
 // DefaultTrackHit is the track seed's example hit; each request gets a
 // fresh version-1 hitId, so nothing is dropped as a duplicate.
@@ -175,6 +201,34 @@ func (c *Config) build(base string) (request, error) {
 			return append(b, "]}"...)
 		}
 		return request{method: "POST", url: base + "/", header: h, body: gen(nil), events: int64(n), dialect: c.Dialect, gen: gen}, nil
+	case "commerce", "commerce-batch":
+		if c.Token == "" {
+			return request{}, errors.New("commerce needs --token (a project token)")
+		}
+		n := 1
+		if c.Dialect == "commerce-batch" {
+			if n = c.Batch; n <= 0 {
+				n = 100
+			}
+		}
+		h := http.Header{"Content-Type": {"application/json"}, "User-Agent": {"sluice-bench"}, "Authorization": {"Bearer " + c.Token}}
+		run := strconv.FormatInt(time.Now().UnixNano(), 36)
+		var seq atomic.Int64
+		gen := func(dst []byte) []byte {
+			first := seq.Add(int64(n)) - int64(n)
+			if c.Dialect == "commerce" {
+				return commercePurchase(dst[:0], run, first)
+			}
+			b := append(dst[:0], `{"batch":[`...)
+			for i := int64(0); i < int64(n); i++ {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = commercePurchase(b, run, first+i)
+			}
+			return append(b, "]}"...)
+		}
+		return request{method: "POST", url: base + "/v1/events", header: h, body: gen(nil), events: int64(n), dialect: c.Dialect, gen: gen}, nil
 	}
 	return request{}, fmt.Errorf("dialect %q: the load tool knows %s", c.Dialect, strings.Join(Dialects, ", "))
 }

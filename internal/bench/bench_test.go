@@ -220,3 +220,67 @@ func TestS2SLoadMessagesAreUnique(t *testing.T) {
 		t.Fatal("s2s without --app-id accepted")
 	}
 }
+
+// commerce loads send 20-item purchases with unique transaction ids, one
+// per request or in batches, with the token as Bearer.
+func TestCommerceLoadPurchasesAreUnique(t *testing.T) {
+	for _, c := range []struct {
+		dialect string
+		per     int
+	}{{"commerce", 1}, {"commerce-batch", 10}} {
+		var mu sync.Mutex
+		seen := map[string]bool{}
+		var bad atomic.Value
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			type purchase struct {
+				Name       string
+				Properties struct {
+					EventType           string
+					UniqueTransactionID string
+					Cart                []struct {
+						ProductID string
+						Quantity  int
+						ItemPrice float64
+					}
+				}
+			}
+			var evs []purchase
+			var err error
+			if c.per == 1 {
+				var p purchase
+				err = json.NewDecoder(r.Body).Decode(&p)
+				evs = append(evs, p)
+			} else {
+				var b struct{ Batch []purchase }
+				err = json.NewDecoder(r.Body).Decode(&b)
+				evs = b.Batch
+			}
+			if err != nil || len(evs) != c.per || r.Header.Get("Authorization") != "Bearer tok" || r.URL.Path != "/v1/events" {
+				bad.Store("request")
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, e := range evs {
+				id := e.Properties.UniqueTransactionID
+				if e.Properties.EventType != "purchase-v1" || len(e.Properties.Cart) != 20 || e.Properties.Cart[19].Quantity < 1 || seen[id] {
+					bad.Store("purchase " + id)
+				}
+				seen[id] = true
+			}
+		}))
+		res, err := Run(context.Background(), Config{URL: srv.URL, Dialect: c.dialect, Token: "tok", Batch: c.per, Connections: 4, Count: 30})
+		srv.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := bad.Load(); v != nil {
+			t.Fatal(c.dialect, v)
+		}
+		if res[0].Events != int64(30*c.per) || len(seen) != 30*c.per {
+			t.Fatalf("%s: events %d, distinct ids %d", c.dialect, res[0].Events, len(seen))
+		}
+	}
+	if _, err := Run(context.Background(), Config{URL: "http://127.0.0.1:1", Dialect: "commerce", Count: 1}); err == nil {
+		t.Fatal("commerce without --token accepted")
+	}
+}
