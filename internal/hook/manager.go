@@ -1,0 +1,1024 @@
+package hook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/eventlog"
+	"github.com/sluicehq/sluice/internal/profile"
+	"github.com/sluicehq/sluice/internal/project"
+	"github.com/sluicehq/sluice/internal/sink"
+	"github.com/sluicehq/sluice/internal/sink/httpsink"
+)
+
+// Log is the part of the event log hooks read.
+type Log interface {
+	Read(ctx context.Context, q eventlog.Query) ([]eventlog.Record, error)
+	Head() event.ID
+	Changed() <-chan struct{}
+}
+
+// Projects names projects for {{project_name}}.
+type Projects interface {
+	Get(id uint32) (*project.Project, bool)
+}
+
+// Profiles finds the profile of an identity, for {{profile.<field>}} and
+// filters over profile.
+type Profiles interface {
+	Find(ctx context.Context, projectID uint32, idType, value string) (*profile.Profile, error)
+}
+
+// Config configures hooks.
+type Config struct {
+	// Path is hooks.db; KeyPath the key that seals hook secrets.
+	Path, KeyPath string
+	// RetryTimes and RetryPeriod are the defaults of hooks that set none
+	// (the seed's HOOK_RETRY_TIMES 4 and HOOK_RETRY_PERIOD_SEC 15).
+	RetryTimes  int
+	RetryPeriod time.Duration
+	// StopAfterDeadLetters is the default streak of dead letters that
+	// stops a hook (10).
+	StopAfterDeadLetters int
+	// AllowNetworks lets hooks reach these otherwise refused networks
+	// (loopback, private, link-local…).
+	AllowNetworks []netip.Prefix
+	// RotationGrace is how long a rotated-out secret still signs (24h).
+	RotationGrace time.Duration
+	Now           func() time.Time
+}
+
+// Manager owns the hooks: their store, and one worker per active hook.
+type Manager struct {
+	cfg      Config
+	store    *store
+	log      Log
+	projects Projects
+	profiles Profiles
+	logger   *slog.Logger
+	met      *metrics
+	guard    *sink.Guard
+
+	mu      sync.Mutex
+	rows    map[string]*row
+	workers map[string]*worker
+	closed  bool
+}
+
+// Open opens hooks.db and loads the hooks; Start runs the active ones.
+func Open(cfg Config, log Log, projects Projects, profiles Profiles, reg prometheus.Registerer, logger *slog.Logger) (*Manager, error) {
+	if cfg.RetryTimes == 0 {
+		cfg.RetryTimes = DefaultRetryTimes
+	}
+	if cfg.RetryPeriod == 0 {
+		cfg.RetryPeriod = DefaultRetryPeriod
+	}
+	if cfg.StopAfterDeadLetters == 0 {
+		cfg.StopAfterDeadLetters = DefaultStopAfterDeadLetters
+	}
+	if cfg.RotationGrace == 0 {
+		cfg.RotationGrace = 24 * time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	st, err := openStore(cfg.Path, cfg.KeyPath)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{cfg: cfg, store: st, log: log, projects: projects, profiles: profiles, logger: logger,
+		met: newMetrics(reg), guard: &sink.Guard{Allow: cfg.AllowNetworks}, rows: map[string]*row{}, workers: map[string]*worker{}}
+	rows, err := st.list(context.Background())
+	if err != nil {
+		st.db.Close()
+		return nil, err
+	}
+	for _, r := range rows {
+		m.rows[r.hook.ID] = r
+	}
+	return m, nil
+}
+
+// Start runs a worker for every active hook, and the lag gauges.
+func (m *Manager) Start(ctx context.Context) {
+	m.mu.Lock()
+	for id, r := range m.rows {
+		if r.hook.Active {
+			m.startLocked(id)
+		}
+	}
+	m.mu.Unlock()
+	go m.watchLag(ctx)
+}
+
+// Close stops every worker (an in-flight batch is retried at the next
+// start) and closes the store.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	m.closed = true
+	ws := m.workers
+	m.workers = map[string]*worker{}
+	m.mu.Unlock()
+	for _, w := range ws {
+		w.cancel()
+		<-w.done
+	}
+	return m.store.db.Close()
+}
+
+func (m *Manager) defaults(h *Hook) {
+	if h.RetryTimes == nil {
+		n := m.cfg.RetryTimes
+		h.RetryTimes = &n
+	}
+	if h.RetryPeriod == 0 {
+		h.RetryPeriod = Duration(m.cfg.RetryPeriod)
+	}
+	if h.StopAfterDeadLetters == 0 {
+		h.StopAfterDeadLetters = m.cfg.StopAfterDeadLetters
+	}
+	h.Defaults()
+}
+
+// newSink builds the hook's sink.
+func (m *Manager) newSink(r *row, comp *compiled) (sink.Sink, error) {
+	h := r.hook
+	sec := r.secrets.Signing
+	if len(sec) > 1 && r.secrets.PreviousUntil > 0 && m.cfg.Now().UnixMilli() > r.secrets.PreviousUntil {
+		sec = sec[:1]
+	}
+	hc := httpsink.Config{URL: h.HTTP.URL, Timeout: time.Duration(h.HTTP.Timeout), Header: h.HTTP.Headers, SuccessRegex: comp.regex,
+		Secrets: sec, Guard: m.guard, Now: m.cfg.Now}
+	if a := h.HTTP.Auth; a != nil {
+		hc.Auth = httpsink.Auth{Type: a.Type, Username: a.Username, Password: r.secrets.Password, Token: r.secrets.Token}
+	}
+	return httpsink.New(hc)
+}
+
+func (m *Manager) startLocked(id string) {
+	if m.closed || m.workers[id] != nil {
+		return
+	}
+	r := m.rows[id]
+	comp, err := r.hook.compile()
+	if err != nil {
+		m.logger.Error("hook does not compile; not started", "hook", id, "err", err)
+		return
+	}
+	s, err := m.newSink(r, comp)
+	if err != nil {
+		m.logger.Error("hook sink", "hook", id, "err", err)
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &worker{m: m, hook: r.hook, comp: comp, sink: s, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	m.workers[id] = w
+	m.met.active.WithLabelValues(id).Set(1)
+	go w.run()
+}
+
+// stopWorker cancels a worker and waits for it (without holding mu).
+func (m *Manager) stopWorker(id string) {
+	m.mu.Lock()
+	w := m.workers[id]
+	delete(m.workers, id)
+	m.mu.Unlock()
+	if w != nil {
+		w.cancel()
+		<-w.done
+	}
+	m.met.active.WithLabelValues(id).Set(0)
+}
+
+// stopHook is the loop stopping its own hook (410, dead letters).
+func (m *Manager) stopHook(id, reason string) {
+	m.mu.Lock()
+	r := m.rows[id]
+	if r != nil {
+		r.hook.Active, r.hook.StoppedReason, r.hook.UpdatedAt = false, reason, m.cfg.Now().UTC()
+		if err := m.store.update(context.Background(), r, nil); err != nil {
+			m.logger.Error("stop hook", "hook", id, "err", err)
+		}
+	}
+	delete(m.workers, id) // the worker returns by itself
+	m.mu.Unlock()
+	m.met.active.WithLabelValues(id).Set(0)
+	m.met.stops.WithLabelValues(id).Inc()
+	m.logger.Warn("hook stopped", "hook", id, "reason", reason)
+}
+
+// ---- the store side of the loop
+
+func (m *Manager) loadInflight(ctx context.Context, hookID string) ([]*pending, error) {
+	rows, err := m.store.db.QueryContext(ctx, `SELECT seq, batch_id, ids, last_id FROM inflight WHERE hook_id = ? ORDER BY seq`, hookID)
+	if err != nil {
+		return nil, err
+	}
+	type fl struct {
+		p   *pending
+		ids []event.ID
+	}
+	var fls []fl
+	for rows.Next() {
+		var f fl
+		f.p = &pending{}
+		var ids string
+		var last int64
+		if err := rows.Scan(&f.p.seq, &f.p.id, &ids, &last); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		f.p.upTo = event.ID(last)
+		if err := json.Unmarshal([]byte(ids), &f.ids); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		fls = append(fls, f)
+	}
+	rows.Close()
+	var out []*pending
+	for _, f := range fls {
+		// Rebuild the batch from the log: the same events, the same id.
+		want := map[event.ID]bool{}
+		for _, id := range f.ids {
+			want[id] = true
+		}
+		after := f.ids[0] - 1
+		for len(f.p.records) < len(f.ids) {
+			recs, err := m.log.Read(ctx, eventlog.Query{After: after, Limit: eventlog.MaxLimit})
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range recs {
+				if want[r.ID] {
+					f.p.records = append(f.p.records, r)
+				}
+			}
+			if len(recs) < eventlog.MaxLimit || recs[len(recs)-1].ID >= f.ids[len(f.ids)-1] {
+				break
+			}
+			after = recs[len(recs)-1].ID
+		}
+		if len(f.p.records) == 0 { // removed by retention meanwhile
+			if err := m.commit(hookID, f.p, nil); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		out = append(out, f.p)
+	}
+	return out, nil
+}
+
+func (m *Manager) saveInflight(ctx context.Context, hookID string, p *pending) error {
+	ids := make([]event.ID, len(p.records))
+	for i, r := range p.records {
+		ids[i] = r.ID
+	}
+	b, _ := json.Marshal(ids)
+	_, err := m.store.db.ExecContext(ctx, `INSERT INTO inflight(hook_id, seq, batch_id, ids, last_id) VALUES (?, ?, ?, ?, ?)`,
+		hookID, p.seq, p.id, string(b), int64(p.upTo))
+	return err
+}
+
+func (m *Manager) saveCursor(ctx context.Context, hookID string, c event.ID) error {
+	_, err := m.store.db.ExecContext(ctx, `UPDATE hooks SET cursor = ? WHERE id = ? AND cursor < ?`, int64(c), hookID, int64(c))
+	return err
+}
+
+// deadLetter is a parked batch.
+type deadLetter struct {
+	ID         int64     `json:"id"`
+	HookID     string    `json:"hook_id"`
+	BatchID    string    `json:"batch_id"`
+	CreatedAt  time.Time `json:"created_at"`
+	Events     int       `json:"events"`
+	FirstID    event.ID  `json:"first_event_id"`
+	LastID     event.ID  `json:"last_event_id"`
+	FirstTime  int64     `json:"first_event_time"`
+	Attempts   int       `json:"attempts"`
+	LastStatus int       `json:"last_status"`
+	LastError  string    `json:"last_error"`
+	messages   [][]byte
+}
+
+// DeadLetter is a parked batch, as the API shows it.
+type DeadLetter = deadLetter
+
+// commit moves the cursor past p, in one transaction with parking it as
+// a dead letter when dl is set.
+func (m *Manager) commit(hookID string, p *pending, dl *deadLetter) error {
+	tx, err := m.store.db.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(`DELETE FROM inflight WHERE hook_id = ? AND seq = ?`, hookID, p.seq); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(`UPDATE hooks SET cursor = max(cursor, ?) WHERE id = ?`, int64(p.upTo), hookID); err != nil {
+		return err
+	}
+	if dl != nil {
+		body := httpsink.Body(dl.messages)
+		if _, err := tx.Exec(`INSERT INTO dead_letters(hook_id, batch_id, created_at, events, first_id, last_id, first_time, messages, attempts, last_status, last_error)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, hookID, dl.BatchID, m.cfg.Now().UnixMilli(), dl.Events, int64(dl.FirstID), int64(dl.LastID),
+			dl.FirstTime, body, dl.Attempts, dl.LastStatus, dl.LastError); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(`UPDATE hooks SET consecutive_dead = consecutive_dead + 1 WHERE id = ?`, hookID); err != nil {
+			return err
+		}
+	} else if _, err := tx.Exec(`UPDATE hooks SET consecutive_dead = 0 WHERE id = ?`, hookID); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	if r := m.rows[hookID]; r != nil && p.upTo > r.hook.Cursor {
+		r.hook.Cursor = p.upTo
+	}
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *Manager) deadStreak(hookID string) int {
+	var n int
+	_ = m.store.db.QueryRow(`SELECT consecutive_dead FROM hooks WHERE id = ?`, hookID).Scan(&n)
+	return n
+}
+
+// attemptLogKeep is how many attempts are kept per hook.
+const attemptLogKeep = 1000
+
+func (m *Manager) recordAttempt(hookID, batchID string, attempt, events int, start, end time.Time, status int, err error, resp string, next time.Time, kind string) {
+	class, msg := "", ""
+	if err != nil {
+		class, msg = sink.Classify(err), err.Error()
+	}
+	var nextMs int64
+	if !next.IsZero() {
+		nextMs = next.UnixMilli()
+	}
+	res, dberr := m.store.db.Exec(`INSERT INTO deliveries(hook_id, batch_id, attempt, events, started_at, ended_at, status, error_class, error, response, next_attempt_at, kind)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, hookID, batchID, attempt, events, start.UnixMicro(), end.UnixMicro(), status, class, msg, resp, nextMs, kind)
+	if dberr != nil {
+		m.logger.Error("attempt log", "hook", hookID, "err", dberr)
+		return
+	}
+	if id, _ := res.LastInsertId(); id%100 == 0 {
+		_, _ = m.store.db.Exec(`DELETE FROM deliveries WHERE hook_id = ? AND id <= (SELECT id FROM deliveries WHERE hook_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`,
+			hookID, hookID, attemptLogKeep)
+	}
+}
+
+// ---- messages
+
+// buildMessages renders the messages of records for attempt try (0 for
+// the first).
+func (m *Manager) buildMessages(ctx context.Context, h *Hook, comp *compiled, recs []eventlog.Record, try int, isTest bool) [][]byte {
+	out := make([][]byte, len(recs))
+	needEvent := false
+	for _, f := range comp.customData {
+		for _, p := range f.parts {
+			if p.param != "" && p.param != "uuid" && !strings.HasPrefix(p.param, "event_date") && p.param != "project_name" {
+				needEvent = true
+			}
+		}
+	}
+	withProfile := usesProfile(comp.customData)
+	for i, r := range recs {
+		rc := renderContext{time: time.UnixMilli(r.Time)}
+		if needEvent || withProfile {
+			rc.event, _ = decodeEvent(r.Body)
+		}
+		if p, ok := m.projects.Get(r.ProjectID); ok {
+			rc.projectName = p.Name
+		}
+		if withProfile {
+			rc.profile = m.profileOf(ctx, r.ProjectID, rc.event)
+		}
+		cd := render(nil, comp.customData, &rc)
+		out[i] = appendMessage(make([]byte, 0, len(r.Body)+len(cd)+48), r.Body, cd, isTest, try)
+	}
+	return out
+}
+
+// profileOf finds the profile of the first identity of ev that has one:
+// attribute → value, and "id".
+func (m *Manager) profileOf(ctx context.Context, projectID uint32, ev map[string]any) map[string]any {
+	if m.profiles == nil || ev == nil {
+		return nil
+	}
+	ids, _ := ev["identities"].([]any)
+	for _, x := range ids {
+		id, _ := x.(map[string]any)
+		t, _ := id["type"].(string)
+		v, _ := id["value"].(string)
+		if t == "" || v == "" {
+			continue
+		}
+		p, err := m.profiles.Find(ctx, projectID, t, v)
+		if err != nil {
+			continue
+		}
+		out := map[string]any{"id": p.ID}
+		for k, a := range p.Attributes {
+			out[k] = a.Value
+		}
+		return out
+	}
+	return nil
+}
+
+// ---- lag
+
+func (m *Manager) watchLag(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		m.mu.Lock()
+		type hc struct {
+			id     string
+			cursor event.ID
+		}
+		var hs []hc
+		for id, r := range m.rows {
+			hs = append(hs, hc{id, r.hook.Cursor})
+		}
+		m.mu.Unlock()
+		for _, h := range hs {
+			recs, err := m.log.Read(ctx, eventlog.Query{After: h.cursor, Limit: eventlog.MaxLimit})
+			if err != nil {
+				continue
+			}
+			m.met.lagEvents.WithLabelValues(h.id).Set(float64(len(recs)))
+			age := 0.0
+			if len(recs) > 0 {
+				age = m.cfg.Now().Sub(recs[0].ID.Time()).Seconds()
+			}
+			m.met.lagSeconds.WithLabelValues(h.id).Set(age)
+		}
+	}
+}
+
+// ---- operations
+
+// ErrConflict is a change that the hook's state does not allow.
+var ErrConflict = errors.New("conflict")
+
+func newHookID() string { return "hk_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:20] }
+func randID() string    { return uuid.NewString() }
+
+// List returns every hook, secrets left out.
+func (m *Manager) List() []Hook {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Hook, 0, len(m.rows))
+	for _, r := range m.rows {
+		out = append(out, public(r.hook))
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.Before(out[j].CreatedAt)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// Get returns one hook.
+func (m *Manager) Get(id string) (Hook, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.rows[id]
+	if !ok {
+		return Hook{}, fmt.Errorf("hook %s: %w", id, ErrNotFound)
+	}
+	return public(r.hook), nil
+}
+
+// public blanks what the API never returns.
+func public(h Hook) Hook {
+	if h.HTTP != nil {
+		t := *h.HTTP
+		if t.Auth != nil {
+			a := *t.Auth
+			a.Password, a.Token = "", ""
+			t.Auth = &a
+		}
+		h.HTTP = &t
+	}
+	h.SigningSecret = ""
+	return h
+}
+
+// Start positions for a new hook or an activation.
+type Start struct {
+	// From, when set, starts at events committed at or after it (a
+	// backfill); otherwise at now.
+	From *time.Time
+}
+
+func (m *Manager) position(s Start) event.ID {
+	if s.From == nil {
+		return m.log.Head()
+	}
+	ms := s.From.UnixMilli()
+	if ms <= 0 {
+		return 0
+	}
+	return event.ID(uint64(ms)<<22) - 1
+}
+
+// Create saves a new hook and starts it when active. The answer carries
+// the signing secret, once.
+func (m *Manager) Create(ctx context.Context, h Hook, s Start) (Hook, error) {
+	m.defaults(&h)
+	if _, err := h.compile(); err != nil {
+		return Hook{}, err
+	}
+	now := m.cfg.Now().UTC().Truncate(time.Millisecond)
+	h.ID, h.CreatedAt, h.UpdatedAt, h.StoppedReason = newHookID(), now, now, ""
+	h.Cursor = m.position(s)
+	r := &row{hook: h, secrets: secrets{Signing: []string{NewSecret()}}}
+	if h.HTTP != nil && h.HTTP.Auth != nil {
+		r.secrets.Password, r.secrets.Token = h.HTTP.Auth.Password, h.HTTP.Auth.Token
+	}
+	if err := m.store.insert(ctx, r); err != nil {
+		return Hook{}, err
+	}
+	m.mu.Lock()
+	m.rows[h.ID] = r
+	if h.Active {
+		m.startLocked(h.ID)
+	}
+	m.mu.Unlock()
+	out := public(h)
+	out.SigningSecret = r.secrets.Signing[0]
+	return out, nil
+}
+
+// Update replaces a hook's definition, keeping its place, state and
+// secrets (a password or token sent again replaces the stored one).
+func (m *Manager) Update(ctx context.Context, id string, h Hook) (Hook, error) {
+	m.defaults(&h)
+	if _, err := h.compile(); err != nil {
+		return Hook{}, err
+	}
+	m.mu.Lock()
+	r, ok := m.rows[id]
+	if !ok {
+		m.mu.Unlock()
+		return Hook{}, fmt.Errorf("hook %s: %w", id, ErrNotFound)
+	}
+	nr := &row{hook: h, secrets: r.secrets}
+	nr.hook.ID, nr.hook.CreatedAt, nr.hook.Cursor = id, r.hook.CreatedAt, r.hook.Cursor
+	nr.hook.Active, nr.hook.StoppedReason = r.hook.Active, r.hook.StoppedReason
+	nr.hook.UpdatedAt = m.cfg.Now().UTC().Truncate(time.Millisecond)
+	if a := h.HTTP.Auth; a != nil {
+		if a.Password != "" {
+			nr.secrets.Password = a.Password
+		}
+		if a.Token != "" {
+			nr.secrets.Token = a.Token
+		}
+	}
+	m.mu.Unlock()
+	m.stopWorker(id)
+	if err := m.store.update(ctx, nr, nil); err != nil {
+		return Hook{}, err
+	}
+	m.mu.Lock()
+	m.rows[id] = nr
+	if nr.hook.Active {
+		m.startLocked(id)
+	}
+	m.mu.Unlock()
+	return public(nr.hook), nil
+}
+
+// Activate switches a hook on: from its place, or from s when given
+// (FromNow sets s.From to now).
+func (m *Manager) Activate(ctx context.Context, id string, s *Start) (Hook, error) {
+	m.stopWorker(id)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.rows[id]
+	if !ok {
+		return Hook{}, fmt.Errorf("hook %s: %w", id, ErrNotFound)
+	}
+	var cursor *event.ID
+	if s != nil {
+		c := m.position(*s)
+		cursor = &c
+		// A new place: batches formed at the old one are dropped.
+		if _, err := m.store.db.ExecContext(ctx, `DELETE FROM inflight WHERE hook_id = ?`, id); err != nil {
+			return Hook{}, err
+		}
+		if _, err := m.store.db.ExecContext(ctx, `UPDATE hooks SET cursor = ? WHERE id = ?`, int64(c), id); err != nil {
+			return Hook{}, err
+		}
+		r.hook.Cursor = c
+	}
+	r.hook.Active, r.hook.StoppedReason, r.hook.UpdatedAt = true, "", m.cfg.Now().UTC().Truncate(time.Millisecond)
+	if err := m.store.update(ctx, r, cursor); err != nil {
+		return Hook{}, err
+	}
+	m.startLocked(id)
+	return public(r.hook), nil
+}
+
+// Stop switches a hook off, keeping its place.
+func (m *Manager) Stop(ctx context.Context, id string) (Hook, error) {
+	m.stopWorker(id)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.rows[id]
+	if !ok {
+		return Hook{}, fmt.Errorf("hook %s: %w", id, ErrNotFound)
+	}
+	r.hook.Active, r.hook.StoppedReason, r.hook.UpdatedAt = false, "stopped by an operator", m.cfg.Now().UTC().Truncate(time.Millisecond)
+	if err := m.store.update(ctx, r, nil); err != nil {
+		return Hook{}, err
+	}
+	return public(r.hook), nil
+}
+
+// Clone copies a hook's definition into a new, inactive hook that starts
+// from now, with its own signing secret.
+func (m *Manager) Clone(ctx context.Context, id string) (Hook, error) {
+	m.mu.Lock()
+	r, ok := m.rows[id]
+	m.mu.Unlock()
+	if !ok {
+		return Hook{}, fmt.Errorf("hook %s: %w", id, ErrNotFound)
+	}
+	h := r.hook
+	h.Name, h.Active = h.Name+" (copy)", false
+	if h.HTTP != nil {
+		t := *h.HTTP
+		if t.Auth != nil {
+			a := *t.Auth
+			a.Password, a.Token = r.secrets.Password, r.secrets.Token
+			t.Auth = &a
+		}
+		h.HTTP = &t
+	}
+	return m.Create(ctx, h, Start{})
+}
+
+// Delete removes a hook with its dead letters and attempt log.
+func (m *Manager) Delete(ctx context.Context, id string) error {
+	m.stopWorker(id)
+	if err := m.store.delete(ctx, id); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("hook %s: %w", id, ErrNotFound)
+		}
+		return err
+	}
+	m.mu.Lock()
+	delete(m.rows, id)
+	m.mu.Unlock()
+	return nil
+}
+
+// RotateSecret makes a new signing secret; the previous one keeps signing
+// (a second signature) for the rotation grace.
+func (m *Manager) RotateSecret(ctx context.Context, id string) (Hook, error) {
+	m.stopWorker(id)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.rows[id]
+	if !ok {
+		return Hook{}, fmt.Errorf("hook %s: %w", id, ErrNotFound)
+	}
+	r.secrets.Signing = []string{NewSecret(), r.secrets.Signing[0]}
+	r.secrets.PreviousUntil = m.cfg.Now().Add(m.cfg.RotationGrace).UnixMilli()
+	r.hook.UpdatedAt = m.cfg.Now().UTC().Truncate(time.Millisecond)
+	if err := m.store.update(ctx, r, nil); err != nil {
+		return Hook{}, err
+	}
+	if r.hook.Active {
+		m.startLocked(id)
+	}
+	out := public(r.hook)
+	out.SigningSecret = r.secrets.Signing[0]
+	return out, nil
+}
+
+// Delivery is one attempt of the attempt log.
+type Delivery struct {
+	ID            int64      `json:"id"`
+	BatchID       string     `json:"batch_id"`
+	Kind          string     `json:"kind"` // delivery or replay
+	Attempt       int        `json:"attempt"`
+	Events        int        `json:"events"`
+	StartedAt     time.Time  `json:"started_at"`
+	EndedAt       time.Time  `json:"ended_at"`
+	Status        int        `json:"status"`
+	ErrorClass    string     `json:"error_class,omitempty"`
+	Error         string     `json:"error,omitempty"`
+	Response      string     `json:"response,omitempty"`
+	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
+}
+
+// Deliveries returns the newest attempts first.
+func (m *Manager) Deliveries(ctx context.Context, id string, limit int) ([]Delivery, error) {
+	if _, err := m.Get(id); err != nil {
+		return nil, err
+	}
+	if limit <= 0 || limit > attemptLogKeep {
+		limit = 100
+	}
+	rows, err := m.store.db.QueryContext(ctx, `SELECT id, batch_id, kind, attempt, events, started_at, ended_at, status, error_class, error, response, next_attempt_at
+		FROM deliveries WHERE hook_id = ? ORDER BY id DESC LIMIT ?`, id, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Delivery{}
+	for rows.Next() {
+		var d Delivery
+		var s, e, next int64
+		if err := rows.Scan(&d.ID, &d.BatchID, &d.Kind, &d.Attempt, &d.Events, &s, &e, &d.Status, &d.ErrorClass, &d.Error, &d.Response, &next); err != nil {
+			return nil, err
+		}
+		d.StartedAt, d.EndedAt = time.UnixMicro(s).UTC(), time.UnixMicro(e).UTC()
+		if next > 0 {
+			t := time.UnixMilli(next).UTC()
+			d.NextAttemptAt = &t
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// DeadLetterQuery selects dead letters: all, one, or a time range of when
+// they were parked.
+type DeadLetterQuery struct {
+	ID           int64
+	Since, Until time.Time
+}
+
+func (q DeadLetterQuery) where() (string, []any) {
+	w, args := "", []any{}
+	if q.ID != 0 {
+		w += " AND id = ?"
+		args = append(args, q.ID)
+	}
+	if !q.Since.IsZero() {
+		w += " AND created_at >= ?"
+		args = append(args, q.Since.UnixMilli())
+	}
+	if !q.Until.IsZero() {
+		w += " AND created_at < ?"
+		args = append(args, q.Until.UnixMilli())
+	}
+	return w, args
+}
+
+// DeadLetters lists a hook's parked batches, oldest first.
+func (m *Manager) DeadLetters(ctx context.Context, id string, q DeadLetterQuery) ([]DeadLetter, error) {
+	if _, err := m.Get(id); err != nil {
+		return nil, err
+	}
+	w, args := q.where()
+	rows, err := m.store.db.QueryContext(ctx, `SELECT id, batch_id, created_at, events, first_id, last_id, first_time, attempts, last_status, last_error, messages
+		FROM dead_letters WHERE hook_id = ?`+w+` ORDER BY id`, append([]any{id}, args...)...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []DeadLetter{}
+	for rows.Next() {
+		var d DeadLetter
+		var created, first, last int64
+		var body []byte
+		if err := rows.Scan(&d.ID, &d.BatchID, &created, &d.Events, &first, &last, &d.FirstTime, &d.Attempts, &d.LastStatus, &d.LastError, &body); err != nil {
+			return nil, err
+		}
+		d.HookID, d.CreatedAt, d.FirstID, d.LastID = id, time.UnixMilli(created).UTC(), event.ID(first), event.ID(last)
+		var msgs []json.RawMessage
+		_ = json.Unmarshal(body, &msgs)
+		for _, mm := range msgs {
+			d.messages = append(d.messages, mm)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// ReplayResult is the outcome of replaying one dead letter.
+type ReplayResult struct {
+	ID        int64  `json:"id"`
+	BatchID   string `json:"batch_id"`
+	Delivered bool   `json:"delivered"`
+	Status    int    `json:"status"`
+	Error     string `json:"error,omitempty"`
+}
+
+// Replay sends the selected dead letters once each, in order, with their
+// original batch ids. A delivered one is removed; a failed one stays with
+// its new error.
+func (m *Manager) Replay(ctx context.Context, id string, q DeadLetterQuery) ([]ReplayResult, error) {
+	dls, err := m.DeadLetters(ctx, id, q)
+	if err != nil {
+		return nil, err
+	}
+	if q.ID != 0 && len(dls) == 0 {
+		return nil, fmt.Errorf("dead letter %d of hook %s: %w", q.ID, id, ErrNotFound)
+	}
+	m.mu.Lock()
+	r := m.rows[id]
+	m.mu.Unlock()
+	comp, err := r.hook.compile()
+	if err != nil {
+		return nil, err
+	}
+	s, err := m.newSink(r, comp)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	out := []ReplayResult{}
+	for _, d := range dls {
+		start := time.Now()
+		rep, err := s.Deliver(ctx, &sink.Batch{ID: d.BatchID, Messages: d.messages, Attempt: d.Attempts + 1})
+		end := time.Now()
+		res := ReplayResult{ID: d.ID, BatchID: d.BatchID, Delivered: err == nil}
+		resp := ""
+		if rep != nil {
+			res.Status, resp = rep.Status, rep.Response
+		}
+		m.recordAttempt(id, d.BatchID, d.Attempts+1, d.Events, start, end, res.Status, err, resp, time.Time{}, "replay")
+		if err == nil {
+			if _, err := m.store.db.ExecContext(ctx, `DELETE FROM dead_letters WHERE id = ?`, d.ID); err != nil {
+				return out, err
+			}
+			m.met.delivered.WithLabelValues(id).Add(float64(d.Events))
+		} else {
+			res.Error = err.Error()
+			_, _ = m.store.db.ExecContext(ctx, `UPDATE dead_letters SET attempts = attempts + 1, last_status = ?, last_error = ? WHERE id = ?`,
+				res.Status, err.Error(), d.ID)
+		}
+		out = append(out, res)
+	}
+	return out, nil
+}
+
+// TestResult is what a pre-test sent and got back.
+type TestResult struct {
+	Event     string            `json:"event_source"` // sample, stored or synthetic
+	Delivered bool              `json:"delivered"`
+	Request   *sink.RequestInfo `json:"request"`
+	Status    int               `json:"status"`
+	LatencyMs float64           `json:"latency_ms"`
+	Response  string            `json:"response"`
+	Error     string            `json:"error,omitempty"`
+}
+
+// Test builds the real message for one event (sample, else the latest
+// matching stored one, else a synthetic one), marked is_test, and sends
+// it once. It works on inactive hooks and never moves the cursor.
+func (m *Manager) Test(ctx context.Context, id string, sample json.RawMessage) (*TestResult, error) {
+	m.mu.Lock()
+	r, ok := m.rows[id]
+	m.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("hook %s: %w", id, ErrNotFound)
+	}
+	comp, err := r.hook.compile()
+	if err != nil {
+		return nil, err
+	}
+	res := &TestResult{}
+	var rec eventlog.Record
+	switch {
+	case len(sample) > 0 && string(sample) != "null":
+		var e event.Event
+		if err := json.Unmarshal(sample, &e); err != nil {
+			return nil, fmt.Errorf("%w: sample: %v", ErrInvalid, err)
+		}
+		if e.Key == "" {
+			return nil, fmt.Errorf("%w: sample: a canonical event with at least a key", ErrInvalid)
+		}
+		rec = eventlog.Record{ID: e.ID, ProjectID: e.ProjectID, Key: e.Key, Time: e.Time, Body: e.AppendJSON(nil)}
+		res.Event = "sample"
+	default:
+		if latest, ok := m.latestMatching(ctx, r, comp); ok {
+			rec, res.Event = latest, "stored"
+		} else {
+			rec, res.Event = m.synthetic(r.hook), "synthetic"
+		}
+	}
+	s, err := m.newSink(r, comp)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	msgs := m.buildMessages(ctx, &r.hook, comp, []eventlog.Record{rec}, 0, true)
+	rep, err := s.Deliver(ctx, &sink.Batch{ID: "msg_test_" + strings.ReplaceAll(randID(), "-", "")[:16], Messages: msgs, Attempt: 1})
+	if rep != nil {
+		res.Request, res.Status, res.Response = rep.Request, rep.Status, rep.Response
+		res.LatencyMs = float64(rep.Latency.Microseconds()) / 1000
+	}
+	res.Delivered = err == nil
+	if err != nil {
+		res.Error = err.Error()
+	}
+	return res, nil
+}
+
+// latestMatching finds the newest stored event the hook would take,
+// looking back over at most the last 100 000 events.
+func (m *Manager) latestMatching(ctx context.Context, r *row, comp *compiled) (eventlog.Record, bool) {
+	w := &worker{m: m, hook: r.hook, comp: comp, ctx: ctx}
+	head := m.log.Head()
+	// Walk back in windows of ids: an hour of ids at a time.
+	const window = event.ID(uint64(3600*1000) << 22)
+	var found eventlog.Record
+	ok := false
+	seen := 0
+	for hi := head; hi > 0 && !ok && seen < 100000; {
+		lo := event.ID(0)
+		if hi > window {
+			lo = hi - window
+		}
+		q := eventlog.Query{After: lo, Limit: eventlog.MaxLimit}
+		if r.hook.ProjectID != nil {
+			q.Projects = []uint32{*r.hook.ProjectID}
+		}
+		for {
+			recs, err := m.log.Read(ctx, q)
+			if err != nil || len(recs) == 0 {
+				break
+			}
+			for _, rec := range recs {
+				if rec.ID > hi {
+					break
+				}
+				seen++
+				if w.match(rec) {
+					found, ok = rec, true
+				}
+			}
+			if len(recs) < q.Limit || recs[len(recs)-1].ID >= hi {
+				break
+			}
+			q.After = recs[len(recs)-1].ID
+		}
+		hi = lo
+	}
+	return found, ok
+}
+
+// synthetic is an example event for a hook that has matched nothing yet.
+func (m *Manager) synthetic(h Hook) eventlog.Record {
+	key := "in.gen.test.event"
+	if len(h.Events) > 0 && !strings.ContainsAny(h.Events[0], "*?") {
+		key = h.Events[0]
+	} else if len(h.Events) > 0 {
+		key = strings.NewReplacer("*", "test", "?", "x").Replace(h.Events[0])
+	}
+	var pid uint32
+	if h.ProjectID != nil {
+		pid = *h.ProjectID
+	}
+	now := m.cfg.Now()
+	e := event.Event{Key: key, Channel: event.ChannelHTTP, Service: "test", Name: "event", ProjectID: pid,
+		Data: json.RawMessage(`{"test":true}`), ID: event.ID(uint64(now.UnixMilli()) << 22), Time: now.UnixMilli(),
+		Dialect: "webhook", ReceivedAt: now.UnixMilli()}
+	return eventlog.Record{ID: e.ID, ProjectID: pid, Key: key, Time: e.Time, Body: e.AppendJSON(nil)}
+}
+
+// parseID reads a dead letter id.
+func ParseDeadLetterID(s string) (int64, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%w: dead letter id %q", ErrInvalid, s)
+	}
+	return n, nil
+}

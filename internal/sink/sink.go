@@ -1,0 +1,89 @@
+// Package sink declares what the hook delivery loop sends batches through.
+// Sinks only report what happened; the retry policy lives in the loop
+// (internal/hook). Implementations live in sub-packages named after the
+// technology: sink/httpsink, later sink/amqp and sink/kafka.
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Batch is what one delivery carries.
+type Batch struct {
+	// ID is stable across the attempts and replays of one batch
+	// (webhook-id for HTTP).
+	ID string
+	// Messages are the JSON messages, in log order.
+	Messages [][]byte
+	// Attempt is 1 for the first delivery.
+	Attempt int
+}
+
+// Sink delivers batches.
+type Sink interface {
+	// Deliver sends b once. It returns nil when the target confirmed it,
+	// or an error; *Error says how to classify it.
+	Deliver(ctx context.Context, b *Batch) (*Report, error)
+	// Close releases connections.
+	Close() error
+}
+
+// Report is what a delivery attempt learned from the target, success or
+// not: for the attempt log and the pre-test.
+type Report struct {
+	// Request is what was sent (HTTP: method, URL, headers, body).
+	Request *RequestInfo `json:"request,omitempty"`
+	// Status is the target's answer code (HTTP status), 0 when none.
+	Status int `json:"status"`
+	// Response is the start of the answer (at most 1 KiB for the log).
+	Response string        `json:"response,omitempty"`
+	Latency  time.Duration `json:"latencyNs"`
+}
+
+// RequestInfo is the exact request a sink sent.
+type RequestInfo struct {
+	Method string              `json:"method"`
+	URL    string              `json:"url"`
+	Header map[string][]string `json:"header"`
+	Body   string              `json:"body"`
+}
+
+// Error classes for the attempt log and metrics.
+const (
+	ClassDNS     = "dns"
+	ClassConnect = "connect"
+	ClassTimeout = "timeout"
+	ClassStatus  = "status"
+	ClassRegex   = "regex"
+	ClassBroker  = "broker"
+	ClassBlocked = "blocked" // the SSRF guard refused the address
+)
+
+// Error is a failed delivery.
+type Error struct {
+	Class string
+	// RetryAfter is the target's Retry-After, when it sent one.
+	RetryAfter time.Duration
+	// Gone: the target said it will never accept (HTTP 410); the hook
+	// stops.
+	Gone bool
+	Err  error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %v", e.Class, e.Err) }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Classify returns the class of err ("" for nil).
+func Classify(err error) string {
+	if err == nil {
+		return ""
+	}
+	var se *Error
+	if errors.As(err, &se) {
+		return se.Class
+	}
+	return ClassConnect
+}
