@@ -89,7 +89,9 @@ func parseTemplate(key, s string) (customField, error) {
 	return f, nil
 }
 
-func sortFields(fs []customField) { sort.Slice(fs, func(i, j int) bool { return fs[i].key < fs[j].key }) }
+func sortFields(fs []customField) {
+	sort.Slice(fs, func(i, j int) bool { return fs[i].key < fs[j].key })
+}
 
 // usesProfile reports whether any field needs the profile.
 func usesProfile(fs []customField) bool {
