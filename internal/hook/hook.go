@@ -169,7 +169,7 @@ func (h *Hook) compile() (*compiled, error) {
 	}
 	c := &compiled{}
 	if h.Filter != "" {
-		p, err := expr.Compile(h.Filter, expr.Env(filterEnv{}), expr.AsBool())
+		p, err := expr.Compile(h.Filter, expr.Env(map[string]any{"event": map[string]any{}, "profile": map[string]any{}}), expr.AsBool())
 		if err != nil {
 			bad("filter: %v", err)
 		}
@@ -249,9 +249,6 @@ func (h *Hook) compile() (*compiled, error) {
 	return c, nil
 }
 
-// filterEnv is what a filter sees: the canonical event as a map (key,
-// service, name, project_id, data, …) and the profile's attributes.
-type filterEnv struct {
-	Event   map[string]any `expr:"event"`
-	Profile map[string]any `expr:"profile"`
-}
+// A filter sees event, the canonical event as a map (key, service, name,
+// projectId, data, identities, …), and profile, the attributes of the
+// user's profile (empty when there is none).

@@ -103,7 +103,7 @@ func Open(cfg Config, log Log, projects Projects, profiles Profiles, reg prometh
 		return nil, err
 	}
 	m := &Manager{cfg: cfg, store: st, log: log, projects: projects, profiles: profiles, logger: logger,
-		met: newMetrics(reg), guard: &sink.Guard{Allow: cfg.AllowNetworks}, rows: map[string]*row{}, workers: map[string]*worker{}}
+		met: newMetrics(reg), rows: map[string]*row{}, workers: map[string]*worker{}}
 	rows, err := st.list(context.Background())
 	if err != nil {
 		st.db.Close()
@@ -112,8 +112,12 @@ func Open(cfg Config, log Log, projects Projects, profiles Profiles, reg prometh
 	for _, r := range rows {
 		m.rows[r.hook.ID] = r
 	}
+	m.guard = m.guardFor(cfg.AllowNetworks)
 	return m, nil
 }
+
+// guardFor is the SSRF guard with allow as its exceptions.
+func (m *Manager) guardFor(allow []netip.Prefix) *sink.Guard { return &sink.Guard{Allow: allow} }
 
 // Start runs a worker for every active hook, and the lag gauges.
 func (m *Manager) Start(ctx context.Context) {
@@ -620,8 +624,8 @@ func (m *Manager) Update(ctx context.Context, id string, h Hook) (Hook, error) {
 	return public(nr.hook), nil
 }
 
-// Activate switches a hook on: from its place, or from s when given
-// (FromNow sets s.From to now).
+// Activate switches a hook on: from its place when s is nil, else from s
+// (an empty Start is "now": the log's head).
 func (m *Manager) Activate(ctx context.Context, id string, s *Start) (Hook, error) {
 	m.stopWorker(id)
 	m.mu.Lock()
