@@ -443,7 +443,9 @@ func TestStopActivateAndStartFromNow(t *testing.T) {
 
 func TestPreTest(t *testing.T) {
 	f := newFixture(t, true)
-	rc := newReceiver(t, func(n int, r *http.Request) (int, string, map[string]string) { return 202, strings.Repeat("x", 3000), nil })
+	rc := newReceiver(t, func(n int, r *http.Request) (int, string, map[string]string) {
+		return 202, strings.Repeat("x", 3000), nil
+	})
 	hk := httpHook(rc.URL)
 	hk.Active = false
 	hk.CustomData = map[string]string{"src": "{{event.service}}"}
