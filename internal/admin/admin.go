@@ -25,6 +25,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog"
+	"github.com/sluicehq/sluice/internal/hook"
 	"github.com/sluicehq/sluice/internal/profile"
 	"github.com/sluicehq/sluice/internal/project"
 )
@@ -51,6 +52,8 @@ type Config struct {
 	MaxWait time.Duration
 	// Profiles answers the profile lookups; nil disables them.
 	Profiles ProfileFinder
+	// Hooks manages action hooks; nil disables the hook endpoints.
+	Hooks *hook.Manager
 }
 
 // Server is the admin handler.
@@ -107,6 +110,20 @@ func New(cfg Config, projects *project.Store, events EventReader, gatherer prome
 	s.api("GET /api/v1/schemas/{type}", s.getBuiltinSchema)
 	s.api("GET /api/v1/projects/{id}/profiles/{idType}/{value}", s.getProfile)
 	s.api("GET /api/v1/events", s.listEvents)
+	s.api("GET /api/v1/hooks", s.listHooks)
+	s.api("POST /api/v1/hooks", s.createHook)
+	s.api("GET /api/v1/hooks/{id}", s.getHook)
+	s.api("PUT /api/v1/hooks/{id}", s.updateHook)
+	s.api("DELETE /api/v1/hooks/{id}", s.deleteHook)
+	s.api("POST /api/v1/hooks/{id}/activate", s.activateHook)
+	s.api("POST /api/v1/hooks/{id}/stop", s.stopHook)
+	s.api("POST /api/v1/hooks/{id}/clone", s.cloneHook)
+	s.api("POST /api/v1/hooks/{id}/rotate-secret", s.rotateHookSecret)
+	s.api("POST /api/v1/hooks/{id}/test", s.testHook)
+	s.api("GET /api/v1/hooks/{id}/deliveries", s.hookDeliveries)
+	s.api("GET /api/v1/hooks/{id}/dead-letters", s.listDeadLetters)
+	s.api("POST /api/v1/hooks/{id}/dead-letters/replay", s.replayDeadLetters)
+	s.api("POST /api/v1/hooks/{id}/dead-letters/{dl}/replay", s.replayDeadLetters)
 	// Profiling, behind the admin token like the API.
 	s.mux.Handle("/debug/pprof/", s.guard(http.HandlerFunc(pprof.Index)))
 	s.mux.Handle("/debug/pprof/profile", s.guard(http.HandlerFunc(pprof.Profile)))
@@ -221,6 +238,10 @@ func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) 
 		ae = &apiError{Status: http.StatusNotFound, Message: err.Error()}
 	case errors.Is(err, project.ErrExists):
 		ae = &apiError{Status: http.StatusConflict, Message: err.Error()}
+	case errors.Is(err, hook.ErrNotFound):
+		ae = &apiError{Status: http.StatusNotFound, Message: err.Error()}
+	case errors.Is(err, hook.ErrInvalid):
+		ae = &apiError{Status: http.StatusBadRequest, Message: err.Error()}
 	case errors.Is(err, project.ErrInvalid):
 		ae = &apiError{Status: http.StatusBadRequest, Message: err.Error()}
 	case errors.Is(err, context.Canceled):

@@ -85,7 +85,7 @@ func TestAPINeedsTheAdminToken(t *testing.T) {
 	f := newFixture(t)
 	paths := []string{"GET /api/v1/projects", "POST /api/v1/projects", "GET /api/v1/projects/0", "PATCH /api/v1/projects/0",
 		"DELETE /api/v1/projects/5", "GET /api/v1/projects/0/tokens", "POST /api/v1/projects/0/tokens",
-		"DELETE /api/v1/projects/0/tokens/tok_x", "GET /api/v1/events", "GET /api/v1/schemas", "POST /api/v1/projects/0/schemas", "GET /api/v1/nothing-here", "GET /api/other", "GET /debug/pprof/", "GET /debug/pprof/heap"}
+		"DELETE /api/v1/projects/0/tokens/tok_x", "GET /api/v1/events", "GET /api/v1/schemas", "POST /api/v1/projects/0/schemas", "GET /api/v1/hooks", "POST /api/v1/hooks", "POST /api/v1/hooks/hk_x/test", "POST /api/v1/hooks/hk_x/dead-letters/replay", "GET /api/v1/nothing-here", "GET /api/other", "GET /debug/pprof/", "GET /debug/pprof/heap"}
 	for _, p := range paths {
 		method, path, _ := strings.Cut(p, " ")
 		for _, auth := range []string{"", "Bearer wrong", "Basic " + adminToken, "Bearer " + adminToken + "x", "Bearer"} {

@@ -30,6 +30,7 @@ import (
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog"
 	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
+	"github.com/sluicehq/sluice/internal/hook"
 	"github.com/sluicehq/sluice/internal/ingest"
 	"github.com/sluicehq/sluice/internal/profile"
 	"github.com/sluicehq/sluice/internal/project"
@@ -123,6 +124,17 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	consumer := &profile.Consumer{Store: profiles, Log: elog, Logger: logger.With("component", "profiles")}
 	consumer.Register(reg)
 
+	allow, _ := cfg.Hooks.AllowPrefixes() // validated with the config
+	hooks, err := hook.Open(hook.Config{
+		Path: filepath.Join(cfg.DataDir, datadir.HooksFile), KeyPath: filepath.Join(cfg.DataDir, datadir.HooksKey),
+		RetryTimes: cfg.Hooks.RetryTimes, RetryPeriod: time.Duration(cfg.Hooks.RetryPeriod),
+		StopAfterDeadLetters: cfg.Hooks.StopAfterDeadLetters, AllowNetworks: allow,
+	}, elog, state, profiles, reg, logger.With("component", "hooks"))
+	if err != nil {
+		return err
+	}
+	defer hooks.Close()
+
 	var ready atomic.Bool
 	trusted, _ := cfg.TrustedPrefixes() // validated with the config
 	ingestHandler := ingest.New(ingest.Config{
@@ -131,7 +143,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 		S2SLimit:       int64(cfg.S2SLimit),
 		TrustedProxies: trusted, Ready: ready.Load,
 	}, elog, state, gen, reg, logger.With("component", "ingest"))
-	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: ready.Load, Profiles: profiles}, state, elog, reg, logger.With("component", "admin"))
+	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: ready.Load, Profiles: profiles, Hooks: hooks}, state, elog, reg, logger.With("component", "admin"))
 
 	ingestLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -185,6 +197,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 		defer bg.Done()
 		consumer.Run(retCtx)
 	}()
+	hooks.Start(retCtx)
 
 	serveErr := make(chan error, 2)
 	go func() {

@@ -57,12 +57,44 @@ type Config struct {
 	LogFormat string `yaml:"log_format"`
 	// Projects are provisioned at start, idempotently.
 	Projects []project.Spec `yaml:"projects"`
+	// Hooks are the delivery defaults and the SSRF guard's exceptions.
+	Hooks Hooks `yaml:"hooks"`
 
 	// AdminToken comes from SLUICE_ADMIN_TOKEN only: never from a flag
 	// (visible in ps) or the file.
 	AdminToken string `yaml:"-"`
 	// File is the config file that was read, if any.
 	File string `yaml:"-"`
+}
+
+// Hooks configures action hooks (docs/hooks.md).
+type Hooks struct {
+	// RetryTimes and RetryPeriod are the defaults of hooks that set none
+	// (the seed's HOOK_RETRY_TIMES and HOOK_RETRY_PERIOD_SEC).
+	RetryTimes  int      `yaml:"retry_times"`
+	RetryPeriod Duration `yaml:"retry_period"`
+	// StopAfterDeadLetters stops a hook after this many dead letters in a row.
+	StopAfterDeadLetters int `yaml:"stop_after_dead_letters"`
+	// AllowNetworks are CIDRs hooks may reach although the SSRF guard
+	// refuses them (loopback, private, link-local).
+	AllowNetworks []string `yaml:"allow_networks"`
+}
+
+// AllowPrefixes parses Hooks.AllowNetworks.
+func (h Hooks) AllowPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range h.AllowNetworks {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			a, aerr := netip.ParseAddr(strings.TrimSpace(s))
+			if aerr != nil {
+				return nil, fmt.Errorf("hooks.allow_networks: %q is not a CIDR or an address", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // Default returns the configuration with nothing set.
@@ -107,6 +139,16 @@ var settings = []setting{
 	{"s2s_limit", "largest s2s request body (POST /)", func(c *Config, v string) error { return c.S2SLimit.Set(v) }, func(c *Config) string { return c.S2SLimit.String() }},
 	{"commerce_event_limit", "largest commerce event, alone or in a batch", func(c *Config, v string) error { return c.CommerceEventLimit.Set(v) }, func(c *Config) string { return c.CommerceEventLimit.String() }},
 	{"commerce_batch_limit", "largest POST /v1/events body", func(c *Config, v string) error { return c.CommerceBatchLimit.Set(v) }, func(c *Config) string { return c.CommerceBatchLimit.String() }},
+	{"hooks_allow_networks", "comma-separated CIDRs hooks may reach despite the SSRF guard (e.g. 127.0.0.0/8)", func(c *Config, v string) error {
+		c.Hooks.AllowNetworks = splitList(v)
+		return nil
+	}, func(c *Config) string { return strings.Join(c.Hooks.AllowNetworks, ",") }},
+	{"hooks_retry_times", "default attempts after the first for hooks that set none", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		c.Hooks.RetryTimes = n
+		return err
+	}, func(c *Config) string { return strconv.Itoa(c.Hooks.RetryTimes) }},
+	{"hooks_retry_period", "default wait between attempts for hooks that set none", func(c *Config, v string) error { return c.Hooks.RetryPeriod.Set(v) }, func(c *Config) string { return c.Hooks.RetryPeriod.String() }},
 	{"trusted_proxies", "comma-separated addresses or CIDRs whose X-Forwarded-For counts", func(c *Config, v string) error {
 		c.TrustedProxies = splitList(v)
 		return nil
@@ -270,6 +312,15 @@ func (c *Config) Validate() error {
 	}
 	if c.CommerceBatchLimit < c.CommerceEventLimit {
 		errs = append(errs, fmt.Errorf("commerce_batch_limit %s is below commerce_event_limit %s", c.CommerceBatchLimit, c.CommerceEventLimit))
+	}
+	if _, err := c.Hooks.AllowPrefixes(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Hooks.RetryTimes < 0 || c.Hooks.RetryTimes > 100 {
+		errs = append(errs, fmt.Errorf("hooks.retry_times: %d is outside 0..100", c.Hooks.RetryTimes))
+	}
+	if c.Hooks.RetryPeriod <= 0 || c.Hooks.StopAfterDeadLetters < 1 {
+		errs = append(errs, errors.New("hooks.retry_period must be positive and hooks.stop_after_dead_letters at least 1"))
 	}
 	if _, err := c.TrustedPrefixes(); err != nil {
 		errs = append(errs, err)

@@ -24,6 +24,8 @@ const (
 	EventsFile  = "events.db"
 	StateFile   = "state.db"
 	ProfileFile = "profiles.db"
+	HooksFile   = "hooks.db"
+	HooksKey    = "hooks.key" // seals hook secrets; back it up with hooks.db
 )
 
 // ErrLocked means another process (normally a running server) owns the
