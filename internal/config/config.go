@@ -110,6 +110,7 @@ func Default() Config {
 		S2SLimit:           1 << 20,
 		CommerceEventLimit: 32 << 10,
 		CommerceBatchLimit: 500 << 10,
+		Hooks:              Hooks{RetryTimes: 4, RetryPeriod: Duration(15 * time.Second), StopAfterDeadLetters: 10},
 		LogLevel:           "info",
 		LogFormat:          "auto",
 	}
