@@ -217,6 +217,13 @@ func (s *Schema) Validate(doc any, prefix string) event.FieldErrors {
 		add(e, describe(e.ErrorKind))
 	}
 	walk(ve)
+	// The library walks properties in map order: sort for stable answers.
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Path != out[j].Path {
+			return out[i].Path < out[j].Path
+		}
+		return out[i].Message < out[j].Message
+	})
 	return out
 }
 
