@@ -105,7 +105,7 @@ func (c *Commerce) Decode(p *project.Project, r *Request) (single *event.Event, 
 	if len(top.members) > 1 {
 		for _, m := range top.members {
 			if m.key != "batch" {
-				return nil, nil, FieldError(http.StatusBadRequest, keyPath("", m.key), `a batch is {"batch":[event, …]} and nothing else`)
+				return nil, nil, FieldError(http.StatusBadRequest, strings.TrimPrefix(pathSegment(m.key), "."), `a batch is {"batch":[event, …]} and nothing else`)
 			}
 		}
 	}
@@ -170,7 +170,7 @@ func (c *Commerce) decodeEvent(p *project.Project, r *Request, top *object, late
 	var ce commerceEvent
 	for _, m := range top.members {
 		if !commerceEnvelope[m.key] {
-			add(keyPath("", m.key), commerceUnknownField)
+			add(strings.TrimPrefix(pathSegment(m.key), "."), commerceUnknownField)
 		}
 	}
 	if v, ok := get(top, "name"); !ok {
@@ -505,17 +505,4 @@ func decodeAny(b []byte) (any, error) {
 		return nil, err
 	}
 	return v, nil
-}
-
-var identKey = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]*$`)
-
-// keyPath is prefix.key, or prefix["key"] when key is not an identifier.
-func keyPath(prefix, key string) string {
-	if identKey.MatchString(key) {
-		if prefix == "" {
-			return key
-		}
-		return prefix + "." + key
-	}
-	return prefix + string(event.AppendString([]byte("["), key)) + "]"
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -84,7 +85,7 @@ func (f *fixture) appendEvents(key string, project uint32, n int) []event.ID {
 	return ids
 }
 
-func itoa(i int) string { return strings.TrimSpace(strings.Repeat(" ", 0) + jsonInt(i)) }
+func itoa(i int) string { return strconv.Itoa(i) }
 func jsonInt(i int) string {
 	b, _ := json.Marshal(i)
 	return string(b)

@@ -1018,7 +1018,7 @@ func (m *Manager) synthetic(h Hook) eventlog.Record {
 	return eventlog.Record{ID: e.ID, ProjectID: pid, Key: key, Time: e.Time, Body: e.AppendJSON(nil)}
 }
 
-// parseID reads a dead letter id.
+// ParseDeadLetterID reads a dead letter id.
 func ParseDeadLetterID(s string) (int64, error) {
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n <= 0 {

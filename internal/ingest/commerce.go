@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"net/http"
-	"strings"
 
 	"github.com/sluicehq/sluice/internal/dialect"
 	"github.com/sluicehq/sluice/internal/event"
@@ -11,22 +10,8 @@ import (
 // serveCommerce is POST /v1/events: one typed e-commerce event, or
 // {"batch":[…]} answered per event.
 func (s *Server) serveCommerce(w http.ResponseWriter, r *http.Request) {
-	if p := strings.TrimSuffix(r.URL.Path, "/"); p != "/v1/events" {
-		s.fail(w, dialect.Errorf(http.StatusNotFound, "no route for %s: POST /v1/events", r.URL.Path))
-		return
-	}
-	if r.Method != http.MethodPost {
-		s.fail(w, &dialect.Error{Status: http.StatusMethodNotAllowed, Message: "method " + r.Method + " is not allowed; use POST",
-			Header: map[string]string{"Allow": "POST, OPTIONS"}})
-		return
-	}
-	proj, err := s.commerce.Authenticate(r)
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
-	if err := dialect.CheckContentType(r); err != nil {
-		s.fail(w, err)
+	proj, ok := s.acceptJSONPost(w, r, s.commerce.Authenticate, "/v1/events")
+	if !ok {
 		return
 	}
 	buf, err := s.readBody(w, r, s.cfg.CommerceBatchLimit)

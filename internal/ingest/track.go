@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -11,24 +12,36 @@ import (
 	"github.com/sluicehq/sluice/internal/project"
 )
 
-// serveTrack is POST /track (one hit) and POST /track/batch.
-func (s *Server) serveTrack(w http.ResponseWriter, r *http.Request, batch bool) {
-	if p := strings.TrimSuffix(r.URL.Path, "/"); p != "/track" && p != "/track/batch" {
-		s.fail(w, dialect.Errorf(http.StatusNotFound, "no route for %s: POST /track or POST /track/batch", r.URL.Path))
-		return
+// acceptJSONPost checks what the token-authenticated JSON dialects share:
+// one of paths (a trailing slash allowed), POST, the project's token, a
+// JSON body. It answers the refusal itself and reports whether to go on.
+func (s *Server) acceptJSONPost(w http.ResponseWriter, r *http.Request, auth func(*http.Request) (*project.Project, error), paths ...string) (*project.Project, bool) {
+	p := strings.TrimSuffix(r.URL.Path, "/")
+	if !slices.Contains(paths, p) {
+		s.fail(w, dialect.Errorf(http.StatusNotFound, "no route for %s: POST %s", r.URL.Path, strings.Join(paths, " or POST ")))
+		return nil, false
 	}
 	if r.Method != http.MethodPost {
 		s.fail(w, &dialect.Error{Status: http.StatusMethodNotAllowed, Message: "method " + r.Method + " is not allowed; use POST",
 			Header: map[string]string{"Allow": "POST, OPTIONS"}})
-		return
+		return nil, false
 	}
-	proj, err := s.track.Authenticate(r)
+	proj, err := auth(r)
 	if err != nil {
 		s.fail(w, err)
-		return
+		return nil, false
 	}
 	if err := dialect.CheckContentType(r); err != nil {
 		s.fail(w, err)
+		return nil, false
+	}
+	return proj, true
+}
+
+// serveTrack is POST /track (one hit) and POST /track/batch.
+func (s *Server) serveTrack(w http.ResponseWriter, r *http.Request, batch bool) {
+	proj, ok := s.acceptJSONPost(w, r, s.track.Authenticate, "/track", "/track/batch")
+	if !ok {
 		return
 	}
 	limit := s.cfg.TrackHitLimit
