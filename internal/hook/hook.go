@@ -88,6 +88,9 @@ type Hook struct {
 	// SigningSecret is shown once, when the hook is created or its secret
 	// rotated.
 	SigningSecret string `json:"signing_secret,omitempty" yaml:"-"`
+	// scan is where forming batches resumes: past the last batch
+	// recorded in flight (>= Cursor when batches are in flight).
+	scan event.ID
 }
 
 // HTTPTarget is where an http hook POSTs its batches.

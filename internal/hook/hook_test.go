@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,14 +24,14 @@ import (
 )
 
 type fixture struct {
-	t   *testing.T
+	t   testing.TB
 	log *sqlite.Log
 	ps  *project.Store
 	m   *Manager
 	dir string
 }
 
-func newFixture(t *testing.T, allowLoopback bool) *fixture {
+func newFixture(t testing.TB, allowLoopback bool) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	gen, _ := event.NewGenerator(0, nil)
@@ -116,10 +117,11 @@ func newReceiver(t *testing.T, answer func(n int, r *http.Request) (int, string,
 		rc.mu.Lock()
 		rc.reqs = append(rc.reqs, received{at: time.Now(), header: r.Header.Clone(), body: body, msgs: msgs})
 		n := len(rc.reqs)
+		answer := rc.answer
 		rc.mu.Unlock()
 		status, resp, hdr := 200, `{"ok":true}`, map[string]string(nil)
-		if rc.answer != nil {
-			status, resp, hdr = rc.answer(n, r)
+		if answer != nil {
+			status, resp, hdr = answer(n, r)
 		}
 		for k, v := range hdr {
 			w.Header().Set(k, v)
@@ -129,6 +131,13 @@ func newReceiver(t *testing.T, answer func(n int, r *http.Request) (int, string,
 	}))
 	t.Cleanup(rc.Close)
 	return rc
+}
+
+// setAnswer changes how the receiver answers from the next request on.
+func (rc *receiver) setAnswer(answer func(n int, r *http.Request) (int, string, map[string]string)) {
+	rc.mu.Lock()
+	rc.answer = answer
+	rc.mu.Unlock()
 }
 
 func (rc *receiver) requests() []received {
@@ -278,10 +287,10 @@ func TestRetriesFlappingThenSuccess(t *testing.T) {
 
 func TestTimeoutsParkDeadLettersAndStopTheHook(t *testing.T) {
 	f := newFixture(t, true)
-	var slow sync.WaitGroup
+	var slow atomic.Int32 // answers still sleeping
 	rc := newReceiver(t, func(n int, r *http.Request) (int, string, map[string]string) {
 		slow.Add(1)
-		defer slow.Done()
+		defer slow.Add(-1)
 		time.Sleep(300 * time.Millisecond)
 		return 200, "late", nil
 	})
@@ -308,9 +317,9 @@ func TestTimeoutsParkDeadLettersAndStopTheHook(t *testing.T) {
 	if len(d) != 4 || d[0].ErrorClass != "timeout" {
 		t.Fatalf("attempts %+v", d)
 	}
-	slow.Wait()
+	waitFor(t, "the late answers", func() bool { return len(rc.requests()) == 4 && slow.Load() == 0 })
 	// Replay one, then the rest, against a target that now answers.
-	rc.answer = nil
+	rc.setAnswer(nil)
 	res, err := f.m.Replay(context.Background(), h.ID, DeadLetterQuery{ID: dls[0].ID})
 	if err != nil || len(res) != 1 || !res[0].Delivered || res[0].BatchID != dls[0].BatchID {
 		t.Fatalf("replay one: %+v %v", res, err)

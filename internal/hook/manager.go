@@ -2,6 +2,7 @@ package hook
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tidwall/gjson"
 
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog"
@@ -280,7 +282,7 @@ func (m *Manager) loadInflight(ctx context.Context, hookID string) ([]*pending, 
 			after = recs[len(recs)-1].ID
 		}
 		if len(f.p.records) == 0 { // removed by retention meanwhile
-			if err := m.commit(hookID, f.p, nil); err != nil {
+			if err := m.commit(hookID, f.p, nil, nil, 0); err != nil {
 				return nil, err
 			}
 			continue
@@ -290,20 +292,57 @@ func (m *Manager) loadInflight(ctx context.Context, hookID string) ([]*pending, 
 	return out, nil
 }
 
+// saveInflight records p before its first attempt, with the scan
+// position after it (where a restart resumes forming batches).
 func (m *Manager) saveInflight(ctx context.Context, hookID string, p *pending) error {
 	ids := make([]event.ID, len(p.records))
 	for i, r := range p.records {
 		ids[i] = r.ID
 	}
 	b, _ := json.Marshal(ids)
-	_, err := m.store.db.ExecContext(ctx, `INSERT INTO inflight(hook_id, seq, batch_id, ids, last_id) VALUES (?, ?, ?, ?, ?)`,
-		hookID, p.seq, p.id, string(b), int64(p.upTo))
-	return err
+	tx, err := m.store.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(`INSERT INTO inflight(hook_id, seq, batch_id, ids, last_id) VALUES (?, ?, ?, ?, ?)`,
+		hookID, p.seq, p.id, string(b), int64(p.upTo)); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(`UPDATE hooks SET scan = max(scan, ?) WHERE id = ?`, int64(p.upTo), hookID); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	if r := m.rows[hookID]; r != nil && p.upTo > r.hook.scan {
+		r.hook.scan = p.upTo
+	}
+	m.mu.Unlock()
+	return nil
+}
+
+// cursorOf is the hook's cursor as last committed.
+func (m *Manager) cursorOf(id string) event.ID {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r := m.rows[id]; r != nil {
+		return r.hook.Cursor
+	}
+	return 0
 }
 
 func (m *Manager) saveCursor(ctx context.Context, hookID string, c event.ID) error {
-	_, err := m.store.db.ExecContext(ctx, `UPDATE hooks SET cursor = ? WHERE id = ? AND cursor < ?`, int64(c), hookID, int64(c))
-	return err
+	if _, err := m.store.db.ExecContext(ctx, `UPDATE hooks SET cursor = ? WHERE id = ? AND cursor < ?`, int64(c), hookID, int64(c)); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	if r := m.rows[hookID]; r != nil && c > r.hook.Cursor {
+		r.hook.Cursor = c
+	}
+	m.mu.Unlock()
+	return nil
 }
 
 // deadLetter is a parked batch.
@@ -325,9 +364,11 @@ type deadLetter struct {
 // DeadLetter is a parked batch, as the API shows it.
 type DeadLetter = deadLetter
 
-// commit moves the cursor past p, in one transaction with parking it as
-// a dead letter when dl is set.
-func (m *Manager) commit(hookID string, p *pending, dl *deadLetter) error {
+// commit ends batch p in one transaction: its in-flight record goes, its
+// last attempt is logged, it is parked as a dead letter when dl is set,
+// and the cursor moves to cursor when that is not 0 (the end of the run
+// of finished batches that p completed).
+func (m *Manager) commit(hookID string, p *pending, dl *deadLetter, att *attempt, cursor event.ID) error {
 	tx, err := m.store.db.Begin()
 	if err != nil {
 		return err
@@ -336,8 +377,15 @@ func (m *Manager) commit(hookID string, p *pending, dl *deadLetter) error {
 	if _, err := tx.Exec(`DELETE FROM inflight WHERE hook_id = ? AND seq = ?`, hookID, p.seq); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(`UPDATE hooks SET cursor = max(cursor, ?) WHERE id = ?`, int64(p.upTo), hookID); err != nil {
-		return err
+	if cursor > 0 {
+		if _, err := tx.Exec(`UPDATE hooks SET cursor = max(cursor, ?) WHERE id = ?`, int64(cursor), hookID); err != nil {
+			return err
+		}
+	}
+	if att != nil {
+		if err := m.insertAttempt(tx, att); err != nil {
+			return err
+		}
 	}
 	if dl != nil {
 		body := httpsink.Body(dl.messages)
@@ -349,17 +397,19 @@ func (m *Manager) commit(hookID string, p *pending, dl *deadLetter) error {
 		if _, err := tx.Exec(`UPDATE hooks SET consecutive_dead = consecutive_dead + 1 WHERE id = ?`, hookID); err != nil {
 			return err
 		}
-	} else if _, err := tx.Exec(`UPDATE hooks SET consecutive_dead = 0 WHERE id = ?`, hookID); err != nil {
+	} else if _, err := tx.Exec(`UPDATE hooks SET consecutive_dead = 0 WHERE id = ? AND consecutive_dead != 0`, hookID); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	m.mu.Lock()
-	if r := m.rows[hookID]; r != nil && p.upTo > r.hook.Cursor {
-		r.hook.Cursor = p.upTo
+	if cursor > 0 {
+		m.mu.Lock()
+		if r := m.rows[hookID]; r != nil && cursor > r.hook.Cursor {
+			r.hook.Cursor = cursor
+		}
+		m.mu.Unlock()
 	}
-	m.mu.Unlock()
 	return nil
 }
 
@@ -372,25 +422,49 @@ func (m *Manager) deadStreak(hookID string) int {
 // attemptLogKeep is how many attempts are kept per hook.
 const attemptLogKeep = 1000
 
-func (m *Manager) recordAttempt(hookID, batchID string, attempt, events int, start, end time.Time, status int, err error, resp string, next time.Time, kind string) {
+// attempt is one row of the attempt log.
+type attempt struct {
+	hookID, batchID string
+	n, events       int
+	start, end      time.Time
+	status          int
+	err             error
+	resp            string
+	next            time.Time
+	kind            string
+}
+
+type execer interface {
+	Exec(query string, args ...any) (sql.Result, error)
+}
+
+// recordAttempt logs an attempt on its own (one that is retried, or a
+// replay); the last attempt of a batch is logged in its commit.
+func (m *Manager) recordAttempt(a *attempt) {
+	if err := m.insertAttempt(m.store.db, a); err != nil {
+		m.logger.Error("attempt log", "hook", a.hookID, "err", err)
+	}
+}
+
+func (m *Manager) insertAttempt(db execer, a *attempt) error {
 	class, msg := "", ""
-	if err != nil {
-		class, msg = sink.Classify(err), err.Error()
+	if a.err != nil {
+		class, msg = sink.Classify(a.err), a.err.Error()
 	}
 	var nextMs int64
-	if !next.IsZero() {
-		nextMs = next.UnixMilli()
+	if !a.next.IsZero() {
+		nextMs = a.next.UnixMilli()
 	}
-	res, dberr := m.store.db.Exec(`INSERT INTO deliveries(hook_id, batch_id, attempt, events, started_at, ended_at, status, error_class, error, response, next_attempt_at, kind)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, hookID, batchID, attempt, events, start.UnixMicro(), end.UnixMicro(), status, class, msg, resp, nextMs, kind)
-	if dberr != nil {
-		m.logger.Error("attempt log", "hook", hookID, "err", dberr)
-		return
+	res, err := db.Exec(`INSERT INTO deliveries(hook_id, batch_id, attempt, events, started_at, ended_at, status, error_class, error, response, next_attempt_at, kind)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, a.hookID, a.batchID, a.n, a.events, a.start.UnixMicro(), a.end.UnixMicro(), a.status, class, msg, a.resp, nextMs, a.kind)
+	if err != nil {
+		return err
 	}
 	if id, _ := res.LastInsertId(); id%100 == 0 {
-		_, _ = m.store.db.Exec(`DELETE FROM deliveries WHERE hook_id = ? AND id <= (SELECT id FROM deliveries WHERE hook_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`,
-			hookID, hookID, attemptLogKeep)
+		_, err = db.Exec(`DELETE FROM deliveries WHERE hook_id = ? AND id <= (SELECT id FROM deliveries WHERE hook_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`,
+			a.hookID, a.hookID, attemptLogKeep)
 	}
+	return err
 }
 
 // ---- messages
@@ -399,57 +473,57 @@ func (m *Manager) recordAttempt(hookID, batchID string, attempt, events int, sta
 // the first).
 func (m *Manager) buildMessages(ctx context.Context, h *Hook, comp *compiled, recs []eventlog.Record, try int, isTest bool) [][]byte {
 	out := make([][]byte, len(recs))
-	needEvent := false
-	for _, f := range comp.customData {
-		for _, p := range f.parts {
-			if p.param != "" && p.param != "uuid" && !strings.HasPrefix(p.param, "event_date") && p.param != "project_name" {
-				needEvent = true
+	withProfile := usesProfile(comp.customData)
+	size := 0
+	for _, r := range recs {
+		size += len(r.Body) + 64 + 48*len(comp.customData)
+	}
+	// One allocation holds every message of the batch.
+	buf := make([]byte, 0, size)
+	var scratch []byte
+	var lastProject uint32
+	var projectName string
+	for i, r := range recs {
+		if i == 0 || r.ProjectID != lastProject {
+			lastProject, projectName = r.ProjectID, ""
+			if p, ok := m.projects.Get(r.ProjectID); ok {
+				projectName = p.Name
 			}
 		}
-	}
-	withProfile := usesProfile(comp.customData)
-	for i, r := range recs {
-		rc := renderContext{time: time.UnixMilli(r.Time)}
-		if needEvent || withProfile {
-			rc.event, _ = decodeEvent(r.Body)
-		}
-		if p, ok := m.projects.Get(r.ProjectID); ok {
-			rc.projectName = p.Name
-		}
+		rc := renderContext{body: r.Body, time: time.UnixMilli(r.Time), projectName: projectName}
 		if withProfile {
-			rc.profile = m.profileOf(ctx, r.ProjectID, rc.event)
+			rc.profile = m.profileOf(ctx, r.ProjectID, r.Body)
 		}
-		cd := render(nil, comp.customData, &rc)
-		out[i] = appendMessage(make([]byte, 0, len(r.Body)+len(cd)+48), r.Body, cd, isTest, try)
+		start := len(buf)
+		buf = appendMessage(buf, r.Body, comp.customData, &rc, &scratch, isTest, try)
+		out[i] = buf[start:len(buf):len(buf)]
 	}
 	return out
 }
 
-// profileOf finds the profile of the first identity of ev that has one:
-// attribute → value, and "id".
-func (m *Manager) profileOf(ctx context.Context, projectID uint32, ev map[string]any) map[string]any {
-	if m.profiles == nil || ev == nil {
+// profileOf finds the profile of the first identity of the stored event
+// body that has one: attribute → value, and "id".
+func (m *Manager) profileOf(ctx context.Context, projectID uint32, body []byte) map[string]any {
+	if m.profiles == nil {
 		return nil
 	}
-	ids, _ := ev["identities"].([]any)
-	for _, x := range ids {
-		id, _ := x.(map[string]any)
-		t, _ := id["type"].(string)
-		v, _ := id["value"].(string)
+	var out map[string]any
+	gjson.GetBytes(body, "identities").ForEach(func(_, id gjson.Result) bool {
+		t, v := id.Get("type").String(), id.Get("value").String()
 		if t == "" || v == "" {
-			continue
+			return true
 		}
 		p, err := m.profiles.Find(ctx, projectID, t, v)
 		if err != nil {
-			continue
+			return true
 		}
-		out := map[string]any{"id": p.ID}
+		out = map[string]any{"id": p.ID}
 		for k, a := range p.Attributes {
 			out[k] = a.Value
 		}
-		return out
-	}
-	return nil
+		return false
+	})
+	return out
 }
 
 // ---- lag
@@ -642,10 +716,7 @@ func (m *Manager) Activate(ctx context.Context, id string, s *Start) (Hook, erro
 		if _, err := m.store.db.ExecContext(ctx, `DELETE FROM inflight WHERE hook_id = ?`, id); err != nil {
 			return Hook{}, err
 		}
-		if _, err := m.store.db.ExecContext(ctx, `UPDATE hooks SET cursor = ? WHERE id = ?`, int64(c), id); err != nil {
-			return Hook{}, err
-		}
-		r.hook.Cursor = c
+		r.hook.Cursor, r.hook.scan = c, c
 	}
 	r.hook.Active, r.hook.StoppedReason, r.hook.UpdatedAt = true, "", m.cfg.Now().UTC().Truncate(time.Millisecond)
 	if err := m.store.update(ctx, r, cursor); err != nil {
@@ -877,7 +948,7 @@ func (m *Manager) Replay(ctx context.Context, id string, q DeadLetterQuery) ([]R
 		if rep != nil {
 			res.Status, resp = rep.Status, rep.Response
 		}
-		m.recordAttempt(id, d.BatchID, d.Attempts+1, d.Events, start, end, res.Status, err, resp, time.Time{}, "replay")
+		m.recordAttempt(&attempt{hookID: id, batchID: d.BatchID, n: d.Attempts + 1, events: d.Events, start: start, end: end, status: res.Status, err: err, resp: resp, kind: "replay"})
 		if err == nil {
 			if _, err := m.store.db.ExecContext(ctx, `DELETE FROM dead_letters WHERE id = ?`, d.ID); err != nil {
 				return out, err

@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS hooks (
 	secrets          BLOB NOT NULL,    -- AES-GCM sealed JSON of the secrets
 	active           INTEGER NOT NULL,
 	cursor           INTEGER NOT NULL, -- every event up to here is delivered or parked
+	scan             INTEGER NOT NULL DEFAULT 0, -- batches are formed after here
 	stopped_reason   TEXT NOT NULL DEFAULT '',
 	consecutive_dead INTEGER NOT NULL DEFAULT 0,
 	created_at       INTEGER NOT NULL,
@@ -111,7 +112,25 @@ func openStore(path, keyPath string) (*store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open hooks %s: %w", path, err)
 	}
+	if err := migrate(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open hooks %s: %w", path, err)
+	}
 	return &store{db: db, aead: aead}, nil
+}
+
+// migrate brings a hooks.db of an earlier version up to date.
+func migrate(db *sql.DB) error {
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info('hooks') WHERE name = 'scan'`).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		if _, err := db.Exec(`ALTER TABLE hooks ADD COLUMN scan INTEGER NOT NULL DEFAULT 0`); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // loadKey reads the 32-byte key that seals hook secrets, creating it (0600)
@@ -178,7 +197,7 @@ type row struct {
 }
 
 func (s *store) list(ctx context.Context) ([]*row, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, spec, secrets, active, cursor, stopped_reason, consecutive_dead, created_at, updated_at FROM hooks ORDER BY created_at, id`)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, spec, secrets, active, cursor, scan, stopped_reason, consecutive_dead, created_at, updated_at FROM hooks ORDER BY created_at, id`)
 	if err != nil {
 		return nil, fmt.Errorf("list hooks: %w", err)
 	}
@@ -189,8 +208,8 @@ func (s *store) list(ctx context.Context) ([]*row, error) {
 		var spec string
 		var sealed []byte
 		var active int
-		var cursor, created, updated int64
-		if err := rows.Scan(&r.hook.ID, &spec, &sealed, &active, &cursor, &r.hook.StoppedReason, &r.dead, &created, &updated); err != nil {
+		var cursor, scan, created, updated int64
+		if err := rows.Scan(&r.hook.ID, &spec, &sealed, &active, &cursor, &scan, &r.hook.StoppedReason, &r.dead, &created, &updated); err != nil {
 			return nil, err
 		}
 		id, reason := r.hook.ID, r.hook.StoppedReason
@@ -198,7 +217,7 @@ func (s *store) list(ctx context.Context) ([]*row, error) {
 			return nil, fmt.Errorf("hook %s: %w", id, err)
 		}
 		r.hook.ID, r.hook.StoppedReason = id, reason
-		r.hook.Active, r.hook.Cursor = active == 1, event.ID(cursor)
+		r.hook.Active, r.hook.Cursor, r.hook.scan = active == 1, event.ID(cursor), event.ID(scan)
 		r.hook.CreatedAt, r.hook.UpdatedAt = time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()
 		if r.secrets, err = s.open(sealed); err != nil {
 			return nil, fmt.Errorf("hook %s: %w", id, err)
@@ -225,8 +244,8 @@ func specJSON(h Hook) string {
 }
 
 func (s *store) insert(ctx context.Context, r *row) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO hooks(id, spec, secrets, active, cursor, stopped_reason, consecutive_dead, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, '', 0, ?, ?)`, r.hook.ID, specJSON(r.hook), s.seal(r.secrets), b2i(r.hook.Active), int64(r.hook.Cursor),
+	_, err := s.db.ExecContext(ctx, `INSERT INTO hooks(id, spec, secrets, active, cursor, scan, stopped_reason, consecutive_dead, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, '', 0, ?, ?)`, r.hook.ID, specJSON(r.hook), s.seal(r.secrets), b2i(r.hook.Active), int64(r.hook.Cursor), int64(r.hook.Cursor),
 		r.hook.CreatedAt.UnixMilli(), r.hook.UpdatedAt.UnixMilli())
 	if err != nil {
 		return fmt.Errorf("insert hook: %w", err)
@@ -240,8 +259,8 @@ func (s *store) update(ctx context.Context, r *row, cursor *event.ID) error {
 	q := `UPDATE hooks SET spec = ?, secrets = ?, active = ?, stopped_reason = ?, updated_at = ?`
 	args := []any{specJSON(r.hook), s.seal(r.secrets), b2i(r.hook.Active), r.hook.StoppedReason, r.hook.UpdatedAt.UnixMilli()}
 	if cursor != nil {
-		q += `, cursor = ?`
-		args = append(args, int64(*cursor))
+		q += `, cursor = ?, scan = ?`
+		args = append(args, int64(*cursor), int64(*cursor))
 	}
 	if r.hook.Active {
 		q += `, consecutive_dead = 0`

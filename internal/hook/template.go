@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/tidwall/gjson"
+
+	"github.com/sluicehq/sluice/internal/event"
 )
 
 // A custom_data value is a fixed string or a template: text with
@@ -29,14 +32,24 @@ import (
 // hook is saved.
 
 type customField struct {
-	key   string
-	parts []part
+	key     string
+	jsonKey []byte // key as a JSON string
+	parts   []part
 }
 
 type part struct {
 	text  string // literal text, when param is ""
 	param string
 	path  []string // event.data.<path> or profile.<field>
+	// get is the gjson path of an event parameter in the stored event
+	// (its names escaped), e.g. "data.order\\.id".
+	get string
+}
+
+// eventFields maps the event parameters to the canonical event's members.
+var eventFields = map[string]string{
+	"project_id": "projectId", "event.id": "id", "event.key": "key", "event.service": "service",
+	"event.name": "name", "event.channel": "channel", "event.uid": "uid",
 }
 
 var simpleParams = map[string]bool{
@@ -50,7 +63,7 @@ const Parameters = "uuid, event_date, event_date_ymd, event_date_rfc3339, event_
 	"event.id, event.key, event.service, event.name, event.channel, event.uid, event.data.<path>, profile.<field>"
 
 func parseTemplate(key, s string) (customField, error) {
-	f := customField{key: key}
+	f := customField{key: key, jsonKey: event.AppendString(nil, key)}
 	if key == "" {
 		return f, fmt.Errorf("a key is required")
 	}
@@ -83,6 +96,16 @@ func parseTemplate(key, s string) (customField, error) {
 				return f, fmt.Errorf("{{%s}}: an empty name in the path", name)
 			}
 		}
+		if m, ok := eventFields[name]; ok {
+			p.get = m
+		}
+		if p.param == "event.data" {
+			segs := []string{"data"}
+			for _, seg := range p.path {
+				segs = append(segs, gjson.Escape(seg))
+			}
+			p.get = strings.Join(segs, ".")
+		}
 		f.parts = append(f.parts, p)
 		s = s[i+j+2:]
 	}
@@ -107,8 +130,8 @@ func usesProfile(fs []customField) bool {
 
 // renderContext is what one message's templates read.
 type renderContext struct {
-	event       map[string]any // the canonical event, decoded
-	time        time.Time      // the event's time
+	body        []byte // the canonical event as stored
+	time        time.Time
 	projectName string
 	profile     map[string]any // attribute → value; "id" → the profile id
 }
@@ -117,77 +140,76 @@ type renderContext struct {
 // sample date, 2006-01-25T15:04:05.999999Z).
 const EventDateLayout = "2006-01-02T15:04:05.999999Z"
 
-func (c *renderContext) param(p part) string {
+// appendParam appends the value of p.
+func (c *renderContext) appendParam(dst []byte, p part) []byte {
+	if p.get != "" {
+		return appendResult(dst, gjson.GetBytes(c.body, p.get))
+	}
 	switch p.param {
 	case "uuid":
-		return uuid.NewString()
+		return append(dst, uuid.NewString()...)
 	case "event_date":
-		return c.time.UTC().Format(EventDateLayout)
+		return c.time.UTC().AppendFormat(dst, EventDateLayout)
 	case "event_date_ymd":
-		return c.time.UTC().Format("2006-01-02")
+		return c.time.UTC().AppendFormat(dst, "2006-01-02")
 	case "event_date_rfc3339":
-		return c.time.UTC().Format(time.RFC3339)
+		return c.time.UTC().AppendFormat(dst, time.RFC3339)
 	case "event_date_unix":
-		return strconv.FormatInt(c.time.Unix(), 10)
+		return strconv.AppendInt(dst, c.time.Unix(), 10)
 	case "event_date_unixnano":
-		return strconv.FormatInt(c.time.UnixNano(), 10)
-	case "project_id":
-		return scalar(c.event["projectId"])
+		return strconv.AppendInt(dst, c.time.UnixNano(), 10)
 	case "project_name":
-		return c.projectName
-	case "event.id", "event.key", "event.service", "event.name", "event.channel", "event.uid":
-		return scalar(c.event[strings.TrimPrefix(p.param, "event.")])
-	case "event.data":
-		var v any = c.event["data"]
-		for _, seg := range p.path {
-			m, ok := v.(map[string]any)
-			if !ok {
-				return ""
-			}
-			v = m[seg]
-		}
-		return scalar(v)
+		return append(dst, c.projectName...)
 	case "profile":
-		return scalar(c.profile[p.path[0]])
+		return append(dst, scalar(c.profile[p.path[0]])...)
 	}
-	return ""
+	return dst
 }
 
-// scalar renders a value as a string: strings as they are, numbers and
-// booleans as JSON writes them, objects and arrays as JSON, nil as "".
+// appendResult renders a stored value as text: strings as they are,
+// numbers and booleans as written, objects and arrays as their JSON,
+// null and missing values as nothing.
+func appendResult(dst []byte, r gjson.Result) []byte {
+	switch r.Type {
+	case gjson.Null:
+		return dst
+	case gjson.String:
+		return append(dst, r.Str...)
+	}
+	return append(dst, r.Raw...)
+}
+
+// scalar renders a profile attribute the same way.
 func scalar(v any) string {
 	switch x := v.(type) {
 	case nil:
 		return ""
 	case string:
 		return x
-	case json.Number:
-		return x.String()
 	}
 	b, _ := json.Marshal(v)
 	return string(b)
 }
 
-// render appends the custom_data object.
-func render(dst []byte, fs []customField, c *renderContext) []byte {
+// render appends the custom_data object; scratch is reused between calls.
+func render(dst []byte, fs []customField, c *renderContext, scratch *[]byte) []byte {
 	dst = append(dst, '{')
 	for i, f := range fs {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		k, _ := json.Marshal(f.key)
-		dst = append(dst, k...)
+		dst = append(dst, f.jsonKey...)
 		dst = append(dst, ':')
-		var b strings.Builder
+		v := (*scratch)[:0]
 		for _, p := range f.parts {
 			if p.param == "" {
-				b.WriteString(p.text)
+				v = append(v, p.text...)
 			} else {
-				b.WriteString(c.param(p))
+				v = c.appendParam(v, p)
 			}
 		}
-		v, _ := json.Marshal(b.String())
-		dst = append(dst, v...)
+		*scratch = v
+		dst = event.AppendString(dst, string(v))
 	}
 	return append(dst, '}')
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/expr-lang/expr"
@@ -17,9 +18,11 @@ import (
 	"github.com/sluicehq/sluice/internal/sink"
 )
 
-// worker delivers one active hook: it follows the log from the hook's
-// cursor, forms batches, and moves the cursor only past batches that were
-// delivered or parked as dead letters.
+// worker delivers one active hook: a collector follows the log from the
+// hook's place and forms batches; up to max_in_flight of them are
+// delivered at once; the cursor moves only past a run of batches that
+// were all delivered or parked as dead letters, so it never passes one
+// that is still in flight.
 type worker struct {
 	m      *Manager
 	hook   Hook
@@ -28,6 +31,26 @@ type worker struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	slots []*slot // batches (and idle stretches) in scan order, oldest first
+
+	// ahead holds records read from the log past the scan position and
+	// not examined yet (the rest of the last page), so a full batch does
+	// not make the next one read them again.
+	ahead []eventlog.Record
+	// unsaved is a cursor that idle stretches reached and that is not
+	// written yet (idle cursors are written at most once a second).
+	unsaved event.ID
+}
+
+// slot is a stretch of the log up to upTo: a batch in flight until done,
+// or a stretch with nothing to send (done at once).
+type slot struct {
+	seq  int64
+	upTo event.ID
+	done bool
 }
 
 // pending is a formed batch.
@@ -41,25 +64,35 @@ type pending struct {
 func (w *worker) run() {
 	defer close(w.done)
 	defer w.sink.Close()
+	defer w.wg.Wait() // runs first: every delivery has returned before the sink closes
 	log := w.m.logger.With("hook", w.hook.ID)
-	cursor := w.hook.Cursor
 	// Batches formed before a restart go first, exactly as they were.
 	inflight, err := w.m.loadInflight(w.ctx, w.hook.ID)
 	if err != nil {
 		log.Error("load in-flight batches", "err", err)
 		return
 	}
+	sem := make(chan struct{}, w.hook.MaxInFlight)
+	scan := max(w.hook.Cursor, w.hook.scan)
 	var seq int64
 	for _, p := range inflight {
-		if !w.deliver(p) {
+		seq = max(seq, p.seq)
+		w.track(p)
+	}
+	// Batches past the last one still in flight were finished before the
+	// restart: the cursor may pass them once the earlier ones are done.
+	w.idle(scan)
+	for _, p := range inflight {
+		scan = max(scan, p.upTo)
+	}
+	for _, p := range inflight {
+		if !w.launch(p, sem) {
 			return
 		}
-		cursor, seq = p.upTo, p.seq
 	}
-	scan := cursor
 	lastSave := time.Now()
 	for w.ctx.Err() == nil {
-		recs, upTo, err := w.collect(&scan, cursor, &lastSave)
+		recs, upTo, err := w.collect(&scan, &lastSave)
 		if err != nil {
 			if w.ctx.Err() == nil {
 				log.Error("read the event log", "err", err)
@@ -72,55 +105,157 @@ func (w *worker) run() {
 		}
 		seq++
 		p := &pending{seq: seq, id: newBatchID(), records: recs, upTo: upTo}
+		// Wait for a free place before the batch is recorded: a batch
+		// that is recorded is one the target may see.
+		select {
+		case sem <- struct{}{}:
+		case <-w.ctx.Done():
+			return
+		}
 		if err := w.m.saveInflight(w.ctx, w.hook.ID, p); err != nil {
+			<-sem
 			if w.ctx.Err() == nil {
 				log.Error("save in-flight batch", "err", err)
 				w.sleep(time.Second)
 			}
-			scan = cursor
+			scan, seq, w.ahead = w.resumePoint(), seq-1, nil
 			continue
 		}
-		if !w.deliver(p) {
-			return
-		}
-		cursor = upTo
+		w.track(p)
+		w.start(p, sem)
 	}
+}
+
+// launch waits for a free place and starts delivering p; false when the
+// worker stops meanwhile.
+func (w *worker) launch(p *pending, sem chan struct{}) bool {
+	select {
+	case sem <- struct{}{}:
+	case <-w.ctx.Done():
+		return false
+	}
+	w.start(p, sem)
+	return true
+}
+
+// start delivers p on its own goroutine, which gives its place back.
+func (w *worker) start(p *pending, sem chan struct{}) {
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		defer func() { <-sem }()
+		if !w.deliver(p) {
+			w.cancel() // stopped, gone or failing: the other batches stay in flight
+		}
+	}()
+}
+
+// track records a batch in flight, in scan order.
+func (w *worker) track(p *pending) {
+	w.mu.Lock()
+	w.slots = append(w.slots, &slot{seq: p.seq, upTo: p.upTo})
+	w.mu.Unlock()
+}
+
+// finish marks batch seq done and returns the new cursor: the end of the
+// run of done stretches at the front, or 0 when the front is in flight.
+func (w *worker) finish(seq int64) event.ID {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, s := range w.slots {
+		if s.seq == seq {
+			s.done = true
+		}
+	}
+	return w.popLocked()
+}
+
+// idle records a stretch up to scan with nothing to send and returns the
+// new cursor, as finish does.
+func (w *worker) idle(scan event.ID) event.ID {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n := len(w.slots); n > 0 && w.slots[n-1].seq == 0 {
+		w.slots[n-1].upTo = max(w.slots[n-1].upTo, scan)
+	} else {
+		w.slots = append(w.slots, &slot{upTo: scan, done: true})
+	}
+	return w.popLocked()
+}
+
+func (w *worker) popLocked() event.ID {
+	var c event.ID
+	for len(w.slots) > 0 && w.slots[0].done {
+		c = w.slots[0].upTo
+		w.slots = w.slots[1:]
+	}
+	return c
+}
+
+// resumePoint is where scanning starts again after a batch could not be
+// recorded: the end of the last recorded batch, else the cursor.
+func (w *worker) resumePoint() event.ID {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := w.m.cursorOf(w.hook.ID)
+	for _, s := range w.slots {
+		c = max(c, s.upTo)
+	}
+	return c
 }
 
 func newBatchID() string { return "msg_" + strings.ReplaceAll(randID(), "-", "") }
 
 // collect reads matching events after *scan until the batch is full or
-// batch_timeout has passed since its first event. Positions with no
-// match are saved now and then, so an idle hook does not rescan.
-func (w *worker) collect(scan *event.ID, cursor event.ID, lastSave *time.Time) ([]eventlog.Record, event.ID, error) {
+// batch_timeout has passed since its first event. Stretches with no
+// match move the cursor now and then, so an idle hook does not rescan.
+func (w *worker) collect(scan *event.ID, lastSave *time.Time) ([]eventlog.Record, event.ID, error) {
 	var out []eventlog.Record
-	var deadline <-chan time.Time
+	var deadline, saveLater <-chan time.Time
 	q := eventlog.Query{Limit: 1000}
 	if w.hook.ProjectID != nil {
 		q.Projects = []uint32{*w.hook.ProjectID}
 	}
 	for {
 		changed := w.m.log.Changed()
-		q.After = *scan
-		recs, err := w.m.log.Read(w.ctx, q)
-		if err != nil {
-			return nil, 0, err
+		recs := w.ahead
+		w.ahead = nil
+		full := true // the log may have more right now
+		if len(recs) == 0 {
+			q.After = *scan
+			var err error
+			if recs, err = w.m.log.Read(w.ctx, q); err != nil {
+				return nil, 0, err
+			}
+			full = len(recs) == q.Limit
 		}
-		for _, r := range recs {
+		for i, r := range recs {
 			*scan = r.ID
 			if w.match(r) {
 				out = append(out, r)
 				if len(out) >= w.hook.MaxBatchSize {
+					w.ahead = recs[i+1:]
 					return out, *scan, nil
 				}
 			}
 		}
-		if len(recs) == q.Limit {
-			continue // more is there already
+		if full {
+			continue
 		}
-		if len(out) == 0 && *scan > cursor && time.Since(*lastSave) > time.Second {
-			if err := w.m.saveCursor(w.ctx, w.hook.ID, *scan); err == nil {
-				*lastSave = time.Now()
+		if len(out) == 0 {
+			if c := w.idle(*scan); c > 0 {
+				w.unsaved = max(w.unsaved, c)
+			}
+			if w.unsaved > 0 {
+				if wait := time.Second - time.Since(*lastSave); wait > 0 {
+					if saveLater == nil {
+						t := time.NewTimer(wait)
+						defer t.Stop()
+						saveLater = t.C
+					}
+				} else if err := w.m.saveCursor(w.ctx, w.hook.ID, w.unsaved); err == nil {
+					w.unsaved, *lastSave = 0, time.Now()
+				}
 			}
 		}
 		if len(out) > 0 && deadline == nil {
@@ -134,6 +269,8 @@ func (w *worker) collect(scan *event.ID, cursor event.ID, lastSave *time.Time) (
 		case <-deadline:
 			return out, *scan, nil
 		case <-changed:
+		case <-saveLater:
+			saveLater = nil
 		}
 	}
 }
@@ -154,7 +291,7 @@ func (w *worker) match(r eventlog.Record) bool {
 	if err != nil {
 		return false
 	}
-	env := map[string]any{"event": ev, "profile": w.m.profileOf(w.ctx, r.ProjectID, ev)}
+	env := map[string]any{"event": ev, "profile": w.m.profileOf(w.ctx, r.ProjectID, r.Body)}
 	out, err := expr.Run(w.comp.filter, env)
 	if err != nil {
 		w.m.met.filterErrors.WithLabelValues(w.hook.ID).Inc()
@@ -178,6 +315,7 @@ func (w *worker) deliver(p *pending) bool {
 	attempts := 1 + *w.hook.RetryTimes
 	var lastErr error
 	var lastStatus int
+	var lastAtt *attempt
 	var msgs [][]byte
 	for a := 1; ; a++ {
 		msgs = w.m.buildMessages(w.ctx, &w.hook, w.comp, p.records, a-1, false)
@@ -201,10 +339,11 @@ func (w *worker) deliver(p *pending) bool {
 			wait = w.backoff(a, se)
 			next = end.Add(wait)
 		}
-		w.m.recordAttempt(w.hook.ID, p.id, a, len(p.records), start, end, status, err, resp, next, "delivery")
+		att := &attempt{hookID: w.hook.ID, batchID: p.id, n: a, events: len(p.records), start: start, end: end,
+			status: status, err: err, resp: resp, next: next, kind: "delivery"}
 		w.m.met.latency.WithLabelValues(w.hook.ID).Observe(end.Sub(start).Seconds())
 		if err == nil {
-			if cerr := w.m.commit(w.hook.ID, p, nil); cerr != nil {
+			if cerr := w.m.commit(w.hook.ID, p, nil, att, w.finish(p.seq)); cerr != nil {
 				w.m.logger.Error("commit delivered batch", "hook", w.hook.ID, "err", cerr)
 				return false
 			}
@@ -213,14 +352,16 @@ func (w *worker) deliver(p *pending) bool {
 			return true
 		}
 		w.m.met.failures.WithLabelValues(w.hook.ID, sink.Classify(err)).Inc()
-		lastErr, lastStatus = err, status
+		lastErr, lastStatus, lastAtt = err, status, att
 		if se != nil && se.Gone {
+			w.m.recordAttempt(att)
 			w.m.stopHook(w.hook.ID, "the target answered 410 Gone: "+err.Error())
 			return false
 		}
 		if a >= attempts {
 			break
 		}
+		w.m.recordAttempt(att)
 		w.m.met.retries.WithLabelValues(w.hook.ID).Inc()
 		if !w.sleep(wait) {
 			return false
@@ -229,7 +370,7 @@ func (w *worker) deliver(p *pending) bool {
 	dl := &deadLetter{HookID: w.hook.ID, BatchID: p.id, Events: len(p.records), FirstID: p.records[0].ID,
 		LastID: p.records[len(p.records)-1].ID, FirstTime: p.records[0].Time, Attempts: attempts, LastStatus: lastStatus, LastError: lastErr.Error()}
 	dl.messages = msgs
-	if err := w.m.commit(w.hook.ID, p, dl); err != nil {
+	if err := w.m.commit(w.hook.ID, p, dl, lastAtt, w.finish(p.seq)); err != nil {
 		w.m.logger.Error("park dead letter", "hook", w.hook.ID, "err", err)
 		return false
 	}
@@ -278,11 +419,11 @@ func (w *worker) sleep(d time.Duration) bool {
 
 // appendMessage writes one message: the canonical event plus custom_data,
 // is_test and, after the first attempt, sends_trying_num.
-func appendMessage(dst, body, customData []byte, isTest bool, try int) []byte {
+func appendMessage(dst, body []byte, fs []customField, rc *renderContext, scratch *[]byte, isTest bool, try int) []byte {
 	body = bytes.TrimRight(body, " \n")
 	dst = append(dst, body[:len(body)-1]...)
 	dst = append(dst, `,"custom_data":`...)
-	dst = append(dst, customData...)
+	dst = render(dst, fs, rc, scratch)
 	if isTest {
 		dst = append(dst, `,"is_test":true`...)
 	} else {

@@ -517,11 +517,42 @@ func (l *Log) Read(ctx context.Context, q eventlog.Query) ([]eventlog.Record, er
 	if err := q.Normalize(); err != nil {
 		return nil, err
 	}
+	stmt, args := l.readQuery(q)
+	rows, err := l.rdb.QueryContext(ctx, stmt, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read log: %w", err)
+	}
+	defer rows.Close()
+	var out []eventlog.Record
+	for rows.Next() {
+		var r eventlog.Record
+		var id, project int64
+		if err := rows.Scan(&id, &project, &r.Key, &r.Time, &r.Body); err != nil {
+			return nil, fmt.Errorf("read log: %w", err)
+		}
+		r.ID, r.ProjectID = event.ID(id), uint32(project)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read log: %w", err)
+	}
+	return out, nil
+}
+
+// readQuery is the SELECT of a normalized query.
+func (l *Log) readQuery(q eventlog.Query) (string, []any) {
 	var where []string
 	var args []any
 	if len(q.Projects) > 0 {
 		ph := strings.TrimSuffix(strings.Repeat("?,", len(q.Projects)), ",")
-		where = append(where, "project_id IN ("+ph+")")
+		col := "project_id"
+		if q.Since == 0 && q.Until == 0 {
+			// A cursor read: walk the primary key from After. Through the
+			// (project_id, time) index SQLite would read every event of
+			// the project and sort them for each page.
+			col = "+project_id"
+		}
+		where = append(where, col+" IN ("+ph+")")
 		for _, p := range q.Projects {
 			args = append(args, int64(p))
 		}
@@ -552,25 +583,7 @@ func (l *Log) Read(ctx context.Context, q eventlog.Query) ([]eventlog.Record, er
 	}
 	stmt += " ORDER BY id LIMIT ?"
 	args = append(args, q.Limit)
-	rows, err := l.rdb.QueryContext(ctx, stmt, args...)
-	if err != nil {
-		return nil, fmt.Errorf("read log: %w", err)
-	}
-	defer rows.Close()
-	var out []eventlog.Record
-	for rows.Next() {
-		var r eventlog.Record
-		var id, project int64
-		if err := rows.Scan(&id, &project, &r.Key, &r.Time, &r.Body); err != nil {
-			return nil, fmt.Errorf("read log: %w", err)
-		}
-		r.ID, r.ProjectID = event.ID(id), uint32(project)
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read log: %w", err)
-	}
-	return out, nil
+	return stmt, args
 }
 
 // deleteChunk bounds how many rows one retention transaction removes, so

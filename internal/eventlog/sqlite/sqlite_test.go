@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -390,4 +391,42 @@ func BenchmarkAppendBatch100Dedup(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "events/s")
+}
+
+// A cursor read of one project walks the primary key from the cursor; a
+// read bounded in time uses the (project_id, time) index. Through the
+// index a cursor read would fetch and sort every event of the project for
+// each page, which made hook delivery slow down as the log grew.
+func TestReadQueryPlans(t *testing.T) {
+	l := openAt(t, t.TempDir(), gen(t))
+	defer l.Close()
+	for _, tc := range []struct {
+		q    eventlog.Query
+		want string
+	}{
+		{eventlog.Query{Projects: []uint32{7}, After: 5, Limit: 1000}, "USING INTEGER PRIMARY KEY"},
+		{eventlog.Query{Projects: []uint32{7, 8}, Limit: 10}, "USING INTEGER PRIMARY KEY"},
+		{eventlog.Query{After: 5, Limit: 1000}, "USING INTEGER PRIMARY KEY"},
+		{eventlog.Query{Projects: []uint32{7}, Since: 1, Until: 2, Limit: 10}, "USING INDEX events_project_time"},
+	} {
+		stmt, args := l.readQuery(tc.q)
+		rows, err := l.rdb.Query("EXPLAIN QUERY PLAN "+stmt, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		got := strings.Join(plan, "; ")
+		if !strings.Contains(got, tc.want) || (tc.q.Since == 0 && strings.Contains(got, "TEMP B-TREE")) {
+			t.Errorf("%+v: plan %q, want %q and no sort", tc.q, got, tc.want)
+		}
+	}
 }
