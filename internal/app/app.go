@@ -128,7 +128,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	hooks, err := hook.Open(hook.Config{
 		Path: filepath.Join(cfg.DataDir, datadir.HooksFile), KeyPath: filepath.Join(cfg.DataDir, datadir.HooksKey),
 		RetryTimes: cfg.Hooks.RetryTimes, RetryPeriod: time.Duration(cfg.Hooks.RetryPeriod),
-		StopAfterDeadLetters: cfg.Hooks.StopAfterDeadLetters, AllowNetworks: allow,
+		StopAfterDeadLetters: cfg.Hooks.StopAfterDeadLetters, AllowNetworks: allow, ContentRetention: time.Duration(cfg.Hooks.ContentRetention),
 	}, elog, state, profiles, reg, logger.With("component", "hooks"))
 	if err != nil {
 		return err
@@ -141,7 +141,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 		BodyLimit: int64(cfg.BodyLimit), TrackHitLimit: int64(cfg.TrackHitLimit), TrackBatchLimit: int64(cfg.TrackBatchLimit),
 		CommerceEventLimit: int64(cfg.CommerceEventLimit), CommerceBatchLimit: int64(cfg.CommerceBatchLimit),
 		S2SLimit:       int64(cfg.S2SLimit),
-		TrustedProxies: trusted, Ready: ready.Load,
+		TrustedProxies: trusted, Ready: ready.Load, KeepContent: hooks.KeepContent,
 	}, elog, state, gen, reg, logger.With("component", "ingest"))
 	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: ready.Load, Profiles: profiles, Hooks: hooks}, state, elog, reg, logger.With("component", "admin"))
 
@@ -188,6 +188,18 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 		keep := time.Duration(cfg.Retention)
 		eventlog.Retention{
 			Keep: keep, Every: min(max(keep/24, time.Minute), time.Hour),
+			Log: logger.With("component", "retention"), Deleted: func(n int64) { deleted.Add(float64(n)) },
+		}.Run(retCtx, elog)
+	}()
+
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		deleted := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_content_retention_deleted_total", Help: "Raw requests (kept for hooks with include_content) deleted by their retention."})
+		reg.MustRegister(deleted)
+		keep := hooks.ContentRetention()
+		eventlog.Retention{
+			Keep: keep, Every: min(max(keep/24, time.Minute), time.Hour), Delete: elog.DeleteContentsBefore, What: "raw requests",
 			Log: logger.With("component", "retention"), Deleted: func(n int64) { deleted.Add(float64(n)) },
 		}.Run(retCtx, elog)
 	}()

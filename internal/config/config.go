@@ -78,6 +78,9 @@ type Hooks struct {
 	// AllowNetworks are CIDRs hooks may reach although the SSRF guard
 	// refuses them (loopback, private, link-local).
 	AllowNetworks []string `yaml:"allow_networks"`
+	// ContentRetention is how long raw requests are kept for hooks with
+	// include_content (the seed's HOOK_CONTENT_CLEANUP_HOURS, 72h).
+	ContentRetention Duration `yaml:"content_retention"`
 }
 
 // AllowPrefixes parses Hooks.AllowNetworks.
@@ -110,7 +113,7 @@ func Default() Config {
 		S2SLimit:           1 << 20,
 		CommerceEventLimit: 32 << 10,
 		CommerceBatchLimit: 500 << 10,
-		Hooks:              Hooks{RetryTimes: 4, RetryPeriod: Duration(15 * time.Second), StopAfterDeadLetters: 10},
+		Hooks:              Hooks{RetryTimes: 4, RetryPeriod: Duration(15 * time.Second), StopAfterDeadLetters: 10, ContentRetention: Duration(72 * time.Hour)},
 		LogLevel:           "info",
 		LogFormat:          "auto",
 	}
@@ -150,6 +153,7 @@ var settings = []setting{
 		return err
 	}, func(c *Config) string { return strconv.Itoa(c.Hooks.RetryTimes) }},
 	{"hooks_retry_period", "default wait between attempts for hooks that set none", func(c *Config, v string) error { return c.Hooks.RetryPeriod.Set(v) }, func(c *Config) string { return c.Hooks.RetryPeriod.String() }},
+	{"hooks_content_retention", "how long raw requests are kept for hooks with include_content", func(c *Config, v string) error { return c.Hooks.ContentRetention.Set(v) }, func(c *Config) string { return c.Hooks.ContentRetention.String() }},
 	{"trusted_proxies", "comma-separated addresses or CIDRs whose X-Forwarded-For counts", func(c *Config, v string) error {
 		c.TrustedProxies = splitList(v)
 		return nil
@@ -319,6 +323,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Hooks.RetryTimes < 0 || c.Hooks.RetryTimes > 100 {
 		errs = append(errs, fmt.Errorf("hooks.retry_times: %d is outside 0..100", c.Hooks.RetryTimes))
+	}
+	if c.Hooks.ContentRetention <= 0 {
+		errs = append(errs, errors.New("hooks.content_retention must be positive"))
 	}
 	if c.Hooks.RetryPeriod <= 0 || c.Hooks.StopAfterDeadLetters < 1 {
 		errs = append(errs, errors.New("hooks.retry_period must be positive and hooks.stop_after_dead_letters at least 1"))

@@ -46,6 +46,17 @@ type Event struct {
 	// same key is not stored.
 	DedupKey   string     `json:"dedupKey,omitempty"`
 	Identities []Identity `json:"identities,omitempty"`
+	// Content, when set, is the raw request the event came in, kept
+	// beside it for hooks with include_content. Events of one request
+	// share one Content; it is not part of the canonical JSON.
+	Content *Content `json:"-"`
+}
+
+// Content is a raw request body (or, for a request without one, its
+// query string) as received.
+type Content struct {
+	Body       []byte
+	ReceivedAt int64 // Unix ms
 }
 
 // TD is the transport data of the request that carried the event.

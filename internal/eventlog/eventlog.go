@@ -31,6 +31,11 @@ type Log interface {
 	Changed() <-chan struct{}
 	// DeleteBefore deletes the events stored before t and reports how many.
 	DeleteBefore(ctx context.Context, t time.Time) (int64, error)
+	// Contents returns the raw requests of these content ids (see
+	// Record.ContentID); ids whose content is gone are absent.
+	Contents(ctx context.Context, ids []int64) (map[int64]event.Content, error)
+	// DeleteContentsBefore deletes raw requests received before t.
+	DeleteContentsBefore(ctx context.Context, t time.Time) (int64, error)
 	// Close commits what is queued and releases the log.
 	Close() error
 }
@@ -48,6 +53,8 @@ type Record struct {
 	Key       string
 	Time      int64
 	Body      []byte
+	// ContentID names the raw request kept with the event, 0 when none.
+	ContentID int64
 }
 
 // Query selects stored events. Zero values mean "no condition".

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -31,6 +32,7 @@ type Log interface {
 	Read(ctx context.Context, q eventlog.Query) ([]eventlog.Record, error)
 	Head() event.ID
 	Changed() <-chan struct{}
+	Contents(ctx context.Context, ids []int64) (map[int64]event.Content, error)
 }
 
 // Projects names projects for {{project_name}}.
@@ -60,7 +62,11 @@ type Config struct {
 	AllowNetworks []netip.Prefix
 	// RotationGrace is how long a rotated-out secret still signs (24h).
 	RotationGrace time.Duration
-	Now           func() time.Time
+	// ContentRetention is how long raw requests are kept for hooks with
+	// include_content (72h, the seed's HOOK_CONTENT_CLEANUP_HOURS); an
+	// older one is no longer sent.
+	ContentRetention time.Duration
+	Now              func() time.Time
 }
 
 // Manager owns the hooks: their store, and one worker per active hook.
@@ -78,6 +84,46 @@ type Manager struct {
 	rows    map[string]*row
 	workers map[string]*worker
 	closed  bool
+
+	// content is which projects keep raw requests: a hook with
+	// include_content wants them (see KeepContent).
+	content atomic.Pointer[contentScope]
+}
+
+// contentScope is the projects whose raw requests are kept.
+type contentScope struct {
+	all      bool
+	projects map[uint32]bool
+}
+
+// DefaultContentRetention is how long raw requests are kept.
+const DefaultContentRetention = 72 * time.Hour
+
+// KeepContent reports whether the raw requests of a project are to be
+// kept beside its events: some hook, active or stopped, has
+// include_content and covers the project.
+func (m *Manager) KeepContent(projectID uint32) bool {
+	c := m.content.Load()
+	return c != nil && (c.all || c.projects[projectID])
+}
+
+// ContentRetention is how long raw requests are kept.
+func (m *Manager) ContentRetention() time.Duration { return m.cfg.ContentRetention }
+
+// scopeContentLocked recomputes KeepContent after the hooks changed.
+func (m *Manager) scopeContentLocked() {
+	c := &contentScope{projects: map[uint32]bool{}}
+	for _, r := range m.rows {
+		if !r.hook.IncludeContent {
+			continue
+		}
+		if r.hook.ProjectID == nil {
+			c.all = true
+		} else {
+			c.projects[*r.hook.ProjectID] = true
+		}
+	}
+	m.content.Store(c)
 }
 
 // Open opens hooks.db and loads the hooks; Start runs the active ones.
@@ -93,6 +139,9 @@ func Open(cfg Config, log Log, projects Projects, profiles Profiles, reg prometh
 	}
 	if cfg.RotationGrace == 0 {
 		cfg.RotationGrace = 24 * time.Hour
+	}
+	if cfg.ContentRetention == 0 {
+		cfg.ContentRetention = DefaultContentRetention
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -114,6 +163,7 @@ func Open(cfg Config, log Log, projects Projects, profiles Profiles, reg prometh
 	for _, r := range rows {
 		m.rows[r.hook.ID] = r
 	}
+	m.scopeContentLocked()
 	m.guard = m.guardFor(cfg.AllowNetworks)
 	return m, nil
 }
@@ -483,6 +533,7 @@ func (m *Manager) buildMessages(ctx context.Context, h *Hook, comp *compiled, re
 	var scratch []byte
 	var lastProject uint32
 	var projectName string
+	contents := m.contentsOf(ctx, h, recs)
 	for i, r := range recs {
 		if i == 0 || r.ProjectID != lastProject {
 			lastProject, projectName = r.ProjectID, ""
@@ -495,8 +546,41 @@ func (m *Manager) buildMessages(ctx context.Context, h *Hook, comp *compiled, re
 			rc.profile = m.profileOf(ctx, r.ProjectID, r.Body)
 		}
 		start := len(buf)
-		buf = appendMessage(buf, r.Body, comp.customData, &rc, &scratch, isTest, try)
+		var content []byte
+		if c, ok := contents[r.ContentID]; ok {
+			content = c.Body
+		}
+		buf = appendMessage(buf, r.Body, comp.customData, &rc, &scratch, content, isTest, try)
 		out[i] = buf[start:len(buf):len(buf)]
+	}
+	return out
+}
+
+// contentsOf reads the raw requests of recs when h includes them; those
+// older than the content retention are left out.
+func (m *Manager) contentsOf(ctx context.Context, h *Hook, recs []eventlog.Record) map[int64]event.Content {
+	if !h.IncludeContent {
+		return nil
+	}
+	var ids []int64
+	for i, r := range recs {
+		if r.ContentID != 0 && (i == 0 || r.ContentID != recs[i-1].ContentID) {
+			ids = append(ids, r.ContentID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	out, err := m.log.Contents(ctx, ids)
+	if err != nil {
+		m.logger.Error("read raw requests", "hook", h.ID, "err", err)
+		return nil
+	}
+	oldest := m.cfg.Now().Add(-m.cfg.ContentRetention).UnixMilli()
+	for id, c := range out {
+		if c.ReceivedAt < oldest {
+			delete(out, id)
+		}
 	}
 	return out
 }
@@ -650,6 +734,7 @@ func (m *Manager) Create(ctx context.Context, h Hook, s Start) (Hook, error) {
 	}
 	m.mu.Lock()
 	m.rows[h.ID] = r
+	m.scopeContentLocked()
 	if h.Active {
 		m.startLocked(h.ID)
 	}
@@ -691,6 +776,7 @@ func (m *Manager) Update(ctx context.Context, id string, h Hook) (Hook, error) {
 	}
 	m.mu.Lock()
 	m.rows[id] = nr
+	m.scopeContentLocked()
 	if nr.hook.Active {
 		m.startLocked(id)
 	}
@@ -776,6 +862,7 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	}
 	m.mu.Lock()
 	delete(m.rows, id)
+	m.scopeContentLocked()
 	m.mu.Unlock()
 	return nil
 }

@@ -3,6 +3,7 @@ package hook
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/expr-lang/expr"
 
@@ -419,11 +421,21 @@ func (w *worker) sleep(d time.Duration) bool {
 
 // appendMessage writes one message: the canonical event plus custom_data,
 // is_test and, after the first attempt, sends_trying_num.
-func appendMessage(dst, body []byte, fs []customField, rc *renderContext, scratch *[]byte, isTest bool, try int) []byte {
+func appendMessage(dst, body []byte, fs []customField, rc *renderContext, scratch *[]byte, content []byte, isTest bool, try int) []byte {
 	body = bytes.TrimRight(body, " \n")
 	dst = append(dst, body[:len(body)-1]...)
 	dst = append(dst, `,"custom_data":`...)
 	dst = render(dst, fs, rc, scratch)
+	if content != nil {
+		dst = append(dst, `,"content":`...)
+		if utf8.Valid(content) {
+			dst = event.AppendString(dst, string(content))
+		} else {
+			dst = append(dst, '"')
+			dst = base64.StdEncoding.AppendEncode(dst, content)
+			dst = append(dst, `","content_encoding":"base64"`...)
+		}
+	}
 	if isTest {
 		dst = append(dst, `,"is_test":true`...)
 	} else {

@@ -28,10 +28,10 @@ func (s *Server) serveCommerce(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if items != nil {
-		s.appendBatch(w, r, dialect.DialectCommerce, "event", items)
+		s.appendBatch(w, req, dialect.DialectCommerce, "event", items)
 		return
 	}
-	results, err := s.log.Append(r.Context(), []*event.Event{ev})
+	results, err := s.append(req, []*event.Event{ev})
 	if err != nil {
 		s.fail(w, err)
 		return

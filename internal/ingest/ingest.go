@@ -49,6 +49,9 @@ type Config struct {
 	// TrustedProxies are the peers whose X-Forwarded-For, X-Real-IP and
 	// X-Forwarded-Proto are believed.
 	TrustedProxies []netip.Prefix
+	// KeepContent reports whether the raw requests of a project are kept
+	// beside its events (a hook with include_content wants them).
+	KeepContent func(projectID uint32) bool
 	// Ready reports whether the server takes traffic (for /readyz).
 	Ready func() bool
 	// Now is the clock (default time.Now).
@@ -219,15 +222,14 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	defer putBuffer(buf)
 	clientIP, secure := s.client(r)
 	now := s.cfg.Now()
-	res, err := s.webhook.Decode(&dialect.Request{
-		HTTP: r, Body: buf.Bytes(), ClientIP: clientIP, Secure: secure, ReceivedAt: now,
-	})
+	req := &dialect.Request{HTTP: r, Body: buf.Bytes(), ClientIP: clientIP, Secure: secure, ReceivedAt: now}
+	res, err := s.webhook.Decode(req)
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
 	ev := res.Event
-	results, err := s.log.Append(r.Context(), []*event.Event{ev})
+	results, err := s.append(req, []*event.Event{ev})
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -308,6 +310,23 @@ func putBuffer(b *bytes.Buffer) {
 		b.Reset()
 		bufferPool.Put(b)
 	}
+}
+
+// append commits the events of one request, with the raw request beside
+// them when their project keeps contents.
+func (s *Server) append(req *dialect.Request, evs []*event.Event) ([]eventlog.Result, error) {
+	if s.cfg.KeepContent != nil && len(evs) > 0 && s.cfg.KeepContent(evs[0].ProjectID) {
+		raw := req.Body
+		if len(raw) == 0 {
+			raw = []byte(req.HTTP.URL.RawQuery)
+		}
+		// A copy: the body's buffer goes back to a pool.
+		c := &event.Content{Body: bytes.Clone(raw), ReceivedAt: req.ReceivedAt.UnixMilli()}
+		for _, ev := range evs {
+			ev.Content = c
+		}
+	}
+	return s.log.Append(req.HTTP.Context(), evs)
 }
 
 // readBody reads the body of a POST within limit.

@@ -372,3 +372,30 @@ func TestHealth(t *testing.T) {
 		t.Fatalf("readyz %d", resp.StatusCode)
 	}
 }
+
+// Projects that keep raw requests store each request's body (or, without
+// one, its query string) beside its events; other projects store none.
+func TestRawRequestsKeptForProjectsThatAsk(t *testing.T) {
+	f := newFixture(t, Config{KeepContent: func(p uint32) bool { return p == 99 }}, false)
+	other := uint32(98)
+	if _, err := f.projects.Create(context.Background(), &other, "other", project.Settings{}); err != nil {
+		t.Fatal(err)
+	}
+	f.do(t, "GET", "/calltrack/call/99?phone=79990000000&utm_source=x", nil, nil)
+	f.do(t, "POST", "/crm/lead/99", strings.NewReader("name=Ann&amount=10"), map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
+	f.do(t, "GET", "/calltrack/call/98?phone=1", nil, nil)
+	recs, err := f.log.Read(context.Background(), eventlog.Query{})
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("%d records, %v", len(recs), err)
+	}
+	if recs[2].ContentID != 0 {
+		t.Fatal("project 98 kept a raw request")
+	}
+	got, err := f.log.Contents(context.Background(), []int64{recs[0].ContentID, recs[1].ContentID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got[recs[0].ContentID].Body) != "phone=79990000000&utm_source=x" || string(got[recs[1].ContentID].Body) != "name=Ann&amount=10" {
+		t.Fatalf("contents %q / %q", got[recs[0].ContentID].Body, got[recs[1].ContentID].Body)
+	}
+}

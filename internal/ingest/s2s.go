@@ -51,12 +51,13 @@ func (s *Server) serveS2S(w http.ResponseWriter, r *http.Request) {
 	}
 	defer putBuffer(buf)
 	clientIP, secure := s.client(r)
-	evs, err := s.s2s.Decode(proj, &dialect.Request{HTTP: r, Body: buf.Bytes(), ClientIP: clientIP, Secure: secure, ReceivedAt: s.cfg.Now()})
+	req := &dialect.Request{HTTP: r, Body: buf.Bytes(), ClientIP: clientIP, Secure: secure, ReceivedAt: s.cfg.Now()}
+	evs, err := s.s2s.Decode(proj, req)
 	if err != nil {
 		fail(err)
 		return
 	}
-	results, err := s.log.Append(r.Context(), evs)
+	results, err := s.append(req, evs)
 	if err != nil {
 		fail(err)
 		return

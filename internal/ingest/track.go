@@ -65,7 +65,7 @@ func (s *Server) serveTrack(w http.ResponseWriter, r *http.Request, batch bool) 
 		s.fail(w, err)
 		return
 	}
-	results, err := s.log.Append(r.Context(), []*event.Event{ev})
+	results, err := s.append(req, []*event.Event{ev})
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -114,13 +114,13 @@ func (s *Server) serveTrackBatch(w http.ResponseWriter, r *http.Request, proj *p
 		s.fail(w, err)
 		return
 	}
-	s.appendBatch(w, r, dialect.DialectTrack, "hit", items)
+	s.appendBatch(w, req, dialect.DialectTrack, "hit", items)
 }
 
 // appendBatch appends the valid items of a batch in one commit and
 // answers per item, in order: 200 when at least one was accepted or was a
 // duplicate, 400 when none was valid.
-func (s *Server) appendBatch(w http.ResponseWriter, r *http.Request, dialectName, noun string, items []dialect.BatchItem) {
+func (s *Server) appendBatch(w http.ResponseWriter, req *dialect.Request, dialectName, noun string, items []dialect.BatchItem) {
 	var evs []*event.Event
 	for _, it := range items {
 		if it.Event != nil {
@@ -129,7 +129,7 @@ func (s *Server) appendBatch(w http.ResponseWriter, r *http.Request, dialectName
 	}
 	ans := batchAnswer{Results: make([]batchResult, len(items))}
 	if len(evs) > 0 {
-		results, err := s.log.Append(r.Context(), evs)
+		results, err := s.append(req, evs)
 		if err != nil {
 			s.fail(w, err)
 			return

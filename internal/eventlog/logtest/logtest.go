@@ -321,6 +321,61 @@ func Run(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("Contents", func(t *testing.T) {
+		l := open(t, t.TempDir(), newGen(t))
+		defer l.Close()
+		// A request of three events, one of them a duplicate of an event
+		// already stored; another request whose only event is a
+		// duplicate; and an event without content.
+		first := Event(1, "k", 1)
+		first.DedupKey = "dup"
+		if _, err := l.Append(ctx, []*event.Event{first}); err != nil {
+			t.Fatal(err)
+		}
+		raw := &event.Content{Body: []byte("{\"batch\":[1,2,3]}\xff"), ReceivedAt: 1000}
+		a, b, c := Event(1, "k", 2), Event(1, "k", 3), Event(1, "k", 4)
+		a.DedupKey = "dup"
+		a.Content, b.Content, c.Content = raw, raw, raw
+		lone := Event(1, "k", 5)
+		lone.DedupKey = "dup"
+		lone.Content = &event.Content{Body: []byte("only a duplicate"), ReceivedAt: 1000}
+		bare := Event(1, "k", 6)
+		res, err := l.Append(ctx, []*event.Event{a, b, c, lone, bare})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res[0].Duplicate || !res[3].Duplicate {
+			t.Fatalf("results %+v", res)
+		}
+		recs, _ := l.Read(ctx, eventlog.Query{})
+		if len(recs) != 4 {
+			t.Fatalf("%d records", len(recs))
+		}
+		if recs[0].ContentID != 0 || recs[3].ContentID != 0 {
+			t.Fatalf("content ids of events without content: %d %d", recs[0].ContentID, recs[3].ContentID)
+		}
+		// Both stored events of the request share one content.
+		if recs[1].ContentID == 0 || recs[1].ContentID != recs[2].ContentID {
+			t.Fatalf("content ids %d %d", recs[1].ContentID, recs[2].ContentID)
+		}
+		got, err := l.Contents(ctx, []int64{recs[1].ContentID, 12345})
+		if err != nil || len(got) != 1 || string(got[recs[1].ContentID].Body) != string(raw.Body) || got[recs[1].ContentID].ReceivedAt != 1000 {
+			t.Fatalf("contents %v %v", got, err)
+		}
+		// The duplicate-only request kept nothing: deleting everything
+		// removes exactly one content.
+		n, err := l.DeleteContentsBefore(ctx, time.UnixMilli(1001))
+		if err != nil || n != 1 {
+			t.Fatalf("deleted %d contents, %v; want 1", n, err)
+		}
+		if got, _ := l.Contents(ctx, []int64{recs[1].ContentID}); len(got) != 0 {
+			t.Fatalf("content left: %v", got)
+		}
+		if recs, _ := l.Read(ctx, eventlog.Query{}); len(recs) != 4 {
+			t.Fatal("deleting contents deleted events")
+		}
+	})
+
 	t.Run("ReopenKeepsEventsAndOrder", func(t *testing.T) {
 		dir := t.TempDir()
 		l := open(t, dir, newGen(t))

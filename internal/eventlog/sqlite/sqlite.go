@@ -71,12 +71,13 @@ type Log struct {
 	// The committing connection is used through the driver directly: a
 	// database/sql transaction costs a goroutine and a statement
 	// re-preparation, which the commit path cannot afford.
-	wc     *sqlite3.SQLiteConn
-	insert *sqlite3.SQLiteStmt
-	dupOf  *sqlite3.SQLiteStmt
-	args   [6]driver.NamedValue // the insert's arguments, reused
-	rdb    *sql.DB              // readers
-	cdb    *sql.DB              // checkpointer
+	wc            *sqlite3.SQLiteConn
+	insert        *sqlite3.SQLiteStmt
+	insertContent *sqlite3.SQLiteStmt
+	dupOf         *sqlite3.SQLiteStmt
+	args          [7]driver.NamedValue // the insert's arguments, reused
+	rdb           *sql.DB              // readers
+	cdb           *sql.DB              // checkpointer
 
 	qmu     sync.Mutex
 	idle    *sync.Cond // signalled when the last leader steps down
@@ -123,13 +124,23 @@ CREATE TABLE IF NOT EXISTS events (
 	key        TEXT    NOT NULL,
 	time       INTEGER NOT NULL,    -- event time, Unix ms
 	dedup      TEXT,                -- NULL when the event has no dedup key
-	body       TEXT    NOT NULL     -- the canonical JSON event
+	body       TEXT    NOT NULL,    -- the canonical JSON event
+	content_id INTEGER              -- contents.id of its raw request, when kept
 );
+-- Raw requests kept for hooks with include_content, deleted after the
+-- content retention. The id is that of the first event stored from it.
+CREATE TABLE IF NOT EXISTS contents (
+	id          INTEGER PRIMARY KEY,
+	received_at INTEGER NOT NULL,   -- Unix ms
+	body        BLOB    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS contents_received ON contents(received_at);
 CREATE INDEX IF NOT EXISTS events_project_time ON events(project_id, time);
 CREATE UNIQUE INDEX IF NOT EXISTS events_dedup ON events(project_id, dedup) WHERE dedup IS NOT NULL;
 `
 
-const schemaVersion = 1
+// schemaVersion 2 added contents and events.content_id.
+const schemaVersion = 2
 
 func dsn(path string, extra url.Values) string {
 	v := url.Values{}
@@ -220,6 +231,11 @@ func (l *Log) init() error {
 	if v, _ := version.(int64); v > schemaVersion {
 		return fmt.Errorf("open log %s: schema version %d is newer than this binary's %d", l.cfg.Path, v, schemaVersion)
 	}
+	if v, _ := version.(int64); v == 1 {
+		if _, err := l.wc.Exec("ALTER TABLE events ADD COLUMN content_id INTEGER", nil); err != nil {
+			return fmt.Errorf("upgrade log schema to 2: %w", err)
+		}
+	}
 	if _, err := l.wc.Exec(schema, nil); err != nil {
 		return fmt.Errorf("create log schema: %w", err)
 	}
@@ -234,12 +250,16 @@ func (l *Log) init() error {
 		l.head.Store(uint64(id))
 		l.gen.Observe(event.ID(id))
 	}
-	st, err := l.wc.Prepare(`INSERT INTO events(id, project_id, key, time, dedup, body) VALUES (?, ?, ?, ?, ?, ?)
+	st, err := l.wc.Prepare(`INSERT INTO events(id, project_id, key, time, dedup, body, content_id) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (project_id, dedup) WHERE dedup IS NOT NULL DO NOTHING`)
 	if err != nil {
 		return fmt.Errorf("prepare insert: %w", err)
 	}
 	l.insert = st.(*sqlite3.SQLiteStmt)
+	if st, err = l.wc.Prepare(`INSERT INTO contents(id, received_at, body) VALUES (?, ?, ?)`); err != nil {
+		return fmt.Errorf("prepare content insert: %w", err)
+	}
+	l.insertContent = st.(*sqlite3.SQLiteStmt)
 	if st, err = l.wc.Prepare(`SELECT id FROM events WHERE project_id = ? AND dedup = ?`); err != nil {
 		return fmt.Errorf("prepare dedup lookup: %w", err)
 	}
@@ -436,6 +456,10 @@ func (l *Log) commit(batch []*request) (last event.ID, err error) {
 	ctx := context.Background()
 	events := 0
 	a := l.args[:]
+	// The content rows stored in this transaction: a content takes the id
+	// of the first of its events that is stored (not a duplicate), so no
+	// content is kept without an event.
+	var stored map[*event.Content]int64
 	for _, r := range batch {
 		r.res = make([]eventlog.Result, len(r.enc))
 		for i, enc := range r.enc {
@@ -447,6 +471,17 @@ func (l *Log) commit(batch []*request) (last event.ID, err error) {
 				a[4].Value = e.DedupKey
 			} else {
 				a[4].Value = nil
+			}
+			a[6].Value = nil
+			contentID, newContent := int64(0), false
+			if e.Content != nil {
+				if stored == nil {
+					stored = map[*event.Content]int64{}
+				}
+				if contentID = stored[e.Content]; contentID == 0 {
+					contentID, newContent = int64(id), true
+				}
+				a[6].Value = contentID
 			}
 			// SQLite copies bound text (SQLITE_TRANSIENT) before Exec
 			// returns, so the scratch buffer can back the string.
@@ -465,6 +500,14 @@ func (l *Log) commit(batch []*request) (last event.ID, err error) {
 					r.res[i] = eventlog.Result{ID: orig, Duplicate: true}
 					continue
 				}
+			}
+			if newContent {
+				if _, err := l.insertContent.ExecContext(ctx, []driver.NamedValue{
+					{Ordinal: 1, Value: contentID}, {Ordinal: 2, Value: e.Content.ReceivedAt}, {Ordinal: 3, Value: e.Content.Body},
+				}); err != nil {
+					return 0, fmt.Errorf("insert content: %w", err)
+				}
+				stored[e.Content] = contentID
 			}
 			r.res[i] = eventlog.Result{ID: id}
 			last = id
@@ -527,7 +570,7 @@ func (l *Log) Read(ctx context.Context, q eventlog.Query) ([]eventlog.Record, er
 	for rows.Next() {
 		var r eventlog.Record
 		var id, project int64
-		if err := rows.Scan(&id, &project, &r.Key, &r.Time, &r.Body); err != nil {
+		if err := rows.Scan(&id, &project, &r.Key, &r.Time, &r.Body, &r.ContentID); err != nil {
 			return nil, fmt.Errorf("read log: %w", err)
 		}
 		r.ID, r.ProjectID = event.ID(id), uint32(project)
@@ -577,13 +620,50 @@ func (l *Log) readQuery(q eventlog.Query) (string, []any) {
 	// crash could still take back.
 	where = append(where, "id <= ?")
 	args = append(args, int64(l.head.Load()))
-	stmt := "SELECT id, project_id, key, time, body FROM events"
+	stmt := "SELECT id, project_id, key, time, body, coalesce(content_id, 0) FROM events"
 	if len(where) > 0 {
 		stmt += " WHERE " + strings.Join(where, " AND ")
 	}
 	stmt += " ORDER BY id LIMIT ?"
 	args = append(args, q.Limit)
 	return stmt, args
+}
+
+// Contents implements eventlog.Log.
+func (l *Log) Contents(ctx context.Context, ids []int64) (map[int64]event.Content, error) {
+	out := make(map[int64]event.Content, len(ids))
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		args := make([]any, n)
+		for i, id := range ids[:n] {
+			args[i] = id
+		}
+		rows, err := l.rdb.QueryContext(ctx, "SELECT id, received_at, body FROM contents WHERE id IN ("+strings.TrimSuffix(strings.Repeat("?,", n), ",")+")", args...)
+		if err != nil {
+			return nil, fmt.Errorf("read contents: %w", err)
+		}
+		for rows.Next() {
+			var id int64
+			var c event.Content
+			if err := rows.Scan(&id, &c.ReceivedAt, &c.Body); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("read contents: %w", err)
+			}
+			out[id] = c
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read contents: %w", err)
+		}
+		ids = ids[n:]
+	}
+	return out, nil
+}
+
+// DeleteContentsBefore implements eventlog.Log.
+func (l *Log) DeleteContentsBefore(ctx context.Context, t time.Time) (int64, error) {
+	return l.deleteChunks(ctx, `DELETE FROM contents WHERE id IN (SELECT id FROM contents WHERE received_at < ? ORDER BY received_at LIMIT ?)`, t.UnixMilli())
 }
 
 // deleteChunk bounds how many rows one retention transaction removes, so
@@ -593,14 +673,19 @@ const deleteChunk = 5000
 // DeleteBefore implements eventlog.Log. Ids carry their commit time, so
 // "stored before t" is an id range on the primary key.
 func (l *Log) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
-	bound := int64(event.FirstIDAt(t))
+	return l.deleteChunks(ctx, `DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id < ? ORDER BY id LIMIT ?)`, int64(event.FirstIDAt(t)))
+}
+
+// deleteChunks runs a DELETE of at most deleteChunk rows below bound
+// until it deletes fewer, one transaction each.
+func (l *Log) deleteChunks(ctx context.Context, stmt string, bound int64) (int64, error) {
 	var total int64
 	for {
 		var n int64
 		err := l.do(ctx, func(c *sqlite3.SQLiteConn) error {
-			res, err := c.Exec(`DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id < ? ORDER BY id LIMIT ?)`, []driver.Value{bound, int64(deleteChunk)})
+			res, err := c.Exec(stmt, []driver.Value{bound, int64(deleteChunk)})
 			if err != nil {
-				return fmt.Errorf("delete expired events: %w", err)
+				return fmt.Errorf("delete expired rows: %w", err)
 			}
 			n, err = res.RowsAffected()
 			return err
@@ -615,7 +700,6 @@ func (l *Log) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
 	}
 }
 
-// do runs job in a write transaction of its own, in commit order.
 func (l *Log) do(ctx context.Context, job func(c *sqlite3.SQLiteConn) error) error {
 	r := &request{done: make(chan bool, 1), job: job}
 	if err := l.submit(ctx, r); err != nil {

@@ -430,3 +430,37 @@ func TestReadQueryPlans(t *testing.T) {
 		}
 	}
 }
+
+// A log written by schema version 1 (no contents) opens, keeps its
+// events, and takes contents from then on.
+func TestUpgradeFromSchema1(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "events.db")
+	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE events (id INTEGER PRIMARY KEY, project_id INTEGER NOT NULL, key TEXT NOT NULL,
+		time INTEGER NOT NULL, dedup TEXT, body TEXT NOT NULL);
+		CREATE INDEX events_project_time ON events(project_id, time);
+		CREATE UNIQUE INDEX events_dedup ON events(project_id, dedup) WHERE dedup IS NOT NULL;
+		INSERT INTO events VALUES (4194304, 1, 'in.gen.a.b', 1, NULL, '{"key":"in.gen.a.b"}');
+		PRAGMA user_version=1;`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	l := openAt(t, dir, gen(t))
+	defer l.Close()
+	ev := logtest.Event(1, "in.gen.a.c", 2)
+	ev.Content = &event.Content{Body: []byte("a=1&b=2"), ReceivedAt: time.Now().UnixMilli()}
+	if _, err := l.Append(context.Background(), []*event.Event{ev}); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := l.Read(context.Background(), eventlog.Query{})
+	if err != nil || len(recs) != 2 || recs[0].ID != 4194304 || recs[0].ContentID != 0 || recs[1].ContentID == 0 {
+		t.Fatalf("records %+v %v", recs, err)
+	}
+	if got, _ := l.Contents(context.Background(), []int64{recs[1].ContentID}); string(got[recs[1].ContentID].Body) != "a=1&b=2" {
+		t.Fatalf("content %q", got[recs[1].ContentID].Body)
+	}
+}
