@@ -39,6 +39,7 @@ func commands() []command {
 		{"project", "create, list, update or delete projects", runProject},
 		{"token", "create, list or revoke a project's API tokens", runToken},
 		{"event-type", "create, list or delete a project's s2s event types", runEventType},
+		{"hook", "manage action hooks: create, list, stop, activate, test, replay dead letters…", runHook},
 		{"events", "read stored events: events tail [--follow]", runEvents},
 		{"bench", "load a server over loopback and report events/s and latency", runBench},
 		{"hash", "print the SHA-256 sluice stores for a phone number or e-mail", runHash},

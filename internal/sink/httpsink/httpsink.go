@@ -183,10 +183,10 @@ func (s *Sink) Deliver(ctx context.Context, b *sink.Batch) (*sink.Report, error)
 	rep.Response = string(respBody[:min(len(respBody), maxResponse)])
 	switch {
 	case resp.StatusCode == http.StatusGone:
-		return rep, &sink.Error{Class: sink.ClassStatus, Gone: true, Err: fmt.Errorf("status %d: the target is gone", resp.StatusCode)}
+		return rep, &sink.Error{Class: sink.ClassStatus, Gone: true, Err: fmt.Errorf("the target answered %s: it is gone", resp.Status)}
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
 		return rep, &sink.Error{Class: sink.ClassStatus, RetryAfter: retryAfter(resp.Header.Get("Retry-After"), s.cfg.Now()),
-			Err: fmt.Errorf("status %d", resp.StatusCode)}
+			Err: fmt.Errorf("the target answered %s", resp.Status)}
 	case s.cfg.SuccessRegex != nil && !s.cfg.SuccessRegex.Match(respBody):
 		return rep, &sink.Error{Class: sink.ClassRegex, Err: fmt.Errorf("status %d but the body does not match %s", resp.StatusCode, s.cfg.SuccessRegex)}
 	}
