@@ -47,7 +47,8 @@ func TestHookCLI(t *testing.T) {
 		t.Fatalf("offline: %d %q", code, errOut)
 	}
 	cfg := filepath.Join(t.TempDir(), "sluice.yaml")
-	os.WriteFile(cfg, []byte("hooks:\n  allow_networks: [127.0.0.0/8]\n  retry_period: 50ms\n"), 0o600)
+	os.WriteFile(cfg, []byte("hooks:\n  allow_networks: [127.0.0.0/8]\n  retry_period: 50ms\n  provision:\n"+
+		"    - {id: audit, name: audit trail, active: false, events: [\"in.**\"], http: {url: \""+recv.URL+"\"}}\n"), 0o600)
 	s := startServer(t, dir, "--config", cfg)
 	env := []string{"SLUICE_DATA_DIR=" + dir, "SLUICE_ADMIN_TOKEN=" + testAdminToken}
 	run := func(wantCode int, args ...string) string {
@@ -107,8 +108,11 @@ custom_data: {campaign: Black Friday, day: "{{event_date_ymd}}"}
 	}
 
 	list := run(0, "list")
-	if !strings.Contains(list, id) || !strings.Contains(list, crmID) || !strings.Contains(list, "in.gen.crm.*") {
+	if !strings.Contains(list, id) || !strings.Contains(list, crmID) || !strings.Contains(list, "in.gen.crm.*") || !strings.Contains(list, "audit trail") {
 		t.Fatalf("list:\n%s", list)
+	}
+	if h := jsonOf("show", "audit"); h["name"] != "audit trail" || h["active"] != false || h["events"].([]any)[0] != "in.**" {
+		t.Fatalf("provisioned hook %v", h)
 	}
 	if h := jsonOf("show", crmID); h["active"] != false || h["signing_secret"] != nil || h["custom_data"].(map[string]any)["campaign"] != "Black Friday" {
 		t.Fatalf("show %v", h)

@@ -134,6 +134,9 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 		return err
 	}
 	defer hooks.Close()
+	if err := hooks.Provision(ctx, cfg.Hooks.Provision, logger.With("component", "provision")); err != nil {
+		return fmt.Errorf("provision hooks from %s: %w", cfg.File, err)
+	}
 
 	var ready atomic.Bool
 	trusted, _ := cfg.TrustedPrefixes() // validated with the config

@@ -20,6 +20,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/hook"
 	"github.com/sluicehq/sluice/internal/project"
 )
 
@@ -81,6 +82,8 @@ type Hooks struct {
 	// ContentRetention is how long raw requests are kept for hooks with
 	// include_content (the seed's HOOK_CONTENT_CLEANUP_HOURS, 72h).
 	ContentRetention Duration `yaml:"content_retention"`
+	// Provision declares hooks, created or brought up to date at start.
+	Provision []hook.Spec `yaml:"provision"`
 }
 
 // AllowPrefixes parses Hooks.AllowNetworks.
@@ -323,6 +326,16 @@ func (c *Config) Validate() error {
 	}
 	if c.Hooks.RetryTimes < 0 || c.Hooks.RetryTimes > 100 {
 		errs = append(errs, fmt.Errorf("hooks.retry_times: %d is outside 0..100", c.Hooks.RetryTimes))
+	}
+	seenHooks := map[string]bool{}
+	for i, sp := range c.Hooks.Provision {
+		if err := sp.Check(); err != nil {
+			errs = append(errs, fmt.Errorf("hooks.provision[%d] (%s): %w", i, sp.ID, err))
+		}
+		if seenHooks[sp.ID] {
+			errs = append(errs, fmt.Errorf("hooks.provision[%d]: id %s declared twice", i, sp.ID))
+		}
+		seenHooks[sp.ID] = true
 	}
 	if c.Hooks.ContentRetention <= 0 {
 		errs = append(errs, errors.New("hooks.content_retention must be positive"))

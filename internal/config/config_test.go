@@ -193,3 +193,41 @@ func TestUnits(t *testing.T) {
 		t.Fatalf("%+v %v", c, err)
 	}
 }
+
+func TestHooksFromFile(t *testing.T) {
+	file := writeFile(t, `
+hooks:
+  content_retention: 24h
+  provision:
+    - id: crm-revenue
+      name: revenue to CRM
+      active: true
+      project_id: 7
+      events: [in.s2s.revenue.*]
+      http: {url: "https://crm.example.com/in", timeout: 5s}
+      retry_times: 8
+      start_from: "2026-11-01T00:00:00Z"
+      signing_secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+`)
+	c, _, err := load(t, []string{"--config", file}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(c.Hooks.ContentRetention) != 24*time.Hour || len(c.Hooks.Provision) != 1 {
+		t.Fatalf("%+v", c.Hooks)
+	}
+	sp := c.Hooks.Provision[0]
+	if sp.ID != "crm-revenue" || *sp.ProjectID != 7 || sp.HTTP.URL != "https://crm.example.com/in" || *sp.RetryTimes != 8 ||
+		sp.StartFrom != "2026-11-01T00:00:00Z" || !strings.HasPrefix(sp.SigningSecret, "whsec_") {
+		t.Fatalf("%+v", sp)
+	}
+	for body, want := range map[string]string{
+		"hooks:\n  provision:\n    - {id: x, name: x, events: [a], http: {url: ftp://x}}\n":                                                              "hooks.provision[0] (x)",
+		"hooks:\n  provision:\n    - {id: x, name: x, events: [a], http: {url: http://x}, batch_size: 3}\n":                                              "batch_size",
+		"hooks:\n  provision:\n    - {id: x, name: x, events: [a], http: {url: http://x}}\n    - {id: x, name: y, events: [a], http: {url: http://x}}\n": "declared twice",
+	} {
+		if _, _, err := load(t, []string{"--config", writeFile(t, body)}, nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: want %q, got %v", body, want, err)
+		}
+	}
+}

@@ -718,14 +718,18 @@ func (m *Manager) position(s Start) event.ID {
 // Create saves a new hook and starts it when active. The answer carries
 // the signing secret, once.
 func (m *Manager) Create(ctx context.Context, h Hook, s Start) (Hook, error) {
+	return m.create(ctx, h, s, newHookID(), NewSecret())
+}
+
+func (m *Manager) create(ctx context.Context, h Hook, s Start, id, secret string) (Hook, error) {
 	m.defaults(&h)
 	if _, err := h.compile(); err != nil {
 		return Hook{}, err
 	}
 	now := m.cfg.Now().UTC().Truncate(time.Millisecond)
-	h.ID, h.CreatedAt, h.UpdatedAt, h.StoppedReason = newHookID(), now, now, ""
+	h.ID, h.CreatedAt, h.UpdatedAt, h.StoppedReason = id, now, now, ""
 	h.Cursor = m.position(s)
-	r := &row{hook: h, secrets: secrets{Signing: []string{NewSecret()}}}
+	r := &row{hook: h, secrets: secrets{Signing: []string{secret}}}
 	if h.HTTP != nil && h.HTTP.Auth != nil {
 		r.secrets.Password, r.secrets.Token = h.HTTP.Auth.Password, h.HTTP.Auth.Token
 	}
@@ -870,6 +874,12 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 // RotateSecret makes a new signing secret; the previous one keeps signing
 // (a second signature) for the rotation grace.
 func (m *Manager) RotateSecret(ctx context.Context, id string) (Hook, error) {
+	return m.rotateTo(ctx, id, NewSecret())
+}
+
+// rotateTo makes secret the current signing secret; the previous one
+// keeps signing for the rotation grace.
+func (m *Manager) rotateTo(ctx context.Context, id, secret string) (Hook, error) {
 	m.stopWorker(id)
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -877,7 +887,7 @@ func (m *Manager) RotateSecret(ctx context.Context, id string) (Hook, error) {
 	if !ok {
 		return Hook{}, fmt.Errorf("hook %s: %w", id, ErrNotFound)
 	}
-	r.secrets.Signing = []string{NewSecret(), r.secrets.Signing[0]}
+	r.secrets.Signing = []string{secret, r.secrets.Signing[0]}
 	r.secrets.PreviousUntil = m.cfg.Now().Add(m.cfg.RotationGrace).UnixMilli()
 	r.hook.UpdatedAt = m.cfg.Now().UTC().Truncate(time.Millisecond)
 	if err := m.store.update(ctx, r, nil); err != nil {

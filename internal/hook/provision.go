@@ -1,0 +1,123 @@
+package hook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/sink/httpsink"
+)
+
+// Spec declares a hook in the config file (hooks.provision). Its id is
+// chosen by the operator and names it across restarts.
+type Spec struct {
+	Hook `yaml:",inline"`
+	// SigningSecret, when set, is the hook's signing secret (whsec_…),
+	// so that a receiver can be set up before sluice starts. Otherwise
+	// one is generated; read it with `sluice hook rotate-secret`.
+	SigningSecret string `yaml:"signing_secret"`
+	// StartFrom is where a new hook starts: "now" (default) or an RFC
+	// 3339 time. It does not move an existing hook.
+	StartFrom string `yaml:"start_from"`
+}
+
+var specID = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
+
+// Check validates a spec as the config is loaded.
+func (s Spec) Check() error {
+	var errs []error
+	if !specID.MatchString(s.ID) {
+		errs = append(errs, fmt.Errorf("id: %q must be 1–64 of a-z, 0-9, '_', '.', '-', starting with a letter or digit", s.ID))
+	}
+	if s.SigningSecret != "" {
+		if _, err := httpsink.DecodeSecret(s.SigningSecret); err != nil {
+			errs = append(errs, fmt.Errorf("signing_secret: %w", err))
+		}
+	}
+	if _, err := s.start(); err != nil {
+		errs = append(errs, err)
+	}
+	h := s.Hook
+	h.Defaults()
+	if _, err := h.compile(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (s Spec) start() (Start, error) {
+	if s.StartFrom == "" || s.StartFrom == "now" {
+		return Start{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s.StartFrom)
+	if err != nil {
+		return Start{}, fmt.Errorf("start_from: %q is neither \"now\" nor an RFC 3339 time", s.StartFrom)
+	}
+	return Start{From: &t}, nil
+}
+
+// Provision makes the store hold the declared hooks, before Start. A new
+// one is created (active as declared, from start_from). An existing one
+// gets the declared definition and secrets when they differ, keeping its
+// place and its active switch: stopping and activating belong to the
+// operator and to the delivery loop (a 410, a streak of dead letters),
+// not to a restart.
+func (m *Manager) Provision(ctx context.Context, specs []Spec, logger *slog.Logger) error {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	seen := map[string]bool{}
+	for i, sp := range specs {
+		if err := sp.Check(); err != nil {
+			return fmt.Errorf("hooks.provision[%d] (%s): %w", i, sp.ID, err)
+		}
+		if seen[sp.ID] {
+			return fmt.Errorf("hooks.provision[%d]: id %s declared twice", i, sp.ID)
+		}
+		seen[sp.ID] = true
+		m.mu.Lock()
+		r, exists := m.rows[sp.ID]
+		m.mu.Unlock()
+		if !exists {
+			st, _ := sp.start()
+			secret := sp.SigningSecret
+			if secret == "" {
+				secret = NewSecret()
+			}
+			if _, err := m.create(ctx, sp.Hook, st, sp.ID, secret); err != nil {
+				return fmt.Errorf("hooks.provision[%d] (%s): %w", i, sp.ID, err)
+			}
+			logger.Info("provisioned hook", "hook", sp.ID, "name", sp.Name, "active", sp.Active)
+			continue
+		}
+		want := sp.Hook
+		m.defaults(&want)
+		want.ID = sp.ID
+		if specJSON(want) != specJSON(r.hook) || authChanged(want, r.secrets) {
+			if _, err := m.Update(ctx, sp.ID, want); err != nil {
+				return fmt.Errorf("hooks.provision[%d] (%s): %w", i, sp.ID, err)
+			}
+			logger.Info("updated provisioned hook", "hook", sp.ID, "name", sp.Name)
+		}
+		if sp.SigningSecret != "" && r.secrets.Signing[0] != sp.SigningSecret {
+			if _, err := m.rotateTo(ctx, sp.ID, sp.SigningSecret); err != nil {
+				return fmt.Errorf("hooks.provision[%d] (%s): %w", i, sp.ID, err)
+			}
+			logger.Info("provisioned hook has a new signing secret; the previous one also signs for the rotation grace", "hook", sp.ID)
+		}
+	}
+	return nil
+}
+
+// authChanged reports whether a declared password or token differs from
+// the stored one.
+func authChanged(h Hook, s secrets) bool {
+	if h.HTTP == nil || h.HTTP.Auth == nil {
+		return false
+	}
+	a := h.HTTP.Auth
+	return (a.Password != "" && a.Password != s.Password) || (a.Token != "" && a.Token != s.Token)
+}
