@@ -25,6 +25,8 @@ type Log interface {
 	Append(ctx context.Context, events []*event.Event) ([]Result, error)
 	// Read returns stored events in id order.
 	Read(ctx context.Context, q Query) ([]Record, error)
+	// Count is how many events Read would return without a limit.
+	Count(ctx context.Context, q Query) (int64, error)
 	// Head is the highest committed id (0 for an empty log).
 	Head() event.ID
 	// Changed returns a channel that is closed at the next commit.

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/sluicehq/sluice/internal/event"
 )
 
@@ -88,4 +90,29 @@ func countMsgs(rc *receiver) int {
 		n += len(r.msgs)
 	}
 	return n
+}
+
+// Lag is the hook's scope after its cursor: counted, not capped, and the
+// age of the oldest such event.
+func TestLagCountsTheHooksScope(t *testing.T) {
+	f := newFixture(t, true)
+	rc := newReceiver(t, nil)
+	pid := uint32(7)
+	h := httpHook(rc.URL)
+	h.ProjectID, h.Active = &pid, false
+	hk, err := f.m.Create(context.Background(), h, Start{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.appendEvents("in.gen.calltrack.call", 7, 12)
+	f.appendEvents("in.gen.calltrack.call", 8, 5) // another project
+	time.Sleep(20 * time.Millisecond)
+	q, _ := f.m.lagQueryOf(hk.ID)
+	f.m.measureLag(context.Background(), hk.ID, q)
+	if n := testutil.ToFloat64(f.m.met.lagEvents.WithLabelValues(hk.ID)); n != 12 {
+		t.Fatalf("lag %v events, want 12", n)
+	}
+	if s := testutil.ToFloat64(f.m.met.lagSeconds.WithLabelValues(hk.ID)); s < 0.01 || s > 5 {
+		t.Fatalf("lag %v s", s)
+	}
 }

@@ -30,6 +30,7 @@ import (
 // Log is the part of the event log hooks read.
 type Log interface {
 	Read(ctx context.Context, q eventlog.Query) ([]eventlog.Record, error)
+	Count(ctx context.Context, q eventlog.Query) (int64, error)
 	Head() event.ID
 	Changed() <-chan struct{}
 	Contents(ctx context.Context, ids []int64) (map[int64]event.Content, error)
@@ -622,28 +623,57 @@ func (m *Manager) watchLag(ctx context.Context) {
 		case <-t.C:
 		}
 		m.mu.Lock()
-		type hc struct {
-			id     string
-			cursor event.ID
-		}
-		var hs []hc
-		for id, r := range m.rows {
-			hs = append(hs, hc{id, r.hook.Cursor})
+		var qs []lagQuery
+		for id := range m.rows {
+			q, _ := m.lagQueryLocked(id)
+			qs = append(qs, lagQuery{id, q})
 		}
 		m.mu.Unlock()
-		for _, h := range hs {
-			recs, err := m.log.Read(ctx, eventlog.Query{After: h.cursor, Limit: eventlog.MaxLimit})
-			if err != nil {
-				continue
-			}
-			m.met.lagEvents.WithLabelValues(h.id).Set(float64(len(recs)))
-			age := 0.0
-			if len(recs) > 0 {
-				age = m.cfg.Now().Sub(recs[0].ID.Time()).Seconds()
-			}
-			m.met.lagSeconds.WithLabelValues(h.id).Set(age)
+		for _, h := range qs {
+			m.measureLag(ctx, h.id, h.q)
 		}
 	}
+}
+
+// lagQueryOf is the query of a hook's backlog: its scope after its cursor.
+func (m *Manager) lagQueryOf(id string) (eventlog.Query, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lagQueryLocked(id)
+}
+
+func (m *Manager) lagQueryLocked(id string) (eventlog.Query, bool) {
+	r, ok := m.rows[id]
+	if !ok {
+		return eventlog.Query{}, false
+	}
+	q := eventlog.Query{After: r.hook.Cursor, Limit: 1}
+	if r.hook.ProjectID != nil {
+		q.Projects = []uint32{*r.hook.ProjectID}
+	}
+	return q, true
+}
+
+type lagQuery struct {
+	id string
+	q  eventlog.Query
+}
+
+// measureLag sets a hook's lag: the events of its scope after its cursor,
+// and the age of the oldest of them.
+func (m *Manager) measureLag(ctx context.Context, id string, q eventlog.Query) {
+	n, err := m.log.Count(ctx, q)
+	if err != nil {
+		return
+	}
+	age := 0.0
+	if n > 0 {
+		if recs, err := m.log.Read(ctx, q); err == nil && len(recs) > 0 {
+			age = m.cfg.Now().Sub(recs[0].ID.Time()).Seconds()
+		}
+	}
+	m.met.lagEvents.WithLabelValues(id).Set(float64(n))
+	m.met.lagSeconds.WithLabelValues(id).Set(max(age, 0))
 }
 
 // ---- operations

@@ -321,6 +321,30 @@ func Run(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("Count", func(t *testing.T) {
+		l := open(t, t.TempDir(), newGen(t))
+		defer l.Close()
+		res, err := l.Append(ctx, []*event.Event{Event(1, "in.gen.a.b", 1), Event(2, "in.gen.a.b", 2), Event(1, "in.gen.a.c", 3), Event(1, "in.gen.a.b", 4)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			q    eventlog.Query
+			want int64
+		}{
+			{eventlog.Query{}, 4},
+			{eventlog.Query{After: res[0].ID}, 3},
+			{eventlog.Query{After: res[0].ID, Projects: []uint32{1}}, 2},
+			{eventlog.Query{Projects: []uint32{1}, KeyGlob: "in.gen.a.b"}, 2},
+			{eventlog.Query{After: res[3].ID}, 0},
+			{eventlog.Query{Limit: 1}, 4}, // the limit does not cap a count
+		} {
+			if n, err := l.Count(ctx, tc.q); err != nil || n != tc.want {
+				t.Errorf("%+v: %d %v, want %d", tc.q, n, err, tc.want)
+			}
+		}
+	})
+
 	t.Run("Contents", func(t *testing.T) {
 		l := open(t, t.TempDir(), newGen(t))
 		defer l.Close()

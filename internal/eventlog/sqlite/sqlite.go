@@ -620,13 +620,25 @@ func (l *Log) readQuery(q eventlog.Query) (string, []any) {
 	// crash could still take back.
 	where = append(where, "id <= ?")
 	args = append(args, int64(l.head.Load()))
-	stmt := "SELECT id, project_id, key, time, body, coalesce(content_id, 0) FROM events"
-	if len(where) > 0 {
-		stmt += " WHERE " + strings.Join(where, " AND ")
-	}
+	stmt := "SELECT id, project_id, key, time, body, coalesce(content_id, 0) FROM events WHERE " + strings.Join(where, " AND ")
 	stmt += " ORDER BY id LIMIT ?"
 	args = append(args, q.Limit)
 	return stmt, args
+}
+
+// Count implements eventlog.Log.
+func (l *Log) Count(ctx context.Context, q eventlog.Query) (int64, error) {
+	q.Limit = 1
+	if err := q.Normalize(); err != nil {
+		return 0, err
+	}
+	stmt, args := l.readQuery(q)
+	stmt = "SELECT count(*) FROM events" + stmt[strings.Index(stmt, " WHERE "):strings.LastIndex(stmt, " ORDER BY ")]
+	var n int64
+	if err := l.rdb.QueryRowContext(ctx, stmt, args[:len(args)-1]...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count events: %w", err)
+	}
+	return n, nil
 }
 
 // Contents implements eventlog.Log.
