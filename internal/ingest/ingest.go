@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tidwall/gjson"
 
 	"github.com/sluicehq/sluice/internal/dialect"
 	"github.com/sluicehq/sluice/internal/event"
@@ -76,6 +77,7 @@ type Server struct {
 	track    *dialect.Track
 	s2s      *dialect.S2S
 	commerce *dialect.Commerce
+	projects Projects
 	logger   *slog.Logger
 	m        *metrics
 	cookies  cookieJar
@@ -125,6 +127,7 @@ func New(cfg Config, log Appender, projects Projects, uids *event.Generator, reg
 		track:    &dialect.Track{Projects: projects, HitLimit: int(cfg.TrackHitLimit)},
 		s2s:      &dialect.S2S{Projects: projects, Now: cfg.Now},
 		commerce: &dialect.Commerce{Projects: projects, EventLimit: int(cfg.CommerceEventLimit), Now: cfg.Now},
+		projects: projects,
 		logger:   logger,
 		m:        newMetrics(reg),
 	}
@@ -313,9 +316,10 @@ func putBuffer(b *bytes.Buffer) {
 }
 
 // append commits the events of one request, with the raw request beside
-// them when their project keeps contents.
+// them when their project keeps contents: the body (or, without one, the
+// query string).
 func (s *Server) append(req *dialect.Request, evs []*event.Event) ([]eventlog.Result, error) {
-	if s.cfg.KeepContent != nil && len(evs) > 0 && s.cfg.KeepContent(evs[0].ProjectID) {
+	if s.keepContent(evs) {
 		raw := req.Body
 		if len(raw) == 0 {
 			raw = []byte(req.HTTP.URL.RawQuery)
@@ -327,6 +331,41 @@ func (s *Server) append(req *dialect.Request, evs []*event.Event) ([]eventlog.Re
 		}
 	}
 	return s.log.Append(req.HTTP.Context(), evs)
+}
+
+// appendItems commits the events of a batch request; items[i] is the raw
+// JSON of the batch element evs[i] came from, kept as its content (not the
+// whole batch, which could make every message of a hook batch carry a
+// megabyte).
+func (s *Server) appendItems(req *dialect.Request, evs []*event.Event, items [][]byte) ([]eventlog.Result, error) {
+	if s.keepContent(evs) {
+		at := req.ReceivedAt.UnixMilli()
+		for i, ev := range evs {
+			ev.Content = &event.Content{Body: bytes.Clone(items[i]), ReceivedAt: at}
+		}
+	}
+	return s.log.Append(req.HTTP.Context(), evs)
+}
+
+// keepContent reports whether the raw requests of these events' project
+// are kept: a hook asks for them, and the project does not hash PII (a
+// raw request holds the phone numbers and e-mails hashing keeps out).
+func (s *Server) keepContent(evs []*event.Event) bool {
+	if s.cfg.KeepContent == nil || len(evs) == 0 || !s.cfg.KeepContent(evs[0].ProjectID) {
+		return false
+	}
+	p, ok := s.projects.Get(evs[0].ProjectID)
+	return ok && !p.Settings.HashPII
+}
+
+// batchElements returns the raw elements of the array at path in body.
+func batchElements(body []byte, path string) [][]byte {
+	var out [][]byte
+	gjson.GetBytes(body, path).ForEach(func(_, v gjson.Result) bool {
+		out = append(out, []byte(v.Raw))
+		return true
+	})
+	return out
 }
 
 // readBody reads the body of a POST within limit.

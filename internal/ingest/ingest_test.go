@@ -9,13 +9,16 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/tidwall/gjson"
 
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog"
@@ -397,5 +400,64 @@ func TestRawRequestsKeptForProjectsThatAsk(t *testing.T) {
 	}
 	if string(got[recs[0].ContentID].Body) != "phone=79990000000&utm_source=x" || string(got[recs[1].ContentID].Body) != "name=Ann&amount=10" {
 		t.Fatalf("contents %q / %q", got[recs[0].ContentID].Body, got[recs[1].ContentID].Body)
+	}
+}
+
+// A batch keeps, for each event, the batch element it came from; a
+// project that hashes PII keeps no raw request at all.
+func TestRawRequestsOfBatches(t *testing.T) {
+	for _, tc := range []struct {
+		file, array string
+		at          time.Time
+		none        bool
+	}{
+		{"testdata/s2s/seed_curl_example.http", "messages", s2sClock, false},
+		{"testdata/track/batch_mixed.http", "batch", trackClock, false},
+		{"testdata/commerce/batch.http", "batch", commerceClock, false},
+		{"testdata/s2s/hash_pii_replaces_raw.http", "", s2sClock, true},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			raw, err := os.ReadFile(tc.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv, l := goldenServer(t, tc.at)
+			srv.cfg.KeepContent = func(uint32) bool { return true }
+			var elems []string
+			for _, req := range parseExchanges(t, raw) {
+				body, _ := io.ReadAll(req.Body)
+				req.Body = io.NopCloser(bytes.NewReader(body))
+				gjson.GetBytes(body, tc.array).ForEach(func(_, v gjson.Result) bool { elems = append(elems, v.Raw); return true })
+				srv.ServeHTTP(httptest.NewRecorder(), req)
+			}
+			recs, err := l.Read(context.Background(), eventlog.Query{})
+			if err != nil || len(recs) == 0 {
+				t.Fatalf("%d records, %v", len(recs), err)
+			}
+			var ids []int64
+			for _, r := range recs {
+				if tc.none != (r.ContentID == 0) {
+					t.Fatalf("record %s content id %d", r.ID, r.ContentID)
+				}
+				ids = append(ids, r.ContentID)
+			}
+			if tc.none {
+				return
+			}
+			got, err := l.Contents(context.Background(), ids)
+			if err != nil || len(got) != len(recs) {
+				t.Fatalf("%d contents for %d events (one each), %v", len(got), len(recs), err)
+			}
+			for _, r := range recs {
+				c := string(got[r.ContentID].Body)
+				found := false
+				for _, e := range elems {
+					found = found || e == c
+				}
+				if !found || c[0] != '{' || c == string(raw) {
+					t.Fatalf("content of %s is not one batch element: %.200s", r.Key, c)
+				}
+			}
+		})
 	}
 }

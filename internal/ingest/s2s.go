@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/sluicehq/sluice/internal/dialect"
+	"github.com/sluicehq/sluice/internal/eventlog"
 )
 
 // serveS2S is POST / (the server-to-server batch gateway). It answers
@@ -57,7 +58,16 @@ func (s *Server) serveS2S(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
-	results, err := s.append(req, evs)
+	var results []eventlog.Result
+	var elems [][]byte
+	if s.keepContent(evs) {
+		elems = batchElements(req.Body, "messages")
+	}
+	if elems != nil && len(elems) == len(evs) {
+		results, err = s.appendItems(req, evs, elems)
+	} else {
+		results, err = s.append(req, evs)
+	}
 	if err != nil {
 		fail(err)
 		return

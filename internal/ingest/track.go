@@ -117,19 +117,43 @@ func (s *Server) serveTrackBatch(w http.ResponseWriter, r *http.Request, proj *p
 	s.appendBatch(w, req, dialect.DialectTrack, "hit", items)
 }
 
+// firstEvent is the first valid item's event (nil when none).
+func firstEvent(items []dialect.BatchItem) *event.Event {
+	for _, it := range items {
+		if it.Event != nil {
+			return it.Event
+		}
+	}
+	return nil
+}
+
 // appendBatch appends the valid items of a batch in one commit and
 // answers per item, in order: 200 when at least one was accepted or was a
 // duplicate, 400 when none was valid.
 func (s *Server) appendBatch(w http.ResponseWriter, req *dialect.Request, dialectName, noun string, items []dialect.BatchItem) {
 	var evs []*event.Event
-	for _, it := range items {
+	var raws [][]byte
+	var elems [][]byte
+	if first := firstEvent(items); first != nil && s.keepContent([]*event.Event{first}) {
+		elems = batchElements(req.Body, "batch")
+	}
+	for i, it := range items {
 		if it.Event != nil {
 			evs = append(evs, it.Event)
+			if len(elems) == len(items) {
+				raws = append(raws, elems[i])
+			}
 		}
 	}
 	ans := batchAnswer{Results: make([]batchResult, len(items))}
 	if len(evs) > 0 {
-		results, err := s.append(req, evs)
+		var results []eventlog.Result
+		var err error
+		if len(raws) == len(evs) {
+			results, err = s.appendItems(req, evs, raws)
+		} else {
+			results, err = s.append(req, evs)
+		}
 		if err != nil {
 			s.fail(w, err)
 			return
