@@ -1,13 +1,14 @@
 // Package sink declares what the hook delivery loop sends batches through.
 // Sinks only report what happened; the retry policy lives in the loop
 // (internal/hook). Implementations live in sub-packages named after the
-// technology: sink/httpsink, later sink/amqp and sink/kafka.
+// technology: sink/httpsink, sink/amqpsink and sink/kafkasink.
 package sink
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 )
 
@@ -20,6 +21,8 @@ type Batch struct {
 	Messages [][]byte
 	// Attempt is 1 for the first delivery.
 	Attempt int
+	// Meta has one entry per message, for the broker sinks.
+	Meta []Meta
 }
 
 // Sink delivers batches.
@@ -49,6 +52,33 @@ type RequestInfo struct {
 	URL    string              `json:"url"`
 	Header map[string][]string `json:"header"`
 	Body   string              `json:"body"`
+}
+
+// Meta describes one message for sinks that publish messages one by one
+// (RabbitMQ, Kafka).
+type Meta struct {
+	EventID   string
+	Key       string
+	ProjectID uint32
+	// Route is the message's RabbitMQ routing key or Kafka record key,
+	// rendered by the hook.
+	Route string
+}
+
+// NetError classifies a failure to reach the target: blocked by the
+// guard, DNS, timeout, or connect.
+func NetError(err error) *Error {
+	var dns *net.DNSError
+	var ne net.Error
+	switch {
+	case errors.Is(err, ErrBlocked):
+		return &Error{Class: ClassBlocked, Err: err}
+	case errors.As(err, &dns):
+		return &Error{Class: ClassDNS, Err: err}
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return &Error{Class: ClassTimeout, Err: err}
+	}
+	return &Error{Class: ClassConnect, Err: err}
 }
 
 // Error classes for the attempt log and metrics.

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -173,7 +172,7 @@ func (s *Sink) Deliver(ctx context.Context, b *sink.Batch) (*sink.Report, error)
 	resp, err := s.client.Do(req)
 	rep.Latency = time.Since(start)
 	if err != nil {
-		return rep, classify(err)
+		return rep, sink.NetError(err)
 	}
 	defer resp.Body.Close()
 	rep.Status = resp.StatusCode
@@ -209,20 +208,6 @@ func redact(h http.Header) map[string][]string {
 		out[k] = v
 	}
 	return out
-}
-
-func classify(err error) error {
-	var dns *net.DNSError
-	var ne net.Error
-	switch {
-	case errors.Is(err, sink.ErrBlocked):
-		return &sink.Error{Class: sink.ClassBlocked, Err: err}
-	case errors.As(err, &dns):
-		return &sink.Error{Class: sink.ClassDNS, Err: err}
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return &sink.Error{Class: sink.ClassTimeout, Err: err}
-	}
-	return &sink.Error{Class: sink.ClassConnect, Err: err}
 }
 
 // retryAfter reads Retry-After: seconds or an HTTP date.
