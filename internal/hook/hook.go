@@ -66,9 +66,12 @@ type Hook struct {
 	Events []string `json:"events" yaml:"events"`
 	// Filter is an expr-lang expression over event (and profile).
 	Filter string `json:"filter,omitempty" yaml:"filter"`
-	// Type is the delivery type: http.
-	Type string      `json:"type" yaml:"type"`
-	HTTP *HTTPTarget `json:"http,omitempty" yaml:"http"`
+	// Type is the delivery type: http, rabbitmq_queue, rabbitmq_exchange
+	// or kafka; the target of that type is set.
+	Type     string          `json:"type" yaml:"type"`
+	HTTP     *HTTPTarget     `json:"http,omitempty" yaml:"http"`
+	RabbitMQ *RabbitMQTarget `json:"rabbitmq,omitempty" yaml:"rabbitmq"`
+	Kafka    *KafkaTarget    `json:"kafka,omitempty" yaml:"kafka"`
 
 	MaxBatchSize         int               `json:"max_batch_size" yaml:"max_batch_size"`
 	BatchTimeout         Duration          `json:"batch_timeout" yaml:"batch_timeout"`
@@ -118,14 +121,22 @@ var ErrInvalid = errors.New("invalid hook")
 // Defaults fills the unset settings.
 func (h *Hook) Defaults() {
 	if h.Type == "" {
-		h.Type = "http"
+		h.Type = TypeHTTP
 	}
+	broker := h.Type != TypeHTTP
 	if h.MaxBatchSize == 0 {
 		h.MaxBatchSize = DefaultMaxBatchSize
+		if broker {
+			h.MaxBatchSize = DefaultBrokerBatchSize
+		}
 	}
 	if h.BatchTimeout == 0 {
 		h.BatchTimeout = Duration(DefaultBatchTimeout)
+		if broker {
+			h.BatchTimeout = Duration(DefaultBrokerBatchTimeout)
+		}
 	}
+	h.brokerDefaults()
 	if h.RetryTimes == nil {
 		n := DefaultRetryTimes
 		h.RetryTimes = &n
@@ -152,6 +163,7 @@ type compiled struct {
 	filter     *vm.Program
 	customData []customField
 	regex      *regexp.Regexp
+	route      *customField // a broker's routing key or record key template
 }
 
 // Validate checks h (with defaults applied) and compiles its filter,
@@ -215,7 +227,11 @@ func (h *Hook) compile() (*compiled, error) {
 			}
 		}
 	default:
-		bad("type: http (the broker types come with their own issue)")
+		h.compileTarget(c, bad)
+	}
+	if h.Type != TypeHTTP && h.HTTP != nil || h.Type != TypeKafka && h.Kafka != nil ||
+		h.Type != TypeRabbitMQQueue && h.Type != TypeRabbitMQExchange && h.RabbitMQ != nil {
+		bad("type %s: set only its own target (http, rabbitmq or kafka)", h.Type)
 	}
 	if h.MaxBatchSize < 1 || h.MaxBatchSize > MaxBatchSize {
 		bad("max_batch_size: 1 to %d", MaxBatchSize)

@@ -213,21 +213,6 @@ func (m *Manager) defaults(h *Hook) {
 	h.Defaults()
 }
 
-// newSink builds the hook's sink.
-func (m *Manager) newSink(r *row, comp *compiled) (sink.Sink, error) {
-	h := r.hook
-	sec := r.secrets.Signing
-	if len(sec) > 1 && r.secrets.PreviousUntil > 0 && m.cfg.Now().UnixMilli() > r.secrets.PreviousUntil {
-		sec = sec[:1]
-	}
-	hc := httpsink.Config{URL: h.HTTP.URL, Timeout: time.Duration(h.HTTP.Timeout), Header: h.HTTP.Headers, SuccessRegex: comp.regex,
-		Secrets: sec, Guard: m.guard, Now: m.cfg.Now}
-	if a := h.HTTP.Auth; a != nil {
-		hc.Auth = httpsink.Auth{Type: a.Type, Username: a.Username, Password: r.secrets.Password, Token: r.secrets.Token}
-	}
-	return httpsink.New(hc)
-}
-
 func (m *Manager) startLocked(id string) {
 	if m.closed || m.workers[id] != nil {
 		return
@@ -714,15 +699,7 @@ func (m *Manager) Get(id string) (Hook, error) {
 
 // public blanks what the API never returns.
 func public(h Hook) Hook {
-	if h.HTTP != nil {
-		t := *h.HTTP
-		if t.Auth != nil {
-			a := *t.Auth
-			a.Password, a.Token = "", ""
-			t.Auth = &a
-		}
-		h.HTTP = &t
-	}
+	h = h.withoutSecrets()
 	h.SigningSecret = ""
 	return h
 }
@@ -760,9 +737,7 @@ func (m *Manager) create(ctx context.Context, h Hook, s Start, id, secret string
 	h.ID, h.CreatedAt, h.UpdatedAt, h.StoppedReason = id, now, now, ""
 	h.Cursor = m.position(s)
 	r := &row{hook: h, secrets: secrets{Signing: []string{secret}}}
-	if h.HTTP != nil && h.HTTP.Auth != nil {
-		r.secrets.Password, r.secrets.Token = h.HTTP.Auth.Password, h.HTTP.Auth.Token
-	}
+	r.secrets.Password, r.secrets.Token = h.givenSecrets()
 	if err := m.store.insert(ctx, r); err != nil {
 		return Hook{}, err
 	}
@@ -795,12 +770,12 @@ func (m *Manager) Update(ctx context.Context, id string, h Hook) (Hook, error) {
 	nr.hook.ID, nr.hook.CreatedAt, nr.hook.Cursor = id, r.hook.CreatedAt, r.hook.Cursor
 	nr.hook.Active, nr.hook.StoppedReason = r.hook.Active, r.hook.StoppedReason
 	nr.hook.UpdatedAt = m.cfg.Now().UTC().Truncate(time.Millisecond)
-	if a := h.HTTP.Auth; a != nil {
-		if a.Password != "" {
-			nr.secrets.Password = a.Password
+	if pw, tok := h.givenSecrets(); pw != "" || tok != "" {
+		if pw != "" {
+			nr.secrets.Password = pw
 		}
-		if a.Token != "" {
-			nr.secrets.Token = a.Token
+		if tok != "" {
+			nr.secrets.Token = tok
 		}
 	}
 	m.mu.Unlock()
@@ -871,17 +846,8 @@ func (m *Manager) Clone(ctx context.Context, id string) (Hook, error) {
 	if !ok {
 		return Hook{}, fmt.Errorf("hook %s: %w", id, ErrNotFound)
 	}
-	h := r.hook
+	h := r.hook.withSecrets(r.secrets)
 	h.Name, h.Active = h.Name+" (copy)", false
-	if h.HTTP != nil {
-		t := *h.HTTP
-		if t.Auth != nil {
-			a := *t.Auth
-			a.Password, a.Token = r.secrets.Password, r.secrets.Token
-			t.Auth = &a
-		}
-		h.HTTP = &t
-	}
 	return m.Create(ctx, h, Start{})
 }
 
@@ -1068,7 +1034,8 @@ func (m *Manager) Replay(ctx context.Context, id string, q DeadLetterQuery) ([]R
 	out := []ReplayResult{}
 	for _, d := range dls {
 		start := time.Now()
-		rep, err := s.Deliver(ctx, &sink.Batch{ID: d.BatchID, Messages: d.messages, Attempt: d.Attempts + 1})
+		rep, err := s.Deliver(ctx, &sink.Batch{ID: d.BatchID, Messages: d.messages, Attempt: d.Attempts + 1,
+			Meta: m.metaFor(ctx, &r.hook, comp, d.messages)})
 		end := time.Now()
 		res := ReplayResult{ID: d.ID, BatchID: d.BatchID, Delivered: err == nil}
 		resp := ""
@@ -1142,7 +1109,8 @@ func (m *Manager) Test(ctx context.Context, id string, sample json.RawMessage) (
 	}
 	defer s.Close()
 	msgs := m.buildMessages(ctx, &r.hook, comp, []eventlog.Record{rec}, 0, true)
-	rep, err := s.Deliver(ctx, &sink.Batch{ID: "msg_test_" + strings.ReplaceAll(randID(), "-", "")[:16], Messages: msgs, Attempt: 1})
+	rep, err := s.Deliver(ctx, &sink.Batch{ID: "msg_test_" + strings.ReplaceAll(randID(), "-", "")[:16], Messages: msgs, Attempt: 1,
+		Meta: m.metaFor(ctx, &r.hook, comp, msgs)})
 	if rep != nil {
 		res.Request, res.Status, res.Response = rep.Request, rep.Status, rep.Response
 		res.LatencyMs = float64(rep.Latency.Microseconds()) / 1000

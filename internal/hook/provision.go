@@ -115,9 +115,6 @@ func (m *Manager) Provision(ctx context.Context, specs []Spec, logger *slog.Logg
 // authChanged reports whether a declared password or token differs from
 // the stored one.
 func authChanged(h Hook, s secrets) bool {
-	if h.HTTP == nil || h.HTTP.Auth == nil {
-		return false
-	}
-	a := h.HTTP.Auth
-	return (a.Password != "" && a.Password != s.Password) || (a.Token != "" && a.Token != s.Token)
+	pw, tok := h.givenSecrets()
+	return (pw != "" && pw != s.Password) || (tok != "" && tok != s.Token)
 }

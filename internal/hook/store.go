@@ -229,16 +229,8 @@ func (s *store) list(ctx context.Context) ([]*row, error) {
 
 // specJSON is the hook without state and secrets.
 func specJSON(h Hook) string {
+	h = h.withoutSecrets()
 	h.Cursor, h.StoppedReason, h.CreatedAt, h.UpdatedAt, h.SigningSecret, h.Active = 0, "", time.Time{}, time.Time{}, "", false
-	if h.HTTP != nil {
-		t := *h.HTTP
-		if t.Auth != nil {
-			a := *t.Auth
-			a.Password, a.Token = "", ""
-			t.Auth = &a
-		}
-		h.HTTP = &t
-	}
 	b, _ := json.Marshal(h)
 	return string(b)
 }

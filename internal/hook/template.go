@@ -191,6 +191,18 @@ func scalar(v any) string {
 	return string(b)
 }
 
+// appendField appends the text of one template.
+func appendField(dst []byte, f customField, c *renderContext) []byte {
+	for _, p := range f.parts {
+		if p.param == "" {
+			dst = append(dst, p.text...)
+		} else {
+			dst = c.appendParam(dst, p)
+		}
+	}
+	return dst
+}
+
 // render appends the custom_data object; scratch is reused between calls.
 func render(dst []byte, fs []customField, c *renderContext, scratch *[]byte) []byte {
 	dst = append(dst, '{')
@@ -200,14 +212,7 @@ func render(dst []byte, fs []customField, c *renderContext, scratch *[]byte) []b
 		}
 		dst = append(dst, f.jsonKey...)
 		dst = append(dst, ':')
-		v := (*scratch)[:0]
-		for _, p := range f.parts {
-			if p.param == "" {
-				v = append(v, p.text...)
-			} else {
-				v = c.appendParam(v, p)
-			}
-		}
+		v := appendField((*scratch)[:0], f, c)
 		*scratch = v
 		dst = event.AppendString(dst, string(v))
 	}

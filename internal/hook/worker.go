@@ -319,11 +319,15 @@ func (w *worker) deliver(p *pending) bool {
 	var lastStatus int
 	var lastAtt *attempt
 	var msgs [][]byte
+	var meta []sink.Meta
 	for a := 1; ; a++ {
 		msgs = w.m.buildMessages(w.ctx, &w.hook, w.comp, p.records, a-1, false)
+		if meta == nil {
+			meta = w.m.metaFor(w.ctx, &w.hook, w.comp, msgs)
+		}
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(w.ctx, w.timeout())
-		rep, err := w.sink.Deliver(ctx, &sink.Batch{ID: p.id, Messages: msgs, Attempt: a})
+		rep, err := w.sink.Deliver(ctx, &sink.Batch{ID: p.id, Messages: msgs, Attempt: a, Meta: meta})
 		cancel()
 		end := time.Now()
 		if w.ctx.Err() != nil {
@@ -385,12 +389,7 @@ func (w *worker) deliver(p *pending) bool {
 	return true
 }
 
-func (w *worker) timeout() time.Duration {
-	if w.hook.HTTP != nil && w.hook.HTTP.Timeout > 0 {
-		return time.Duration(w.hook.HTTP.Timeout) + time.Second
-	}
-	return DefaultTimeout + time.Second
-}
+func (w *worker) timeout() time.Duration { return w.hook.timeout() }
 
 // backoff is the wait before attempt a+1: the period (or period·2^(a-1)
 // when exponential) ±20 %, or the target's Retry-After clamped to one to

@@ -1,0 +1,318 @@
+package hook
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/sluicehq/sluice/internal/sink"
+	"github.com/sluicehq/sluice/internal/sink/amqpsink"
+	"github.com/sluicehq/sluice/internal/sink/httpsink"
+	"github.com/sluicehq/sluice/internal/sink/kafkasink"
+)
+
+// Delivery types.
+const (
+	TypeHTTP             = "http"
+	TypeRabbitMQQueue    = "rabbitmq_queue"
+	TypeRabbitMQExchange = "rabbitmq_exchange"
+	TypeKafka            = "kafka"
+)
+
+// DefaultRoutingKey is an exchange hook's routing key: the seed's
+// <db_id>.<event_type>.
+const DefaultRoutingKey = "{{project_id}}.{{event.key}}"
+
+// Broker hooks publish each event as it comes: a short batch timeout, and
+// larger batches for the confirms to pipeline.
+const (
+	DefaultBrokerBatchTimeout = 10 * time.Millisecond
+	DefaultBrokerBatchSize    = 500
+)
+
+// RabbitMQTarget is where a rabbitmq_queue or rabbitmq_exchange hook
+// publishes. Password is write-only.
+type RabbitMQTarget struct {
+	Host     string `json:"host" yaml:"host"`
+	Port     int    `json:"port,omitempty" yaml:"port"` // 5672, 5671 with tls
+	Username string `json:"username" yaml:"username"`
+	Password string `json:"password,omitempty" yaml:"password"`
+	VHost    string `json:"vhost,omitempty" yaml:"vhost"` // "/"
+	TLS      bool   `json:"tls,omitempty" yaml:"tls"`
+	// Queue, for rabbitmq_queue: declared durable when missing.
+	Queue string `json:"queue,omitempty" yaml:"queue"`
+	// Exchange, ExchangeType (direct or topic), Durable (default true) and
+	// AutoDelete, for rabbitmq_exchange; RoutingKey is a template
+	// (default {{project_id}}.{{event.key}}).
+	Exchange     string   `json:"exchange,omitempty" yaml:"exchange"`
+	ExchangeType string   `json:"exchange_type,omitempty" yaml:"exchange_type"`
+	Durable      *bool    `json:"durable,omitempty" yaml:"durable"`
+	AutoDelete   bool     `json:"auto_delete,omitempty" yaml:"auto_delete"`
+	RoutingKey   string   `json:"routing_key,omitempty" yaml:"routing_key"`
+	Timeout      Duration `json:"timeout" yaml:"timeout"` // connect and confirm, 10s
+}
+
+// KafkaTarget is where a kafka hook produces. Password is write-only.
+type KafkaTarget struct {
+	Brokers []string `json:"brokers" yaml:"brokers"`
+	Topic   string   `json:"topic" yaml:"topic"`
+	// Key is the record key template; empty is the user's resolved
+	// profile id, else the event id, so that one user's events keep
+	// their order within a partition.
+	Key         string   `json:"key,omitempty" yaml:"key"`
+	Compression string   `json:"compression,omitempty" yaml:"compression"` // none, lz4, zstd, snappy
+	SASL        string   `json:"sasl,omitempty" yaml:"sasl"`               // plain, scram-sha-256, scram-sha-512
+	Username    string   `json:"username,omitempty" yaml:"username"`
+	Password    string   `json:"password,omitempty" yaml:"password"`
+	TLS         bool     `json:"tls,omitempty" yaml:"tls"`
+	Timeout     Duration `json:"timeout" yaml:"timeout"` // delivery timeout, 10s
+}
+
+// withoutSecrets is h with its write-only fields emptied (copies, never
+// the shared targets).
+func (h Hook) withoutSecrets() Hook {
+	if h.HTTP != nil {
+		t := *h.HTTP
+		if t.Auth != nil {
+			a := *t.Auth
+			a.Password, a.Token = "", ""
+			t.Auth = &a
+		}
+		h.HTTP = &t
+	}
+	if h.RabbitMQ != nil {
+		t := *h.RabbitMQ
+		t.Password = ""
+		h.RabbitMQ = &t
+	}
+	if h.Kafka != nil {
+		t := *h.Kafka
+		t.Password = ""
+		h.Kafka = &t
+	}
+	return h
+}
+
+// withSecrets is h with the stored secrets put back (for a clone).
+func (h Hook) withSecrets(s secrets) Hook {
+	h = h.withoutSecrets()
+	switch {
+	case h.HTTP != nil && h.HTTP.Auth != nil:
+		h.HTTP.Auth.Password, h.HTTP.Auth.Token = s.Password, s.Token
+	case h.RabbitMQ != nil:
+		h.RabbitMQ.Password = s.Password
+	case h.Kafka != nil:
+		h.Kafka.Password = s.Password
+	}
+	return h
+}
+
+// givenSecrets are the write-only values sent with h ("" when not sent).
+func (h Hook) givenSecrets() (password, token string) {
+	switch {
+	case h.HTTP != nil && h.HTTP.Auth != nil:
+		return h.HTTP.Auth.Password, h.HTTP.Auth.Token
+	case h.RabbitMQ != nil:
+		return h.RabbitMQ.Password, ""
+	case h.Kafka != nil:
+		return h.Kafka.Password, ""
+	}
+	return "", ""
+}
+
+// brokerDefaults fills the settings of the broker targets.
+func (h *Hook) brokerDefaults() {
+	if r := h.RabbitMQ; r != nil {
+		if r.Timeout == 0 {
+			r.Timeout = Duration(DefaultTimeout)
+		}
+		if r.VHost == "" {
+			r.VHost = "/"
+		}
+		if h.Type == TypeRabbitMQExchange {
+			if r.ExchangeType == "" {
+				r.ExchangeType = "direct"
+			}
+			if r.Durable == nil {
+				t := true
+				r.Durable = &t
+			}
+			if r.RoutingKey == "" {
+				r.RoutingKey = DefaultRoutingKey
+			}
+		}
+	}
+	if k := h.Kafka; k != nil {
+		if k.Timeout == 0 {
+			k.Timeout = Duration(DefaultTimeout)
+		}
+		if k.Compression == "" {
+			k.Compression = "none"
+		}
+	}
+}
+
+// compileTarget validates the broker targets; the route template goes to c.
+func (h *Hook) compileTarget(c *compiled, bad func(string, ...any)) {
+	switch h.Type {
+	case TypeRabbitMQQueue, TypeRabbitMQExchange:
+		r := h.RabbitMQ
+		if r == nil {
+			bad("rabbitmq: required for type %s (host, port, username, password, vhost, queue or exchange)", h.Type)
+			return
+		}
+		if r.Host == "" || strings.ContainsAny(r.Host, "/: ") && net.ParseIP(r.Host) == nil {
+			bad("rabbitmq.host: a host name or address")
+		}
+		if r.Port < 0 || r.Port > 65535 {
+			bad("rabbitmq.port: 1 to 65535")
+		}
+		if r.Timeout < Duration(time.Millisecond) || r.Timeout > Duration(10*time.Minute) {
+			bad("rabbitmq.timeout: 1ms to 10m")
+		}
+		if h.Type == TypeRabbitMQQueue {
+			if r.Queue == "" || r.Exchange != "" {
+				bad("rabbitmq.queue: required for rabbitmq_queue (and no exchange)")
+			}
+			return
+		}
+		if r.Exchange == "" || r.Queue != "" {
+			bad("rabbitmq.exchange: required for rabbitmq_exchange (and no queue)")
+		}
+		if r.ExchangeType != "direct" && r.ExchangeType != "topic" {
+			bad("rabbitmq.exchange_type: direct or topic")
+		}
+		f, err := parseTemplate("routing_key", r.RoutingKey)
+		if err != nil {
+			bad("rabbitmq.routing_key: %v", err)
+		}
+		c.route = &f
+	case TypeKafka:
+		k := h.Kafka
+		if k == nil {
+			bad("kafka: required for type kafka (brokers, topic, key, compression, sasl, tls)")
+			return
+		}
+		if len(k.Brokers) == 0 {
+			bad("kafka.brokers: at least one host:port")
+		}
+		for i, b := range k.Brokers {
+			if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
+				bad("kafka.brokers[%d]: %q is not host:port", i, b)
+			}
+		}
+		if k.Topic == "" || len(k.Topic) > 249 {
+			bad("kafka.topic: required, at most 249 characters")
+		}
+		if _, ok := kafkasink.Compressions[k.Compression]; !ok {
+			bad("kafka.compression: none, lz4, zstd or snappy")
+		}
+		if !kafkasink.SASLs[k.SASL] {
+			bad("kafka.sasl: plain, scram-sha-256 or scram-sha-512")
+		}
+		if k.SASL != "" && k.Username == "" {
+			bad("kafka.username: required with sasl")
+		}
+		if k.Timeout < Duration(time.Millisecond) || k.Timeout > Duration(10*time.Minute) {
+			bad("kafka.timeout: 1ms to 10m")
+		}
+		if k.Key != "" {
+			f, err := parseTemplate("key", k.Key)
+			if err != nil {
+				bad("kafka.key: %v", err)
+			}
+			c.route = &f
+		}
+	default:
+		bad("type: http, rabbitmq_queue, rabbitmq_exchange or kafka")
+	}
+}
+
+// newSink builds the sink of a hook.
+func (m *Manager) newSink(r *row, comp *compiled) (sink.Sink, error) {
+	h := r.hook
+	switch h.Type {
+	case TypeRabbitMQQueue, TypeRabbitMQExchange:
+		t := h.RabbitMQ
+		cfg := amqpsink.Config{Host: t.Host, Port: t.Port, Username: t.Username, Password: r.secrets.Password, VHost: t.VHost,
+			Queue: t.Queue, Exchange: t.Exchange, ExchangeType: t.ExchangeType, AutoDelete: t.AutoDelete,
+			Timeout: time.Duration(t.Timeout), Guard: m.guard}
+		if t.Durable != nil {
+			cfg.Durable = *t.Durable
+		}
+		if t.TLS {
+			cfg.TLS = &tls.Config{ServerName: t.Host, MinVersion: tls.VersionTLS12}
+		}
+		return amqpsink.New(cfg)
+	case TypeKafka:
+		t := h.Kafka
+		cfg := kafkasink.Config{Brokers: t.Brokers, Topic: t.Topic, Compression: t.Compression, SASL: t.SASL, Username: t.Username,
+			Password: r.secrets.Password, Timeout: time.Duration(t.Timeout), Guard: m.guard}
+		if t.TLS {
+			cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		return kafkasink.New(cfg)
+	}
+	sec := r.secrets.Signing
+	if len(sec) > 1 && r.secrets.PreviousUntil > 0 && m.cfg.Now().UnixMilli() > r.secrets.PreviousUntil {
+		sec = sec[:1]
+	}
+	hc := httpsink.Config{URL: h.HTTP.URL, Timeout: time.Duration(h.HTTP.Timeout), Header: h.HTTP.Headers, SuccessRegex: comp.regex,
+		Secrets: sec, Guard: m.guard, Now: m.cfg.Now}
+	if a := h.HTTP.Auth; a != nil {
+		hc.Auth = httpsink.Auth{Type: a.Type, Username: a.Username, Password: r.secrets.Password, Token: r.secrets.Token}
+	}
+	return httpsink.New(hc)
+}
+
+// metaFor describes each message for the broker sinks: its event id, key,
+// project and route (routing key or record key). HTTP needs none.
+func (m *Manager) metaFor(ctx context.Context, h *Hook, comp *compiled, msgs [][]byte) []sink.Meta {
+	if h.Type == TypeHTTP {
+		return nil
+	}
+	out := make([]sink.Meta, len(msgs))
+	var scratch []byte
+	for i, msg := range msgs {
+		f := gjson.GetManyBytes(msg, "id", "key", "projectId", "time")
+		md := sink.Meta{EventID: f[0].String(), Key: f[1].String(), ProjectID: uint32(f[2].Uint())}
+		switch {
+		case comp.route != nil:
+			rc := renderContext{body: msg, time: time.UnixMilli(f[3].Int())}
+			if p, ok := m.projects.Get(md.ProjectID); ok {
+				rc.projectName = p.Name
+			}
+			scratch = appendField(scratch[:0], *comp.route, &rc)
+			md.Route = string(scratch)
+		default: // kafka: the user's resolved id, else the event id
+			md.Route = md.EventID
+			if p := m.profileOf(ctx, md.ProjectID, msg); p != nil {
+				if id := fmt.Sprint(p["id"]); id != "" && id != "<nil>" {
+					md.Route = id
+				}
+			}
+		}
+		out[i] = md
+	}
+	return out
+}
+
+// timeout is how long one delivery attempt may take, with a margin over
+// the target's own timeout.
+func (h *Hook) timeout() time.Duration {
+	d := DefaultTimeout
+	switch {
+	case h.HTTP != nil && h.HTTP.Timeout > 0:
+		d = time.Duration(h.HTTP.Timeout)
+	case h.RabbitMQ != nil && h.RabbitMQ.Timeout > 0:
+		d = time.Duration(h.RabbitMQ.Timeout)
+	case h.Kafka != nil && h.Kafka.Timeout > 0:
+		d = time.Duration(h.Kafka.Timeout)
+	}
+	return d + 2*time.Second
+}
