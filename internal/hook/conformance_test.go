@@ -80,7 +80,11 @@ func conformanceTargets(t *testing.T) map[string]target {
 
 	rc := newReceiver(t, nil)
 	out[TypeHTTP] = target{
-		hook: func() Hook { h := httpHook(rc.URL); h.MaxBatchSize, h.RetryTimes, h.StopAfterDeadLetters = 10, intp(1), 100; return h },
+		hook: func() Hook {
+			h := httpHook(rc.URL)
+			h.MaxBatchSize, h.RetryTimes, h.StopAfterDeadLetters = 10, intp(1), 100
+			return h
+		},
 		received: func() []received {
 			var out []received
 			for _, r := range rc.requests() {
