@@ -12,7 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/rabbitnode"
 )
 
 // benchEvents is how many events each benchmark iteration delivers.
@@ -108,6 +114,157 @@ func BenchmarkBaselineReceiver(b *testing.B) {
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
+		}
+	}
+	b.ReportMetric(float64(benchEvents*b.N)/time.Since(start).Seconds(), "events/s")
+}
+
+// benchBroker delivers the stored events through a hook of h's type and
+// reports events/s; delivered counts from the hook's own metric.
+func benchBroker(b *testing.B, f *fixture, n int, h func() Hook, between func()) {
+	from := time.UnixMilli(0)
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		created, err := f.m.Create(context.Background(), h(), Start{From: &from})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c := f.m.met.delivered.WithLabelValues(created.ID)
+		for testutil.ToFloat64(c) < float64(n) {
+			time.Sleep(time.Millisecond)
+		}
+		b.StopTimer()
+		if err := f.m.Delete(context.Background(), created.ID); err != nil {
+			b.Fatal(err)
+		}
+		if between != nil {
+			between()
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(n*b.N)/time.Since(start).Seconds(), "events/s")
+}
+
+// benchMessage is a message as the hooks build it, for the baselines.
+var benchMessage = []byte(`{"key":"in.gen.calltrack.call","channel":"http","service":"calltrack","name":"call","projectId":7,"td":{"ip":"203.0.113.7","ua":"curl/8.5"},"data":{"amount":12345,"phone":"79990000000","campaign":"black-friday"},"id":"7405398725063622656","time":1763900000000,"dialect":"webhook","receivedAt":1763900000000,"identities":[{"type":"user_id","value":"u-12345"}],"custom_data":{"campaign":"black-friday","date":"2025-11-23T12:13:20.000000Z","id":"5b7d8f0e-4d0e-4c55-9d8e-0f6f0c6b1a11"},"is_test":false}`)
+
+// rabbitQueues are the queues the RabbitMQ benchmarks publish to: a
+// classic durable queue (what a queue hook declares when it is missing)
+// and a quorum queue declared beforehand.
+var rabbitQueues = []struct{ name, typ string }{{"bench-classic", "classic"}, {"bench-quorum", "quorum"}}
+
+func declareBenchQueues(b *testing.B, ch *amqp.Channel) {
+	for _, q := range rabbitQueues {
+		if _, err := ch.QueueDeclare(q.name, true, false, false, false, amqp.Table{"x-queue-type": q.typ}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkHookRabbitMQ delivers 100k stored events to a queue on a real
+// node, persistent, with publisher confirms, batches of 500 (one message
+// per event); BenchmarkBaselineRabbitMQ publishes the same number of
+// prebuilt messages with amqp091 alone, the same way.
+func BenchmarkHookRabbitMQ(b *testing.B) {
+	node := rabbitnode.Start(b)
+	f := newFixture(b, true)
+	fillLog(f, benchEvents)
+	conn, _ := amqp.Dial(node.URL())
+	defer conn.Close()
+	ch, _ := conn.Channel()
+	declareBenchQueues(b, ch)
+	for _, q := range rabbitQueues {
+		b.Run("queue="+q.typ, func(b *testing.B) {
+			benchBroker(b, f, benchEvents, func() Hook {
+				return Hook{Name: "bench", Active: true, Events: []string{"in.gen.calltrack.*"}, Type: TypeRabbitMQQueue, MaxBatchSize: 500,
+					RabbitMQ:   &RabbitMQTarget{Host: "127.0.0.1", Port: node.Port, Username: "guest", Password: "guest", Queue: q.name},
+					CustomData: map[string]string{"id": "{{uuid}}", "date": "{{event_date}}", "campaign": "{{event.data.campaign}}"}}
+			}, func() { ch.QueuePurge(q.name, false) })
+		})
+	}
+}
+
+func BenchmarkBaselineRabbitMQ(b *testing.B) {
+	node := rabbitnode.Start(b)
+	conn, err := amqp.Dial(node.URL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	ch, _ := conn.Channel()
+	ch.Confirm(false)
+	declareBenchQueues(b, ch)
+	ctx := context.Background()
+	for _, q := range rabbitQueues {
+		b.Run("queue="+q.typ, func(b *testing.B) {
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				for sent := 0; sent < benchEvents; sent += 500 {
+					dcs := make([]*amqp.DeferredConfirmation, 0, 500)
+					for j := 0; j < 500; j++ {
+						dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", q.name, true, false,
+							amqp.Publishing{DeliveryMode: amqp.Persistent, ContentType: "application/json", MessageId: strconv.Itoa(sent + j), Body: benchMessage})
+						if err != nil {
+							b.Fatal(err)
+						}
+						dcs = append(dcs, dc)
+					}
+					for _, dc := range dcs {
+						if ok, err := dc.WaitContext(ctx); !ok || err != nil {
+							b.Fatal("nack", err)
+						}
+					}
+				}
+				b.StopTimer()
+				ch.QueuePurge(q.name, false)
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(benchEvents*b.N)/time.Since(start).Seconds(), "events/s")
+		})
+	}
+}
+
+// BenchmarkHookKafka delivers 100k stored events to kfake in batches of
+// 500 (acks=all, idempotent), one batch in flight (order kept) and four;
+// BenchmarkBaselineKafka produces the same number of prebuilt records
+// with franz-go alone, 500 at a time.
+var kafkaBatch = 500
+
+func BenchmarkHookKafka(b *testing.B) {
+	c := kfake.MustCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "bench"))
+	defer c.Close()
+	f := newFixture(b, true)
+	fillLog(f, benchEvents)
+	for _, inflight := range []int{1, 4} {
+		b.Run("inflight="+strconv.Itoa(inflight), func(b *testing.B) {
+			benchBroker(b, f, benchEvents, func() Hook {
+				return Hook{Name: "bench", Active: true, Events: []string{"in.gen.calltrack.*"}, Type: TypeKafka, MaxBatchSize: kafkaBatch, MaxInFlight: inflight,
+					Kafka:      &KafkaTarget{Brokers: c.ListenAddrs(), Topic: "bench"},
+					CustomData: map[string]string{"id": "{{uuid}}", "date": "{{event_date}}", "campaign": "{{event.data.campaign}}"}}
+			}, nil)
+		})
+	}
+}
+func BenchmarkBaselineKafka(b *testing.B) {
+	c := kfake.MustCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "bench"))
+	defer c.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic("bench"), kgo.ProducerLinger(0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		for sent := 0; sent < benchEvents; sent += 500 {
+			recs := make([]*kgo.Record, 500)
+			for j := range recs {
+				recs[j] = &kgo.Record{Key: []byte(strconv.Itoa(sent + j)), Value: benchMessage}
+			}
+			if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 	b.ReportMetric(float64(benchEvents*b.N)/time.Since(start).Seconds(), "events/s")

@@ -65,7 +65,7 @@ type KafkaTarget struct {
 	// profile id, else the event id, so that one user's events keep
 	// their order within a partition.
 	Key         string   `json:"key,omitempty" yaml:"key"`
-	Compression string   `json:"compression,omitempty" yaml:"compression"` // none, lz4, zstd, snappy
+	Compression string   `json:"compression,omitempty" yaml:"compression"` // snappy (default), lz4, zstd, none
 	SASL        string   `json:"sasl,omitempty" yaml:"sasl"`               // plain, scram-sha-256, scram-sha-512
 	Username    string   `json:"username,omitempty" yaml:"username"`
 	Password    string   `json:"password,omitempty" yaml:"password"`
@@ -152,7 +152,7 @@ func (h *Hook) brokerDefaults() {
 			k.Timeout = Duration(DefaultTimeout)
 		}
 		if k.Compression == "" {
-			k.Compression = "none"
+			k.Compression = "snappy"
 		}
 	}
 }

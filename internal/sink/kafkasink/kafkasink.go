@@ -27,7 +27,7 @@ import (
 type Config struct {
 	Brokers []string
 	Topic   string
-	// Compression: none (default), lz4, zstd or snappy.
+	// Compression: snappy (default, as franz-go's), lz4, zstd or none.
 	Compression string
 	// SASL: "" (none), plain, scram-sha-256 or scram-sha-512.
 	SASL               string
@@ -42,7 +42,7 @@ type Config struct {
 
 // Compressions are the accepted Config.Compression values.
 var Compressions = map[string]kgo.CompressionCodec{
-	"none": kgo.NoCompression(), "": kgo.NoCompression(), "lz4": kgo.Lz4Compression(),
+	"none": kgo.NoCompression(), "": kgo.SnappyCompression(), "lz4": kgo.Lz4Compression(),
 	"zstd": kgo.ZstdCompression(), "snappy": kgo.SnappyCompression(),
 }
 
@@ -65,7 +65,7 @@ func New(cfg Config) (*Sink, error) {
 	}
 	codec, ok := Compressions[cfg.Compression]
 	if !ok {
-		return nil, fmt.Errorf("kafka: compression %q: none, lz4, zstd or snappy", cfg.Compression)
+		return nil, fmt.Errorf("kafka: compression %q: snappy, lz4, zstd or none", cfg.Compression)
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
