@@ -135,3 +135,32 @@ func TestProduceKeysHeadersErrorsAndGuard(t *testing.T) {
 		t.Fatal("unknown compression accepted")
 	}
 }
+
+// SASL/PLAIN and SCRAM against a cluster that requires them; a wrong
+// password fails the batch.
+func TestSASL(t *testing.T) {
+	c := kfake.MustCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "events"), kfake.EnableSASL(),
+		kfake.Superuser("PLAIN", "plainuser", "plain-secret"), kfake.Superuser("SCRAM-SHA-256", "scram256", "s256-secret"),
+		kfake.Superuser("SCRAM-SHA-512", "scram512", "s512-secret"))
+	defer c.Close()
+	for _, tc := range []struct {
+		mech, user, pass string
+		ok               bool
+	}{
+		{"plain", "plainuser", "plain-secret", true},
+		{"scram-sha-256", "scram256", "s256-secret", true},
+		{"scram-sha-512", "scram512", "s512-secret", true},
+		{"scram-sha-256", "scram256", "wrong", false},
+		{"", "", "", false},
+	} {
+		s, err := New(Config{Brokers: c.ListenAddrs(), Topic: "events", SASL: tc.mech, Username: tc.user, Password: tc.pass, Guard: loopback, Timeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.Deliver(context.Background(), batch("sasl-"+tc.mech, 2))
+		s.Close()
+		if (err == nil) != tc.ok {
+			t.Errorf("%s as %s: %v, want ok=%v", tc.mech, tc.user, err, tc.ok)
+		}
+	}
+}
