@@ -238,6 +238,9 @@ func TestSinkConformance(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.m.Delete(context.Background(), created.ID)
+			if g, _ := f.m.Get(created.ID); g.RabbitMQ != nil && g.RabbitMQ.Password != "" || g.Kafka != nil && g.Kafka.Password != "" {
+				t.Fatalf("a broker password is returned: %+v %+v", g.RabbitMQ, g.Kafka)
+			}
 			ids := f.appendEvents("in.gen.calltrack.call", 7, 25)
 			f.appendEvents("in.gen.calltrack.call", 8, 3) // another project
 			want := map[string]bool{}
