@@ -508,10 +508,16 @@ func TestGeneratedAdminToken(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The banner is printed just after the run info is written.
 	var token string
-	for _, f := range strings.Fields(out.String()) {
-		if v, ok := strings.CutPrefix(f, "SLUICE_ADMIN_TOKEN="); ok {
-			token = v
+	for i := 0; i < 500 && token == ""; i++ {
+		for _, f := range strings.Fields(out.String()) {
+			if v, ok := strings.CutPrefix(f, "SLUICE_ADMIN_TOKEN="); ok {
+				token = v
+			}
+		}
+		if token == "" {
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	if !strings.HasPrefix(token, "sla_") {
