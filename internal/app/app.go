@@ -226,12 +226,14 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	}()
 	go func() { serveErr <- fmt.Errorf("admin listener: %w", adminSrv.Serve(adminLn)) }()
 
+	// The banner goes out before the run info that tells the CLI (and
+	// tests) the server is up, so whoever sees one sees both.
+	printBanner(out, cfg, info, newToken)
 	if err := lock.WriteRunInfo(info); err != nil {
 		logger.Warn("cannot record listener addresses for the CLI", "err", err)
 	}
 	defer lock.RemoveRunInfo()
 	ready.Store(true)
-	printBanner(out, cfg, info, newToken)
 	logger.Info("sluice ready", "version", BuildVersion(), "ingest", info.Ingest, "admin", info.Admin, "data_dir", cfg.DataDir)
 
 	var runErr error
