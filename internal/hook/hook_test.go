@@ -20,15 +20,17 @@ import (
 
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
+	"github.com/sluicehq/sluice/internal/profile"
 	"github.com/sluicehq/sluice/internal/project"
 )
 
 type fixture struct {
-	t   testing.TB
-	log *sqlite.Log
-	ps  *project.Store
-	m   *Manager
-	dir string
+	t        testing.TB
+	log      *sqlite.Log
+	ps       *project.Store
+	m        *Manager
+	dir      string
+	profiles *profile.Store // nil: no profile store
 }
 
 func newFixture(t testing.TB, allowLoopback bool) *fixture {
@@ -58,7 +60,11 @@ func (f *fixture) open(allowLoopback bool) {
 	if allowLoopback {
 		cfg.AllowNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	}
-	m, err := Open(cfg, f.log, f.ps, nil, nil, nil)
+	var profiles Profiles
+	if f.profiles != nil {
+		profiles = f.profiles
+	}
+	m, err := Open(cfg, f.log, f.ps, profiles, nil, nil)
 	if err != nil {
 		f.t.Fatal(err)
 	}
