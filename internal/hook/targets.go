@@ -3,8 +3,11 @@ package hook
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -44,6 +47,9 @@ type RabbitMQTarget struct {
 	Password string `json:"password,omitempty" yaml:"password"`
 	VHost    string `json:"vhost,omitempty" yaml:"vhost"` // "/"
 	TLS      bool   `json:"tls,omitempty" yaml:"tls"`
+	// CAFile is a PEM file of the CAs that sign the broker's certificate
+	// (with tls; default: the system's roots).
+	CAFile string `json:"ca_file,omitempty" yaml:"ca_file"`
 	// Queue, for rabbitmq_queue: declared durable when missing.
 	Queue string `json:"queue,omitempty" yaml:"queue"`
 	// Exchange, ExchangeType (direct or topic), Durable (default true) and
@@ -70,7 +76,8 @@ type KafkaTarget struct {
 	Username    string   `json:"username,omitempty" yaml:"username"`
 	Password    string   `json:"password,omitempty" yaml:"password"`
 	TLS         bool     `json:"tls,omitempty" yaml:"tls"`
-	Timeout     Duration `json:"timeout" yaml:"timeout"` // delivery timeout, 10s
+	CAFile      string   `json:"ca_file,omitempty" yaml:"ca_file"` // PEM CAs of the brokers' certificates (with tls)
+	Timeout     Duration `json:"timeout" yaml:"timeout"`           // delivery timeout, 10s
 }
 
 // withoutSecrets is h with its write-only fields emptied (copies, never
@@ -175,6 +182,9 @@ func (h *Hook) compileTarget(c *compiled, bad func(string, ...any)) {
 		if r.Timeout < Duration(time.Millisecond) || r.Timeout > Duration(10*time.Minute) {
 			bad("rabbitmq.timeout: 1ms to 10m")
 		}
+		if _, err := tlsConfig(r.TLS, r.CAFile, r.Host); err != nil {
+			bad("rabbitmq.ca_file: %v", err)
+		}
 		if h.Type == TypeRabbitMQQueue {
 			if r.Queue == "" || r.Exchange != "" {
 				bad("rabbitmq.queue: required for rabbitmq_queue (and no exchange)")
@@ -221,6 +231,9 @@ func (h *Hook) compileTarget(c *compiled, bad func(string, ...any)) {
 		if k.Timeout < Duration(time.Millisecond) || k.Timeout > Duration(10*time.Minute) {
 			bad("kafka.timeout: 1ms to 10m")
 		}
+		if _, err := tlsConfig(k.TLS, k.CAFile, ""); err != nil {
+			bad("kafka.ca_file: %v", err)
+		}
 		if k.Key != "" {
 			f, err := parseTemplate("key", k.Key)
 			if err != nil {
@@ -231,6 +244,31 @@ func (h *Hook) compileTarget(c *compiled, bad func(string, ...any)) {
 	default:
 		bad("type: http, rabbitmq_queue, rabbitmq_exchange or kafka")
 	}
+}
+
+// tlsConfig is a broker connection's TLS: nil without tls; the CAs of
+// caFile, else the system's roots.
+func tlsConfig(enabled bool, caFile, serverName string) (*tls.Config, error) {
+	if !enabled {
+		if caFile != "" {
+			return nil, errors.New("set tls: true to use a CA file")
+		}
+		return nil, nil
+	}
+	c := &tls.Config{ServerName: serverName, MinVersion: tls.VersionTLS12}
+	if caFile == "" {
+		return c, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
+	}
+	c.RootCAs = pool
+	return c, nil
 }
 
 // newSink builds the sink of a hook.
@@ -245,16 +283,18 @@ func (m *Manager) newSink(r *row, comp *compiled) (sink.Sink, error) {
 		if t.Durable != nil {
 			cfg.Durable = *t.Durable
 		}
-		if t.TLS {
-			cfg.TLS = &tls.Config{ServerName: t.Host, MinVersion: tls.VersionTLS12}
+		var err error
+		if cfg.TLS, err = tlsConfig(t.TLS, t.CAFile, t.Host); err != nil {
+			return nil, err
 		}
 		return amqpsink.New(cfg)
 	case TypeKafka:
 		t := h.Kafka
 		cfg := kafkasink.Config{Brokers: t.Brokers, Topic: t.Topic, Compression: t.Compression, SASL: t.SASL, Username: t.Username,
 			Password: r.secrets.Password, Timeout: time.Duration(t.Timeout), Guard: m.guard}
-		if t.TLS {
-			cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		var err error
+		if cfg.TLS, err = tlsConfig(t.TLS, t.CAFile, ""); err != nil {
+			return nil, err
 		}
 		return kafkasink.New(cfg)
 	}
