@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/sluicehq/sluice/internal/rabbitnode"
 )
 
 // selfSigned makes a certificate for 127.0.0.1 that is its own CA, and
@@ -70,5 +72,33 @@ func TestKafkaTLSWithCAFile(t *testing.T) {
 	h.Kafka.TLS, h.Kafka.CAFile = true, filepath.Join(t.TempDir(), "missing.pem")
 	if _, err := f.m.Create(context.Background(), h, Start{}); err == nil || !strings.Contains(err.Error(), "kafka.ca_file") {
 		t.Fatalf("missing ca_file: %v", err)
+	}
+}
+
+// A RabbitMQ hook over AMQPS trusts the node's CA from ca_file.
+func TestRabbitMQTLSWithCAFile(t *testing.T) {
+	cert, caFile := selfSigned(t)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "key.pem")
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o644)
+	tc := &rabbitnode.TLS{CertFile: caFile, KeyFile: keyFile, CAFile: caFile}
+	node := rabbitnode.StartTLS(t, tc)
+	f := newFixture(t, true)
+	h := brokerHook(TypeRabbitMQQueue)
+	h.RabbitMQ = &RabbitMQTarget{Host: "127.0.0.1", Port: tc.Port, Username: "guest", Password: "guest", Queue: "tls", TLS: true, CAFile: caFile, Timeout: Duration(3 * time.Second)}
+	ok, err := f.m.Create(context.Background(), h, Start{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := f.m.Test(context.Background(), ok.ID, nil); err != nil || !res.Delivered || !strings.HasPrefix(res.Request.URL, "amqps://") {
+		t.Fatalf("with the CA: %+v %v\n%s", res, err, node.Log())
+	}
+	h.RabbitMQ.CAFile = ""
+	bad, _ := f.m.Create(context.Background(), h, Start{})
+	if res, err := f.m.Test(context.Background(), bad.ID, nil); err != nil || res.Delivered || !strings.Contains(res.Error, "certificate") {
+		t.Fatalf("without the CA: %+v %v", res, err)
 	}
 }

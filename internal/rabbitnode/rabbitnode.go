@@ -31,7 +31,18 @@ type Node struct {
 
 // Start starts a node and waits until it takes AMQP connections. It
 // fails the test with what to install when the server is missing.
-func Start(t testing.TB) *Node {
+func Start(t testing.TB) *Node { return start(t, nil) }
+
+// TLS is a node's AMQPS listener: PEM files of its certificate, key and CA.
+type TLS struct {
+	CertFile, KeyFile, CAFile string
+	Port                      int // set by StartTLS
+}
+
+// StartTLS starts a node that also listens for AMQPS on tls.Port.
+func StartTLS(t testing.TB, tls *TLS) *Node { return start(t, tls) }
+
+func start(t testing.TB, tlsCfg *TLS) *Node {
 	t.Helper()
 	if _, err := os.Stat(Server); err != nil {
 		t.Fatalf("RabbitMQ is not installed (%v): run scripts/deps.sh as root, or apt-get install rabbitmq-server", err)
@@ -40,9 +51,22 @@ func Start(t testing.TB) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := freePorts(t, 3)
+	ports := freePorts(t, 4)
 	n := &Node{Port: ports[0], dir: dir, epmdPort: ports[2]}
 	if err := os.WriteFile(filepath.Join(dir, "enabled_plugins"), []byte("[].\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf := ""
+	if tlsCfg != nil {
+		tlsCfg.Port = ports[3]
+		conf = "listeners.ssl.default = 127.0.0.1:" + strconv.Itoa(ports[3]) + "\n" +
+			"ssl_options.cacertfile = " + tlsCfg.CAFile + "\n" +
+			"ssl_options.certfile = " + tlsCfg.CertFile + "\n" +
+			"ssl_options.keyfile = " + tlsCfg.KeyFile + "\n" +
+			"ssl_options.verify = verify_none\n" +
+			"ssl_options.fail_if_no_peer_cert = false\n"
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rabbitmq.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	n.env = append(os.Environ(),
