@@ -163,7 +163,7 @@ func declareBenchQueues(b *testing.B, ch *amqp.Channel) {
 
 // BenchmarkHookRabbitMQ delivers 100k stored events to a queue on a real
 // node, persistent, with publisher confirms, batches of 500 (one message
-// per event); BenchmarkBaselineRabbitMQ publishes the same number of
+// per event), one batch in flight and four; BenchmarkBaselineRabbitMQ publishes the same number of
 // prebuilt messages with amqp091 alone, the same way.
 func BenchmarkHookRabbitMQ(b *testing.B) {
 	node := rabbitnode.Start(b)
@@ -174,13 +174,15 @@ func BenchmarkHookRabbitMQ(b *testing.B) {
 	ch, _ := conn.Channel()
 	declareBenchQueues(b, ch)
 	for _, q := range rabbitQueues {
-		b.Run("queue="+q.typ, func(b *testing.B) {
-			benchBroker(b, f, benchEvents, func() Hook {
-				return Hook{Name: "bench", Active: true, Events: []string{"in.gen.calltrack.*"}, Type: TypeRabbitMQQueue, MaxBatchSize: 500,
-					RabbitMQ:   &RabbitMQTarget{Host: "127.0.0.1", Port: node.Port, Username: "guest", Password: "guest", Queue: q.name},
-					CustomData: map[string]string{"id": "{{uuid}}", "date": "{{event_date}}", "campaign": "{{event.data.campaign}}"}}
-			}, func() { ch.QueuePurge(q.name, false) })
-		})
+		for _, inflight := range []int{1, 4} {
+			b.Run("queue="+q.typ+"/inflight="+strconv.Itoa(inflight), func(b *testing.B) {
+				benchBroker(b, f, benchEvents, func() Hook {
+					return Hook{Name: "bench", Active: true, Events: []string{"in.gen.calltrack.*"}, Type: TypeRabbitMQQueue, MaxBatchSize: 500, MaxInFlight: inflight,
+						RabbitMQ:   &RabbitMQTarget{Host: "127.0.0.1", Port: node.Port, Username: "guest", Password: "guest", Queue: q.name},
+						CustomData: map[string]string{"id": "{{uuid}}", "date": "{{event_date}}", "campaign": "{{event.data.campaign}}"}}
+				}, func() { ch.QueuePurge(q.name, false) })
+			})
+		}
 	}
 }
 

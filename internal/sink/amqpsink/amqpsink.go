@@ -50,7 +50,15 @@ type Config struct {
 type Sink struct {
 	cfg Config
 
-	mu      sync.Mutex
+	mu   sync.Mutex
+	conn *amqp.Connection
+	free []*pubChannel // idle confirming channels of conn
+}
+
+// pubChannel is a channel in confirm mode with its returns. A batch has a
+// channel to itself, so concurrent batches (max_in_flight > 1) publish
+// and await confirms side by side.
+type pubChannel struct {
 	conn    *amqp.Connection
 	ch      *amqp.Channel
 	returns chan amqp.Return
@@ -99,10 +107,10 @@ func (s *Sink) address() string {
 	return scheme + "://" + net.JoinHostPort(s.cfg.Host, fmt.Sprint(s.cfg.Port))
 }
 
-// connect opens the connection and a confirming channel and declares the
-// queue or exchange. Called with mu held.
+// connect opens the connection and declares the queue or exchange.
+// Called with mu held.
 func (s *Sink) connect() error {
-	if s.ch != nil && !s.ch.IsClosed() && !s.conn.IsClosed() {
+	if s.conn != nil && !s.conn.IsClosed() {
 		return nil
 	}
 	s.resetLocked()
@@ -135,42 +143,83 @@ func (s *Sink) connect() error {
 		conn.Close()
 		return &sink.Error{Class: sink.ClassBroker, Err: err}
 	}
-	if err := ch.Confirm(false); err != nil {
-		conn.Close()
-		return &sink.Error{Class: sink.ClassBroker, Err: fmt.Errorf("enable publisher confirms: %w", err)}
-	}
+	defer ch.Close()
 	if s.cfg.Queue != "" {
 		if _, err := ch.QueueDeclare(s.cfg.Queue, true, false, false, false, nil); err != nil {
 			// A queue that exists with other properties is still a
 			// queue to publish to: check that it exists.
 			if ch, err = conn.Channel(); err == nil {
+				defer ch.Close()
 				_, err = ch.QueueDeclarePassive(s.cfg.Queue, true, false, false, false, nil)
 			}
 			if err != nil {
 				conn.Close()
 				return &sink.Error{Class: sink.ClassBroker, Err: fmt.Errorf("declare queue %s: %w", s.cfg.Queue, err)}
 			}
-			if err := ch.Confirm(false); err != nil {
-				conn.Close()
-				return &sink.Error{Class: sink.ClassBroker, Err: err}
-			}
 		}
 	} else if err := ch.ExchangeDeclare(s.cfg.Exchange, s.cfg.ExchangeType, s.cfg.Durable, s.cfg.AutoDelete, false, false, nil); err != nil {
 		conn.Close()
 		return &sink.Error{Class: sink.ClassBroker, Err: fmt.Errorf("declare exchange %s: %w", s.cfg.Exchange, err)}
 	}
-	s.conn, s.ch = conn, ch
+	s.conn = conn
+	return nil
+}
+
+// take returns an idle confirming channel, opening one when none is.
+func (s *Sink) take() (*pubChannel, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.connect(); err != nil {
+		return nil, err
+	}
+	for len(s.free) > 0 {
+		pc := s.free[len(s.free)-1]
+		s.free = s.free[:len(s.free)-1]
+		if !pc.ch.IsClosed() {
+			return pc, nil
+		}
+	}
+	ch, err := s.conn.Channel()
+	if err != nil {
+		s.resetLocked()
+		return nil, &sink.Error{Class: sink.ClassBroker, Err: err}
+	}
+	if err := ch.Confirm(false); err != nil {
+		ch.Close()
+		return nil, &sink.Error{Class: sink.ClassBroker, Err: fmt.Errorf("enable publisher confirms: %w", err)}
+	}
 	// Returns come before the confirm of the same message; the buffer
 	// holds a whole batch's, so the connection's reader never waits.
-	s.returns = ch.NotifyReturn(make(chan amqp.Return, 10001))
-	return nil
+	return &pubChannel{conn: s.conn, ch: ch, returns: ch.NotifyReturn(make(chan amqp.Return, 10001))}, nil
+}
+
+// give puts a channel back after a batch that went well.
+func (s *Sink) give(pc *pubChannel) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if pc.conn == s.conn && !pc.ch.IsClosed() {
+		s.free = append(s.free, pc)
+		return
+	}
+	pc.ch.Close()
+}
+
+// drop closes a channel after a failed batch (its unconfirmed messages
+// stay on it), and the connection too when that is what failed.
+func (s *Sink) drop(pc *pubChannel) {
+	pc.ch.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if pc.conn == s.conn && s.conn != nil && s.conn.IsClosed() {
+		s.resetLocked()
+	}
 }
 
 func (s *Sink) resetLocked() {
 	if s.conn != nil {
 		s.conn.Close()
 	}
-	s.conn, s.ch, s.returns = nil, nil, nil
+	s.conn, s.free = nil, nil
 }
 
 // Deliver publishes every message of b and waits for the broker to
@@ -179,11 +228,10 @@ func (s *Sink) resetLocked() {
 // then publishes the whole batch again (duplicates are possible, losses
 // are not).
 func (s *Sink) Deliver(ctx context.Context, b *sink.Batch) (*sink.Report, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	start := time.Now()
 	rep := &sink.Report{}
-	if err := s.connect(); err != nil {
+	pc, err := s.take()
+	if err != nil {
 		return rep, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
@@ -206,9 +254,9 @@ func (s *Sink) Deliver(ctx context.Context, b *sink.Batch) (*sink.Report, error)
 			rep.Request = &sink.RequestInfo{Method: "PUBLISH", URL: s.Target() + " routing key " + key,
 				Header: map[string][]string{"message-id": {m.EventID}, "sluice-key": {m.Key}, "sluice-project-id": {fmt.Sprint(m.ProjectID)}}, Body: string(msg)}
 		}
-		dc, err := s.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, p)
+		dc, err := pc.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, p)
 		if err != nil {
-			s.resetLocked()
+			s.drop(pc)
 			return rep, classify(ctx, fmt.Errorf("publish: %w", err))
 		}
 		ids[m.EventID] = true
@@ -219,7 +267,7 @@ func (s *Sink) Deliver(ctx context.Context, b *sink.Batch) (*sink.Report, error)
 		ok, err := dc.WaitContext(ctx)
 		if err != nil {
 			// Unconfirmed messages stay on this channel: start afresh.
-			s.resetLocked()
+			s.drop(pc)
 			return rep, classify(ctx, fmt.Errorf("waiting for the broker's confirms: %w", err))
 		}
 		if !ok {
@@ -230,7 +278,7 @@ func (s *Sink) Deliver(ctx context.Context, b *sink.Batch) (*sink.Report, error)
 	var returned []amqp.Return
 	for drained := false; !drained; {
 		select {
-		case r, ok := <-s.returns:
+		case r, ok := <-pc.returns:
 			if !ok { // the channel closed
 				drained = true
 				break
@@ -242,10 +290,15 @@ func (s *Sink) Deliver(ctx context.Context, b *sink.Batch) (*sink.Report, error)
 			drained = true
 		}
 	}
+	lost := pc.ch.IsClosed() || pc.conn.IsClosed()
+	if lost {
+		s.drop(pc)
+	} else {
+		s.give(pc)
+	}
 	switch {
-	case nacked > 0 && (s.ch.IsClosed() || s.conn.IsClosed()):
+	case nacked > 0 && lost:
 		// Pending confirms of a closed channel read as nacks.
-		s.resetLocked()
 		rep.Response = fmt.Sprintf("%d of %d messages unconfirmed", nacked, len(dcs))
 		return rep, &sink.Error{Class: sink.ClassConnect, Err: fmt.Errorf("the connection closed before the broker confirmed %d of %d messages", nacked, len(dcs))}
 	case nacked > 0:

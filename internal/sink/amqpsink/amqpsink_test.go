@@ -76,6 +76,27 @@ func TestQueueExchangeReturnsGuardAndReconnect(t *testing.T) {
 		}
 	}
 
+	// Batches in flight at once publish on channels of their own.
+	errs := make(chan error, 4)
+	for i := 0; i < 4; i++ {
+		go func(i int) {
+			_, err := q.Deliver(ctx, batch(fmt.Sprintf("c%d", i), 100, func(int) string { return "" }))
+			errs <- err
+		}(i)
+	}
+	for i := 0; i < 4; i++ {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent batch: %v", err)
+		}
+	}
+	seen := map[string]bool{}
+	for _, d := range consume(t, node.URL(), "sluice.calls", 400) {
+		seen[d.MessageId] = true
+	}
+	if len(seen) != 400 {
+		t.Fatalf("%d distinct messages of 400", len(seen))
+	}
+
 	// Exchange: a bound routing key is delivered, an unbound one fails the
 	// batch instead of vanishing.
 	x, err := New(Config{Host: "127.0.0.1", Port: node.Port, Username: "guest", Password: "guest", Exchange: "sluice.events", ExchangeType: "topic", Durable: true, Guard: loopback})
