@@ -373,11 +373,7 @@ func (m *Manager) saveCursor(ctx context.Context, hookID string, c event.ID) err
 	if _, err := m.store.db.ExecContext(ctx, `UPDATE hooks SET cursor = ? WHERE id = ? AND cursor < ?`, int64(c), hookID, int64(c)); err != nil {
 		return err
 	}
-	m.mu.Lock()
-	if r := m.rows[hookID]; r != nil && c > r.hook.Cursor {
-		r.hook.Cursor = c
-	}
-	m.mu.Unlock()
+	m.noteCursor(hookID, c)
 	return nil
 }
 
@@ -439,14 +435,17 @@ func (m *Manager) commit(hookID string, p *pending, dl *deadLetter, att *attempt
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	if cursor > 0 {
-		m.mu.Lock()
-		if r := m.rows[hookID]; r != nil && cursor > r.hook.Cursor {
-			r.hook.Cursor = cursor
-		}
-		m.mu.Unlock()
-	}
+	m.noteCursor(hookID, cursor)
 	return nil
+}
+
+// noteCursor moves the hook's cursor in memory to c, once c is stored.
+func (m *Manager) noteCursor(hookID string, c event.ID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r := m.rows[hookID]; r != nil && c > r.hook.Cursor {
+		r.hook.Cursor = c
+	}
 }
 
 func (m *Manager) deadStreak(hookID string) int {

@@ -75,18 +75,15 @@ func (w *worker) run() {
 		return
 	}
 	sem := make(chan struct{}, w.hook.MaxInFlight)
-	scan := max(w.hook.Cursor, w.hook.scan)
-	var seq int64
+	stored := max(w.hook.Cursor, w.hook.scan)
+	scan, seq := stored, int64(0)
 	for _, p := range inflight {
-		seq = max(seq, p.seq)
 		w.track(p)
+		scan, seq = max(scan, p.upTo), max(seq, p.seq)
 	}
 	// Batches past the last one still in flight were finished before the
 	// restart: the cursor may pass them once the earlier ones are done.
-	w.idle(scan)
-	for _, p := range inflight {
-		scan = max(scan, p.upTo)
-	}
+	w.idle(stored)
 	for _, p := range inflight {
 		if !w.launch(p, sem) {
 			return
@@ -326,7 +323,7 @@ func (w *worker) deliver(p *pending) bool {
 			meta = w.m.metaFor(w.ctx, &w.hook, w.comp, msgs)
 		}
 		start := time.Now()
-		ctx, cancel := context.WithTimeout(w.ctx, w.timeout())
+		ctx, cancel := context.WithTimeout(w.ctx, w.hook.timeout())
 		rep, err := w.sink.Deliver(ctx, &sink.Batch{ID: p.id, Messages: msgs, Attempt: a, Meta: meta})
 		cancel()
 		end := time.Now()
@@ -388,8 +385,6 @@ func (w *worker) deliver(p *pending) bool {
 	}
 	return true
 }
-
-func (w *worker) timeout() time.Duration { return w.hook.timeout() }
 
 // backoff is the wait before attempt a+1: the period (or period·2^(a-1)
 // when exponential) ±20 %, or the target's Retry-After clamped to one to

@@ -25,6 +25,15 @@ type Batch struct {
 	Meta []Meta
 }
 
+// MetaAt is message i's description, or a bare one (an id made from the
+// batch's) when the loop gave none.
+func (b *Batch) MetaAt(i int) Meta {
+	if i < len(b.Meta) {
+		return b.Meta[i]
+	}
+	return Meta{EventID: fmt.Sprintf("%s-%d", b.ID, i)}
+}
+
 // Sink delivers batches.
 type Sink interface {
 	// Deliver sends b once. It returns nil when the target confirmed it,

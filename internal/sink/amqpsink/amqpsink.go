@@ -240,7 +240,7 @@ func (s *Sink) Deliver(ctx context.Context, b *sink.Batch) (*sink.Report, error)
 	ids := make(map[string]bool, len(b.Messages))
 	dcs := make([]*amqp.DeferredConfirmation, 0, len(b.Messages))
 	for i, msg := range b.Messages {
-		m := meta(b, i)
+		m := b.MetaAt(i)
 		key := m.Route
 		if s.cfg.Queue != "" {
 			key = s.cfg.Queue
@@ -312,14 +312,6 @@ func (s *Sink) Deliver(ctx context.Context, b *sink.Batch) (*sink.Report, error)
 	}
 	rep.Response = fmt.Sprintf("%d confirmed", len(dcs))
 	return rep, nil
-}
-
-// meta is message i's description (a bare one when the loop gave none).
-func meta(b *sink.Batch, i int) sink.Meta {
-	if i < len(b.Meta) {
-		return b.Meta[i]
-	}
-	return sink.Meta{EventID: fmt.Sprintf("%s-%d", b.ID, i)}
 }
 
 func classify(ctx context.Context, err error) error {

@@ -140,10 +140,7 @@ func (s *Sink) Deliver(ctx context.Context, b *sink.Batch) (*sink.Report, error)
 	rep := &sink.Report{}
 	recs := make([]*kgo.Record, len(b.Messages))
 	for i, msg := range b.Messages {
-		m := sink.Meta{EventID: fmt.Sprintf("%s-%d", b.ID, i)}
-		if i < len(b.Meta) {
-			m = b.Meta[i]
-		}
+		m := b.MetaAt(i)
 		recs[i] = &kgo.Record{Key: []byte(m.Route), Value: msg, Headers: []kgo.RecordHeader{
 			{Key: "sluice-event-id", Value: []byte(m.EventID)},
 			{Key: "sluice-key", Value: []byte(m.Key)},
