@@ -84,6 +84,12 @@ func (c *Commerce) Decode(p *project.Project, r *Request) (single *event.Event, 
 	if len(data) == 0 || data[0] != '{' {
 		return nil, nil, FieldError(http.StatusBadRequest, "body", `must be a JSON object: one event, or {"batch":[…]}`)
 	}
+	// A string that is not UTF-8 text fails its event: the whole request,
+	// or its item of a batch.
+	te := event.CheckJSONText(data)
+	if te != nil && !strings.HasPrefix(te.Path, "batch[") {
+		return nil, nil, textError(te, "")
+	}
 	var top object
 	parseCompactObject(data, &top)
 	now := r.ReceivedAt
@@ -126,6 +132,9 @@ func (c *Commerce) Decode(p *project.Project, r *Request) (single *event.Event, 
 		case el[0] != '{':
 			items[i].Status = http.StatusBadRequest
 			items[i].Errors = event.FieldErrors{{Message: "must be a JSON object (one event)"}}
+		case te != nil && event.CheckJSONText(el) != nil:
+			items[i].Status = http.StatusBadRequest
+			items[i].Errors = event.FieldErrors{textFieldError(event.CheckJSONText(el), "")}
 		default:
 			parseCompactObject(el, &obj)
 			ev, errs := c.decodeEvent(p, r, &obj, latest)

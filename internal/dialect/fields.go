@@ -3,7 +3,6 @@ package dialect
 import (
 	"encoding/json"
 	"math/big"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -221,15 +220,8 @@ type fieldPath struct {
 	seg    string // ".name", `["na me"]` or "[3]"
 }
 
-var identRE = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]*$`)
-
 // pathSegment renders one object key.
-func pathSegment(name string) string {
-	if identRE.MatchString(name) {
-		return "." + name
-	}
-	return "[" + string(event.AppendString(nil, name)) + "]"
-}
+func pathSegment(name string) string { return event.PathSegment(name) }
 
 func (p *fieldPath) index(i int) *fieldPath {
 	return &fieldPath{parent: p, seg: "[" + strconv.Itoa(i) + "]"}

@@ -3,6 +3,7 @@ package dialect
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"mime"
 	"net/http"
 	"net/url"
@@ -96,7 +97,12 @@ func (w *Webhook) Decode(r *Request) (*WebhookResult, error) {
 	var errs event.FieldErrors
 	query := &object{}
 	if err := parseForm(hr.URL.RawQuery, query); err != nil {
-		errs.Add("query", err.Error())
+		var te *event.TextError
+		if errors.As(err, &te) {
+			errs = append(errs, textFieldError(te, "query"))
+		} else {
+			errs.Add("query", err.Error())
+		}
 	}
 	body := &object{}
 	if hr.Method == http.MethodPost {
@@ -228,12 +234,14 @@ func parseBody(contentType string, body []byte, o *object) *Error {
 		return Errorf(http.StatusUnsupportedMediaType, "content type %q is not supported; send application/json or application/x-www-form-urlencoded", mt)
 	}
 	if kind == "json" {
-		if err := parseJSONObject(body, o); err != nil {
-			return FieldError(http.StatusBadRequest, "body", err.Error())
-		}
-		return nil
+		err = parseJSONObject(body, o)
+	} else {
+		err = parseForm(string(body), o)
 	}
-	if err := parseForm(string(body), o); err != nil {
+	if te := (*event.TextError)(nil); errors.As(err, &te) {
+		return textError(te, "body")
+	}
+	if err != nil {
 		return FieldError(http.StatusBadRequest, "body", err.Error())
 	}
 	return nil
