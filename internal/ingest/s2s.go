@@ -28,6 +28,8 @@ func (s *Server) serveS2S(w http.ResponseWriter, r *http.Request) {
 				c.Code = "METHOD_NOT_ALLOWED"
 			case http.StatusRequestEntityTooLarge:
 				c.Code = "PAYLOAD_TOO_LARGE"
+			case http.StatusUnsupportedMediaType:
+				c.Code = "UNSUPPORTED_MEDIA_TYPE"
 			default:
 				c.Code = dialect.CodeBadRequest
 			}
