@@ -110,8 +110,8 @@ func TestContentEncoding(t *testing.T) {
 				status int
 			}{
 				{"br", d.body, 415}, {"compress", d.body, 415}, {"zstd", d.body, 415}, {"gzip, br", d.body, 415},
-				{"gzip", d.body, 400},                    // not gzip at all
-				{"gzip", gz(t, d.body)[:20], 400},        // truncated
+				{"gzip", d.body, 400},                        // not gzip at all
+				{"gzip", gz(t, d.body)[:20], 400},            // truncated
 				{"deflate", []byte("\x78\x9c\xff\xff"), 400}, // corrupt zlib
 				{"gzip", bomb, 413},
 			} {
