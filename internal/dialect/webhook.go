@@ -169,7 +169,7 @@ func (w *Webhook) Decode(r *Request) (*WebhookResult, error) {
 		if !w.Projects.AuthenticateFor(projectID, tok) {
 			return nil, Unauthorized("invalid token")
 		}
-		query.remove("token") // a credential, not event data
+		query.remove(TokenParam) // a credential, not event data
 	}
 
 	if redir {
@@ -276,10 +276,13 @@ func (w *Webhook) uid(hr *http.Request, query, body *object) string {
 	return w.NewUID().String()
 }
 
+// TokenParam is the query parameter that carries a project token.
+const TokenParam = "token"
+
 // requestToken finds a project token: ?token=, HTTP Basic (the token is the
 // user name) or Bearer.
 func requestToken(hr *http.Request, query *object) string {
-	if v, ok := query.get("token"); ok {
+	if v, ok := query.get(TokenParam); ok {
 		s, _ := firstString(v)
 		return s
 	}

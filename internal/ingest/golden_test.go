@@ -37,6 +37,7 @@ var s2sClock = time.UnixMilli(1680004800000).UTC()
 //
 //	7  shop: tokens "abc123", "revoked-token" (revoked)
 //	8  other: token "other-project-token"
+//	10 guarded: webhook_auth token, token "webhook-token"
 //	9  custom: token "custom-token"; dimension loyaltyLevel (event.loyaltyLevel),
 //	   metrics margin (event.transaction.margin) and item_margin
 //	   (event.transaction.lineItems.product.margin)
@@ -50,7 +51,12 @@ var s2sClock = time.UnixMilli(1680004800000).UTC()
 //	31 commerce shop with hash_pii, default_region RU: token "pii-token"
 func goldenServer(t *testing.T, at time.Time) (*Server, *sqlite.Log) {
 	t.Helper()
-	dir := t.TempDir()
+	return goldenServerIn(t, at, t.TempDir())
+}
+
+// goldenServerIn is goldenServer with its databases in dir.
+func goldenServerIn(t *testing.T, at time.Time, dir string) (*Server, *sqlite.Log) {
+	t.Helper()
 	clock := func() time.Time { return at }
 	gen, _ := event.NewGenerator(0, clock)
 	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "events.db")}, gen, nil, nil)
@@ -80,6 +86,7 @@ func goldenServer(t *testing.T, at time.Time) (*Server, *sqlite.Log) {
 		}
 	}
 	mk(7, "shop", project.Settings{}, "abc123", "revoked-token")
+	mk(10, "guarded", project.Settings{WebhookAuth: project.WebhookAuthToken}, "webhook-token")
 	mk(8, "other", project.Settings{}, "other-project-token")
 	mk(9, "custom", project.Settings{Track: project.TrackSettings{
 		CustomDimensions: []project.CustomField{{Name: "loyaltyLevel"}},

@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -322,20 +323,41 @@ func putBuffer(b *bytes.Buffer) {
 
 // append commits the events of one request, with the raw request beside
 // them when their project keeps contents: the body (or, without one, the
-// query string).
+// query string without its credential). Headers, where the other
+// credentials travel (Authorization, X-API-Key), are never kept.
 func (s *Server) append(req *dialect.Request, evs []*event.Event) ([]eventlog.Result, error) {
 	if s.keepContent(evs) {
-		raw := req.Body
-		if len(raw) == 0 {
-			raw = []byte(req.HTTP.URL.RawQuery)
+		var raw []byte
+		if len(req.Body) > 0 {
+			// A copy: the body's buffer goes back to a pool.
+			raw = bytes.Clone(req.Body)
+		} else {
+			raw = []byte(withoutCredentials(req.HTTP.URL.RawQuery))
 		}
-		// A copy: the body's buffer goes back to a pool.
-		c := &event.Content{Body: bytes.Clone(raw), ReceivedAt: req.ReceivedAt.UnixMilli()}
+		c := &event.Content{Body: raw, ReceivedAt: req.ReceivedAt.UnixMilli()}
 		for _, ev := range evs {
 			ev.Content = c
 		}
 	}
 	return s.log.Append(req.HTTP.Context(), evs)
+}
+
+// withoutCredentials returns a raw query string without its ?token=
+// pairs, byte for byte otherwise.
+func withoutCredentials(rawQuery string) string {
+	if !strings.Contains(rawQuery, "token") && !strings.Contains(rawQuery, "%") {
+		return rawQuery
+	}
+	parts := strings.Split(rawQuery, "&")
+	kept := parts[:0]
+	for _, part := range parts {
+		k, _, _ := strings.Cut(part, "=")
+		if key, err := url.QueryUnescape(k); err == nil && key == dialect.TokenParam {
+			continue
+		}
+		kept = append(kept, part)
+	}
+	return strings.Join(kept, "&")
 }
 
 // appendItems commits the events of a batch request; items[i] is the raw
