@@ -46,7 +46,6 @@ var commerceEnvelope = map[string]bool{
 
 const (
 	commerceUnknownField = "is not a field of an event: an event has name, properties, anonymousId, userId, messageId and timestamp"
-	commerceNoIdentity   = "an event needs at least one identity: anonymousId, userId, properties.hashedEmail, or properties.cuid with properties.cuidType"
 )
 
 // CommerceProjects is what the commerce dialect needs to know of projects:
@@ -153,8 +152,6 @@ type commerceEvent struct {
 	name, typ, messageID, txID string
 	time                       int64
 	ids                        []event.Identity
-	// identityFields counts the identity fields present, valid or not.
-	identityFields int
 }
 
 // decodeEvent validates one event (top, a parsed compact object) and
@@ -194,7 +191,6 @@ func (c *Commerce) decodeEvent(p *project.Project, r *Request, top *object, late
 		if !ok {
 			continue
 		}
-		ce.identityFields++
 		if s, isStr := jsonString(v); !isStr || strings.TrimSpace(s) == "" || utf8.RuneCountInString(s) > commerceMaxID {
 			add(f.field, fmt.Sprintf("must be a non-empty string of at most %d characters", commerceMaxID))
 		} else {
@@ -237,7 +233,7 @@ func (c *Commerce) decodeEvent(p *project.Project, r *Request, top *object, late
 		sch = c.eventType(p, &props, &ce, add)
 	}
 	if hasProps {
-		changed := c.personalData(p, &props, sch, &ce, add)
+		changed := c.personalData(p, &props, sch, add)
 		c.identities(p, &props, &ce, add)
 		if sch == nil && ce.typ == "" {
 			if v, ok := get(&props, "value"); ok && !numericValue(v) {
@@ -264,9 +260,6 @@ func (c *Commerce) decodeEvent(p *project.Project, r *Request, top *object, late
 		if changed {
 			top.set("properties", props.json())
 		}
-	}
-	if len(ce.ids) == 0 && ce.identityFields == 0 {
-		add("anonymousId", commerceNoIdentity)
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -337,13 +330,7 @@ func (c *Commerce) eventType(p *project.Project, props *object, ce *commerceEven
 // with cuidType phone_hash (or hashedPhone when the event already has a
 // cuid). Without it, the built-in types refuse them: the seed wants
 // hashes there. It reports whether props changed.
-func (c *Commerce) personalData(p *project.Project, props *object, sch *schema.Schema, ce *commerceEvent, report func(path, msg string)) bool {
-	// A refused raw identity still shows the sender meant to identify
-	// the user: its error says enough without "needs an identity".
-	add := func(path, msg string) {
-		ce.identityFields++
-		report(path, msg)
-	}
+func (c *Commerce) personalData(p *project.Project, props *object, sch *schema.Schema, add func(path, msg string)) bool {
 	email, hasEmail := props.get("email")
 	phone, hasPhone := props.get("phone")
 	hasEmail = hasEmail && string(email) != "null"
@@ -422,7 +409,6 @@ func (c *Commerce) identities(p *project.Project, props *object, ce *commerceEve
 		return s, true, isStr
 	}
 	if s, present, isStr := str("hashedEmail"); present {
-		ce.identityFields++
 		switch {
 		case isStr && identity.IsHash(s):
 			ce.ids = append(ce.ids, event.Identity{Type: identity.TypeEmailHash, Value: s})
@@ -438,7 +424,6 @@ func (c *Commerce) identities(p *project.Project, props *object, ce *commerceEve
 		}
 	}
 	if s, present, isStr := str("hashedPhone"); present {
-		ce.identityFields++
 		if isStr && identity.IsHash(s) {
 			ce.ids = append(ce.ids, event.Identity{Type: identity.TypePhoneHash, Value: s})
 		} else {
@@ -450,7 +435,6 @@ func (c *Commerce) identities(p *project.Project, props *object, ce *commerceEve
 	if !hasCuid {
 		return
 	}
-	ce.identityFields++
 	switch {
 	case !cuidStr || strings.TrimSpace(cuid) == "":
 		add("properties.cuid", "must be a non-empty string: a customer id, typed by cuidType")
