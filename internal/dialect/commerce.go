@@ -210,7 +210,7 @@ func (c *Commerce) decodeEvent(p *project.Project, r *Request, top *object, late
 		t, err := parseTimestamp(s)
 		switch {
 		case !isStr || err != nil:
-			add("timestamp", "must be an RFC 3339 time such as 2026-11-23T10:04:05.123Z")
+			add("timestamp", "must be an ISO 8601 time with a zone, such as 2026-11-23T10:04:05.123Z or 20261123T100405Z")
 		case t.UnixMilli() < s2sEarliest || t.UnixMilli() > latest:
 			add("timestamp", "must be between 2000-01-01 and a day from now")
 		default:
