@@ -3,8 +3,8 @@ package dialect
 import (
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"math/big"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
