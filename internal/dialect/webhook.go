@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"mime"
 	"net/http"
 	"net/url"
@@ -184,6 +185,11 @@ func (w *Webhook) Decode(r *Request) (*WebhookResult, error) {
 	for _, m := range query.members {
 		body.set(m.key, m.val)
 	}
+	data := body.json()
+	dedup, e := webhookDedupKey(proj, service, name, data)
+	if e != nil {
+		return nil, e
+	}
 	ms := r.ReceivedAt.UnixMilli()
 	channel := event.ChannelHTTP
 	switch {
@@ -200,12 +206,66 @@ func (w *Webhook) Decode(r *Request) (*WebhookResult, error) {
 		ProjectID:  projectID,
 		UID:        w.uid(hr, query, body),
 		TD:         transport(r),
-		Data:       body.json(),
+		Data:       data,
 		Time:       ms,
 		Dialect:    DialectWebhook,
 		ReceivedAt: ms,
+		DedupKey:   dedup,
 	}
 	return res, nil
+}
+
+// maxWebhookDedupValue bounds a webhook_dedup_field value.
+const maxWebhookDedupValue = 256
+
+// webhookDedupKey is the dedup key of a webhook event of a project that
+// names a webhook_dedup_field: "webhook:<service>.<name>:<value>", so the
+// same order id under another event name is another event. A field that
+// is absent (or null) gives none; one that is not a string or a number
+// cannot name the event and is refused.
+func webhookDedupKey(p *project.Project, service, name string, data []byte) (string, *Error) {
+	field := p.Settings.WebhookDedupField
+	if field == "" {
+		return "", nil
+	}
+	segs, err := project.ParseFieldPath(field)
+	if err != nil {
+		return "", nil // validated when the setting was saved
+	}
+	v, ok := lookupCompact(data, segs)
+	if !ok || string(v) == "null" {
+		return "", nil
+	}
+	var val string
+	switch {
+	case v[0] == '"':
+		val, _ = jsonString(v)
+	case v[0] == '-' || (v[0] >= '0' && v[0] <= '9'):
+		val = string(v)
+	default:
+		return "", FieldError(http.StatusBadRequest, field, "is the project's webhook_dedup_field: it must be a string or a number")
+	}
+	if val == "" || len(val) > maxWebhookDedupValue {
+		return "", FieldError(http.StatusBadRequest, field, fmt.Sprintf("is the project's webhook_dedup_field: it must be 1 to %d bytes", maxWebhookDedupValue))
+	}
+	return "webhook:" + service + "." + name + ":" + val, nil
+}
+
+// lookupCompact returns the value at segs in b, a compact JSON object.
+func lookupCompact(b []byte, segs []string) ([]byte, bool) {
+	var o object
+	for _, seg := range segs {
+		if len(b) == 0 || b[0] != '{' {
+			return nil, false
+		}
+		parseCompactObject(b, &o)
+		v, ok := o.get(seg)
+		if !ok {
+			return nil, false
+		}
+		b = v
+	}
+	return b, true
 }
 
 // parseBody reads a POST body into o by its content type.

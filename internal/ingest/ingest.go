@@ -33,9 +33,11 @@ import (
 	"github.com/sluicehq/sluice/internal/eventlog"
 )
 
-// Appender is the part of the event log ingest needs.
+// Appender is the part of the event log ingest needs: appends, and reads
+// of the original of an idempotent repeat.
 type Appender interface {
 	Append(ctx context.Context, events []*event.Event) ([]eventlog.Result, error)
+	Read(ctx context.Context, q eventlog.Query) ([]eventlog.Record, error)
 }
 
 // Config configures the ingest handler.
@@ -238,12 +240,12 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ev := res.Event
-	results, err := s.append(req, []*event.Event{ev})
+	result, err := s.commitOne(req, ev)
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	s.m.events(dialect.DialectWebhook, results)
+	s.m.events(dialect.DialectWebhook, []eventlog.Result{result})
 
 	h := w.Header()
 	h["Cache-Control"] = noStore
@@ -259,12 +261,16 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(transparentGIF)
 	default:
 		// {"key":"in.gen.calltrack.call","id":"…"}, built by hand: this is
-		// the hot path.
-		b := make([]byte, 0, 48+len(ev.Key))
+		// the hot path. A repeat (by Idempotency-Key or the project's
+		// webhook_dedup_field) names the original and "duplicate":true.
+		b := make([]byte, 0, 64+len(ev.Key))
 		b = append(b, `{"key":`...)
 		b = event.AppendString(b, ev.Key)
 		b = append(b, `,"id":`...)
-		b = results[0].ID.AppendJSON(b)
+		b = result.ID.AppendJSON(b)
+		if result.Duplicate {
+			b = append(b, `,"duplicate":true`...)
+		}
 		b = append(b, "}\n"...)
 		writeRaw(w, http.StatusOK, b)
 	}
@@ -321,25 +327,75 @@ func putBuffer(b *bytes.Buffer) {
 	}
 }
 
-// append commits the events of one request, with the raw request beside
-// them when their project keeps contents: the body (or, without one, the
-// query string without its credential). Headers, where the other
-// credentials travel (Authorization, X-API-Key), are never kept.
-func (s *Server) append(req *dialect.Request, evs []*event.Event) ([]eventlog.Result, error) {
+// commit appends the events of one request. items, when given, holds the
+// raw batch element each event came from, kept as its content (not the
+// whole batch, which could make every message of a hook batch carry a
+// megabyte); otherwise a project that keeps contents keeps the request:
+// its body or, without one, its query string without the credential.
+// Headers, where the other credentials travel (Authorization, X-API-Key),
+// are never kept. pos[i] is the position of evs[i] in the request (nil:
+// 0, 1, …), which names it under an Idempotency-Key.
+//
+// conflicts[i] is true when evs[i] repeats an Idempotency-Key of an
+// earlier request that carried something else: nothing was stored for it.
+func (s *Server) commit(req *dialect.Request, evs []*event.Event, items [][]byte, pos []int) (results []eventlog.Result, conflicts []bool, err error) {
+	idemKey, err := idempotencyKey(req.HTTP)
+	if err != nil {
+		return nil, nil, err
+	}
 	if s.keepContent(evs) {
-		var raw []byte
-		if len(req.Body) > 0 {
-			// A copy: the body's buffer goes back to a pool.
-			raw = bytes.Clone(req.Body)
+		at := req.ReceivedAt.UnixMilli()
+		if items != nil {
+			for i, ev := range evs {
+				ev.Content = &event.Content{Body: bytes.Clone(items[i]), ReceivedAt: at}
+			}
 		} else {
-			raw = []byte(withoutCredentials(req.HTTP.URL.RawQuery))
-		}
-		c := &event.Content{Body: raw, ReceivedAt: req.ReceivedAt.UnixMilli()}
-		for _, ev := range evs {
-			ev.Content = c
+			var raw []byte
+			if len(req.Body) > 0 {
+				// A copy: the body's buffer goes back to a pool.
+				raw = bytes.Clone(req.Body)
+			} else {
+				raw = []byte(withoutCredentials(req.HTTP.URL.RawQuery))
+			}
+			c := &event.Content{Body: raw, ReceivedAt: at}
+			for _, ev := range evs {
+				ev.Content = c
+			}
 		}
 	}
-	return s.log.Append(req.HTTP.Context(), evs)
+	var idem []bool // evs[i] is deduplicated by the Idempotency-Key
+	if idemKey != "" {
+		idem = make([]bool, len(evs))
+		for i, ev := range evs {
+			if ev.DedupKey != "" {
+				continue // its own dedup key (hitId, messageId, …) is stronger
+			}
+			p := i
+			if pos != nil {
+				p = pos[i]
+			}
+			ev.DedupKey = idempotencyPrefix + idemKey + ":" + strconv.Itoa(p)
+			idem[i] = true
+		}
+	}
+	results, err = s.log.Append(req.HTTP.Context(), evs)
+	if err != nil || idem == nil {
+		return results, nil, err
+	}
+	return results, s.idempotencyConflicts(req, evs, results, idem), nil
+}
+
+// commitOne commits a request of one event; an Idempotency-Key first used
+// for another request is a 422.
+func (s *Server) commitOne(req *dialect.Request, ev *event.Event) (eventlog.Result, error) {
+	results, conflicts, err := s.commit(req, []*event.Event{ev}, nil, nil)
+	if err != nil {
+		return eventlog.Result{}, err
+	}
+	if conflicts != nil && conflicts[0] {
+		return eventlog.Result{}, idempotencyConflict(req.HTTP)
+	}
+	return results[0], nil
 }
 
 // withoutCredentials returns a raw query string without its ?token=
@@ -358,20 +414,6 @@ func withoutCredentials(rawQuery string) string {
 		kept = append(kept, part)
 	}
 	return strings.Join(kept, "&")
-}
-
-// appendItems commits the events of a batch request; items[i] is the raw
-// JSON of the batch element evs[i] came from, kept as its content (not the
-// whole batch, which could make every message of a hook batch carry a
-// megabyte).
-func (s *Server) appendItems(req *dialect.Request, evs []*event.Event, items [][]byte) ([]eventlog.Result, error) {
-	if s.keepContent(evs) {
-		at := req.ReceivedAt.UnixMilli()
-		for i, ev := range evs {
-			ev.Content = &event.Content{Body: bytes.Clone(items[i]), ReceivedAt: at}
-		}
-	}
-	return s.log.Append(req.HTTP.Context(), evs)
 }
 
 // keepContent reports whether the raw requests of these events' project

@@ -337,6 +337,8 @@ func TestLogUnavailableIs503(t *testing.T) {
 // panicky is an Appender that panics, to check the handler's recovery.
 type panicky struct{}
 
+func (panicky) Read(context.Context, eventlog.Query) ([]eventlog.Record, error) { return nil, nil }
+
 func (panicky) Append(context.Context, []*event.Event) ([]eventlog.Result, error) {
 	panic("boom")
 }
