@@ -2,6 +2,7 @@ package dialect
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,6 +47,9 @@ type Webhook struct {
 	Projects Projects
 	// NewUID mints a uid for a sender that brings none.
 	NewUID func() event.ID
+	// CreateProject, when set, creates a project on the first event sent
+	// to an id that has none (the webhook_create_projects setting).
+	CreateProject func(ctx context.Context, id uint32) (*project.Project, error)
 }
 
 // WebhookResult is a decoded webhook request.
@@ -159,6 +163,13 @@ func (w *Webhook) Decode(r *Request) (*WebhookResult, error) {
 	}
 
 	proj, ok := w.Projects.Get(projectID)
+	if !ok && w.CreateProject != nil {
+		p, err := w.CreateProject(hr.Context(), projectID)
+		if err != nil {
+			return nil, err
+		}
+		proj, ok = p, true
+	}
 	if !ok {
 		return nil, FieldError(http.StatusNotFound, "projectId", "project "+strconv.FormatUint(uint64(projectID), 10)+" does not exist")
 	}

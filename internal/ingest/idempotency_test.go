@@ -3,12 +3,15 @@ package ingest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/sluicehq/sluice/internal/eventlog"
+	"github.com/sluicehq/sluice/internal/project"
 )
 
 type answer struct {
@@ -243,5 +246,53 @@ func TestWebhookDedupField(t *testing.T) {
 	}
 	if n := storedCount(t, l); n != 7 {
 		t.Fatalf("%d stored, want 7", n)
+	}
+}
+
+// webhook_create_projects: seed 001's first example on a fresh install
+// creates project 99 on its first event; concurrent first events to one
+// id create it once; other dialects never create projects.
+func TestWebhookCreatesProjectsOnFirstEvent(t *testing.T) {
+	f := newFixture(t, Config{}, false)
+	created := 0
+	var mu sync.Mutex
+	f.srv.webhook.CreateProject = func(ctx context.Context, id uint32) (*project.Project, error) {
+		p, err := f.projects.Create(ctx, &id, "webhook-"+strconv.Itoa(int(id)), project.Settings{})
+		if errors.Is(err, project.ErrExists) {
+			got, _ := f.projects.Get(id)
+			return got, nil
+		}
+		mu.Lock()
+		created++
+		mu.Unlock()
+		return &p, err
+	}
+	resp, body := f.do(t, "GET", "/calltrack/call/4242?param=myparamvalue", nil, nil)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"key":"in.gen.calltrack.call"`) {
+		t.Fatalf("first event: %d %s", resp.StatusCode, body)
+	}
+	if p, ok := f.projects.Get(4242); !ok || p.Name != "webhook-4242" || p.Settings.AuthMode() != project.WebhookAuthNone {
+		t.Fatalf("project %+v %v", p, ok)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if resp, body := f.do(t, "POST", "/crm/lead/5000", strings.NewReader(`{"a":1}`), map[string]string{"Content-Type": "application/json"}); resp.StatusCode != 200 {
+				t.Errorf("concurrent first events: %d %s", resp.StatusCode, body)
+			}
+		}()
+	}
+	wg.Wait()
+	if created != 2 {
+		t.Fatalf("%d projects created, want 2", created)
+	}
+	if n := len(f.stored(t)); n != 17 {
+		t.Fatalf("%d stored", n)
+	}
+	// An id that is not a number is still refused, and nothing is created.
+	if resp, _ := f.do(t, "GET", "/calltrack/call/x1", nil, nil); resp.StatusCode != 400 {
+		t.Fatalf("bad id: %d", resp.StatusCode)
 	}
 }

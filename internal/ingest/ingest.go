@@ -31,6 +31,7 @@ import (
 	"github.com/sluicehq/sluice/internal/dialect"
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog"
+	"github.com/sluicehq/sluice/internal/project"
 )
 
 // Appender is the part of the event log ingest needs: appends, and reads
@@ -61,6 +62,9 @@ type Config struct {
 	// KeepContent reports whether the raw requests of a project are kept
 	// beside its events (a hook with include_content wants them).
 	KeepContent func(projectID uint32) bool
+	// CreateProject, when set, creates a webhook project on the first
+	// event sent to its id (webhook_create_projects).
+	CreateProject func(ctx context.Context, id uint32) (*project.Project, error)
 	// Ready reports whether the server takes traffic (for /readyz).
 	Ready func() bool
 	// Now is the clock (default time.Now).
@@ -131,7 +135,7 @@ func New(cfg Config, log Appender, projects Projects, uids *event.Generator, reg
 	return &Server{
 		cfg:      cfg,
 		log:      log,
-		webhook:  &dialect.Webhook{Projects: projects, NewUID: uids.Next},
+		webhook:  &dialect.Webhook{Projects: projects, NewUID: uids.Next, CreateProject: cfg.CreateProject},
 		track:    &dialect.Track{Projects: projects, HitLimit: int(cfg.TrackHitLimit)},
 		s2s:      &dialect.S2S{Projects: projects, Now: cfg.Now},
 		commerce: &dialect.Commerce{Projects: projects, EventLimit: int(cfg.CommerceEventLimit), Now: cfg.Now},
@@ -284,35 +288,40 @@ var (
 // uidCookieAge is three years, in seconds.
 const uidCookieAge = 3 * 365 * 24 * 60 * 60
 
-// cookieJar renders the uid cookie: HttpOnly, three years, SameSite=None,
-// Secure under TLS. The attributes change once a second (Expires), so they
-// are rendered once a second.
+// cookieJar renders the uid cookie: HttpOnly, three years. Under TLS it
+// is SameSite=None; Secure, so pixels on other sites carry it; on plain
+// HTTP browsers drop SameSite=None without Secure, so it is SameSite=Lax
+// there. The attributes change once a second (Expires), so they are
+// rendered once a second.
 type cookieJar struct {
 	mu     sync.Mutex
 	sec    int64
-	attrs  string // "; Path=/; Expires=…; Max-Age=…; HttpOnly; SameSite=None"
-	secure string // attrs + "; Secure"
+	plain  string // "; Path=/; Expires=…; Max-Age=…; HttpOnly; SameSite=Lax"
+	secure string // "; Path=/; Expires=…; Max-Age=…; HttpOnly; Secure; SameSite=None"
 }
 
 func (c *cookieJar) uid(uid string, now time.Time, secure bool) string {
 	sec := now.Unix()
 	c.mu.Lock()
-	if sec != c.sec || c.attrs == "" {
-		full := (&http.Cookie{
-			Name: "uid", Value: "0", Path: "/",
-			MaxAge: uidCookieAge, Expires: now.Add(uidCookieAge * time.Second),
-			HttpOnly: true, SameSite: http.SameSiteNoneMode,
-		}).String()
-		c.attrs = strings.TrimPrefix(full, "uid=0")
-		c.secure = c.attrs + "; Secure"
+	if sec != c.sec || c.plain == "" {
+		attrs := func(secure bool, mode http.SameSite) string {
+			full := (&http.Cookie{
+				Name: "uid", Value: "0", Path: "/",
+				MaxAge: uidCookieAge, Expires: now.Add(uidCookieAge * time.Second),
+				HttpOnly: true, Secure: secure, SameSite: mode,
+			}).String()
+			return strings.TrimPrefix(full, "uid=0")
+		}
+		c.plain = attrs(false, http.SameSiteLaxMode)
+		c.secure = attrs(true, http.SameSiteNoneMode)
 		c.sec = sec
 	}
-	attrs := c.attrs
+	a := c.plain
 	if secure {
-		attrs = c.secure
+		a = c.secure
 	}
 	c.mu.Unlock()
-	return "uid=" + uid + attrs
+	return "uid=" + uid + a
 }
 
 // transparentGIF is a 1×1 transparent GIF.
