@@ -53,8 +53,9 @@ type Config struct {
 	// KeepContent reports whether the raw requests of a project are kept
 	// beside its events (a hook with include_content wants them).
 	KeepContent func(projectID uint32) bool
-	// Ready reports whether the server takes traffic (for /readyz).
-	Ready func() bool
+	// Ready is nil while the server takes traffic, else why not (for
+	// /readyz).
+	Ready func() error
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -115,7 +116,7 @@ func New(cfg Config, log Appender, projects Projects, uids *event.Generator, reg
 		cfg.Now = time.Now
 	}
 	if cfg.Ready == nil {
-		cfg.Ready = func() bool { return true }
+		cfg.Ready = func() error { return nil }
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -178,10 +179,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(rec, http.StatusOK, map[string]string{"status": "ok"})
 	case "readyz":
 		route = routeHealth
-		if s.cfg.Ready() {
-			writeJSON(rec, http.StatusOK, map[string]string{"status": "ready"})
+		if err := s.cfg.Ready(); err != nil {
+			writeJSON(rec, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
 		} else {
-			writeJSON(rec, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
+			writeJSON(rec, http.StatusOK, map[string]string{"status": "ready"})
 		}
 	case "track":
 		dialectName, route = dialect.DialectTrack, routeTrack

@@ -178,6 +178,12 @@ func TestFullDisk(t *testing.T) {
 		t.Fatalf("failures %v after one more refused append, want %d", got, failed+1)
 	}
 	exactlyOnce(t, l, acked)
+	// It stays down while the disk is full (recovery is retried every
+	// 10ms and needs room).
+	time.Sleep(100 * time.Millisecond)
+	if l.Health() == nil {
+		t.Fatal("the log came back up on a full disk")
+	}
 
 	// Space returns: the log recovers by itself and takes appends again.
 	free()

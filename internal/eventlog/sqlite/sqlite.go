@@ -26,9 +26,11 @@
 // nothing and makes the log unavailable: from then on every append fails
 // at once with eventlog.ErrUnavailable (Health says why and since when)
 // while reads go on, and a background loop checkpoints the whole WAL into
-// the database, truncates it (which frees its space) and commits a probe
-// write, every RecoverEvery, until both succeed; then appends resume. New
-// appends thus never take the space the checkpoint needs. Open runs the
+// the database, truncates it (which frees its space), checks that
+// recoverHeadroom (8 MiB) is free and commits a probe write, every
+// RecoverEvery, until all succeed; then appends resume. New appends thus
+// never take the space the checkpoint needs, and a log on a disk that is
+// still full does not flap between up and down. Open runs the
 // same probe, so a log opened on a full disk serves reads and refuses
 // appends until space returns. A failed checkpoint at Close loses
 // nothing: the WAL is durable and the next Open replays it.
@@ -43,6 +45,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -878,10 +881,12 @@ func (l *Log) recoverer(ctx context.Context) {
 }
 
 // tryRecover checkpoints the whole WAL into the database file and truncates
-// it, which gives its space back, then commits a probe write (the schema
-// version, again). Appends may resume when both succeeded. Nothing else
+// it, which gives its space back, checks that the file system has
+// recoverHeadroom free, then commits a probe write (the schema version,
+// again). Appends may resume when all three succeeded. Nothing else
 // writes while the log is down, so the checkpoint waits only for readers
-// to move to the last snapshot.
+// to move to the last snapshot. Without the headroom a probe would succeed
+// in the very pages the truncated WAL gave back, and the next append fail.
 func (l *Log) tryRecover(ctx context.Context) error {
 	var busy, frames, done int
 	if err := l.cdb.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &frames, &done); err != nil {
@@ -890,13 +895,27 @@ func (l *Log) tryRecover(ctx context.Context) error {
 	if busy != 0 {
 		return fmt.Errorf("checkpoint: %w", errCheckpointBusy)
 	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(l.cfg.Path), &st); err != nil {
+		return fmt.Errorf("free space: %w", err)
+	}
+	if free := int64(st.Bavail) * st.Bsize; free < recoverHeadroom {
+		return fmt.Errorf("%w: %d bytes free, %d needed", errLowSpace, free, recoverHeadroom)
+	}
 	if _, err := l.cdb.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version=%d", schemaVersion)); err != nil {
 		return fmt.Errorf("probe write: %w", err)
 	}
 	return nil
 }
 
-var errCheckpointBusy = errors.New("readers kept the WAL busy")
+// recoverHeadroom is the free space a log that is down waits for: room
+// for its WAL to reach walFileLimit.
+const recoverHeadroom = walFileLimit
+
+var (
+	errCheckpointBusy = errors.New("readers kept the WAL busy")
+	errLowSpace       = errors.New("too little free space")
+)
 
 // Health implements eventlog.Log: nil while appends are taken, else the
 // error that they fail with (errors.Is eventlog.ErrUnavailable).
@@ -923,6 +942,8 @@ func failureReason(err error) string {
 	switch {
 	case errors.Is(err, eventlog.ErrClosed):
 		return reasonClosed
+	case errors.Is(err, errLowSpace):
+		return reasonDiskFull
 	case errors.As(err, &se):
 		switch {
 		case se.Code == sqlite3.ErrFull || se.SystemErrno == syscall.ENOSPC || se.SystemErrno == syscall.EDQUOT:
