@@ -46,8 +46,9 @@ type ProfileFinder interface {
 type Config struct {
 	// TokenHash is the SHA-256 of the admin token.
 	TokenHash [32]byte
-	// Ready reports readiness for /readyz.
-	Ready func() bool
+	// Ready is nil while the server takes traffic, else why not (for
+	// /readyz).
+	Ready func() error
 	// MaxWait caps the long-poll of GET /api/v1/events?wait= (default 60s).
 	MaxWait time.Duration
 	// Profiles answers the profile lookups; nil disables them.
@@ -69,7 +70,7 @@ type Server struct {
 // New returns the admin handler.
 func New(cfg Config, projects *project.Store, events EventReader, gatherer prometheus.Gatherer, logger *slog.Logger) *Server {
 	if cfg.Ready == nil {
-		cfg.Ready = func() bool { return true }
+		cfg.Ready = func() error { return nil }
 	}
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = 60 * time.Second
@@ -83,11 +84,11 @@ func New(cfg Config, projects *project.Store, events EventReader, gatherer prome
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.Ready() {
-			writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		if err := s.cfg.Ready(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
 			return
 		}
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	s.api("GET /api/v1/projects", s.listProjects)
 	s.api("POST /api/v1/projects", s.createProject)

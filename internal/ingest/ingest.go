@@ -65,8 +65,9 @@ type Config struct {
 	// CreateProject, when set, creates a webhook project on the first
 	// event sent to its id (webhook_create_projects).
 	CreateProject func(ctx context.Context, id uint32) (*project.Project, error)
-	// Ready reports whether the server takes traffic (for /readyz).
-	Ready func() bool
+	// Ready is nil while the server takes traffic, else why not (for
+	// /readyz).
+	Ready func() error
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -127,7 +128,7 @@ func New(cfg Config, log Appender, projects Projects, uids *event.Generator, reg
 		cfg.Now = time.Now
 	}
 	if cfg.Ready == nil {
-		cfg.Ready = func() bool { return true }
+		cfg.Ready = func() error { return nil }
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -190,10 +191,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(rec, http.StatusOK, map[string]string{"status": "ok"})
 	case "readyz":
 		route = routeHealth
-		if s.cfg.Ready() {
-			writeJSON(rec, http.StatusOK, map[string]string{"status": "ready"})
+		if err := s.cfg.Ready(); err != nil {
+			writeJSON(rec, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
 		} else {
-			writeJSON(rec, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
+			writeJSON(rec, http.StatusOK, map[string]string{"status": "ready"})
 		}
 	case "track":
 		dialectName, route = dialect.DialectTrack, routeTrack

@@ -375,17 +375,24 @@ func TestPanicAnswersJSONWithoutStack(t *testing.T) {
 }
 
 func TestHealth(t *testing.T) {
-	var ready atomic.Bool
-	f := newFixture(t, Config{Ready: ready.Load}, false)
+	var notReady atomic.Pointer[error]
+	down := eventlog.ErrUnavailable
+	notReady.Store(&down)
+	f := newFixture(t, Config{Ready: func() error {
+		if p := notReady.Load(); p != nil {
+			return *p
+		}
+		return nil
+	}}, false)
 	if resp, _ := f.do(t, "GET", "/healthz", nil, nil); resp.StatusCode != 200 {
 		t.Fatalf("healthz %d", resp.StatusCode)
 	}
-	if resp, _ := f.do(t, "GET", "/readyz", nil, nil); resp.StatusCode != 503 {
-		t.Fatalf("readyz before ready %d", resp.StatusCode)
+	if resp, body := f.do(t, "GET", "/readyz", nil, nil); resp.StatusCode != 503 || string(body) != `{"reason":"event log unavailable","status":"not ready"}`+"\n" {
+		t.Fatalf("readyz before ready %d %s", resp.StatusCode, body)
 	}
-	ready.Store(true)
-	if resp, _ := f.do(t, "GET", "/readyz", nil, nil); resp.StatusCode != 200 {
-		t.Fatalf("readyz %d", resp.StatusCode)
+	notReady.Store(nil)
+	if resp, body := f.do(t, "GET", "/readyz", nil, nil); resp.StatusCode != 200 || string(body) != `{"status":"ready"}`+"\n" {
+		t.Fatalf("readyz %d %s", resp.StatusCode, body)
 	}
 }
 
