@@ -220,7 +220,12 @@ func (m *Manager) startLocked(id string) {
 	r := m.rows[id]
 	comp, err := r.hook.compile()
 	if err != nil {
-		m.logger.Error("hook does not compile; not started", "hook", id, "err", err)
+		// Saved under other bounds: stopped, and the API says why.
+		m.logger.Error("hook definition is no longer valid; stopped", "hook", id, "err", err)
+		r.hook.Active, r.hook.StoppedReason = false, "the definition is no longer valid: "+err.Error()
+		if err := m.store.update(context.Background(), r, nil); err != nil {
+			m.logger.Error("stop hook", "hook", id, "err", err)
+		}
 		return
 	}
 	s, err := m.newSink(r, comp)
@@ -721,6 +726,24 @@ func (m *Manager) position(s Start) event.ID {
 	return event.ID(uint64(ms)<<22) - 1
 }
 
+// check validates a definition before it is saved: every field (see
+// compile), then its project, which must exist (refused with 404 as
+// tokens and schemas of a missing project are).
+func (m *Manager) check(h *Hook) error {
+	if _, err := h.compile(); err != nil {
+		return err
+	}
+	if h.ProjectID == nil {
+		return nil
+	}
+	if _, ok := m.projects.Get(*h.ProjectID); ok {
+		return nil
+	}
+	id := *h.ProjectID
+	return &Error{Err: project.ErrNotFound, Message: fmt.Sprintf("project %d: %v", id, project.ErrNotFound),
+		Fields: event.FieldErrors{{Path: "project_id", Message: fmt.Sprintf("project %d does not exist", id)}}}
+}
+
 // Create saves a new hook and starts it when active. The answer carries
 // the signing secret, once.
 func (m *Manager) Create(ctx context.Context, h Hook, s Start) (Hook, error) {
@@ -729,7 +752,7 @@ func (m *Manager) Create(ctx context.Context, h Hook, s Start) (Hook, error) {
 
 func (m *Manager) create(ctx context.Context, h Hook, s Start, id, secret string) (Hook, error) {
 	m.defaults(&h)
-	if _, err := h.compile(); err != nil {
+	if err := m.check(&h); err != nil {
 		return Hook{}, err
 	}
 	now := m.cfg.Now().UTC().Truncate(time.Millisecond)
@@ -756,7 +779,7 @@ func (m *Manager) create(ctx context.Context, h Hook, s Start, id, secret string
 // secrets (a password or token sent again replaces the stored one).
 func (m *Manager) Update(ctx context.Context, id string, h Hook) (Hook, error) {
 	m.defaults(&h)
-	if _, err := h.compile(); err != nil {
+	if err := m.check(&h); err != nil {
 		return Hook{}, err
 	}
 	m.mu.Lock()
