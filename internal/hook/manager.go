@@ -575,13 +575,56 @@ func (m *Manager) contentsOf(ctx context.Context, h *Hook, recs []eventlog.Recor
 	return out
 }
 
+// userProfile is the profile of an event's user: its id, and its
+// attributes as the profile store keeps them (JSON values).
+type userProfile struct {
+	id    int64
+	attrs map[string]json.RawMessage
+}
+
+// filterEnv is the profile as a filter sees it: each attribute as a value
+// (a string, a number, a boolean, an object or an array, as the event's
+// fields are) and "id", the profile id. A user without a profile has an
+// empty one.
+func (p *userProfile) filterEnv() map[string]any {
+	out := map[string]any{}
+	if p == nil {
+		return out
+	}
+	for k, raw := range p.attrs {
+		var v any
+		if json.Unmarshal(raw, &v) == nil {
+			out[k] = v
+		}
+	}
+	out["id"] = p.id
+	return out
+}
+
+// appendAttr renders attribute name (or "id") as a template renders a
+// value: a string as it is, a number or boolean as written, an object or
+// array as its JSON, nothing for null or a missing one.
+func (p *userProfile) appendAttr(dst []byte, name string) []byte {
+	if p == nil {
+		return dst
+	}
+	if name == "id" {
+		return strconv.AppendInt(dst, p.id, 10)
+	}
+	raw, ok := p.attrs[name]
+	if !ok {
+		return dst
+	}
+	return appendResult(dst, gjson.ParseBytes(raw))
+}
+
 // profileOf finds the profile of the first identity of the stored event
-// body that has one: attribute → value, and "id".
-func (m *Manager) profileOf(ctx context.Context, projectID uint32, body []byte) map[string]any {
+// body that has one (nil when none has).
+func (m *Manager) profileOf(ctx context.Context, projectID uint32, body []byte) *userProfile {
 	if m.profiles == nil {
 		return nil
 	}
-	var out map[string]any
+	var out *userProfile
 	gjson.GetBytes(body, "identities").ForEach(func(_, id gjson.Result) bool {
 		t, v := id.Get("type").String(), id.Get("value").String()
 		if t == "" || v == "" {
@@ -591,9 +634,9 @@ func (m *Manager) profileOf(ctx context.Context, projectID uint32, body []byte) 
 		if err != nil {
 			return true
 		}
-		out = map[string]any{"id": p.ID}
+		out = &userProfile{id: p.ID, attrs: make(map[string]json.RawMessage, len(p.Attributes))}
 		for k, a := range p.Attributes {
-			out[k] = a.Value
+			out.attrs[k] = a.Value
 		}
 		return false
 	})

@@ -340,9 +340,7 @@ func (m *Manager) metaFor(ctx context.Context, h *Hook, comp *compiled, msgs [][
 		default: // kafka: the user's resolved id, else the event id
 			md.Route = md.EventID
 			if p := m.profileOf(ctx, md.ProjectID, msg); p != nil {
-				if id := fmt.Sprint(p["id"]); id != "" && id != "<nil>" {
-					md.Route = id
-				}
+				md.Route = strconv.FormatInt(p.id, 10)
 			}
 		}
 		out[i] = md
