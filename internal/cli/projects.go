@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"strconv"
@@ -14,12 +15,16 @@ import (
 )
 
 // parseArgs parses flags that may come before or after positional
-// arguments, and returns the positionals.
+// arguments, and returns the positionals. A mistake is errUsage: the flag
+// package has printed it, with the usage.
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, err
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, errUsage
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -74,6 +79,26 @@ type optString struct {
 
 func (o *optString) String() string     { return o.v }
 func (o *optString) Set(s string) error { o.set, o.v = true, s; return nil }
+
+// optID is a project id flag that remembers whether it was given (its
+// zero value prints no default in the usage).
+type optID struct {
+	set bool
+	v   uint32
+}
+
+func (o *optID) String() string {
+	if o == nil || !o.set {
+		return ""
+	}
+	return strconv.FormatUint(uint64(o.v), 10)
+}
+
+func (o *optID) Set(s string) error {
+	v, err := parseProjectID(s)
+	o.set, o.v = err == nil, v
+	return err
+}
 
 // settingsFlags are the project settings a command line can set.
 type settingsFlags struct {
@@ -142,7 +167,7 @@ func (s *settingsFlags) apply(base project.Settings) (project.Settings, error) {
 
 func runProject(ctx context.Context, args []string, env *Env) error {
 	const synopsis = "project create|list|show|update|delete [flags]"
-	if len(args) == 0 {
+	if len(args) == 0 || isHelp(args[0]) {
 		fmt.Fprintf(env.Stderr, "Usage: sluice %s\n", synopsis)
 		return errUsage
 	}
@@ -153,11 +178,11 @@ func runProject(ctx context.Context, args []string, env *Env) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	var sf settingsFlags
 	var name string
-	var id int64 = -1
+	var id optID
 	switch sub {
 	case "create":
 		fs.StringVar(&name, "name", "", "project name (required)")
-		fs.Int64Var(&id, "id", -1, "project id (default: the next free one)")
+		fs.Var(&id, "id", "the project's `id` (default: the next free one)")
 		sf.register(fs)
 	case "update":
 		fs.StringVar(&name, "name", "", "new name")
@@ -207,12 +232,8 @@ func runProject(ctx context.Context, args []string, env *Env) error {
 			return err
 		}
 		req := admin.CreateProject{Name: name, Settings: st}
-		if id >= 0 {
-			if id > 1<<32-1 {
-				return fmt.Errorf("--id %d is above 4294967295", id)
-			}
-			v := uint32(id)
-			req.ID = &v
+		if id.set {
+			req.ID = &id.v
 		}
 		p, err := c.CreateProject(ctx, req)
 		if err != nil {
@@ -275,7 +296,7 @@ func runProject(ctx context.Context, args []string, env *Env) error {
 
 func runToken(ctx context.Context, args []string, env *Env) error {
 	const synopsis = "token create|list|revoke --project N [flags] [TOKEN_ID]"
-	if len(args) == 0 {
+	if len(args) == 0 || isHelp(args[0]) {
 		fmt.Fprintf(env.Stderr, "Usage: sluice %s\n", synopsis)
 		return errUsage
 	}
