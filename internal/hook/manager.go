@@ -1294,25 +1294,6 @@ func (s *backScan) stretch(ctx context.Context, lo event.ID, tail bool) (recs []
 	return nil, false
 }
 
-// synthetic is an example event for a hook that has matched nothing yet.
-func (m *Manager) synthetic(h Hook) eventlog.Record {
-	key := "in.gen.test.event"
-	if len(h.Events) > 0 && !strings.ContainsAny(h.Events[0], "*?") {
-		key = h.Events[0]
-	} else if len(h.Events) > 0 {
-		key = strings.NewReplacer("*", "test", "?", "x").Replace(h.Events[0])
-	}
-	var pid uint32
-	if h.ProjectID != nil {
-		pid = *h.ProjectID
-	}
-	now := m.cfg.Now()
-	e := event.Event{Key: key, Channel: event.ChannelHTTP, Service: "test", Name: "event", ProjectID: pid,
-		Data: json.RawMessage(`{"test":true}`), ID: event.ID(uint64(now.UnixMilli()) << 22), Time: now.UnixMilli(),
-		Dialect: "webhook", ReceivedAt: now.UnixMilli()}
-	return eventlog.Record{ID: e.ID, ProjectID: pid, Key: key, Time: e.Time, Body: e.AppendJSON(nil)}
-}
-
 // ParseDeadLetterID reads a dead letter id.
 func ParseDeadLetterID(s string) (int64, error) {
 	n, err := strconv.ParseInt(s, 10, 64)
