@@ -218,7 +218,7 @@ func (m *Manager) startLocked(id string) {
 		return
 	}
 	r := m.rows[id]
-	comp, err := r.hook.compile()
+	comp, err := r.compile()
 	if err != nil {
 		// Saved under other bounds: stopped, and the API says why.
 		m.logger.Error("hook definition is no longer valid; stopped", "hook", id, "err", err)
@@ -769,6 +769,13 @@ func (m *Manager) position(s Start) event.ID {
 	return event.ID(uint64(ms)<<22) - 1
 }
 
+// compile compiles the hook of r with its secrets (the definition in r.hook
+// has its write-only fields emptied once stored).
+func (r *row) compile() (*compiled, error) {
+	h := r.hook.withSecrets(r.secrets)
+	return h.compile()
+}
+
 // check validates a definition before it is saved: every field (see
 // compile), then its project, which must exist (refused with 404 as
 // tokens and schemas of a missing project are).
@@ -822,13 +829,10 @@ func (m *Manager) create(ctx context.Context, h Hook, s Start, id, secret string
 // secrets (a password or token sent again replaces the stored one).
 func (m *Manager) Update(ctx context.Context, id string, h Hook) (Hook, error) {
 	m.defaults(&h)
-	if err := m.check(&h); err != nil {
-		return Hook{}, err
-	}
 	m.mu.Lock()
 	r, ok := m.rows[id]
+	m.mu.Unlock()
 	if !ok {
-		m.mu.Unlock()
 		return Hook{}, fmt.Errorf("hook %s: %w", id, ErrNotFound)
 	}
 	nr := &row{hook: h, secrets: r.secrets}
@@ -843,7 +847,11 @@ func (m *Manager) Update(ctx context.Context, id string, h Hook) (Hook, error) {
 			nr.secrets.Token = tok
 		}
 	}
-	m.mu.Unlock()
+	// Checked with the secrets it will have: a token left out is kept.
+	withSecrets := nr.hook.withSecrets(nr.secrets)
+	if err := m.check(&withSecrets); err != nil {
+		return Hook{}, err
+	}
 	m.stopWorker(id)
 	if err := m.store.update(ctx, nr, nil); err != nil {
 		return Hook{}, err
@@ -1087,7 +1095,7 @@ func (m *Manager) Replay(ctx context.Context, id string, q DeadLetterQuery) ([]R
 	m.mu.Lock()
 	r := m.rows[id]
 	m.mu.Unlock()
-	comp, err := r.hook.compile()
+	comp, err := r.compile()
 	if err != nil {
 		return nil, err
 	}
@@ -1144,7 +1152,7 @@ func (m *Manager) Test(ctx context.Context, id string, sample json.RawMessage) (
 	if !ok {
 		return nil, fmt.Errorf("hook %s: %w", id, ErrNotFound)
 	}
-	comp, err := r.hook.compile()
+	comp, err := r.compile()
 	if err != nil {
 		return nil, err
 	}
@@ -1153,11 +1161,14 @@ func (m *Manager) Test(ctx context.Context, id string, sample json.RawMessage) (
 	switch {
 	case len(sample) > 0 && string(sample) != "null":
 		var e event.Event
+		p := &problems{}
 		if err := json.Unmarshal(sample, &e); err != nil {
-			return nil, fmt.Errorf("%w: sample: %v", ErrInvalid, err)
+			p.add("sample", "not a canonical event: %v", err)
+		} else if e.Key == "" {
+			p.add("sample.key", "required: a canonical event with at least a key")
 		}
-		if e.Key == "" {
-			return nil, fmt.Errorf("%w: sample: a canonical event with at least a key", ErrInvalid)
+		if err := p.err(); err != nil {
+			return nil, err
 		}
 		rec = eventlog.Record{ID: e.ID, ProjectID: e.ProjectID, Key: e.Key, Time: e.Time, Body: e.AppendJSON(nil)}
 		res.Event = "sample"
