@@ -184,8 +184,20 @@ func TestUnits(t *testing.T) {
 			t.Errorf("duration %q = %v, %v; want %v", in, time.Duration(d), err, want)
 		}
 	}
-	if Duration(30*24*time.Hour).String() != "30d" || Size(100<<10).String() != "100KiB" {
+	if Size(100<<10).String() != "100KiB" {
 		t.Error("String forms")
+	}
+	// The written form reads back as the same duration, and a week or more
+	// of whole days is written in days.
+	for d, want := range map[time.Duration]string{
+		30 * 24 * time.Hour: "30d", 7 * 24 * time.Hour: "7d", 72 * time.Hour: "72h", 15 * time.Second: "15s",
+		90 * time.Minute: "1h30m", time.Hour: "1h", 10 * time.Minute: "10m", 36 * time.Hour: "36h", 0: "0s",
+		1500 * time.Millisecond: "1.5s", 24*time.Hour + time.Second: "24h0m1s",
+	} {
+		var back Duration
+		if got := Duration(d).String(); got != want || back.Set(got) != nil || time.Duration(back) != d {
+			t.Errorf("Duration(%v).String() = %q (reads back as %v), want %q", d, got, time.Duration(back), want)
+		}
 	}
 	file := writeFile(t, "retention: 7d\nbody_limit: 1MiB\n")
 	c, _, err := load(t, []string{"--config", file}, nil)
@@ -229,5 +241,32 @@ hooks:
 		if _, _, err := load(t, []string{"--config", writeFile(t, body)}, nil); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: want %q, got %v", body, want, err)
 		}
+	}
+}
+
+func TestWebhookCreateProjects(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		vars map[string]string
+		file string
+		want bool
+	}{
+		{want: false},
+		{args: []string{"--webhook-create-projects"}, want: true},
+		{args: []string{"--webhook-create-projects=false"}, vars: map[string]string{"SLUICE_WEBHOOK_CREATE_PROJECTS": "true"}, want: false},
+		{vars: map[string]string{"SLUICE_WEBHOOK_CREATE_PROJECTS": "1"}, want: true},
+		{file: "webhook_create_projects: true\n", want: true},
+	} {
+		args := c.args
+		if c.file != "" {
+			args = append([]string{"--config", writeFile(t, c.file)}, args...)
+		}
+		cfg, _, err := load(t, args, c.vars)
+		if err != nil || cfg.WebhookCreateProjects != c.want {
+			t.Fatalf("%v %v %q: %v, %v", c.args, c.vars, c.file, cfg, err)
+		}
+	}
+	if _, _, err := load(t, nil, map[string]string{"SLUICE_WEBHOOK_CREATE_PROJECTS": "yes please"}); err == nil {
+		t.Fatal("a value that is not a boolean was taken")
 	}
 }
