@@ -1198,24 +1198,21 @@ func (m *Manager) Test(ctx context.Context, id string, sample json.RawMessage) (
 	return res, nil
 }
 
-// The pre-test's search for a stored event is bounded by design, whatever
-// the log holds: it looks at the newest PretestExamine events of the log
-// (every project; those outside the hook's scope are skipped), reading at
-// most PretestBudget records in at most pretestReads reads.
-const (
-	PretestExamine = 5000
-	PretestBudget  = 4 * PretestExamine
-	pretestReads   = 200
-)
+// PretestExamine bounds the pre-test's search for a stored event by
+// design, whatever the log holds: it reads the newest 100 events of the
+// log, then, when none of them matches, the newest PretestExamine; of
+// every project (a read of one project's newest events would walk back
+// over every other project's), skipping those outside the hook's.
+const PretestExamine = 5000
 
 // latestMatching finds the newest of the log's PretestExamine newest
 // events that the hook takes.
 func (m *Manager) latestMatching(ctx context.Context, r *row, comp *compiled) (eventlog.Record, bool) {
 	w := &worker{m: m, hook: r.hook, comp: comp, ctx: ctx}
-	s := &backScan{log: m.log, hi: m.log.Head(), stepMs: 1, left: PretestExamine, budget: PretestBudget, reads: pretestReads}
-	for {
-		recs, ok := s.next(ctx)
-		if !ok {
+	for _, n := range []int{100, PretestExamine} {
+		recs, err := m.log.Read(ctx, eventlog.Query{Limit: n, Newest: true})
+		if err != nil {
+			m.logger.Warn("pre-test: read the newest events", "hook", r.hook.ID, "err", err)
 			return eventlog.Record{}, false
 		}
 		for i := len(recs) - 1; i >= 0; i-- {
@@ -1224,85 +1221,11 @@ func (m *Manager) latestMatching(ctx context.Context, r *row, comp *compiled) (e
 				return rec, true
 			}
 		}
-	}
-}
-
-// backScan walks the log back from its head, newest stretch first, with
-// the log's forward reads only. A stretch is the rest of the millisecond
-// of hi and the stepMs-1 milliseconds before it, read forward from its
-// start; it is taken when it holds at most the events left to examine.
-// Stretches double while they are taken and halve when one holds too
-// many; a single millisecond that holds too many is read whole and its
-// newest events kept (a millisecond holds at most 4096 ids per writer).
-// Every read and every record read count against the budget.
-type backScan struct {
-	log    Log
-	hi     event.ID // examined: (hi, head]
-	stepMs int64
-	left   int // events still to examine
-	budget int // records still to read
-	reads  int // reads still to make
-}
-
-// next returns the events of the next non-empty stretch back, oldest
-// first; false when the scan is over.
-func (s *backScan) next(ctx context.Context) ([]eventlog.Record, bool) {
-	for s.hi > 0 && s.left > 0 && s.budget > 0 && s.reads > 0 {
-		lo := event.ID(0) // the stretch is (lo, hi]
-		if loMs := s.hi.Millis() - s.stepMs; loMs >= 0 {
-			lo = event.FirstIDAt(time.UnixMilli(loMs+1)) - 1
-		}
-		recs, whole := s.stretch(ctx, lo, s.stepMs == 1)
-		if !whole {
-			s.stepMs = max(s.stepMs/2, 1)
-			continue
-		}
-		s.hi, s.left = lo, s.left-len(recs)
-		s.stepMs = min(s.stepMs*2, 1<<40)
-		if len(recs) > 0 {
-			return recs, true
+		if len(recs) < n {
+			break // that was the whole log
 		}
 	}
-	return nil, false
-}
-
-// stretch reads the events in (lo, hi] in growing pages. It is not whole
-// when they are more than left (unless tail, which keeps the newest
-// left), or when the budget ran out or a read failed.
-func (s *backScan) stretch(ctx context.Context, lo event.ID, tail bool) (recs []eventlog.Record, whole bool) {
-	after, page := lo, 16
-	for s.budget > 0 && s.reads > 0 {
-		limit := min(page, s.budget, eventlog.MaxLimit)
-		if !tail {
-			limit = min(limit, s.left+1-len(recs))
-		}
-		got, err := s.log.Read(ctx, eventlog.Query{After: after, Limit: limit})
-		s.reads--
-		s.budget -= len(got)
-		if err != nil {
-			s.budget = 0
-			return nil, false
-		}
-		end := len(got) < limit // the log's head
-		for i, r := range got {
-			if r.ID > s.hi {
-				got, end = got[:i], true
-				break
-			}
-		}
-		recs = append(recs, got...)
-		if len(recs) > s.left {
-			if !tail {
-				return nil, false
-			}
-			recs = append(recs[:0], recs[len(recs)-s.left:]...)
-		}
-		if end {
-			return recs, true
-		}
-		after, page = got[len(got)-1].ID, page*4
-	}
-	return nil, false
+	return eventlog.Record{}, false
 }
 
 // ParseDeadLetterID reads a dead letter id.
