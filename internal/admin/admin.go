@@ -173,6 +173,10 @@ func (s *Server) authenticated(h handlerFunc) http.HandlerFunc {
 			s.unauthorized(w)
 			return
 		}
+		if err := checkURLText(r); err != nil {
+			s.renderError(w, r, err)
+			return
+		}
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
@@ -266,6 +270,29 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(b)
 }
 
+// checkURLText refuses a path or query that does not decode to UTF-8 text:
+// what the API stores and serves is text.
+func checkURLText(r *http.Request) error {
+	if _, problem := event.CheckText(r.URL.Path); problem != "" {
+		return &apiError{Status: http.StatusBadRequest, Message: "the path is not valid UTF-8 text: " + problem,
+			Errors: event.FieldErrors{{Path: "path", Message: "is not valid UTF-8 text: " + problem}}}
+	}
+	for k, vs := range r.URL.Query() {
+		_, problem := event.CheckText(k)
+		for _, v := range vs {
+			if problem == "" {
+				_, problem = event.CheckText(v)
+			}
+		}
+		if problem != "" {
+			path := "query" + event.PathSegment(strings.ToValidUTF8(k, "\uFFFD"))
+			return &apiError{Status: http.StatusBadRequest, Message: path + " is not valid UTF-8 text: " + problem,
+				Errors: event.FieldErrors{{Path: path, Message: "is not valid UTF-8 text: " + problem}}}
+		}
+	}
+	return nil
+}
+
 // decode reads a JSON request body strictly into v.
 func decode(r *http.Request, v any) error {
 	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20+1))
@@ -277,6 +304,12 @@ func decode(r *http.Request, v any) error {
 	}
 	if len(bytes.TrimSpace(b)) == 0 {
 		return errorf(http.StatusBadRequest, "a JSON body is required")
+	}
+	if json.Valid(b) {
+		if te := event.CheckJSONText(b); te != nil {
+			return &apiError{Status: http.StatusBadRequest, Message: "invalid body: " + te.Error(),
+				Errors: event.FieldErrors{{Path: te.Path, Message: te.Message()}}}
+		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()

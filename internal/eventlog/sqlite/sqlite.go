@@ -671,6 +671,10 @@ func (l *Log) Read(ctx context.Context, q eventlog.Query) ([]eventlog.Record, er
 			return nil, fmt.Errorf("read log: %w", err)
 		}
 		r.ID, r.ProjectID = event.ID(id), uint32(project)
+		// Events stored before ingest refused strings that are not
+		// UTF-8 text are mended as they are read: readers (the API,
+		// hooks) hand them to strict JSON parsers.
+		r.Body = event.SanitizeJSONText(r.Body)
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
