@@ -255,6 +255,15 @@ func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) 
 		s.logger.Error("admin API", "method", r.Method, "path", r.URL.Path, "err", err)
 		ae = &apiError{Status: http.StatusInternalServerError, Message: "internal error"}
 	}
+	// An error that names its fields (hook.Error) lists them.
+	var fe interface{ FieldErrors() event.FieldErrors }
+	if ae.Errors == nil && ae.Status < 500 && errors.As(err, &fe) {
+		ae.Errors = fe.FieldErrors()
+		var he *hook.Error
+		if errors.As(err, &he) {
+			ae.Message = he.Message
+		}
+	}
 	writeJSON(w, ae.Status, ae)
 }
 

@@ -110,6 +110,11 @@ func parseEventQuery(v url.Values, maxWait time.Duration) (eventlog.Query, time.
 		}
 		q.Limit = n
 	}
+	if s := v.Get("newest"); s != "" {
+		if q.Newest, err = strconv.ParseBool(s); err != nil {
+			errs.Add("newest", "must be true or false")
+		}
+	}
 	var wait time.Duration
 	if s := v.Get("wait"); s != "" {
 		wait, err = time.ParseDuration(s)

@@ -55,19 +55,38 @@ func commands() []command {
 var errUsage = errors.New("usage")
 
 // Main runs the command line and returns the exit code.
+//
+// Help that was asked for (-h, -help or --help anywhere before a "--", or
+// `sluice help`) is printed on stdout and exits 0; usage printed because of
+// a mistake goes to stderr and exits 2.
 func Main(ctx context.Context, args []string, env *Env) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(env.Stderr)
-		if len(args) == 0 {
-			return 2
-		}
+		return 2
+	}
+	if args[0] == "help" || isHelp(args[0]) {
+		usage(env.Stdout)
 		return 0
+	}
+	helpAsked := false
+	for _, a := range args[1:] {
+		if a == "--" {
+			break
+		}
+		helpAsked = helpAsked || isHelp(a)
+	}
+	if helpAsked {
+		e := *env
+		e.Stderr = env.Stdout
+		env = &e
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
 			err := c.run(ctx, args[1:], env)
 			switch {
 			case err == nil:
+				return 0
+			case helpAsked && (errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp)):
 				return 0
 			case errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp):
 				return 2
@@ -81,6 +100,9 @@ func Main(ctx context.Context, args []string, env *Env) int {
 	usage(env.Stderr)
 	return 2
 }
+
+// isHelp reports whether a command-line argument asks for help.
+func isHelp(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
 
 func usage(w io.Writer) {
 	var b strings.Builder
@@ -126,6 +148,9 @@ func runAdminToken(ctx context.Context, args []string, env *Env) error {
 	var t target
 	t.register(fs, env)
 	if len(args) == 0 || args[0] != "reset" {
+		if len(args) > 0 && !isHelp(args[0]) {
+			fmt.Fprintf(env.Stderr, "sluice admin-token: unknown subcommand %q\n", args[0])
+		}
 		fs.Usage()
 		return errUsage
 	}

@@ -238,6 +238,9 @@ func (r *remote) Events(ctx context.Context, q eventlog.Query, wait time.Duratio
 	if q.Limit != 0 {
 		v.Set("limit", strconv.Itoa(q.Limit))
 	}
+	if q.Newest {
+		v.Set("newest", "true")
+	}
 	if wait > 0 {
 		v.Set("wait", wait.String())
 	}

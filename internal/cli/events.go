@@ -17,11 +17,11 @@ import (
 // canonical event per line, in log order.
 //
 // Without --follow it prints what is stored (from --after or --since, else
-// from the start) and exits. With --follow it starts at the current head
-// (unless --after or --since says otherwise) and keeps printing new events
-// until interrupted.
+// from the start) and exits. With --follow it prints the --last newest
+// matching events (10 by default, like tail -f; unless --after or --since
+// says where to start) and keeps printing new events until interrupted.
 func runEvents(ctx context.Context, args []string, env *Env) error {
-	const synopsis = "events tail [--follow] [--project N] [--key GLOB] [--since T] [--after ID] [-n N]"
+	const synopsis = "events tail [--follow] [--last N] [--project N] [--key GLOB] [--since T] [--after ID] [-n N]"
 	if len(args) == 0 || args[0] != "tail" {
 		fmt.Fprintf(env.Stderr, "Usage: sluice %s\n", synopsis)
 		return errUsage
@@ -37,6 +37,8 @@ func runEvents(ctx context.Context, args []string, env *Env) error {
 	since := fs.String("since", "", "only events at or after this time: RFC 3339, Unix ms, or a duration ago such as 15m")
 	after := fs.String("after", "", "start after this event id")
 	n := fs.Int("n", 0, "stop after this many events (0: no limit)")
+	var last optInt
+	fs.Var(&last, "last", "start with the `N` newest matching events (default: 10 with --follow and neither --after nor --since, else all of them)")
 	pos, err := parseArgs(fs, args[1:])
 	if err != nil {
 		return err
@@ -76,16 +78,47 @@ func runEvents(ctx context.Context, args []string, env *Env) error {
 	if *follow && !c.Live() {
 		return errors.New("--follow needs a running server; none holds the data directory")
 	}
-	if *follow && *after == "" && *since == "" {
-		p, err := c.Events(ctx, eventlog.Query{Limit: 1}, 0)
-		if err != nil {
-			return err
-		}
-		q.After = p.Head
+	if !last.set && *follow && *after == "" && *since == "" {
+		last = optInt{set: true, v: 10}
 	}
 	out := bufio.NewWriter(env.Stdout)
 	defer out.Flush()
 	printed := 0
+	if last.set {
+		if last.v < 0 || last.v > eventlog.MaxLimit {
+			return fmt.Errorf("--last must be from 0 to %d", eventlog.MaxLimit)
+		}
+		// The newest first, then on from the last of them: every event
+		// after it comes next, so none is missed. When none matched, on
+		// from where we were (nothing up to the head matches); --last 0
+		// only wants what comes after the head.
+		first := q
+		first.Newest, first.Limit = true, max(last.v, 1)
+		p, err := c.Events(ctx, first, 0)
+		if err != nil {
+			return err
+		}
+		switch {
+		case last.v == 0:
+			q.After = max(q.After, p.Head)
+		case len(p.Events) > 0:
+			q.After = p.Next
+		}
+		for _, e := range p.Events[:min(last.v, len(p.Events))] {
+			out.Write(e)
+			out.WriteByte('\n')
+			printed++
+			if *n > 0 && printed >= *n {
+				return out.Flush()
+			}
+		}
+		if err := out.Flush(); err != nil {
+			return err
+		}
+		if !*follow {
+			return nil
+		}
+	}
 	for {
 		wait := time.Duration(0)
 		if *follow {
@@ -131,4 +164,26 @@ func parseSince(s string, now time.Time) (int64, error) {
 		return now.Add(-d).UnixMilli(), nil
 	}
 	return 0, fmt.Errorf("--since %q is not an RFC 3339 time, Unix ms or a duration", s)
+}
+
+// optInt is an integer flag that remembers whether it was given.
+type optInt struct {
+	set bool
+	v   int
+}
+
+func (o *optInt) String() string {
+	if o == nil || !o.set {
+		return ""
+	}
+	return strconv.Itoa(o.v)
+}
+
+func (o *optInt) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("not an integer")
+	}
+	o.set, o.v = true, v
+	return nil
 }

@@ -10,7 +10,7 @@ import (
 
 func runEventType(ctx context.Context, args []string, env *Env) error {
 	const synopsis = "event-type create|list|delete --project N [flags] [SLUG]"
-	if len(args) == 0 {
+	if len(args) == 0 || isHelp(args[0]) {
 		fmt.Fprintf(env.Stderr, "Usage: sluice %s\n", synopsis)
 		return errUsage
 	}

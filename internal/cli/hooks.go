@@ -54,7 +54,7 @@ type hookFlags struct {
 }
 
 func runHook(ctx context.Context, args []string, env *Env) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 || isHelp(args[0]) {
 		fmt.Fprintf(env.Stderr, "Usage: sluice %s\n", hookSynopsis)
 		return errUsage
 	}

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"strconv"
@@ -14,12 +15,16 @@ import (
 )
 
 // parseArgs parses flags that may come before or after positional
-// arguments, and returns the positionals.
+// arguments, and returns the positionals. A mistake is errUsage: the flag
+// package has printed it, with the usage.
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, err
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, errUsage
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -66,10 +71,40 @@ func (o *optBool) Set(s string) error {
 	return err
 }
 
+// optString is a string flag that knows whether it was given.
+type optString struct {
+	set bool
+	v   string
+}
+
+func (o *optString) String() string     { return o.v }
+func (o *optString) Set(s string) error { o.set, o.v = true, s; return nil }
+
+// optID is a project id flag that remembers whether it was given (its
+// zero value prints no default in the usage).
+type optID struct {
+	set bool
+	v   uint32
+}
+
+func (o *optID) String() string {
+	if o == nil || !o.set {
+		return ""
+	}
+	return strconv.FormatUint(uint64(o.v), 10)
+}
+
+func (o *optID) Set(s string) error {
+	v, err := parseProjectID(s)
+	o.set, o.v = err == nil, v
+	return err
+}
+
 // settingsFlags are the project settings a command line can set.
 type settingsFlags struct {
 	raw           string
 	webhookAuth   string
+	dedupField    optString
 	redirectHosts listFlag
 	clearHosts    bool
 	appID         string
@@ -81,6 +116,7 @@ type settingsFlags struct {
 func (s *settingsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.raw, "settings", "", `settings as JSON, e.g. '{"webhook_auth":"token"}' (replaces them whole)`)
 	fs.StringVar(&s.webhookAuth, "webhook-auth", "", "webhook authentication: none or token")
+	fs.Var(&s.dedupField, "webhook-dedup-field", "data field whose value deduplicates webhook events, e.g. order_id (\"\" to stop)")
 	fs.Var(&s.redirectHosts, "redirect-host", "host /redir may send to: example.com or *.example.com (repeatable)")
 	fs.BoolVar(&s.clearHosts, "clear-redirect-hosts", false, "remove every redirect host")
 	fs.StringVar(&s.appID, "app-id", "", "application id s2s senders send as X-Application-Id (default: generated)")
@@ -90,7 +126,7 @@ func (s *settingsFlags) register(fs *flag.FlagSet) {
 }
 
 func (s *settingsFlags) set() bool {
-	return s.raw != "" || s.webhookAuth != "" || len(s.redirectHosts) > 0 || s.clearHosts ||
+	return s.raw != "" || s.webhookAuth != "" || s.dedupField.set || len(s.redirectHosts) > 0 || s.clearHosts ||
 		s.appID != "" || s.region != "" || s.hashPII.set || s.s2s.set
 }
 
@@ -105,6 +141,9 @@ func (s *settingsFlags) apply(base project.Settings) (project.Settings, error) {
 	}
 	if s.webhookAuth != "" {
 		base.WebhookAuth = s.webhookAuth
+	}
+	if s.dedupField.set {
+		base.WebhookDedupField = s.dedupField.v
 	}
 	if s.clearHosts {
 		base.RedirectHosts = nil
@@ -128,7 +167,7 @@ func (s *settingsFlags) apply(base project.Settings) (project.Settings, error) {
 
 func runProject(ctx context.Context, args []string, env *Env) error {
 	const synopsis = "project create|list|show|update|delete [flags]"
-	if len(args) == 0 {
+	if len(args) == 0 || isHelp(args[0]) {
 		fmt.Fprintf(env.Stderr, "Usage: sluice %s\n", synopsis)
 		return errUsage
 	}
@@ -139,11 +178,11 @@ func runProject(ctx context.Context, args []string, env *Env) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	var sf settingsFlags
 	var name string
-	var id int64 = -1
+	var id optID
 	switch sub {
 	case "create":
 		fs.StringVar(&name, "name", "", "project name (required)")
-		fs.Int64Var(&id, "id", -1, "project id (default: the next free one)")
+		fs.Var(&id, "id", "the project's `id` (default: the next free one)")
 		sf.register(fs)
 	case "update":
 		fs.StringVar(&name, "name", "", "new name")
@@ -193,12 +232,8 @@ func runProject(ctx context.Context, args []string, env *Env) error {
 			return err
 		}
 		req := admin.CreateProject{Name: name, Settings: st}
-		if id >= 0 {
-			if id > 1<<32-1 {
-				return fmt.Errorf("--id %d is above 4294967295", id)
-			}
-			v := uint32(id)
-			req.ID = &v
+		if id.set {
+			req.ID = &id.v
 		}
 		p, err := c.CreateProject(ctx, req)
 		if err != nil {
@@ -261,7 +296,7 @@ func runProject(ctx context.Context, args []string, env *Env) error {
 
 func runToken(ctx context.Context, args []string, env *Env) error {
 	const synopsis = "token create|list|revoke --project N [flags] [TOKEN_ID]"
-	if len(args) == 0 {
+	if len(args) == 0 || isHelp(args[0]) {
 		fmt.Fprintf(env.Stderr, "Usage: sluice %s\n", synopsis)
 		return errUsage
 	}

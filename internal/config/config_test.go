@@ -184,8 +184,20 @@ func TestUnits(t *testing.T) {
 			t.Errorf("duration %q = %v, %v; want %v", in, time.Duration(d), err, want)
 		}
 	}
-	if Duration(30*24*time.Hour).String() != "30d" || Size(100<<10).String() != "100KiB" {
+	if Size(100<<10).String() != "100KiB" {
 		t.Error("String forms")
+	}
+	// The written form reads back as the same duration, and a week or more
+	// of whole days is written in days.
+	for d, want := range map[time.Duration]string{
+		30 * 24 * time.Hour: "30d", 7 * 24 * time.Hour: "7d", 72 * time.Hour: "72h", 15 * time.Second: "15s",
+		90 * time.Minute: "1h30m", time.Hour: "1h", 10 * time.Minute: "10m", 36 * time.Hour: "36h", 0: "0s",
+		1500 * time.Millisecond: "1.5s", 24*time.Hour + time.Second: "24h0m1s",
+	} {
+		var back Duration
+		if got := Duration(d).String(); got != want || back.Set(got) != nil || time.Duration(back) != d {
+			t.Errorf("Duration(%v).String() = %q (reads back as %v), want %q", d, got, time.Duration(back), want)
+		}
 	}
 	file := writeFile(t, "retention: 7d\nbody_limit: 1MiB\n")
 	c, _, err := load(t, []string{"--config", file}, nil)

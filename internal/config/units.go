@@ -36,11 +36,23 @@ func (d *Duration) Set(s string) error {
 	return nil
 }
 
+// String writes a week or more of whole days in days ("30d") and anything
+// shorter as Go does, without zero units ("72h", "15s", "1h30m"), so that
+// the defaults read as the docs write them.
 func (d Duration) String() string {
-	if d != 0 && time.Duration(d)%(24*time.Hour) == 0 {
-		return strconv.FormatInt(int64(time.Duration(d)/(24*time.Hour)), 10) + "d"
+	const day = 24 * time.Hour
+	v := time.Duration(d)
+	if v >= 7*day && v%day == 0 {
+		return strconv.FormatInt(int64(v/day), 10) + "d"
 	}
-	return time.Duration(d).String()
+	s := v.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // UnmarshalYAML reads a duration string.

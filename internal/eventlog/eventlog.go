@@ -77,6 +77,9 @@ type Query struct {
 	After event.ID
 	// Limit caps the number of records; 0 means DefaultLimit.
 	Limit int
+	// Newest reads the Limit newest matching records instead of the
+	// oldest (what `tail` shows); they still come in id order.
+	Newest bool
 }
 
 // Limits of Query.Limit.

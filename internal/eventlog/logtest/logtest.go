@@ -197,7 +197,11 @@ func Run(t *testing.T, open Opener) {
 				}
 			}
 			if q.Limit > 0 && len(exp) > q.Limit {
-				exp = exp[:q.Limit]
+				if q.Newest {
+					exp = exp[len(exp)-q.Limit:]
+				} else {
+					exp = exp[:q.Limit]
+				}
 			}
 			var got []event.ID
 			for _, r := range recs {
@@ -219,6 +223,16 @@ func Run(t *testing.T, open Opener) {
 		count(eventlog.Query{Projects: []uint32{0}, KeyGlob: "in.gen.*", After: evs[5].ID, Limit: 3}, func(e *event.Event) bool {
 			return e.ProjectID == 0 && e.Key == "in.gen.calltrack.call" && e.ID > evs[5].ID
 		})
+		// Newest: the tail of the same selection, still in id order.
+		count(eventlog.Query{Newest: true, Limit: 4}, func(e *event.Event) bool { return true })
+		count(eventlog.Query{Newest: true, Limit: 3, Projects: []uint32{1}, KeyGlob: "in.gen.*"}, func(e *event.Event) bool {
+			return e.ProjectID == 1 && e.Key == "in.gen.calltrack.call"
+		})
+		count(eventlog.Query{Newest: true, Limit: 5, After: evs[26].ID}, func(e *event.Event) bool { return e.ID > evs[26].ID })
+		count(eventlog.Query{Newest: true, Limit: 1000, KeyGlob: "in.s2s.*"}, func(e *event.Event) bool { return e.Key == "in.s2s.revenue.purchase" })
+		if n, err := l.Count(ctx, eventlog.Query{Newest: true, Limit: 2}); err != nil || n != int64(len(evs)) {
+			t.Fatalf("count with newest: %d, %v; want %d", n, err, len(evs))
+		}
 		for _, bad := range []eventlog.Query{{Limit: -1}, {Limit: eventlog.MaxLimit + 1}, {Since: 10, Until: 5}} {
 			if _, err := l.Read(ctx, bad); err == nil {
 				t.Errorf("query %+v accepted", bad)

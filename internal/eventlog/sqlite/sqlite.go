@@ -783,14 +783,16 @@ func (l *Log) readQuery(q eventlog.Query) (string, []any) {
 	where = append(where, "id <= ?")
 	args = append(args, int64(l.head.Load()))
 	stmt := "SELECT id, project_id, key, time, body, coalesce(content_id, 0) FROM events WHERE " + strings.Join(where, " AND ")
-	stmt += " ORDER BY id LIMIT ?"
 	args = append(args, q.Limit)
-	return stmt, args
+	if q.Newest {
+		return "SELECT * FROM (" + stmt + " ORDER BY id DESC LIMIT ?) ORDER BY id", args
+	}
+	return stmt + " ORDER BY id LIMIT ?", args
 }
 
 // Count implements eventlog.Log.
 func (l *Log) Count(ctx context.Context, q eventlog.Query) (int64, error) {
-	q.Limit = 1
+	q.Limit, q.Newest = 1, false
 	if err := q.Normalize(); err != nil {
 		return 0, err
 	}

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/config"
+)
+
+// Help that is asked for goes to stdout and exits 0, for every command and
+// subcommand; a mistake prints the usage on stderr and exits 2.
+func TestHelpExitsZeroOnStdout(t *testing.T) {
+	env := []string{"SLUICE_DATA_DIR=" + t.TempDir(), "SLUICE_ADMIN_TOKEN="}
+	cmds := [][]string{
+		{}, {"serve"}, {"version"}, {"bench"}, {"admin-token"}, {"admin-token", "reset"},
+		{"project"}, {"project", "create"}, {"project", "list"}, {"project", "show"}, {"project", "update"}, {"project", "delete"},
+		{"token"}, {"token", "create"}, {"token", "list"}, {"token", "revoke"},
+		{"event-type"}, {"event-type", "create"}, {"event-type", "list"}, {"event-type", "delete"},
+		{"events"}, {"events", "tail"}, {"hash"}, {"hash", "email"}, {"hash", "phone"},
+		{"hook"},
+	}
+	for _, sub := range []string{"list", "show", "create", "update", "activate", "stop", "clone", "delete", "rotate-secret", "test", "deliveries", "dead-letters", "replay"} {
+		cmds = append(cmds, []string{"hook", sub})
+	}
+	for _, c := range cmds {
+		for _, h := range []string{"--help", "-h", "-help"} {
+			args := append(append([]string(nil), c...), h)
+			out, errOut, code := sluice(t, env, args...)
+			if len(c) > 0 && c[0] == "version" {
+				if code != 0 || !strings.HasPrefix(out, "sluice ") {
+					t.Errorf("%q: exit %d, stdout %q", args, code, out)
+				}
+				continue
+			}
+			if code != 0 || !strings.Contains(out, "Usage: sluice") || errOut != "" {
+				t.Errorf("%q: exit %d\nstdout: %q\nstderr: %q", args, code, out, errOut)
+			}
+			if strings.Contains(out, "unknown") {
+				t.Errorf("%q calls the help flag unknown: %q", args, out)
+			}
+		}
+	}
+	if out, _, code := sluice(t, env, "help"); code != 0 || !strings.Contains(out, "Commands:") {
+		t.Errorf("sluice help: exit %d, stdout %q", code, out)
+	}
+
+	// Mistakes: usage on stderr, exit 2, nothing on stdout.
+	for _, args := range [][]string{{}, {"project", "create", "--bogus"}, {"project", "frobnicate"}, {"serve", "--bogus"}, {"events", "tail", "--last", "x"}, {"nosuch"}} {
+		out, errOut, code := sluice(t, env, args...)
+		if code != 2 || out != "" || !strings.Contains(errOut, "Usage:") {
+			t.Errorf("%q: exit %d\nstdout: %q\nstderr: %q", args, code, out, errOut)
+		}
+	}
+	// A --help after "--" is an argument, not a request for help.
+	if _, _, code := sluice(t, env, "hash", "email", "--", "--help"); code == 0 {
+		t.Errorf("hash email -- --help exited 0")
+	}
+
+	// project create: one default text for --id, not two.
+	out, _, _ := sluice(t, env, "project", "create", "--help")
+	if !strings.Contains(out, "(default: the next free one)") || strings.Contains(out, "(default -1)") {
+		t.Errorf("project create --help doubles the default of --id:\n%s", out)
+	}
+}
+
+// serve --help shows the defaults of the config package, written as the docs
+// write them: every flag in docs/operations.md's settings table has the
+// default the table gives it.
+func TestServeHelpDefaultsMatchTheDocs(t *testing.T) {
+	out, _, code := sluice(t, nil, "serve", "--help")
+	if code != 0 {
+		t.Fatalf("serve --help: exit %d", code)
+	}
+	defaults := map[string]string{} // flag → default shown
+	var flag string
+	for _, l := range strings.Split(out, "\n") {
+		if m := regexp.MustCompile(`^  -([a-z0-9-]+)`).FindStringSubmatch(l); m != nil {
+			flag = m[1]
+		}
+		if m := regexp.MustCompile(`\(default "?([^")]*)"?\)$`).FindStringSubmatch(l); m != nil && flag != "" {
+			defaults[flag] = m[1]
+		}
+	}
+	if got := defaults["hooks-content-retention"]; got != "72h" || time.Duration(config.Default().Hooks.ContentRetention) != 72*time.Hour {
+		t.Errorf("serve --help shows content retention %q, want 72h (the config default is %v)", got, time.Duration(config.Default().Hooks.ContentRetention))
+	}
+	if got := defaults["retention"]; got != "30d" {
+		t.Errorf("serve --help shows retention %q, want 30d", got)
+	}
+
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("^\\| `([a-z_.]+)`[^|]*\\| ([^|]*) \\| ([^|]*) \\|")
+	checked := 0
+	for _, l := range strings.Split(string(doc), "\n") {
+		m := row.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		flags := regexp.MustCompile("`--([a-z0-9-]+)`").FindAllStringSubmatch(m[2], -1)
+		docDefaults := regexp.MustCompile("`([^`]*)`").FindAllStringSubmatch(m[3], -1)
+		if len(flags) == 0 {
+			continue // file only
+		}
+		for i, f := range flags {
+			want := ""
+			switch {
+			case strings.TrimSpace(m[3]) == "none":
+			case len(docDefaults) == len(flags):
+				want = docDefaults[i][1]
+			case len(docDefaults) == 1:
+				want = docDefaults[0][1]
+			default:
+				t.Errorf("operations.md row %q: cannot pair defaults with flags", l)
+				continue
+			}
+			got, ok := defaults[f[1]]
+			if !regexp.MustCompile(`(?m)^  -` + regexp.QuoteMeta(f[1]) + `( |$)`).MatchString(out) {
+				t.Errorf("operations.md documents --%s, which serve does not take", f[1])
+				continue
+			}
+			if got != want || ok != (want != "") {
+				t.Errorf("--%s: serve --help shows default %q, operations.md says %q", f[1], got, want)
+			}
+			checked++
+		}
+	}
+	if checked < 10 {
+		t.Fatalf("only %d flags of operations.md's table checked", checked)
+	}
+}
+
+// events tail --follow starts with the newest matching events, like tail
+// -f, then prints what arrives, each event once.
+func TestEventsTailFollowShowsTheLastFirst(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, dir)
+	env := []string{"SLUICE_DATA_DIR=" + dir, "SLUICE_ADMIN_TOKEN=" + testAdminToken}
+	send := func(key string, n int) {
+		t.Helper()
+		if r := do(t, "GET", fmt.Sprintf("%s/tailf/%s/0?n=%d", s.ingest, key, n), "", ""); r.status != 200 {
+			t.Fatalf("send: %d %s", r.status, r.body)
+		}
+	}
+	for n := 1; n <= 12; n++ {
+		send("mine", n)
+		send("other", n)
+	}
+	ns := func(out string) []int {
+		t.Helper()
+		var got []int
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if l == "" {
+				continue
+			}
+			var e struct {
+				Key  string
+				Data struct{ N string }
+			}
+			if err := json.Unmarshal([]byte(l), &e); err != nil || e.Key != "in.gen.tailf.mine" {
+				t.Fatalf("line %q: %v", l, err)
+			}
+			var n int
+			fmt.Sscan(e.Data.N, &n)
+			got = append(got, n)
+		}
+		return got
+	}
+	seq := func(from, to int) []int {
+		var out []int
+		for n := from; n <= to; n++ {
+			out = append(out, n)
+		}
+		return out
+	}
+	// Without --follow, --last prints the newest and exits.
+	out, errOut, code := sluice(t, env, "events", "tail", "--last", "3", "--key", "in.gen.tailf.mine")
+	if code != 0 || fmt.Sprint(ns(out)) != fmt.Sprint(seq(10, 12)) {
+		t.Fatalf("tail --last 3: exit %d %v %s", code, ns(out), errOut)
+	}
+
+	follow := func(want []int, extra ...string) (*exec.Cmd, *syncBuffer) {
+		t.Helper()
+		cmd := exec.Command(os.Args[0], append([]string{"events", "tail", "--follow", "--key", "in.gen.tailf.mine"}, extra...)...)
+		cmd.Env = append(append(os.Environ(), "SLUICE_E2E_CHILD=1"), env...)
+		buf := &syncBuffer{}
+		cmd.Stdout, cmd.Stderr = buf, buf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		waitFor(t, func() bool { return len(ns(buf.String())) >= len(want) }, buf)
+		return cmd, buf
+	}
+	_, def := follow(seq(3, 12))
+	_, two := follow(seq(11, 12), "--last", "2")
+	_, none := follow(nil, "--last", "0")
+	time.Sleep(300 * time.Millisecond) // --last 0 must have read the head before the next event
+	if got := ns(def.String()); fmt.Sprint(got) != fmt.Sprint(seq(3, 12)) {
+		t.Fatalf("--follow printed %v first, want the 10 newest %v", got, seq(3, 12))
+	}
+	send("mine", 13)
+	send("other", 13)
+	send("mine", 14)
+	for _, c := range []struct {
+		buf  *syncBuffer
+		want []int
+	}{{def, seq(3, 14)}, {two, seq(11, 14)}, {none, seq(13, 14)}} {
+		waitFor(t, func() bool { return len(ns(c.buf.String())) >= len(c.want) }, c.buf)
+		time.Sleep(200 * time.Millisecond) // nothing more may come
+		if got := ns(c.buf.String()); fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("follow printed %v, want %v", got, c.want)
+		}
+	}
+}
+
+func waitFor(t *testing.T, ok func() bool, buf *syncBuffer) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out; output so far:\n%s", buf.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
