@@ -80,6 +80,10 @@ type Query struct {
 	// Newest reads the Limit newest matching records instead of the
 	// oldest (what `tail` shows); they still come in id order.
 	Newest bool
+	// WithIdentities selects the events that carry identities (the
+	// profile consumer's); backends index it, so a reader of them never
+	// pays for the others.
+	WithIdentities bool
 }
 
 // Limits of Query.Limit.

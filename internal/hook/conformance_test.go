@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -391,7 +390,7 @@ func TestKafkaKeyIsTheResolvedProfile(t *testing.T) {
 			}
 		})
 	}
-	want := []string{strconv.FormatInt(alice.ID, 10), strconv.FormatInt(alice.ID, 10), res[2].ID.String()}
+	want := []string{alice.ID, alice.ID, res[2].ID.String()}
 	for i, r := range res {
 		if keys[r.ID.String()] != want[i] {
 			t.Fatalf("event %d keyed %q, want %q (all: %v)", i, keys[r.ID.String()], want[i], keys)

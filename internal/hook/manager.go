@@ -578,8 +578,9 @@ func (m *Manager) contentsOf(ctx context.Context, h *Hook, recs []eventlog.Recor
 // userProfile is the profile of an event's user: its id, and its
 // attributes as the profile store keeps them (JSON values).
 type userProfile struct {
-	id    int64
-	attrs map[string]json.RawMessage
+	id     string
+	attrs  map[string]json.RawMessage
+	traits []byte // the profile's traits as JSON
 }
 
 // filterEnv is the profile as a filter sees it: each attribute as a value
@@ -598,6 +599,10 @@ func (p *userProfile) filterEnv() map[string]any {
 		}
 	}
 	out["id"] = p.id
+	var traits map[string]any
+	if json.Unmarshal(p.traits, &traits) == nil {
+		out["traits"] = traits
+	}
 	return out
 }
 
@@ -609,7 +614,10 @@ func (p *userProfile) appendAttr(dst []byte, name string) []byte {
 		return dst
 	}
 	if name == "id" {
-		return strconv.AppendInt(dst, p.id, 10)
+		return append(dst, p.id...)
+	}
+	if t, ok := strings.CutPrefix(name, "traits."); ok {
+		return appendResult(dst, gjson.GetBytes(p.traits, t))
 	}
 	raw, ok := p.attrs[name]
 	if !ok {
@@ -634,7 +642,8 @@ func (m *Manager) profileOf(ctx context.Context, projectID uint32, body []byte) 
 		if err != nil {
 			return true
 		}
-		out = &userProfile{id: p.ID, attrs: make(map[string]json.RawMessage, len(p.Attributes))}
+		traits, _ := json.Marshal(p.Traits)
+		out = &userProfile{id: p.ID, attrs: make(map[string]json.RawMessage, len(p.Attributes)), traits: traits}
 		for k, a := range p.Attributes {
 			out.attrs[k] = a.Value
 		}

@@ -111,7 +111,7 @@ func TestProfileAttributesAreValuesInTemplatesAndFilters(t *testing.T) {
 	cd := reqs[0].msgs[0]["custom_data"].(map[string]any)
 	want := map[string]string{
 		"name": "Reza", "greeting": "Hello, Reza!", "age": "31", "vip": "true", "score": "12.50", "big": "12345678901234567890",
-		"tags": `["a","b"]`, "note": "[]", "missing": "[]", "tier": "gold", "id": itoa(int(reza.ID)),
+		"tags": `["a","b"]`, "note": "[]", "missing": "[]", "tier": "gold", "id": reza.ID,
 	}
 	for k, v := range want {
 		if cd[k] != v {

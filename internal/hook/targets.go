@@ -340,7 +340,7 @@ func (m *Manager) metaFor(ctx context.Context, h *Hook, comp *compiled, msgs [][
 		default: // kafka: the user's resolved id, else the event id
 			md.Route = md.EventID
 			if p := m.profileOf(ctx, md.ProjectID, msg); p != nil {
-				md.Route = strconv.FormatInt(p.id, 10)
+				md.Route = p.id
 			}
 		}
 		out[i] = md
