@@ -46,8 +46,9 @@ type ProfileFinder interface {
 type Config struct {
 	// TokenHash is the SHA-256 of the admin token.
 	TokenHash [32]byte
-	// Ready reports readiness for /readyz.
-	Ready func() bool
+	// Ready is nil while the server takes traffic, else why not (for
+	// /readyz).
+	Ready func() error
 	// MaxWait caps the long-poll of GET /api/v1/events?wait= (default 60s).
 	MaxWait time.Duration
 	// Profiles answers the profile lookups; nil disables them.
@@ -69,7 +70,7 @@ type Server struct {
 // New returns the admin handler.
 func New(cfg Config, projects *project.Store, events EventReader, gatherer prometheus.Gatherer, logger *slog.Logger) *Server {
 	if cfg.Ready == nil {
-		cfg.Ready = func() bool { return true }
+		cfg.Ready = func() error { return nil }
 	}
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = 60 * time.Second
@@ -83,11 +84,11 @@ func New(cfg Config, projects *project.Store, events EventReader, gatherer prome
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.Ready() {
-			writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		if err := s.cfg.Ready(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
 			return
 		}
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	s.api("GET /api/v1/projects", s.listProjects)
 	s.api("POST /api/v1/projects", s.createProject)
@@ -172,6 +173,10 @@ func (s *Server) authenticated(h handlerFunc) http.HandlerFunc {
 			s.unauthorized(w)
 			return
 		}
+		if err := checkURLText(r); err != nil {
+			s.renderError(w, r, err)
+			return
+		}
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
@@ -250,6 +255,15 @@ func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) 
 		s.logger.Error("admin API", "method", r.Method, "path", r.URL.Path, "err", err)
 		ae = &apiError{Status: http.StatusInternalServerError, Message: "internal error"}
 	}
+	// An error that names its fields (hook.Error) lists them.
+	var fe interface{ FieldErrors() event.FieldErrors }
+	if ae.Errors == nil && ae.Status < 500 && errors.As(err, &fe) {
+		ae.Errors = fe.FieldErrors()
+		var he *hook.Error
+		if errors.As(err, &he) {
+			ae.Message = he.Message
+		}
+	}
 	writeJSON(w, ae.Status, ae)
 }
 
@@ -265,6 +279,29 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(b)
 }
 
+// checkURLText refuses a path or query that does not decode to UTF-8 text:
+// what the API stores and serves is text.
+func checkURLText(r *http.Request) error {
+	if _, problem := event.CheckText(r.URL.Path); problem != "" {
+		return &apiError{Status: http.StatusBadRequest, Message: "the path is not valid UTF-8 text: " + problem,
+			Errors: event.FieldErrors{{Path: "path", Message: "is not valid UTF-8 text: " + problem}}}
+	}
+	for k, vs := range r.URL.Query() {
+		_, problem := event.CheckText(k)
+		for _, v := range vs {
+			if problem == "" {
+				_, problem = event.CheckText(v)
+			}
+		}
+		if problem != "" {
+			path := "query" + event.PathSegment(strings.ToValidUTF8(k, "\uFFFD"))
+			return &apiError{Status: http.StatusBadRequest, Message: path + " is not valid UTF-8 text: " + problem,
+				Errors: event.FieldErrors{{Path: path, Message: "is not valid UTF-8 text: " + problem}}}
+		}
+	}
+	return nil
+}
+
 // decode reads a JSON request body strictly into v.
 func decode(r *http.Request, v any) error {
 	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20+1))
@@ -276,6 +313,12 @@ func decode(r *http.Request, v any) error {
 	}
 	if len(bytes.TrimSpace(b)) == 0 {
 		return errorf(http.StatusBadRequest, "a JSON body is required")
+	}
+	if json.Valid(b) {
+		if te := event.CheckJSONText(b); te != nil {
+			return &apiError{Status: http.StatusBadRequest, Message: "invalid body: " + te.Error(),
+				Errors: event.FieldErrors{{Path: te.Path, Message: te.Message()}}}
+		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()

@@ -70,6 +70,9 @@ func NewLogger(level, format string, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
+// errNotServing is the readiness of a server that is starting or stopping.
+var errNotServing = errors.New("starting or stopping")
+
 // shutdownTimeout bounds how long in-flight requests may take to finish.
 const shutdownTimeout = 30 * time.Second
 
@@ -138,15 +141,24 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 		return fmt.Errorf("provision hooks from %s: %w", cfg.File, err)
 	}
 
+	// Ready while serving and while the event log takes appends; else
+	// /readyz says why.
 	var ready atomic.Bool
+	readiness := func() error {
+		if !ready.Load() {
+			return errNotServing
+		}
+		return elog.Health()
+	}
 	trusted, _ := cfg.TrustedPrefixes() // validated with the config
 	ingestHandler := ingest.New(ingest.Config{
 		BodyLimit: int64(cfg.BodyLimit), TrackHitLimit: int64(cfg.TrackHitLimit), TrackBatchLimit: int64(cfg.TrackBatchLimit),
 		CommerceEventLimit: int64(cfg.CommerceEventLimit), CommerceBatchLimit: int64(cfg.CommerceBatchLimit),
 		S2SLimit:       int64(cfg.S2SLimit),
-		TrustedProxies: trusted, Ready: ready.Load, KeepContent: hooks.KeepContent,
+		TrustedProxies: trusted, Ready: readiness, KeepContent: hooks.KeepContent,
+		CreateProject: createOnFirstEvent(cfg, state, logger.With("component", "ingest")),
 	}, elog, state, gen, reg, logger.With("component", "ingest"))
-	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: ready.Load, Profiles: profiles, Hooks: hooks}, state, elog, reg, logger.With("component", "admin"))
+	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: readiness, Profiles: profiles, Hooks: hooks}, state, elog, reg, logger.With("component", "admin"))
 
 	ingestLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -261,6 +273,28 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	}
 	logger.Info("stopped", "head", elog.Head().String())
 	return errors.Join(errs...)
+}
+
+// createOnFirstEvent is the webhook_create_projects setting: nil when it
+// is off, else a function that creates project id with default settings,
+// named webhook-<id> (two first events at once both get the project).
+func createOnFirstEvent(cfg *config.Config, state *project.Store, logger *slog.Logger) func(context.Context, uint32) (*project.Project, error) {
+	if !cfg.WebhookCreateProjects {
+		return nil
+	}
+	return func(ctx context.Context, id uint32) (*project.Project, error) {
+		p, err := state.Create(ctx, &id, fmt.Sprintf("webhook-%d", id), project.Settings{})
+		if err == nil {
+			logger.Info("created a project on its first webhook event", "project", id)
+			return &p, nil
+		}
+		if errors.Is(err, project.ErrExists) {
+			if p, ok := state.Get(id); ok {
+				return p, nil
+			}
+		}
+		return nil, fmt.Errorf("create project %d on its first event: %w", id, err)
+	}
 }
 
 // AdminToken resolves the admin token: SLUICE_ADMIN_TOKEN when set,

@@ -71,6 +71,15 @@ func (o *optBool) Set(s string) error {
 	return err
 }
 
+// optString is a string flag that knows whether it was given.
+type optString struct {
+	set bool
+	v   string
+}
+
+func (o *optString) String() string     { return o.v }
+func (o *optString) Set(s string) error { o.set, o.v = true, s; return nil }
+
 // optID is a project id flag that remembers whether it was given (its
 // zero value prints no default in the usage).
 type optID struct {
@@ -95,6 +104,7 @@ func (o *optID) Set(s string) error {
 type settingsFlags struct {
 	raw           string
 	webhookAuth   string
+	dedupField    optString
 	redirectHosts listFlag
 	clearHosts    bool
 	appID         string
@@ -106,6 +116,7 @@ type settingsFlags struct {
 func (s *settingsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.raw, "settings", "", `settings as JSON, e.g. '{"webhook_auth":"token"}' (replaces them whole)`)
 	fs.StringVar(&s.webhookAuth, "webhook-auth", "", "webhook authentication: none or token")
+	fs.Var(&s.dedupField, "webhook-dedup-field", "data field whose value deduplicates webhook events, e.g. order_id (\"\" to stop)")
 	fs.Var(&s.redirectHosts, "redirect-host", "host /redir may send to: example.com or *.example.com (repeatable)")
 	fs.BoolVar(&s.clearHosts, "clear-redirect-hosts", false, "remove every redirect host")
 	fs.StringVar(&s.appID, "app-id", "", "application id s2s senders send as X-Application-Id (default: generated)")
@@ -115,7 +126,7 @@ func (s *settingsFlags) register(fs *flag.FlagSet) {
 }
 
 func (s *settingsFlags) set() bool {
-	return s.raw != "" || s.webhookAuth != "" || len(s.redirectHosts) > 0 || s.clearHosts ||
+	return s.raw != "" || s.webhookAuth != "" || s.dedupField.set || len(s.redirectHosts) > 0 || s.clearHosts ||
 		s.appID != "" || s.region != "" || s.hashPII.set || s.s2s.set
 }
 
@@ -130,6 +141,9 @@ func (s *settingsFlags) apply(base project.Settings) (project.Settings, error) {
 	}
 	if s.webhookAuth != "" {
 		base.WebhookAuth = s.webhookAuth
+	}
+	if s.dedupField.set {
+		base.WebhookDedupField = s.dedupField.v
 	}
 	if s.clearHosts {
 		base.RedirectHosts = nil

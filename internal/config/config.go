@@ -47,6 +47,11 @@ type Config struct {
 	// POST /v1/events body.
 	CommerceEventLimit Size `yaml:"commerce_event_limit"`
 	CommerceBatchLimit Size `yaml:"commerce_batch_limit"`
+	// WebhookCreateProjects creates a webhook project (with default
+	// settings) on the first event sent to its id, for senders migrated
+	// with project ids of their own. Off by default: with it on, anyone who
+	// reaches the ingest listener can create projects.
+	WebhookCreateProjects bool `yaml:"webhook_create_projects"`
 	// TrustedProxies are addresses or CIDRs whose forwarding headers count.
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	// TLSCert and TLSKey, when both set, make the ingest listener HTTPS.
@@ -130,6 +135,29 @@ type setting struct {
 	get   func(c *Config) string
 }
 
+// boolean reports whether the setting is a switch: its flag may stand
+// alone (--webhook-create-projects) like a boolean flag.
+func (s setting) boolean() bool {
+	var c Config
+	return s.get(&c) == "false"
+}
+
+// textFlag is a switch's flag: its value as text, "true" when it
+// stands alone.
+type textFlag struct {
+	v      *string
+	isBool bool
+}
+
+func (f *textFlag) String() string {
+	if f == nil || f.v == nil {
+		return ""
+	}
+	return *f.v
+}
+func (f *textFlag) Set(v string) error { *f.v = v; return nil }
+func (f *textFlag) IsBoolFlag() bool   { return f.isBool }
+
 var settings = []setting{
 	{"listen", "ingest listener address", func(c *Config, v string) error { c.Listen = v; return nil }, func(c *Config) string { return c.Listen }},
 	{"admin_listen", "admin listener address (API, metrics, health)", func(c *Config, v string) error { c.AdminListen = v; return nil }, func(c *Config) string { return c.AdminListen }},
@@ -146,6 +174,11 @@ var settings = []setting{
 	{"s2s_limit", "largest s2s request body (POST /)", func(c *Config, v string) error { return c.S2SLimit.Set(v) }, func(c *Config) string { return c.S2SLimit.String() }},
 	{"commerce_event_limit", "largest commerce event, alone or in a batch", func(c *Config, v string) error { return c.CommerceEventLimit.Set(v) }, func(c *Config) string { return c.CommerceEventLimit.String() }},
 	{"commerce_batch_limit", "largest POST /v1/events body", func(c *Config, v string) error { return c.CommerceBatchLimit.Set(v) }, func(c *Config) string { return c.CommerceBatchLimit.String() }},
+	{"webhook_create_projects", "create a webhook project on the first event sent to its id (true or false)", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		c.WebhookCreateProjects = b
+		return err
+	}, func(c *Config) string { return strconv.FormatBool(c.WebhookCreateProjects) }},
 	{"hooks_allow_networks", "comma-separated CIDRs hooks may reach despite the SSRF guard (e.g. 127.0.0.0/8)", func(c *Config, v string) error {
 		c.Hooks.AllowNetworks = splitList(v)
 		return nil
@@ -197,7 +230,13 @@ func Load(name string, args []string, getenv func(string) string, environ []stri
 	vals := make(map[string]*string, len(settings))
 	def := Default()
 	for _, s := range settings {
-		vals[s.key] = fs.String(flagName(s.key), s.get(&def), s.usage+" (env "+envName(s.key)+")")
+		if !s.boolean() {
+			vals[s.key] = fs.String(flagName(s.key), s.get(&def), s.usage+" (env "+envName(s.key)+")")
+			continue
+		}
+		v := s.get(&def)
+		vals[s.key] = &v
+		fs.Var(&textFlag{v: &v, isBool: true}, flagName(s.key), s.usage+" (env "+envName(s.key)+")")
 	}
 	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {

@@ -243,3 +243,30 @@ hooks:
 		}
 	}
 }
+
+func TestWebhookCreateProjects(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		vars map[string]string
+		file string
+		want bool
+	}{
+		{want: false},
+		{args: []string{"--webhook-create-projects"}, want: true},
+		{args: []string{"--webhook-create-projects=false"}, vars: map[string]string{"SLUICE_WEBHOOK_CREATE_PROJECTS": "true"}, want: false},
+		{vars: map[string]string{"SLUICE_WEBHOOK_CREATE_PROJECTS": "1"}, want: true},
+		{file: "webhook_create_projects: true\n", want: true},
+	} {
+		args := c.args
+		if c.file != "" {
+			args = append([]string{"--config", writeFile(t, c.file)}, args...)
+		}
+		cfg, _, err := load(t, args, c.vars)
+		if err != nil || cfg.WebhookCreateProjects != c.want {
+			t.Fatalf("%v %v %q: %v, %v", c.args, c.vars, c.file, cfg, err)
+		}
+	}
+	if _, _, err := load(t, nil, map[string]string{"SLUICE_WEBHOOK_CREATE_PROJECTS": "yes please"}); err == nil {
+		t.Fatal("a value that is not a boolean was taken")
+	}
+}

@@ -46,7 +46,6 @@ var commerceEnvelope = map[string]bool{
 
 const (
 	commerceUnknownField = "is not a field of an event: an event has name, properties, anonymousId, userId, messageId and timestamp"
-	commerceNoIdentity   = "an event needs at least one identity: anonymousId, userId, properties.hashedEmail, or properties.cuid with properties.cuidType"
 )
 
 // CommerceProjects is what the commerce dialect needs to know of projects:
@@ -83,6 +82,12 @@ func (c *Commerce) Decode(p *project.Project, r *Request) (single *event.Event, 
 	}
 	if len(data) == 0 || data[0] != '{' {
 		return nil, nil, FieldError(http.StatusBadRequest, "body", `must be a JSON object: one event, or {"batch":[…]}`)
+	}
+	// A string that is not UTF-8 text fails its event: the whole request,
+	// or its item of a batch.
+	te := event.CheckJSONText(data)
+	if te != nil && !strings.HasPrefix(te.Path, "batch[") {
+		return nil, nil, textError(te, "")
 	}
 	var top object
 	parseCompactObject(data, &top)
@@ -126,6 +131,9 @@ func (c *Commerce) Decode(p *project.Project, r *Request) (single *event.Event, 
 		case el[0] != '{':
 			items[i].Status = http.StatusBadRequest
 			items[i].Errors = event.FieldErrors{{Message: "must be a JSON object (one event)"}}
+		case te != nil && event.CheckJSONText(el) != nil:
+			items[i].Status = http.StatusBadRequest
+			items[i].Errors = event.FieldErrors{textFieldError(event.CheckJSONText(el), "")}
 		default:
 			parseCompactObject(el, &obj)
 			ev, errs := c.decodeEvent(p, r, &obj, latest)
@@ -144,8 +152,6 @@ type commerceEvent struct {
 	name, typ, messageID, txID string
 	time                       int64
 	ids                        []event.Identity
-	// identityFields counts the identity fields present, valid or not.
-	identityFields int
 }
 
 // decodeEvent validates one event (top, a parsed compact object) and
@@ -185,7 +191,6 @@ func (c *Commerce) decodeEvent(p *project.Project, r *Request, top *object, late
 		if !ok {
 			continue
 		}
-		ce.identityFields++
 		if s, isStr := jsonString(v); !isStr || strings.TrimSpace(s) == "" || utf8.RuneCountInString(s) > commerceMaxID {
 			add(f.field, fmt.Sprintf("must be a non-empty string of at most %d characters", commerceMaxID))
 		} else {
@@ -205,7 +210,7 @@ func (c *Commerce) decodeEvent(p *project.Project, r *Request, top *object, late
 		t, err := parseTimestamp(s)
 		switch {
 		case !isStr || err != nil:
-			add("timestamp", "must be an RFC 3339 time such as 2026-11-23T10:04:05.123Z")
+			add("timestamp", "must be an ISO 8601 time with a zone, such as 2026-11-23T10:04:05.123Z or 20261123T100405Z")
 		case t.UnixMilli() < s2sEarliest || t.UnixMilli() > latest:
 			add("timestamp", "must be between 2000-01-01 and a day from now")
 		default:
@@ -228,7 +233,7 @@ func (c *Commerce) decodeEvent(p *project.Project, r *Request, top *object, late
 		sch = c.eventType(p, &props, &ce, add)
 	}
 	if hasProps {
-		changed := c.personalData(p, &props, sch, &ce, add)
+		changed := c.personalData(p, &props, sch, add)
 		c.identities(p, &props, &ce, add)
 		if sch == nil && ce.typ == "" {
 			if v, ok := get(&props, "value"); ok && !numericValue(v) {
@@ -255,9 +260,6 @@ func (c *Commerce) decodeEvent(p *project.Project, r *Request, top *object, late
 		if changed {
 			top.set("properties", props.json())
 		}
-	}
-	if len(ce.ids) == 0 && ce.identityFields == 0 {
-		add("anonymousId", commerceNoIdentity)
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -328,13 +330,7 @@ func (c *Commerce) eventType(p *project.Project, props *object, ce *commerceEven
 // with cuidType phone_hash (or hashedPhone when the event already has a
 // cuid). Without it, the built-in types refuse them: the seed wants
 // hashes there. It reports whether props changed.
-func (c *Commerce) personalData(p *project.Project, props *object, sch *schema.Schema, ce *commerceEvent, report func(path, msg string)) bool {
-	// A refused raw identity still shows the sender meant to identify
-	// the user: its error says enough without "needs an identity".
-	add := func(path, msg string) {
-		ce.identityFields++
-		report(path, msg)
-	}
+func (c *Commerce) personalData(p *project.Project, props *object, sch *schema.Schema, add func(path, msg string)) bool {
 	email, hasEmail := props.get("email")
 	phone, hasPhone := props.get("phone")
 	hasEmail = hasEmail && string(email) != "null"
@@ -413,7 +409,6 @@ func (c *Commerce) identities(p *project.Project, props *object, ce *commerceEve
 		return s, true, isStr
 	}
 	if s, present, isStr := str("hashedEmail"); present {
-		ce.identityFields++
 		switch {
 		case isStr && identity.IsHash(s):
 			ce.ids = append(ce.ids, event.Identity{Type: identity.TypeEmailHash, Value: s})
@@ -429,7 +424,6 @@ func (c *Commerce) identities(p *project.Project, props *object, ce *commerceEve
 		}
 	}
 	if s, present, isStr := str("hashedPhone"); present {
-		ce.identityFields++
 		if isStr && identity.IsHash(s) {
 			ce.ids = append(ce.ids, event.Identity{Type: identity.TypePhoneHash, Value: s})
 		} else {
@@ -441,7 +435,6 @@ func (c *Commerce) identities(p *project.Project, props *object, ce *commerceEve
 	if !hasCuid {
 		return
 	}
-	ce.identityFields++
 	switch {
 	case !cuidStr || strings.TrimSpace(cuid) == "":
 		add("properties.cuid", "must be a non-empty string: a customer id, typed by cuidType")

@@ -107,7 +107,7 @@ func FuzzCommerceDecode(f *testing.F) {
 			if err := e.Validate(); err != nil {
 				t.Fatalf("invalid event: %v", err)
 			}
-			if !strings.HasPrefix(e.Key, CommercePrefix) || len(e.Identities) == 0 || e.ProjectID != p.ID {
+			if !strings.HasPrefix(e.Key, CommercePrefix) || e.ProjectID != p.ID {
 				t.Fatalf("event %+v", e)
 			}
 			if !json.Valid(e.AppendJSON(nil)) {

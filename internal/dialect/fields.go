@@ -2,6 +2,7 @@ package dialect
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/big"
 	"regexp"
 	"strconv"
@@ -25,7 +26,7 @@ const (
 	kInteger                 // INTEGER: a number with no fractional part
 	kRecord                  // RECORD: an object
 	kRecordArray             // an array of RECORDs (lineItems)
-	kTimestamp               // TIMESTAMP: RFC 3339, fractional seconds optional, Z or an offset
+	kTimestamp               // TIMESTAMP: ISO 8601 (RFC 3339, or the basic format), with a zone
 	kStringOrNumber
 )
 
@@ -175,7 +176,7 @@ func checkKind(k kind, v any) string {
 			return "must be an ISO 8601 / RFC 3339 timestamp string"
 		}
 		if _, err := parseTimestamp(s); err != nil {
-			return "must be an ISO 8601 / RFC 3339 timestamp, e.g. 2019-02-21T10:56:10.723Z"
+			return "must be an ISO 8601 timestamp with a zone, e.g. 2019-02-21T10:56:10.723Z or 20190221T105610Z"
 		}
 	}
 	return ""
@@ -196,10 +197,39 @@ func isInteger(n json.Number) bool {
 	return acc == big.Exact
 }
 
-// parseTimestamp reads RFC 3339 with or without fractional seconds.
+// parseTimestamp reads an ISO 8601 date and time with a zone: RFC 3339
+// (2019-02-21T10:56:10.723Z, +03:00), the basic format
+// (20190221T105610Z, 20190221T105610.723+0330) and the extended format
+// with a zone written without a colon (2019-02-21T10:56:10+0300), as
+// Java's and some JavaScript formatters write it. Fractions may use a
+// comma; seconds are required.
 func parseTimestamp(s string) (time.Time, error) {
-	return time.Parse(time.RFC3339Nano, s)
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	m := isoBasicRE.FindStringSubmatch(s)
+	if m == nil {
+		m = isoExtendedRE.FindStringSubmatch(s)
+	}
+	if m == nil {
+		return time.Time{}, fmt.Errorf("%q is not an ISO 8601 date and time with a zone", s)
+	}
+	// m: 1 year 2 month 3 day 4 hour 5 minute 6 second 7 fraction 8 zone
+	frac := strings.Replace(m[7], ",", ".", 1)
+	zone := m[8]
+	switch len(zone) {
+	case 3: // ±hh
+		zone += ":00"
+	case 5: // ±hhmm
+		zone = zone[:3] + ":" + zone[3:]
+	}
+	return time.Parse(time.RFC3339Nano, m[1]+"-"+m[2]+"-"+m[3]+"T"+m[4]+":"+m[5]+":"+m[6]+frac+zone)
 }
+
+var (
+	isoBasicRE    = regexp.MustCompile(`^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})([.,]\d{1,9})?(Z|[+-]\d{2}(?:\d{2})?)$`)
+	isoExtendedRE = regexp.MustCompile(`^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})([.,]\d{1,9})?(Z|[+-]\d{2}(?::?\d{2})?)$`)
+)
 
 // nonNegative is a check for numbers.
 func nonNegative(v any) string {
@@ -221,15 +251,8 @@ type fieldPath struct {
 	seg    string // ".name", `["na me"]` or "[3]"
 }
 
-var identRE = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]*$`)
-
 // pathSegment renders one object key.
-func pathSegment(name string) string {
-	if identRE.MatchString(name) {
-		return "." + name
-	}
-	return "[" + string(event.AppendString(nil, name)) + "]"
-}
+func pathSegment(name string) string { return event.PathSegment(name) }
 
 func (p *fieldPath) index(i int) *fieldPath {
 	return &fieldPath{parent: p, seg: "[" + strconv.Itoa(i) + "]"}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -98,7 +99,8 @@ var errNotObject = errors.New("must be a JSON object")
 // parseJSONObject reads a JSON object body into o, keeping member order
 // and letting a repeated key's last value win (as JSON.parse does). One
 // pass of json.Compact validates and compacts; the members are then
-// slices of that compact copy.
+// slices of that compact copy. A string that is not UTF-8 text is an
+// *event.TextError.
 func parseJSONObject(body []byte, o *object) error {
 	b, err := compactJSON(body)
 	if err != nil {
@@ -107,8 +109,36 @@ func parseJSONObject(body []byte, o *object) error {
 	if len(b) == 0 || b[0] != '{' {
 		return errNotObject
 	}
+	if te := event.CheckJSONText(b); te != nil {
+		return te
+	}
 	parseCompactObject(b, o)
 	return nil
+}
+
+// textFieldError is the violation of a string that is not UTF-8 text, at
+// its path below prefix (a path of the request, "" for its root).
+func textFieldError(te *event.TextError, prefix string) event.FieldError {
+	return event.FieldError{Path: joinPath(prefix, te.Path), Message: te.Message()}
+}
+
+// textError is the 400 answer for a document whose string is not text.
+func textError(te *event.TextError, prefix string) *Error {
+	fe := textFieldError(te, prefix)
+	return &Error{Status: http.StatusBadRequest, Message: fe.Error(), Errors: event.FieldErrors{fe}}
+}
+
+// joinPath appends a relative field path to a prefix path.
+func joinPath(prefix, rel string) string {
+	switch {
+	case prefix == "":
+		return rel
+	case rel == "":
+		return prefix
+	case rel[0] == '[':
+		return prefix + rel
+	}
+	return prefix + "." + rel
 }
 
 // compactJSON validates body and returns it compacted, in a new slice.
@@ -274,7 +304,8 @@ func decodeKey(raw []byte) string {
 
 // parseForm reads application/x-www-form-urlencoded pairs (a query string
 // or a form body) into o, in order. A key that repeats becomes an array of
-// its values, as qs does.
+// its values, as qs does. A key or value that does not decode to UTF-8
+// text is an *event.TextError.
 func parseForm(s string, o *object) error {
 	type pair struct {
 		key  string
@@ -292,9 +323,15 @@ func parseForm(s string, o *object) error {
 		if err != nil {
 			return fmt.Errorf("invalid percent-encoding in %q", k)
 		}
+		if _, problem := event.CheckText(key); problem != "" {
+			return &event.TextError{Path: strings.TrimPrefix(event.PathSegment(strings.ToValidUTF8(key, "\uFFFD")), "."), Key: true, Offset: -1, Problem: problem}
+		}
 		val, err := url.QueryUnescape(v)
 		if err != nil {
 			return fmt.Errorf("invalid percent-encoding in the value of %q", key)
+		}
+		if _, problem := event.CheckText(val); problem != "" {
+			return &event.TextError{Path: strings.TrimPrefix(event.PathSegment(key), "."), Offset: -1, Problem: problem}
 		}
 		if key == "" {
 			continue

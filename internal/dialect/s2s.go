@@ -113,6 +113,18 @@ func (d *S2S) Decode(p *project.Project, r *Request) ([]*event.Event, error) {
 	if len(body) == 0 || body[0] != '{' {
 		return nil, bad("the body must be a JSON object {customUserId, metrixUserId, messages}")
 	}
+	if te := event.CheckJSONText(body); te != nil {
+		fe := textFieldError(te, "")
+		if rest, ok := strings.CutPrefix(fe.Path, "messages["); ok {
+			if end := strings.IndexByte(rest, ']'); end > 0 {
+				if i, err := strconv.Atoi(rest[:end]); err == nil {
+					fe.Index = &i
+				}
+			}
+		}
+		return nil, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: "invalid request: nothing from this request was stored",
+			Errors: event.FieldErrors{fe}}
+	}
 	env := &object{}
 	parseCompactObject(body, env)
 	var errs event.FieldErrors

@@ -245,6 +245,9 @@ func (t *Track) decodeHit(p *project.Project, r *Request, raw []byte) (*event.Ev
 	if len(data) == 0 || data[0] != '{' {
 		return nil, nil, FieldError(http.StatusBadRequest, "body", "must be a JSON object (one hit)")
 	}
+	if te := event.CheckJSONText(data); te != nil {
+		return nil, event.FieldErrors{textFieldError(te, "")}, nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var doc map[string]any

@@ -166,3 +166,39 @@ func BenchmarkBaselineTrackUnmarshal(b *testing.B) {
 		}
 	}
 }
+
+// Seed 000's sentAt is ISO 8601: its basic format is read like RFC 3339.
+func TestParseTimestamp(t *testing.T) {
+	want := time.Date(2019, 2, 21, 10, 56, 10, 0, time.UTC)
+	for _, c := range []struct {
+		in  string
+		at  time.Time
+		bad bool
+	}{
+		{in: "2019-02-21T10:56:10Z", at: want},
+		{in: "2019-02-21T10:56:10.723Z", at: want.Add(723 * time.Millisecond)},
+		{in: "2019-02-21T13:56:10+03:00", at: want},
+		{in: "20190221T105610Z", at: want},
+		{in: "20190221T105610.723Z", at: want.Add(723 * time.Millisecond)},
+		{in: "20190221T105610,5Z", at: want.Add(500 * time.Millisecond)},
+		{in: "20190221T142610+0330", at: want},
+		{in: "20190221T135610+03", at: want},
+		{in: "2019-02-21T13:56:10+0300", at: want},
+		{in: "2019-02-21T13:56:10.723+03", at: want.Add(723 * time.Millisecond)},
+		{in: "20190221T105610", bad: true},     // no zone
+		{in: "2019-0221T10:56:10Z", bad: true}, // mixed
+		{in: "20190221T10:56:10Z", bad: true},  // mixed
+		{in: "20190221T1056Z", bad: true},      // no seconds
+		{in: "20191321T105610Z", bad: true},    // month 13
+		{in: "2019-02-21 10:56:10Z", bad: true},
+		{in: "1550746570", bad: true},
+	} {
+		got, err := parseTimestamp(c.in)
+		switch {
+		case c.bad && err == nil:
+			t.Errorf("%s: read as %s, want an error", c.in, got)
+		case !c.bad && (err != nil || !got.Equal(c.at)):
+			t.Errorf("%s: got %s, %v; want %s", c.in, got, err, c.at)
+		}
+	}
+}

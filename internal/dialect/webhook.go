@@ -2,7 +2,10 @@ package dialect
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"mime"
 	"net/http"
 	"net/url"
@@ -44,6 +47,9 @@ type Webhook struct {
 	Projects Projects
 	// NewUID mints a uid for a sender that brings none.
 	NewUID func() event.ID
+	// CreateProject, when set, creates a project on the first event sent
+	// to an id that has none (the webhook_create_projects setting).
+	CreateProject func(ctx context.Context, id uint32) (*project.Project, error)
 }
 
 // WebhookResult is a decoded webhook request.
@@ -96,7 +102,12 @@ func (w *Webhook) Decode(r *Request) (*WebhookResult, error) {
 	var errs event.FieldErrors
 	query := &object{}
 	if err := parseForm(hr.URL.RawQuery, query); err != nil {
-		errs.Add("query", err.Error())
+		var te *event.TextError
+		if errors.As(err, &te) {
+			errs = append(errs, textFieldError(te, "query"))
+		} else {
+			errs.Add("query", err.Error())
+		}
 	}
 	body := &object{}
 	if hr.Method == http.MethodPost {
@@ -152,6 +163,13 @@ func (w *Webhook) Decode(r *Request) (*WebhookResult, error) {
 	}
 
 	proj, ok := w.Projects.Get(projectID)
+	if !ok && w.CreateProject != nil {
+		p, err := w.CreateProject(hr.Context(), projectID)
+		if err != nil {
+			return nil, err
+		}
+		proj, ok = p, true
+	}
 	if !ok {
 		return nil, FieldError(http.StatusNotFound, "projectId", "project "+strconv.FormatUint(uint64(projectID), 10)+" does not exist")
 	}
@@ -163,7 +181,7 @@ func (w *Webhook) Decode(r *Request) (*WebhookResult, error) {
 		if !w.Projects.AuthenticateFor(projectID, tok) {
 			return nil, Unauthorized("invalid token")
 		}
-		query.remove("token") // a credential, not event data
+		query.remove(TokenParam) // a credential, not event data
 	}
 
 	if redir {
@@ -177,6 +195,11 @@ func (w *Webhook) Decode(r *Request) (*WebhookResult, error) {
 	// data: the body's fields overlaid by the query's (the query wins).
 	for _, m := range query.members {
 		body.set(m.key, m.val)
+	}
+	data := body.json()
+	dedup, e := webhookDedupKey(proj, service, name, data)
+	if e != nil {
+		return nil, e
 	}
 	ms := r.ReceivedAt.UnixMilli()
 	channel := event.ChannelHTTP
@@ -194,12 +217,66 @@ func (w *Webhook) Decode(r *Request) (*WebhookResult, error) {
 		ProjectID:  projectID,
 		UID:        w.uid(hr, query, body),
 		TD:         transport(r),
-		Data:       body.json(),
+		Data:       data,
 		Time:       ms,
 		Dialect:    DialectWebhook,
 		ReceivedAt: ms,
+		DedupKey:   dedup,
 	}
 	return res, nil
+}
+
+// maxWebhookDedupValue bounds a webhook_dedup_field value.
+const maxWebhookDedupValue = 256
+
+// webhookDedupKey is the dedup key of a webhook event of a project that
+// names a webhook_dedup_field: "webhook:<service>.<name>:<value>", so the
+// same order id under another event name is another event. A field that
+// is absent (or null) gives none; one that is not a string or a number
+// cannot name the event and is refused.
+func webhookDedupKey(p *project.Project, service, name string, data []byte) (string, *Error) {
+	field := p.Settings.WebhookDedupField
+	if field == "" {
+		return "", nil
+	}
+	segs, err := project.ParseFieldPath(field)
+	if err != nil {
+		return "", nil // validated when the setting was saved
+	}
+	v, ok := lookupCompact(data, segs)
+	if !ok || string(v) == "null" {
+		return "", nil
+	}
+	var val string
+	switch {
+	case v[0] == '"':
+		val, _ = jsonString(v)
+	case v[0] == '-' || (v[0] >= '0' && v[0] <= '9'):
+		val = string(v)
+	default:
+		return "", FieldError(http.StatusBadRequest, field, "is the project's webhook_dedup_field: it must be a string or a number")
+	}
+	if val == "" || len(val) > maxWebhookDedupValue {
+		return "", FieldError(http.StatusBadRequest, field, fmt.Sprintf("is the project's webhook_dedup_field: it must be 1 to %d bytes", maxWebhookDedupValue))
+	}
+	return "webhook:" + service + "." + name + ":" + val, nil
+}
+
+// lookupCompact returns the value at segs in b, a compact JSON object.
+func lookupCompact(b []byte, segs []string) ([]byte, bool) {
+	var o object
+	for _, seg := range segs {
+		if len(b) == 0 || b[0] != '{' {
+			return nil, false
+		}
+		parseCompactObject(b, &o)
+		v, ok := o.get(seg)
+		if !ok {
+			return nil, false
+		}
+		b = v
+	}
+	return b, true
 }
 
 // parseBody reads a POST body into o by its content type.
@@ -228,12 +305,14 @@ func parseBody(contentType string, body []byte, o *object) *Error {
 		return Errorf(http.StatusUnsupportedMediaType, "content type %q is not supported; send application/json or application/x-www-form-urlencoded", mt)
 	}
 	if kind == "json" {
-		if err := parseJSONObject(body, o); err != nil {
-			return FieldError(http.StatusBadRequest, "body", err.Error())
-		}
-		return nil
+		err = parseJSONObject(body, o)
+	} else {
+		err = parseForm(string(body), o)
 	}
-	if err := parseForm(string(body), o); err != nil {
+	if te := (*event.TextError)(nil); errors.As(err, &te) {
+		return textError(te, "body")
+	}
+	if err != nil {
 		return FieldError(http.StatusBadRequest, "body", err.Error())
 	}
 	return nil
@@ -268,10 +347,13 @@ func (w *Webhook) uid(hr *http.Request, query, body *object) string {
 	return w.NewUID().String()
 }
 
+// TokenParam is the query parameter that carries a project token.
+const TokenParam = "token"
+
 // requestToken finds a project token: ?token=, HTTP Basic (the token is the
 // user name) or Bearer.
 func requestToken(hr *http.Request, query *object) string {
-	if v, ok := query.get("token"); ok {
+	if v, ok := query.get(TokenParam); ok {
 		s, _ := firstString(v)
 		return s
 	}

@@ -74,13 +74,17 @@ type Identity struct {
 	Value string `json:"value"`
 }
 
-// Validate reports what makes e unfit for the log, parsing Data.
+// Validate reports what makes e unfit for the log, parsing Data: it must
+// be a JSON object whose strings are UTF-8 text.
 func (e *Event) Validate() error {
 	if err := e.CheckEnvelope(); err != nil {
 		return err
 	}
 	if len(e.Data) > 0 && !json.Valid(e.Data) {
 		return errors.New("data is not a JSON object")
+	}
+	if te := CheckJSONText(e.Data); te != nil {
+		return fmt.Errorf("data: %w", te)
 	}
 	return nil
 }

@@ -38,6 +38,12 @@ type Log interface {
 	Contents(ctx context.Context, ids []int64) (map[int64]event.Content, error)
 	// DeleteContentsBefore deletes raw requests received before t.
 	DeleteContentsBefore(ctx context.Context, t time.Time) (int64, error)
+	// Health is nil while Append takes events. Otherwise it is the error
+	// that appends fail with at once (errors.Is ErrUnavailable), saying why
+	// and since when: after a commit failed for lack of space or with an
+	// I/O error, the log refuses appends, nothing stored, until it has
+	// recovered by itself; reads go on meanwhile.
+	Health() error
 	// Close commits what is queued and releases the log.
 	Close() error
 }
@@ -103,3 +109,7 @@ func (q *Query) Normalize() error {
 
 // ErrClosed is returned by Append after Close.
 var ErrClosed = errors.New("event log closed")
+
+// ErrUnavailable is wrapped by the errors of Append and Health while the
+// log refuses appends (see Log.Health).
+var ErrUnavailable = errors.New("event log unavailable")

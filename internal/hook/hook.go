@@ -10,8 +10,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
-	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
 	"gopkg.in/yaml.v3"
 
@@ -166,108 +166,128 @@ type compiled struct {
 	route      *customField // a broker's routing key or record key template
 }
 
-// Validate checks h (with defaults applied) and compiles its filter,
-// templates and regex: a hook that is saved can always run.
+// compile checks h (with defaults applied) field by field, within the
+// bounds in validate.go, and compiles its filter, templates and regex: a
+// hook that is saved can always run. The error is an *Error naming each
+// field that is wrong.
 func (h *Hook) compile() (*compiled, error) {
-	var errs []string
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Sprintf(format, a...)) }
-	if strings.TrimSpace(h.Name) == "" || len(h.Name) > 200 {
-		bad("name: required, at most 200 characters")
+	p := &problems{}
+	checkText(p, "name", h.Name, true, MaxNameLength)
+	if strings.TrimSpace(h.Name) == "" && h.Name != "" {
+		p.add("name", "required")
 	}
-	if len(h.Events) == 0 {
-		bad("events: at least one key glob, e.g. in.s2s.revenue.*")
+	switch {
+	case len(h.Events) == 0:
+		p.add("events", "at least one key glob, e.g. in.s2s.revenue.*")
+	case len(h.Events) > MaxEventGlobs:
+		p.add("events", "at most %d key globs", MaxEventGlobs)
 	}
-	for i, g := range h.Events {
-		if err := event.ValidateGlob(g); err != nil || g == "" {
-			bad("events[%d]: %q is not a key glob", i, g)
+	for i, g := range h.Events[:min(len(h.Events), MaxEventGlobs)] {
+		if err := event.ValidateGlob(g); err != nil {
+			p.add(fmt.Sprintf("events[%d]", i), "%v", err)
+		} else if !utf8.ValidString(g) {
+			p.add(fmt.Sprintf("events[%d]", i), "not valid UTF-8")
 		}
 	}
 	c := &compiled{}
 	if h.Filter != "" {
-		p, err := expr.Compile(h.Filter, expr.Env(map[string]any{"event": map[string]any{}, "profile": map[string]any{}}), expr.AsBool())
-		if err != nil {
-			bad("filter: %v", err)
-		}
-		c.filter = p
+		c.filter = compileFilter(p, h.Filter)
 	}
 	switch h.Type {
-	case "http":
+	case TypeHTTP:
 		if h.HTTP == nil {
-			bad("http: required for type http (url, timeout, headers, auth, success_regex)")
+			p.add("http", "required for type http (url, timeout, headers, auth, success_regex)")
 			break
 		}
-		if !strings.HasPrefix(h.HTTP.URL, "http://") && !strings.HasPrefix(h.HTTP.URL, "https://") {
-			bad("http.url: an http:// or https:// URL")
-		}
+		checkURL(p, h.HTTP.URL)
+		checkDuration(p, "http.timeout", h.HTTP.Timeout, time.Millisecond, 10*time.Minute)
 		if h.HTTP.SuccessRegex != "" {
-			re, err := regexp.Compile(h.HTTP.SuccessRegex)
-			if err != nil {
-				bad("http.success_regex: %v", err)
-			}
-			c.regex = re
+			c.regex = checkRegex(p, h.HTTP.SuccessRegex)
 		}
+		withAuth := false
 		if a := h.HTTP.Auth; a != nil {
-			switch a.Type {
-			case "", "none":
-			case "basic":
-				if a.Username == "" {
-					bad("http.auth.username: required for basic")
-				}
-			case "bearer":
-				if a.Token == "" {
-					bad("http.auth.token: required for bearer")
-				}
-			default:
-				bad("http.auth.type: none, basic or bearer")
-			}
+			checkAuth(p, a)
+			withAuth = a.Type == "basic" || a.Type == "bearer"
 		}
-		for k := range h.HTTP.Headers {
-			if k == "" || strings.ContainsAny(k, " :\r\n") {
-				bad("http.headers: %q is not a header name", k)
-			}
-		}
+		checkHeaders(p, h.HTTP.Headers, withAuth)
 	default:
-		h.compileTarget(c, bad)
+		h.compileTarget(c, p)
 	}
-	if h.Type != TypeHTTP && h.HTTP != nil || h.Type != TypeKafka && h.Kafka != nil ||
-		h.Type != TypeRabbitMQQueue && h.Type != TypeRabbitMQExchange && h.RabbitMQ != nil {
-		bad("type %s: set only its own target (http, rabbitmq or kafka)", h.Type)
+	validType := h.Type == TypeHTTP || h.Type == TypeKafka || h.Type == TypeRabbitMQQueue || h.Type == TypeRabbitMQExchange
+	// With an unknown type, its own error says it all.
+	if validType && h.Type != TypeHTTP && h.HTTP != nil {
+		p.add("http", "only for type http: type %s sets %s", h.Type, targetOf(h.Type))
+	}
+	if validType && h.Type != TypeKafka && h.Kafka != nil {
+		p.add("kafka", "only for type kafka: type %s sets %s", h.Type, targetOf(h.Type))
+	}
+	if validType && h.Type != TypeRabbitMQQueue && h.Type != TypeRabbitMQExchange && h.RabbitMQ != nil {
+		p.add("rabbitmq", "only for types rabbitmq_queue and rabbitmq_exchange: type %s sets %s", h.Type, targetOf(h.Type))
 	}
 	if h.MaxBatchSize < 1 || h.MaxBatchSize > MaxBatchSize {
-		bad("max_batch_size: 1 to %d", MaxBatchSize)
+		p.add("max_batch_size", "1 to %d", MaxBatchSize)
 	}
-	if h.BatchTimeout < Duration(time.Millisecond) || h.BatchTimeout > Duration(time.Hour) {
-		bad("batch_timeout: 1ms to 1h")
+	checkDuration(p, "batch_timeout", h.BatchTimeout, time.Millisecond, time.Hour)
+	if *h.RetryTimes < 0 || *h.RetryTimes > MaxRetryTimes {
+		p.add("retry_times", "0 to %d", MaxRetryTimes)
 	}
-	if *h.RetryTimes < 0 || *h.RetryTimes > 100 {
-		bad("retry_times: 0 to 100")
-	}
-	if h.RetryPeriod < Duration(time.Millisecond) || h.RetryPeriod > Duration(24*time.Hour) {
-		bad("retry_period: 1ms to 24h")
-	}
+	checkDuration(p, "retry_period", h.RetryPeriod, time.Millisecond, 24*time.Hour)
 	if h.RetrySchedule != "fixed" && h.RetrySchedule != "exponential" {
-		bad("retry_schedule: fixed or exponential")
+		p.add("retry_schedule", "fixed or exponential")
 	}
-	if h.MaxInFlight < 1 || h.MaxInFlight > 64 {
-		bad("max_in_flight: 1 to 64")
+	if h.MaxInFlight < 1 || h.MaxInFlight > MaxInFlight {
+		p.add("max_in_flight", "1 to %d", MaxInFlight)
 	}
-	if h.StopAfterDeadLetters < 1 {
-		bad("stop_after_dead_letters: at least 1")
+	if h.StopAfterDeadLetters < 1 || h.StopAfterDeadLetters > MaxDeadStreak {
+		p.add("stop_after_dead_letters", "1 to %d", MaxDeadStreak)
 	}
-	for k, v := range h.CustomData {
-		f, err := parseTemplate(k, v)
-		if err != nil {
-			bad("custom_data[%q]: %v", k, err)
+	if len(h.CustomData) > MaxCustomData {
+		p.add("custom_data", "at most %d fields", MaxCustomData)
+	} else {
+		for _, k := range sortedKeys(h.CustomData) {
+			path := key("custom_data", k)
+			if k == "" || len(k) > MaxCustomKey || !utf8.ValidString(k) {
+				p.add(path, "a key of 1 to %d bytes of UTF-8", MaxCustomKey)
+				continue
+			}
+			if f, ok := checkTemplate(p, path, k, h.CustomData[k]); ok {
+				c.customData = append(c.customData, f)
+			}
 		}
-		c.customData = append(c.customData, f)
 	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
+	if err := p.err(); err != nil {
+		return nil, err
 	}
 	sortFields(c.customData)
 	return c, nil
 }
 
-// A filter sees event, the canonical event as a map (key, service, name,
-// projectId, data, identities, …), and profile, the attributes of the
-// user's profile (empty when there is none).
+// targetOf names the target a delivery type sets.
+func targetOf(typ string) string {
+	switch typ {
+	case TypeRabbitMQQueue, TypeRabbitMQExchange:
+		return "rabbitmq"
+	case TypeKafka:
+		return "kafka"
+	case TypeHTTP:
+		return "http"
+	}
+	return "its own target"
+}
+
+func checkDuration(p *problems, path string, d Duration, lo, hi time.Duration) {
+	if d < Duration(lo) || d > Duration(hi) {
+		p.add(path, "%v to %v", shortDuration(lo), shortDuration(hi))
+	}
+}
+
+// shortDuration writes 1h rather than 1h0m0s.
+func shortDuration(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return d.String()
+}

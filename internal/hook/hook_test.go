@@ -511,31 +511,35 @@ func TestSSRFGuardRefusesLoopbackUnlessAllowed(t *testing.T) {
 	}
 }
 
-func TestBadDefinitionsAreRefusedWhenSaved(t *testing.T) {
-	f := newFixture(t, true)
-	for _, c := range []struct {
-		mut  func(h *Hook)
-		want string
-	}{
-		{func(h *Hook) { h.Filter = "event.data.amount >" }, "filter:"},
-		{func(h *Hook) { h.Filter = `"text"` }, "filter:"},
-		{func(h *Hook) { h.CustomData = map[string]string{"x": "{{campaign_name}}"} }, "unknown parameter {{campaign_name}}"},
-		{func(h *Hook) { h.CustomData = map[string]string{"x": "{{uuid"} }, "without }}"},
-		{func(h *Hook) { h.Events = nil }, "events"},
-		{func(h *Hook) { h.Events = []string{""} }, "events[0]"},
-		{func(h *Hook) { h.HTTP.URL = "ftp://x" }, "http.url"},
-		{func(h *Hook) { h.HTTP.SuccessRegex = "(" }, "success_regex"},
-		{func(h *Hook) { h.MaxBatchSize = 20000 }, "max_batch_size"},
-		{func(h *Hook) { h.RetrySchedule = "random" }, "retry_schedule"},
-		{func(h *Hook) { h.HTTP.Auth = &HTTPAuth{Type: "bearer"} }, "http.auth.token"},
-	} {
-		h := httpHook("http://127.0.0.1:1/")
-		c.mut(&h)
-		if _, err := f.m.Create(context.Background(), h, Start{}); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("want %q, got %v", c.want, err)
+// An IPv6 address that carries a refused IPv4 address is refused when
+// the hook dials it, although the IPv4 network itself is allowed:
+// allow_networks names the addresses dialled.
+func TestSSRFGuardRefusesEmbeddedIPv4ThroughAHook(t *testing.T) {
+	f := newFixture(t, true) // 127.0.0.0/8 allowed
+	rc := newReceiver(t, nil)
+	port := rc.URL[strings.LastIndex(rc.URL, ":")+1:]
+	for _, host := range []string{"[2002:7f00:1::]", "[64:ff9b::7f00:1]", "[::127.0.0.1]"} {
+		hk := httpHook("http://" + host + ":" + port + "/")
+		hk.Active = false
+		h, err := f.m.Create(context.Background(), hk, Start{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := f.m.Test(context.Background(), h.ID, nil)
+		if err != nil || res.Delivered || !strings.Contains(res.Error, "refused by the SSRF guard") || !strings.Contains(res.Error, "of 127.0.0.1") {
+			t.Fatalf("%s: %+v %v", host, res, err)
 		}
 	}
-	if len(f.m.List()) != 0 {
-		t.Fatal("a refused hook was saved")
+	hk := httpHook("http://[2002:7f00:1::]:" + port + "/")
+	hk.RetryTimes, hk.StopAfterDeadLetters = intp(0), 1
+	h, err := f.m.Create(context.Background(), hk, Start{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.appendEvents("in.gen.calltrack.call", 7, 1)
+	waitFor(t, "stop", func() bool { g, _ := f.m.Get(h.ID); return !g.Active })
+	d, _ := f.m.Deliveries(context.Background(), h.ID, 10)
+	if len(d) != 1 || d[0].ErrorClass != "blocked" || !strings.Contains(d[0].Error, "6to4 address of 127.0.0.1") || len(rc.requests()) != 0 {
+		t.Fatalf("%+v", d)
 	}
 }

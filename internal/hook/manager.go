@@ -220,7 +220,12 @@ func (m *Manager) startLocked(id string) {
 	r := m.rows[id]
 	comp, err := r.hook.compile()
 	if err != nil {
-		m.logger.Error("hook does not compile; not started", "hook", id, "err", err)
+		// Saved under other bounds: stopped, and the API says why.
+		m.logger.Error("hook definition is no longer valid; stopped", "hook", id, "err", err)
+		r.hook.Active, r.hook.StoppedReason = false, "the definition is no longer valid: "+err.Error()
+		if err := m.store.update(context.Background(), r, nil); err != nil {
+			m.logger.Error("stop hook", "hook", id, "err", err)
+		}
 		return
 	}
 	s, err := m.newSink(r, comp)
@@ -570,13 +575,56 @@ func (m *Manager) contentsOf(ctx context.Context, h *Hook, recs []eventlog.Recor
 	return out
 }
 
+// userProfile is the profile of an event's user: its id, and its
+// attributes as the profile store keeps them (JSON values).
+type userProfile struct {
+	id    int64
+	attrs map[string]json.RawMessage
+}
+
+// filterEnv is the profile as a filter sees it: each attribute as a value
+// (a string, a number, a boolean, an object or an array, as the event's
+// fields are) and "id", the profile id. A user without a profile has an
+// empty one.
+func (p *userProfile) filterEnv() map[string]any {
+	out := map[string]any{}
+	if p == nil {
+		return out
+	}
+	for k, raw := range p.attrs {
+		var v any
+		if json.Unmarshal(raw, &v) == nil {
+			out[k] = v
+		}
+	}
+	out["id"] = p.id
+	return out
+}
+
+// appendAttr renders attribute name (or "id") as a template renders a
+// value: a string as it is, a number or boolean as written, an object or
+// array as its JSON, nothing for null or a missing one.
+func (p *userProfile) appendAttr(dst []byte, name string) []byte {
+	if p == nil {
+		return dst
+	}
+	if name == "id" {
+		return strconv.AppendInt(dst, p.id, 10)
+	}
+	raw, ok := p.attrs[name]
+	if !ok {
+		return dst
+	}
+	return appendResult(dst, gjson.ParseBytes(raw))
+}
+
 // profileOf finds the profile of the first identity of the stored event
-// body that has one: attribute → value, and "id".
-func (m *Manager) profileOf(ctx context.Context, projectID uint32, body []byte) map[string]any {
+// body that has one (nil when none has).
+func (m *Manager) profileOf(ctx context.Context, projectID uint32, body []byte) *userProfile {
 	if m.profiles == nil {
 		return nil
 	}
-	var out map[string]any
+	var out *userProfile
 	gjson.GetBytes(body, "identities").ForEach(func(_, id gjson.Result) bool {
 		t, v := id.Get("type").String(), id.Get("value").String()
 		if t == "" || v == "" {
@@ -586,9 +634,9 @@ func (m *Manager) profileOf(ctx context.Context, projectID uint32, body []byte) 
 		if err != nil {
 			return true
 		}
-		out = map[string]any{"id": p.ID}
+		out = &userProfile{id: p.ID, attrs: make(map[string]json.RawMessage, len(p.Attributes))}
 		for k, a := range p.Attributes {
-			out[k] = a.Value
+			out.attrs[k] = a.Value
 		}
 		return false
 	})
@@ -721,6 +769,24 @@ func (m *Manager) position(s Start) event.ID {
 	return event.ID(uint64(ms)<<22) - 1
 }
 
+// check validates a definition before it is saved: every field (see
+// compile), then its project, which must exist (refused with 404 as
+// tokens and schemas of a missing project are).
+func (m *Manager) check(h *Hook) error {
+	if _, err := h.compile(); err != nil {
+		return err
+	}
+	if h.ProjectID == nil {
+		return nil
+	}
+	if _, ok := m.projects.Get(*h.ProjectID); ok {
+		return nil
+	}
+	id := *h.ProjectID
+	return &Error{Err: project.ErrNotFound, Message: fmt.Sprintf("project %d: %v", id, project.ErrNotFound),
+		Fields: event.FieldErrors{{Path: "project_id", Message: fmt.Sprintf("project %d does not exist", id)}}}
+}
+
 // Create saves a new hook and starts it when active. The answer carries
 // the signing secret, once.
 func (m *Manager) Create(ctx context.Context, h Hook, s Start) (Hook, error) {
@@ -729,7 +795,7 @@ func (m *Manager) Create(ctx context.Context, h Hook, s Start) (Hook, error) {
 
 func (m *Manager) create(ctx context.Context, h Hook, s Start, id, secret string) (Hook, error) {
 	m.defaults(&h)
-	if _, err := h.compile(); err != nil {
+	if err := m.check(&h); err != nil {
 		return Hook{}, err
 	}
 	now := m.cfg.Now().UTC().Truncate(time.Millisecond)
@@ -756,7 +822,7 @@ func (m *Manager) create(ctx context.Context, h Hook, s Start, id, secret string
 // secrets (a password or token sent again replaces the stored one).
 func (m *Manager) Update(ctx context.Context, id string, h Hook) (Hook, error) {
 	m.defaults(&h)
-	if _, err := h.compile(); err != nil {
+	if err := m.check(&h); err != nil {
 		return Hook{}, err
 	}
 	m.mu.Lock()

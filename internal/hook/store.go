@@ -15,9 +15,8 @@ import (
 	"os"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3" // the database/sql driver
-
 	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/sqlitefile"
 )
 
 const hooksSchema = `
@@ -103,10 +102,8 @@ func openStore(path, keyPath string) (*store, error) {
 	v.Set("_synchronous", "FULL") // the cursor is the at-least-once promise
 	v.Set("_busy_timeout", "10000")
 	v.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite3", "file:"+(&url.URL{Path: path}).EscapedPath()+"?"+v.Encode())
-	if err != nil {
-		return nil, fmt.Errorf("open hooks %s: %w", path, err)
-	}
+	// Kept -wal and -shm files let a start on a full disk open it.
+	db := sqlitefile.Open("file:"+(&url.URL{Path: path}).EscapedPath()+"?"+v.Encode(), sqlitefile.DefaultWALLimit)
 	db.SetMaxOpenConns(1)
 	if _, err := db.Exec(hooksSchema); err != nil {
 		db.Close()

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strings"
+	"strconv"
 	"time"
 
 	"github.com/tidwall/gjson"
@@ -165,84 +165,92 @@ func (h *Hook) brokerDefaults() {
 }
 
 // compileTarget validates the broker targets; the route template goes to c.
-func (h *Hook) compileTarget(c *compiled, bad func(string, ...any)) {
+func (h *Hook) compileTarget(c *compiled, p *problems) {
 	switch h.Type {
 	case TypeRabbitMQQueue, TypeRabbitMQExchange:
 		r := h.RabbitMQ
 		if r == nil {
-			bad("rabbitmq: required for type %s (host, port, username, password, vhost, queue or exchange)", h.Type)
+			p.add("rabbitmq", "required for type %s (host, port, username, password, vhost, queue or exchange)", h.Type)
 			return
 		}
-		if r.Host == "" || strings.ContainsAny(r.Host, "/: ") && net.ParseIP(r.Host) == nil {
-			bad("rabbitmq.host: a host name or address")
+		if !validHost(r.Host) {
+			p.add("rabbitmq.host", "a host name or an IP address")
 		}
 		if r.Port < 0 || r.Port > 65535 {
-			bad("rabbitmq.port: 1 to 65535")
+			p.add("rabbitmq.port", "1 to 65535")
 		}
-		if r.Timeout < Duration(time.Millisecond) || r.Timeout > Duration(10*time.Minute) {
-			bad("rabbitmq.timeout: 1ms to 10m")
-		}
+		checkText(p, "rabbitmq.username", r.Username, false, MaxBrokerName)
+		checkText(p, "rabbitmq.password", r.Password, false, MaxCredential)
+		checkText(p, "rabbitmq.vhost", r.VHost, false, MaxBrokerName)
+		checkDuration(p, "rabbitmq.timeout", r.Timeout, time.Millisecond, 10*time.Minute)
 		if _, err := tlsConfig(r.TLS, r.CAFile, r.Host); err != nil {
-			bad("rabbitmq.ca_file: %v", err)
+			p.add("rabbitmq.ca_file", "%v", err)
 		}
 		if h.Type == TypeRabbitMQQueue {
-			if r.Queue == "" || r.Exchange != "" {
-				bad("rabbitmq.queue: required for rabbitmq_queue (and no exchange)")
+			switch {
+			case r.Queue == "" || r.Exchange != "":
+				p.add("rabbitmq.queue", "required for rabbitmq_queue (and no exchange)")
+			default:
+				checkText(p, "rabbitmq.queue", r.Queue, true, MaxBrokerName)
 			}
 			return
 		}
-		if r.Exchange == "" || r.Queue != "" {
-			bad("rabbitmq.exchange: required for rabbitmq_exchange (and no queue)")
+		switch {
+		case r.Exchange == "" || r.Queue != "":
+			p.add("rabbitmq.exchange", "required for rabbitmq_exchange (and no queue)")
+		default:
+			checkText(p, "rabbitmq.exchange", r.Exchange, true, MaxBrokerName)
 		}
 		if r.ExchangeType != "direct" && r.ExchangeType != "topic" {
-			bad("rabbitmq.exchange_type: direct or topic")
+			p.add("rabbitmq.exchange_type", "direct or topic")
 		}
-		f, err := parseTemplate("routing_key", r.RoutingKey)
-		if err != nil {
-			bad("rabbitmq.routing_key: %v", err)
+		if f, ok := checkTemplate(p, "rabbitmq.routing_key", "routing_key", r.RoutingKey); ok {
+			c.route = &f
 		}
-		c.route = &f
 	case TypeKafka:
 		k := h.Kafka
 		if k == nil {
-			bad("kafka: required for type kafka (brokers, topic, key, compression, sasl, tls)")
+			p.add("kafka", "required for type kafka (brokers, topic, key, compression, sasl, tls)")
 			return
 		}
-		if len(k.Brokers) == 0 {
-			bad("kafka.brokers: at least one host:port")
+		switch {
+		case len(k.Brokers) == 0:
+			p.add("kafka.brokers", "at least one host:port")
+		case len(k.Brokers) > MaxBrokers:
+			p.add("kafka.brokers", "at most %d", MaxBrokers)
 		}
 		for i, b := range k.Brokers {
-			if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
-				bad("kafka.brokers[%d]: %q is not host:port", i, b)
+			host, port, err := net.SplitHostPort(b)
+			n, perr := strconv.Atoi(port)
+			if err != nil || perr != nil || n < 1 || n > 65535 || !validHost(host) {
+				p.add(fmt.Sprintf("kafka.brokers[%d]", i), "%q is not host:port (port 1 to 65535)", b)
 			}
 		}
-		if k.Topic == "" || len(k.Topic) > 249 {
-			bad("kafka.topic: required, at most 249 characters")
+		if !kafkaTopic.MatchString(k.Topic) || k.Topic == "." || k.Topic == ".." {
+			p.add("kafka.topic", "required: 1 to 249 of a-z A-Z 0-9 . _ -")
 		}
 		if _, ok := kafkasink.Compressions[k.Compression]; !ok {
-			bad("kafka.compression: none, lz4, zstd or snappy")
+			p.add("kafka.compression", "none, lz4, zstd or snappy")
 		}
 		if !kafkasink.SASLs[k.SASL] {
-			bad("kafka.sasl: plain, scram-sha-256 or scram-sha-512")
+			p.add("kafka.sasl", "plain, scram-sha-256 or scram-sha-512")
 		}
 		if k.SASL != "" && k.Username == "" {
-			bad("kafka.username: required with sasl")
+			p.add("kafka.username", "required with sasl")
 		}
-		if k.Timeout < Duration(time.Millisecond) || k.Timeout > Duration(10*time.Minute) {
-			bad("kafka.timeout: 1ms to 10m")
-		}
+		checkText(p, "kafka.username", k.Username, false, MaxCredential)
+		checkText(p, "kafka.password", k.Password, false, MaxCredential)
+		checkDuration(p, "kafka.timeout", k.Timeout, time.Millisecond, 10*time.Minute)
 		if _, err := tlsConfig(k.TLS, k.CAFile, ""); err != nil {
-			bad("kafka.ca_file: %v", err)
+			p.add("kafka.ca_file", "%v", err)
 		}
 		if k.Key != "" {
-			f, err := parseTemplate("key", k.Key)
-			if err != nil {
-				bad("kafka.key: %v", err)
+			if f, ok := checkTemplate(p, "kafka.key", "key", k.Key); ok {
+				c.route = &f
 			}
-			c.route = &f
 		}
 	default:
-		bad("type: http, rabbitmq_queue, rabbitmq_exchange or kafka")
+		p.add("type", "http, rabbitmq_queue, rabbitmq_exchange or kafka")
 	}
 }
 
@@ -332,9 +340,7 @@ func (m *Manager) metaFor(ctx context.Context, h *Hook, comp *compiled, msgs [][
 		default: // kafka: the user's resolved id, else the event id
 			md.Route = md.EventID
 			if p := m.profileOf(ctx, md.ProjectID, msg); p != nil {
-				if id := fmt.Sprint(p["id"]); id != "" && id != "<nil>" {
-					md.Route = id
-				}
+				md.Route = strconv.FormatInt(p.id, 10)
 			}
 		}
 		out[i] = md

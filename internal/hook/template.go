@@ -1,7 +1,6 @@
 package hook
 
 import (
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
@@ -133,7 +132,7 @@ type renderContext struct {
 	body        []byte // the canonical event as stored
 	time        time.Time
 	projectName string
-	profile     map[string]any // attribute → value; "id" → the profile id
+	profile     *userProfile // nil: none
 }
 
 // EventDateLayout is {{event_date}}'s format (the seed writes it with a
@@ -161,7 +160,7 @@ func (c *renderContext) appendParam(dst []byte, p part) []byte {
 	case "project_name":
 		return append(dst, c.projectName...)
 	case "profile":
-		return append(dst, scalar(c.profile[p.path[0]])...)
+		return c.profile.appendAttr(dst, p.path[0])
 	}
 	return dst
 }
@@ -177,18 +176,6 @@ func appendResult(dst []byte, r gjson.Result) []byte {
 		return append(dst, r.Str...)
 	}
 	return append(dst, r.Raw...)
-}
-
-// scalar renders a profile attribute the same way.
-func scalar(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return ""
-	case string:
-		return x
-	}
-	b, _ := json.Marshal(v)
-	return string(b)
 }
 
 // appendField appends the text of one template.

@@ -290,7 +290,7 @@ func (w *worker) match(r eventlog.Record) bool {
 	if err != nil {
 		return false
 	}
-	env := map[string]any{"event": ev, "profile": w.m.profileOf(w.ctx, r.ProjectID, r.Body)}
+	env := map[string]any{"event": ev, "profile": w.m.profileOf(w.ctx, r.ProjectID, r.Body).filterEnv()}
 	out, err := expr.Run(w.comp.filter, env)
 	if err != nil {
 		w.m.met.filterErrors.WithLabelValues(w.hook.ID).Inc()

@@ -4,7 +4,7 @@ import (
 	"net/http"
 
 	"github.com/sluicehq/sluice/internal/dialect"
-	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/eventlog"
 )
 
 // serveCommerce is POST /v1/events: one typed e-commerce event, or
@@ -31,11 +31,11 @@ func (s *Server) serveCommerce(w http.ResponseWriter, r *http.Request) {
 		s.appendBatch(w, req, dialect.DialectCommerce, "event", items)
 		return
 	}
-	results, err := s.append(req, []*event.Event{ev})
+	result, err := s.commitOne(req, ev)
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	s.m.events(dialect.DialectCommerce, results)
-	writeAccepted(w, ev, results[0])
+	s.m.events(dialect.DialectCommerce, []eventlog.Result{result})
+	writeAccepted(w, ev, result)
 }

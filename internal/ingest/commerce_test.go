@@ -58,7 +58,6 @@ func TestCommerceRules(t *testing.T) {
 		{"filter neither", `"eventType":"filter-items-v1","filterType":"Color"`, "properties"},
 		{"sortOrder", `"eventType":"sort-items-v1","sortBy":"price","sortOrder":"asc"`, "properties.sortOrder"},
 		{"cuid needs cuidType", `"eventType":"newsletter-subscription-v1","cuid":"c-1"`, "properties.cuidType"},
-		{"signup needs email or cuid", `"eventType":"signup-v1"`, "properties"},
 		{"login cuid hex", `"eventType":"login-v1","cuid":"79990000000","cuidType":"phone_hash"`, "properties.cuid"},
 		{"login cuidType", `"eventType":"login-v1","cuid":"` + hash + `","cuidType":"crm_id"`, "properties.cuidType"},
 		{"hashedEmail hex", `"eventType":"add-to-wishlist-v1","productId":"a","hashedEmail":"` + strings.ToUpper(hash) + `"`, "properties.hashedEmail"},
@@ -94,6 +93,36 @@ func TestCommerceRules(t *testing.T) {
 		if !strings.Contains(msg, typ) {
 			t.Errorf("%s missing from %q", typ, msg)
 		}
+	}
+}
+
+// Seed 002: {name: "EVENT_NAME"} alone is a complete custom event, and
+// hashedEmail and cuid are optional for newsletter-subscription-v1 and
+// signup-v1. An event without identity is stored without one.
+func TestCommerceEventsWithoutIdentity(t *testing.T) {
+	srv, l := goldenServer(t, commerceClock)
+	for _, body := range []string{
+		`{"name":"EVENT_NAME"}`,
+		`{"name":"Subscription","properties":{"eventType":"newsletter-subscription-v1"}}`,
+		`{"name":"Signup","properties":{"eventType":"signup-v1"}}`,
+	} {
+		if status, ans := postCommerce(t, srv, "shop-token", body); status != 200 || ans["id"] == nil {
+			t.Fatalf("%s: status %d %v", body, status, ans)
+		}
+	}
+	recs, err := l.Read(context.Background(), eventlog.Query{})
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("%d stored, %v", len(recs), err)
+	}
+	for i, key := range []string{"in.commerce.custom.event_name", "in.commerce.newsletter-subscription-v1", "in.commerce.signup-v1"} {
+		e, err := event.Decode(recs[i].Body)
+		if err != nil || e.Key != key || len(e.Identities) != 0 {
+			t.Fatalf("event %d: %+v %v", i, e, err)
+		}
+	}
+	// Identities that are there are still checked: a bad one is refused.
+	if status, ans := postCommerce(t, srv, "shop-token", `{"name":"Signup","properties":{"eventType":"signup-v1","cuid":"c"}}`); status != 400 || errorPaths(ans) != "properties.cuidType" {
+		t.Fatalf("status %d %v", status, ans)
 	}
 }
 

@@ -37,6 +37,8 @@ var s2sClock = time.UnixMilli(1680004800000).UTC()
 //
 //	7  shop: tokens "abc123", "revoked-token" (revoked)
 //	8  other: token "other-project-token"
+//	10 guarded: webhook_auth token, token "webhook-token"
+//	11 crm-orders: webhook_dedup_field order.id; 12 crm-flat: order_id
 //	9  custom: token "custom-token"; dimension loyaltyLevel (event.loyaltyLevel),
 //	   metrics margin (event.transaction.margin) and item_margin
 //	   (event.transaction.lineItems.product.margin)
@@ -50,7 +52,12 @@ var s2sClock = time.UnixMilli(1680004800000).UTC()
 //	31 commerce shop with hash_pii, default_region RU: token "pii-token"
 func goldenServer(t *testing.T, at time.Time) (*Server, *sqlite.Log) {
 	t.Helper()
-	dir := t.TempDir()
+	return goldenServerIn(t, at, t.TempDir())
+}
+
+// goldenServerIn is goldenServer with its databases in dir.
+func goldenServerIn(t *testing.T, at time.Time, dir string) (*Server, *sqlite.Log) {
+	t.Helper()
 	clock := func() time.Time { return at }
 	gen, _ := event.NewGenerator(0, clock)
 	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "events.db")}, gen, nil, nil)
@@ -80,6 +87,9 @@ func goldenServer(t *testing.T, at time.Time) (*Server, *sqlite.Log) {
 		}
 	}
 	mk(7, "shop", project.Settings{}, "abc123", "revoked-token")
+	mk(10, "guarded", project.Settings{WebhookAuth: project.WebhookAuthToken}, "webhook-token")
+	mk(11, "crm-orders", project.Settings{WebhookDedupField: "order.id"})
+	mk(12, "crm-flat", project.Settings{WebhookDedupField: "order_id"})
 	mk(8, "other", project.Settings{}, "other-project-token")
 	mk(9, "custom", project.Settings{Track: project.TrackSettings{
 		CustomDimensions: []project.CustomField{{Name: "loyaltyLevel"}},

@@ -4,15 +4,21 @@
 package ingest
 
 import (
+	"bufio"
 	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -25,11 +31,14 @@ import (
 	"github.com/sluicehq/sluice/internal/dialect"
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog"
+	"github.com/sluicehq/sluice/internal/project"
 )
 
-// Appender is the part of the event log ingest needs.
+// Appender is the part of the event log ingest needs: appends, and reads
+// of the original of an idempotent repeat.
 type Appender interface {
 	Append(ctx context.Context, events []*event.Event) ([]eventlog.Result, error)
+	Read(ctx context.Context, q eventlog.Query) ([]eventlog.Record, error)
 }
 
 // Config configures the ingest handler.
@@ -53,8 +62,12 @@ type Config struct {
 	// KeepContent reports whether the raw requests of a project are kept
 	// beside its events (a hook with include_content wants them).
 	KeepContent func(projectID uint32) bool
-	// Ready reports whether the server takes traffic (for /readyz).
-	Ready func() bool
+	// CreateProject, when set, creates a webhook project on the first
+	// event sent to its id (webhook_create_projects).
+	CreateProject func(ctx context.Context, id uint32) (*project.Project, error)
+	// Ready is nil while the server takes traffic, else why not (for
+	// /readyz).
+	Ready func() error
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -115,7 +128,7 @@ func New(cfg Config, log Appender, projects Projects, uids *event.Generator, reg
 		cfg.Now = time.Now
 	}
 	if cfg.Ready == nil {
-		cfg.Ready = func() bool { return true }
+		cfg.Ready = func() error { return nil }
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -123,7 +136,7 @@ func New(cfg Config, log Appender, projects Projects, uids *event.Generator, reg
 	return &Server{
 		cfg:      cfg,
 		log:      log,
-		webhook:  &dialect.Webhook{Projects: projects, NewUID: uids.Next},
+		webhook:  &dialect.Webhook{Projects: projects, NewUID: uids.Next, CreateProject: cfg.CreateProject},
 		track:    &dialect.Track{Projects: projects, HitLimit: int(cfg.TrackHitLimit)},
 		s2s:      &dialect.S2S{Projects: projects, Now: cfg.Now},
 		commerce: &dialect.Commerce{Projects: projects, EventLimit: int(cfg.CommerceEventLimit), Now: cfg.Now},
@@ -178,10 +191,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(rec, http.StatusOK, map[string]string{"status": "ok"})
 	case "readyz":
 		route = routeHealth
-		if s.cfg.Ready() {
-			writeJSON(rec, http.StatusOK, map[string]string{"status": "ready"})
+		if err := s.cfg.Ready(); err != nil {
+			writeJSON(rec, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
 		} else {
-			writeJSON(rec, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
+			writeJSON(rec, http.StatusOK, map[string]string{"status": "ready"})
 		}
 	case "track":
 		dialectName, route = dialect.DialectTrack, routeTrack
@@ -232,12 +245,12 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ev := res.Event
-	results, err := s.append(req, []*event.Event{ev})
+	result, err := s.commitOne(req, ev)
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	s.m.events(dialect.DialectWebhook, results)
+	s.m.events(dialect.DialectWebhook, []eventlog.Result{result})
 
 	h := w.Header()
 	h["Cache-Control"] = noStore
@@ -253,12 +266,16 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(transparentGIF)
 	default:
 		// {"key":"in.gen.calltrack.call","id":"…"}, built by hand: this is
-		// the hot path.
-		b := make([]byte, 0, 48+len(ev.Key))
+		// the hot path. A repeat (by Idempotency-Key or the project's
+		// webhook_dedup_field) names the original and "duplicate":true.
+		b := make([]byte, 0, 64+len(ev.Key))
 		b = append(b, `{"key":`...)
 		b = event.AppendString(b, ev.Key)
 		b = append(b, `,"id":`...)
-		b = results[0].ID.AppendJSON(b)
+		b = result.ID.AppendJSON(b)
+		if result.Duplicate {
+			b = append(b, `,"duplicate":true`...)
+		}
 		b = append(b, "}\n"...)
 		writeRaw(w, http.StatusOK, b)
 	}
@@ -272,35 +289,40 @@ var (
 // uidCookieAge is three years, in seconds.
 const uidCookieAge = 3 * 365 * 24 * 60 * 60
 
-// cookieJar renders the uid cookie: HttpOnly, three years, SameSite=None,
-// Secure under TLS. The attributes change once a second (Expires), so they
-// are rendered once a second.
+// cookieJar renders the uid cookie: HttpOnly, three years. Under TLS it
+// is SameSite=None; Secure, so pixels on other sites carry it; on plain
+// HTTP browsers drop SameSite=None without Secure, so it is SameSite=Lax
+// there. The attributes change once a second (Expires), so they are
+// rendered once a second.
 type cookieJar struct {
 	mu     sync.Mutex
 	sec    int64
-	attrs  string // "; Path=/; Expires=…; Max-Age=…; HttpOnly; SameSite=None"
-	secure string // attrs + "; Secure"
+	plain  string // "; Path=/; Expires=…; Max-Age=…; HttpOnly; SameSite=Lax"
+	secure string // "; Path=/; Expires=…; Max-Age=…; HttpOnly; Secure; SameSite=None"
 }
 
 func (c *cookieJar) uid(uid string, now time.Time, secure bool) string {
 	sec := now.Unix()
 	c.mu.Lock()
-	if sec != c.sec || c.attrs == "" {
-		full := (&http.Cookie{
-			Name: "uid", Value: "0", Path: "/",
-			MaxAge: uidCookieAge, Expires: now.Add(uidCookieAge * time.Second),
-			HttpOnly: true, SameSite: http.SameSiteNoneMode,
-		}).String()
-		c.attrs = strings.TrimPrefix(full, "uid=0")
-		c.secure = c.attrs + "; Secure"
+	if sec != c.sec || c.plain == "" {
+		attrs := func(secure bool, mode http.SameSite) string {
+			full := (&http.Cookie{
+				Name: "uid", Value: "0", Path: "/",
+				MaxAge: uidCookieAge, Expires: now.Add(uidCookieAge * time.Second),
+				HttpOnly: true, Secure: secure, SameSite: mode,
+			}).String()
+			return strings.TrimPrefix(full, "uid=0")
+		}
+		c.plain = attrs(false, http.SameSiteLaxMode)
+		c.secure = attrs(true, http.SameSiteNoneMode)
 		c.sec = sec
 	}
-	attrs := c.attrs
+	a := c.plain
 	if secure {
-		attrs = c.secure
+		a = c.secure
 	}
 	c.mu.Unlock()
-	return "uid=" + uid + attrs
+	return "uid=" + uid + a
 }
 
 // transparentGIF is a 1×1 transparent GIF.
@@ -315,36 +337,93 @@ func putBuffer(b *bytes.Buffer) {
 	}
 }
 
-// append commits the events of one request, with the raw request beside
-// them when their project keeps contents: the body (or, without one, the
-// query string).
-func (s *Server) append(req *dialect.Request, evs []*event.Event) ([]eventlog.Result, error) {
-	if s.keepContent(evs) {
-		raw := req.Body
-		if len(raw) == 0 {
-			raw = []byte(req.HTTP.URL.RawQuery)
-		}
-		// A copy: the body's buffer goes back to a pool.
-		c := &event.Content{Body: bytes.Clone(raw), ReceivedAt: req.ReceivedAt.UnixMilli()}
-		for _, ev := range evs {
-			ev.Content = c
-		}
-	}
-	return s.log.Append(req.HTTP.Context(), evs)
-}
-
-// appendItems commits the events of a batch request; items[i] is the raw
-// JSON of the batch element evs[i] came from, kept as its content (not the
+// commit appends the events of one request. items, when given, holds the
+// raw batch element each event came from, kept as its content (not the
 // whole batch, which could make every message of a hook batch carry a
-// megabyte).
-func (s *Server) appendItems(req *dialect.Request, evs []*event.Event, items [][]byte) ([]eventlog.Result, error) {
+// megabyte); otherwise a project that keeps contents keeps the request:
+// its body or, without one, its query string without the credential.
+// Headers, where the other credentials travel (Authorization, X-API-Key),
+// are never kept. pos[i] is the position of evs[i] in the request (nil:
+// 0, 1, …), which names it under an Idempotency-Key.
+//
+// conflicts[i] is true when evs[i] repeats an Idempotency-Key of an
+// earlier request that carried something else: nothing was stored for it.
+func (s *Server) commit(req *dialect.Request, evs []*event.Event, items [][]byte, pos []int) (results []eventlog.Result, conflicts []bool, err error) {
+	idemKey, err := idempotencyKey(req.HTTP)
+	if err != nil {
+		return nil, nil, err
+	}
 	if s.keepContent(evs) {
 		at := req.ReceivedAt.UnixMilli()
-		for i, ev := range evs {
-			ev.Content = &event.Content{Body: bytes.Clone(items[i]), ReceivedAt: at}
+		if items != nil {
+			for i, ev := range evs {
+				ev.Content = &event.Content{Body: bytes.Clone(items[i]), ReceivedAt: at}
+			}
+		} else {
+			var raw []byte
+			if len(req.Body) > 0 {
+				// A copy: the body's buffer goes back to a pool.
+				raw = bytes.Clone(req.Body)
+			} else {
+				raw = []byte(withoutCredentials(req.HTTP.URL.RawQuery))
+			}
+			c := &event.Content{Body: raw, ReceivedAt: at}
+			for _, ev := range evs {
+				ev.Content = c
+			}
 		}
 	}
-	return s.log.Append(req.HTTP.Context(), evs)
+	var idem []bool // evs[i] is deduplicated by the Idempotency-Key
+	if idemKey != "" {
+		idem = make([]bool, len(evs))
+		for i, ev := range evs {
+			if ev.DedupKey != "" {
+				continue // its own dedup key (hitId, messageId, …) is stronger
+			}
+			p := i
+			if pos != nil {
+				p = pos[i]
+			}
+			ev.DedupKey = idempotencyPrefix + idemKey + ":" + strconv.Itoa(p)
+			idem[i] = true
+		}
+	}
+	results, err = s.log.Append(req.HTTP.Context(), evs)
+	if err != nil || idem == nil {
+		return results, nil, err
+	}
+	return results, s.idempotencyConflicts(req, evs, results, idem), nil
+}
+
+// commitOne commits a request of one event; an Idempotency-Key first used
+// for another request is a 422.
+func (s *Server) commitOne(req *dialect.Request, ev *event.Event) (eventlog.Result, error) {
+	results, conflicts, err := s.commit(req, []*event.Event{ev}, nil, nil)
+	if err != nil {
+		return eventlog.Result{}, err
+	}
+	if conflicts != nil && conflicts[0] {
+		return eventlog.Result{}, idempotencyConflict(req.HTTP)
+	}
+	return results[0], nil
+}
+
+// withoutCredentials returns a raw query string without its ?token=
+// pairs, byte for byte otherwise.
+func withoutCredentials(rawQuery string) string {
+	if !strings.Contains(rawQuery, "token") && !strings.Contains(rawQuery, "%") {
+		return rawQuery
+	}
+	parts := strings.Split(rawQuery, "&")
+	kept := parts[:0]
+	for _, part := range parts {
+		k, _, _ := strings.Cut(part, "=")
+		if key, err := url.QueryUnescape(k); err == nil && key == dialect.TokenParam {
+			continue
+		}
+		kept = append(kept, part)
+	}
+	return strings.Join(kept, "&")
 }
 
 // keepContent reports whether the raw requests of these events' project
@@ -368,26 +447,133 @@ func batchElements(body []byte, path string) [][]byte {
 	return out
 }
 
-// readBody reads the body of a POST within limit.
+// readBody reads the body of a POST within limit, decoding its
+// Content-Encoding (gzip, deflate): the limit applies to the decoded body
+// as well as to the bytes on the wire, so a compression bomb stops at it.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (*bytes.Buffer, error) {
 	buf := bufferPool.Get().(*bytes.Buffer)
 	if r.Method != http.MethodPost {
 		return buf, nil
 	}
+	codings, err := contentCodings(r.Header)
+	if err != nil {
+		putBuffer(buf)
+		return nil, err
+	}
 	if r.ContentLength > limit {
 		putBuffer(buf)
 		return nil, tooLarge(limit)
 	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	var body io.Reader = http.MaxBytesReader(w, r.Body, limit)
+	var release []func()
+	defer func() {
+		for _, f := range release {
+			f()
+		}
+	}()
+	// Codings are listed in the order they were applied: undo the last first.
+	for i := len(codings) - 1; i >= 0; i-- {
+		dec, done, err := decoder(codings[i], body)
+		if err != nil {
+			putBuffer(buf)
+			return nil, err
+		}
+		body, release = dec, append(release, done)
+	}
+	if len(codings) > 0 {
+		body = io.LimitReader(body, limit+1)
+	}
+	n, err := buf.ReadFrom(body)
 	if err != nil {
 		putBuffer(buf)
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return nil, tooLarge(limit)
 		}
+		if len(codings) > 0 {
+			return nil, dialect.FieldError(http.StatusBadRequest, "body", "cannot be decoded as "+strings.Join(codings, ", ")+": "+err.Error())
+		}
 		return nil, dialect.Errorf(http.StatusBadRequest, "reading the body: %v", err)
 	}
+	if n > limit {
+		putBuffer(buf)
+		return nil, dialect.Errorf(http.StatusRequestEntityTooLarge, "body is larger than the limit of %d bytes once decoded (%s)", limit, strings.Join(codings, ", "))
+	}
 	return buf, nil
+}
+
+// contentCodings returns the request's content codings, in the order
+// applied, without identity; a coding sluice cannot decode is a 415.
+func contentCodings(h http.Header) ([]string, error) {
+	vals := h.Values("Content-Encoding")
+	if len(vals) == 0 {
+		return nil, nil
+	}
+	var out []string
+	for _, v := range vals {
+		for _, c := range strings.Split(v, ",") {
+			c = strings.ToLower(strings.TrimSpace(c))
+			switch c {
+			case "", "identity":
+			case "gzip", "x-gzip", "deflate":
+				out = append(out, c)
+			default:
+				return nil, &dialect.Error{Status: http.StatusUnsupportedMediaType,
+					Message: "Content-Encoding " + strconv.Quote(c) + " is not supported; send the body uncompressed or with gzip or deflate",
+					Errors:  event.FieldErrors{{Path: "Content-Encoding", Message: "must be gzip, deflate or identity"}},
+					Header:  map[string]string{"Accept-Encoding": "gzip, deflate"}}
+			}
+		}
+	}
+	if len(out) > 2 {
+		return nil, dialect.FieldError(http.StatusUnsupportedMediaType, "Content-Encoding", "at most two codings are decoded")
+	}
+	return out, nil
+}
+
+var gzipPool sync.Pool
+
+// decoder wraps r in a reader of the coding; done returns its state to a
+// pool. deflate is the zlib format (RFC 9110), or a raw deflate stream,
+// which some senders send under that name.
+func decoder(coding string, r io.Reader) (io.Reader, func(), error) {
+	bad := func(err error) error {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		return dialect.FieldError(http.StatusBadRequest, "body", "cannot be decoded as "+coding+": "+err.Error())
+	}
+	switch coding {
+	case "gzip", "x-gzip":
+		zr, _ := gzipPool.Get().(*gzip.Reader)
+		var err error
+		if zr == nil {
+			zr, err = gzip.NewReader(r)
+		} else {
+			err = zr.Reset(r)
+		}
+		if err != nil {
+			return nil, nil, bad(err)
+		}
+		zr.Multistream(true)
+		return zr, func() { gzipPool.Put(zr) }, nil
+	default: // deflate
+		br := bufio.NewReaderSize(r, 512)
+		head, err := br.Peek(2)
+		if err != nil && len(head) < 2 {
+			return nil, nil, bad(fmt.Errorf("stream too short: %w", err))
+		}
+		if head[0]&0x0f == 8 && (uint16(head[0])<<8|uint16(head[1]))%31 == 0 {
+			zr, err := zlib.NewReader(br)
+			if err != nil {
+				return nil, nil, bad(err)
+			}
+			return zr, func() { zr.Close() }, nil
+		}
+		fr := flate.NewReader(br)
+		return fr, func() { fr.Close() }, nil
+	}
 }
 
 func tooLarge(limit int64) *dialect.Error {

@@ -135,7 +135,7 @@ func TestWebhookStoresAndAnswers(t *testing.T) {
 			cookie = c
 		}
 	}
-	if cookie == nil || cookie.Value != e.UID || !cookie.HttpOnly || cookie.SameSite != http.SameSiteNoneMode ||
+	if cookie == nil || cookie.Value != e.UID || !cookie.HttpOnly || cookie.SameSite != http.SameSiteLaxMode ||
 		cookie.MaxAge != 3*365*24*3600 || cookie.Secure || cookie.Path != "/" {
 		t.Fatalf("cookie %+v (uid %s)", cookie, e.UID)
 	}
@@ -156,8 +156,19 @@ func TestCookieSecureUnderTLS(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
-	if c := resp.Cookies(); len(c) != 1 || !c[0].Secure {
+	if c := resp.Cookies(); len(c) != 1 || !c[0].Secure || c[0].SameSite != http.SameSiteNoneMode || !c[0].HttpOnly {
 		t.Fatalf("cookies %+v", c)
+	}
+}
+
+// On plain HTTP the uid cookie is SameSite=Lax: browsers drop
+// SameSite=None without Secure.
+func TestCookieLaxOnPlainHTTP(t *testing.T) {
+	f := newFixture(t, Config{}, false)
+	resp, _ := f.do(t, "GET", "/site/view/99.gif", nil, nil)
+	c := resp.Cookies()
+	if len(c) != 1 || c[0].Secure || c[0].SameSite != http.SameSiteLaxMode || !c[0].HttpOnly || c[0].MaxAge != uidCookieAge {
+		t.Fatalf("cookies %+v (%q)", c, resp.Header.Get("Set-Cookie"))
 	}
 }
 
@@ -337,6 +348,8 @@ func TestLogUnavailableIs503(t *testing.T) {
 // panicky is an Appender that panics, to check the handler's recovery.
 type panicky struct{}
 
+func (panicky) Read(context.Context, eventlog.Query) ([]eventlog.Record, error) { return nil, nil }
+
 func (panicky) Append(context.Context, []*event.Event) ([]eventlog.Result, error) {
 	panic("boom")
 }
@@ -362,17 +375,24 @@ func TestPanicAnswersJSONWithoutStack(t *testing.T) {
 }
 
 func TestHealth(t *testing.T) {
-	var ready atomic.Bool
-	f := newFixture(t, Config{Ready: ready.Load}, false)
+	var notReady atomic.Pointer[error]
+	down := eventlog.ErrUnavailable
+	notReady.Store(&down)
+	f := newFixture(t, Config{Ready: func() error {
+		if p := notReady.Load(); p != nil {
+			return *p
+		}
+		return nil
+	}}, false)
 	if resp, _ := f.do(t, "GET", "/healthz", nil, nil); resp.StatusCode != 200 {
 		t.Fatalf("healthz %d", resp.StatusCode)
 	}
-	if resp, _ := f.do(t, "GET", "/readyz", nil, nil); resp.StatusCode != 503 {
-		t.Fatalf("readyz before ready %d", resp.StatusCode)
+	if resp, body := f.do(t, "GET", "/readyz", nil, nil); resp.StatusCode != 503 || string(body) != `{"reason":"event log unavailable","status":"not ready"}`+"\n" {
+		t.Fatalf("readyz before ready %d %s", resp.StatusCode, body)
 	}
-	ready.Store(true)
-	if resp, _ := f.do(t, "GET", "/readyz", nil, nil); resp.StatusCode != 200 {
-		t.Fatalf("readyz %d", resp.StatusCode)
+	notReady.Store(nil)
+	if resp, body := f.do(t, "GET", "/readyz", nil, nil); resp.StatusCode != 200 || string(body) != `{"status":"ready"}`+"\n" {
+		t.Fatalf("readyz %d %s", resp.StatusCode, body)
 	}
 }
 

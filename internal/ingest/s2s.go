@@ -6,7 +6,6 @@ import (
 	"strconv"
 
 	"github.com/sluicehq/sluice/internal/dialect"
-	"github.com/sluicehq/sluice/internal/eventlog"
 )
 
 // serveS2S is POST / (the server-to-server batch gateway). It answers
@@ -28,6 +27,8 @@ func (s *Server) serveS2S(w http.ResponseWriter, r *http.Request) {
 				c.Code = "METHOD_NOT_ALLOWED"
 			case http.StatusRequestEntityTooLarge:
 				c.Code = "PAYLOAD_TOO_LARGE"
+			case http.StatusUnsupportedMediaType:
+				c.Code = "UNSUPPORTED_MEDIA_TYPE"
 			default:
 				c.Code = dialect.CodeBadRequest
 			}
@@ -58,16 +59,16 @@ func (s *Server) serveS2S(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
-	var results []eventlog.Result
 	var elems [][]byte
 	if s.keepContent(evs) {
 		elems = batchElements(req.Body, "messages")
 	}
-	if elems != nil && len(elems) == len(evs) {
-		results, err = s.appendItems(req, evs, elems)
-	} else {
-		results, err = s.append(req, evs)
+	if len(elems) != len(evs) {
+		elems = nil
 	}
+	// Every message has its own dedup key (its id): an Idempotency-Key
+	// adds nothing here, but a malformed one is still refused.
+	results, _, err := s.commit(req, evs, elems, nil)
 	if err != nil {
 		fail(err)
 		return

@@ -65,13 +65,13 @@ func (s *Server) serveTrack(w http.ResponseWriter, r *http.Request, batch bool) 
 		s.fail(w, err)
 		return
 	}
-	results, err := s.append(req, []*event.Event{ev})
+	result, err := s.commitOne(req, ev)
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	s.m.events(dialect.DialectTrack, results)
-	writeAccepted(w, ev, results[0])
+	s.m.events(dialect.DialectTrack, []eventlog.Result{result})
+	writeAccepted(w, ev, result)
 }
 
 // writeAccepted answers one appended event: {"id":…,"key":…}, or
@@ -133,6 +133,7 @@ func firstEvent(items []dialect.BatchItem) *event.Event {
 func (s *Server) appendBatch(w http.ResponseWriter, req *dialect.Request, dialectName, noun string, items []dialect.BatchItem) {
 	var evs []*event.Event
 	var raws [][]byte
+	var pos []int
 	var elems [][]byte
 	if first := firstEvent(items); first != nil && s.keepContent([]*event.Event{first}) {
 		elems = batchElements(req.Body, "batch")
@@ -140,38 +141,37 @@ func (s *Server) appendBatch(w http.ResponseWriter, req *dialect.Request, dialec
 	for i, it := range items {
 		if it.Event != nil {
 			evs = append(evs, it.Event)
+			pos = append(pos, i)
 			if len(elems) == len(items) {
 				raws = append(raws, elems[i])
 			}
 		}
 	}
+	if len(raws) != len(evs) {
+		raws = nil
+	}
 	ans := batchAnswer{Results: make([]batchResult, len(items))}
+	conflicted := 0
 	if len(evs) > 0 {
-		var results []eventlog.Result
-		var err error
-		if len(raws) == len(evs) {
-			results, err = s.appendItems(req, evs, raws)
-		} else {
-			results, err = s.append(req, evs)
-		}
+		results, conflicts, err := s.commit(req, evs, raws, pos)
 		if err != nil {
 			s.fail(w, err)
 			return
 		}
 		s.m.events(dialectName, results)
-		j := 0
-		for i, it := range items {
-			if it.Event == nil {
-				continue
-			}
+		for j, i := range pos {
 			res := results[j]
-			j++
 			id := res.ID
-			if res.Duplicate {
+			switch {
+			case conflicts != nil && conflicts[j]:
+				ans.Results[i] = batchResult{Status: "invalid", Errors: idempotencyConflict(req.HTTP).Errors}
+				ans.Invalid++
+				conflicted++
+			case res.Duplicate:
 				ans.Results[i] = batchResult{Status: "duplicate", ID: &id}
 				ans.Duplicates++
-			} else {
-				ans.Results[i] = batchResult{Status: "accepted", ID: &id, Key: it.Event.Key}
+			default:
+				ans.Results[i] = batchResult{Status: "accepted", ID: &id, Key: items[i].Event.Key}
 				ans.Accepted++
 			}
 		}
@@ -183,7 +183,11 @@ func (s *Server) appendBatch(w http.ResponseWriter, req *dialect.Request, dialec
 		}
 	}
 	status := http.StatusOK
-	if ans.Accepted+ans.Duplicates == 0 {
+	switch {
+	case ans.Accepted+ans.Duplicates == 0 && conflicted > 0 && conflicted == len(evs):
+		status = http.StatusUnprocessableEntity
+		ans.Message = IdempotencyHeader + " was first used for a request with other content: nothing from this request was stored"
+	case ans.Accepted+ans.Duplicates == 0:
 		status = http.StatusBadRequest
 		ans.Message = "no valid " + noun + " in the batch: " + strconv.Itoa(ans.Invalid) + " invalid"
 	}

@@ -15,10 +15,9 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
-
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/identity"
+	"github.com/sluicehq/sluice/internal/sqlitefile"
 )
 
 // Store holds profiles in SQLite (profiles.db in the data directory).
@@ -65,10 +64,8 @@ func Open(path string) (*Store, error) {
 	v.Set("_synchronous", "NORMAL") // the log is the source: a lost batch is re-applied from the cursor
 	v.Set("_busy_timeout", "10000")
 	v.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite3", "file:"+(&url.URL{Path: path}).EscapedPath()+"?"+v.Encode())
-	if err != nil {
-		return nil, fmt.Errorf("open profiles %s: %w", path, err)
-	}
+	// Kept -wal and -shm files let a start on a full disk open it.
+	db := sqlitefile.Open("file:"+(&url.URL{Path: path}).EscapedPath()+"?"+v.Encode(), sqlitefile.DefaultWALLimit)
 	db.SetMaxOpenConns(1)
 	if _, err := db.Exec(schema); err != nil {
 		db.Close()

@@ -37,6 +37,12 @@ const (
 type Settings struct {
 	// WebhookAuth is none (default) or token.
 	WebhookAuth string `json:"webhook_auth,omitempty" yaml:"webhook_auth"`
+	// WebhookDedupField names a field of a webhook event's data (a path,
+	// e.g. order_id or order.id) whose value is its dedup key: a second
+	// event of the same key (service and name) with the same value is
+	// answered as a duplicate of the first and not stored. Events without
+	// the field are stored as they come.
+	WebhookDedupField string `json:"webhook_dedup_field,omitempty" yaml:"webhook_dedup_field"`
 	// RedirectHosts lists the hosts /redir may send a browser to: exact
 	// host names, or "*.example.com" for any subdomain of example.com.
 	RedirectHosts []string `json:"redirect_hosts,omitempty" yaml:"redirect_hosts"`
@@ -92,6 +98,11 @@ func (s *Settings) Validate() error {
 	case "", WebhookAuthNone, WebhookAuthToken:
 	default:
 		errs = append(errs, fmt.Errorf("webhook_auth: %q is not one of none, token", s.WebhookAuth))
+	}
+	if s.WebhookDedupField != "" {
+		if _, err := ParseFieldPath(s.WebhookDedupField); err != nil {
+			errs = append(errs, fmt.Errorf("webhook_dedup_field: %w", err))
+		}
 	}
 	for i, h := range s.RedirectHosts {
 		h = strings.ToLower(strings.TrimSpace(h))

@@ -17,7 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+	"github.com/sluicehq/sluice/internal/sqlitefile"
 )
 
 // Store persists projects and tokens in SQLite and serves lookups from an
@@ -95,10 +95,8 @@ func Open(path string, now func() time.Time) (*Store, error) {
 	v.Set("_busy_timeout", "10000")
 	v.Set("_foreign_keys", "1")
 	v.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite3", "file:"+(&url.URL{Path: path}).EscapedPath()+"?"+v.Encode())
-	if err != nil {
-		return nil, fmt.Errorf("open state %s: %w", path, err)
-	}
+	// Kept -wal and -shm files let a start on a full disk open it.
+	db := sqlitefile.Open("file:"+(&url.URL{Path: path}).EscapedPath()+"?"+v.Encode(), sqlitefile.DefaultWALLimit)
 	db.SetMaxOpenConns(1)
 	s := &Store{db: db, now: now}
 	if _, err := db.Exec(stateSchema); err != nil {

@@ -10,6 +10,7 @@ type metrics struct {
 	batch   prometheus.Histogram
 	latency prometheus.Histogram
 	stored  prometheus.Counter
+	failed  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -28,12 +29,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "sluice_log_events_stored_total",
 			Help: "Events committed to the event log (duplicates not included).",
 		}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_log_append_failures_total",
+			Help: "Appends to the event log that failed, nothing stored, by reason: disk_full, io (an I/O error), closed (stopping) or other.",
+		}, []string{"reason"}),
+	}
+	for _, r := range []string{reasonDiskFull, reasonIO, reasonClosed, reasonOther} {
+		m.failed.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.batch, m.latency, m.stored)
+		reg.MustRegister(m.batch, m.latency, m.stored, m.failed)
 	}
 	return m
 }
+
+func (m *metrics) appendFailed(reason string) { m.failed.WithLabelValues(reason).Inc() }
 
 func (m *metrics) observeCommit(events int, d time.Duration) {
 	m.batch.Observe(float64(events))

@@ -10,6 +10,30 @@
 // next group, so the group grows with the load and one fsync covers all of
 // it. No event is answered, or visible to readers, before its group's
 // commit returned.
+//
+// The WAL is bounded by its length, not by a clock: a commit that leaves
+// walCheckpointFrames frames (4 MiB of pages) or more in the WAL
+// checkpoints it before the leader answers, and the next commit starts
+// the WAL over from its beginning. It holds at most walCheckpointFrames
+// frames, plus those of one commit (MaxBatch events), plus what is
+// committed while a reader still reads a snapshot older than the last
+// checkpoint (reads are single queries, never held open); past
+// walFileLimit the file is cut back when the WAL starts over. A background
+// connection checkpoints every CheckpointEvery too, so an idle log's WAL
+// is copied into the database file without waiting for the next commit.
+//
+// A commit that fails for lack of space or with an I/O error stores
+// nothing and makes the log unavailable: from then on every append fails
+// at once with eventlog.ErrUnavailable (Health says why and since when)
+// while reads go on, and a background loop checkpoints the whole WAL into
+// the database, truncates it (which frees its space), checks that
+// recoverHeadroom (8 MiB) is free and commits a probe write, every
+// RecoverEvery, until all succeed; then appends resume. New appends thus
+// never take the space the checkpoint needs, and a log on a disk that is
+// still full does not flap between up and down. Open runs the
+// same probe, so a log opened on a full disk serves reads and refuses
+// appends until space returns. A failed checkpoint at Close loses
+// nothing: the WAL is durable and the next Open replays it.
 package sqlite
 
 import (
@@ -21,9 +45,11 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -32,6 +58,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog"
+	"github.com/sluicehq/sluice/internal/sqlitefile"
 )
 
 var _ eventlog.Log = (*Log)(nil)
@@ -47,6 +74,9 @@ type Config struct {
 	// CheckpointEvery is how often a background connection copies the WAL
 	// into the database (default 1s), off the commit path.
 	CheckpointEvery time.Duration
+	// RecoverEvery is how often an unavailable log retries its recovery
+	// (default 500ms).
+	RecoverEvery time.Duration
 }
 
 func (c *Config) defaults() {
@@ -58,6 +88,9 @@ func (c *Config) defaults() {
 	}
 	if c.CheckpointEvery <= 0 {
 		c.CheckpointEvery = time.Second
+	}
+	if c.RecoverEvery <= 0 {
+		c.RecoverEvery = 500 * time.Millisecond
 	}
 }
 
@@ -84,13 +117,16 @@ type Log struct {
 	queue   []*request // waiting for a leader, oldest first
 	leading bool       // a leader is committing
 	closed  bool
+	// down is why appends are refused, nil while they are taken: set by
+	// a commit that failed for lack of space or an I/O error, cleared by
+	// recoverer once a checkpoint and a probe write succeeded.
+	down *unavailable
 
 	stopCkp context.CancelFunc
 	ckpDone chan struct{}
-	// ckpWant asks the leader to finish a checkpoint after its commit: a
-	// background checkpoint never catches up with a busy writer, and the
-	// WAL only starts over (instead of growing) once one has.
-	ckpWant atomic.Bool
+	stopRec context.CancelFunc
+	recDone chan struct{}
+	wakeRec chan struct{} // tells recoverer that the log went down
 
 	head    atomic.Uint64 // the highest durable id
 	chMu    sync.Mutex
@@ -156,6 +192,9 @@ func dsn(path string, extra url.Values) string {
 
 // Open opens (creating when absent) the log at cfg.Path. gen mints the ids;
 // Open makes it continue above the largest stored id. reg may be nil.
+//
+// On a full disk (or with an I/O error) a log that exists opens
+// unavailable: it serves reads and refuses appends until it recovers.
 func Open(cfg Config, gen *event.Generator, reg prometheus.Registerer, logger *slog.Logger) (*Log, error) {
 	cfg.defaults()
 	if logger == nil {
@@ -166,6 +205,8 @@ func Open(cfg Config, gen *event.Generator, reg prometheus.Registerer, logger *s
 		gen:     gen,
 		log:     logger,
 		ckpDone: make(chan struct{}),
+		recDone: make(chan struct{}),
+		wakeRec: make(chan struct{}, 1),
 		changed: make(chan struct{}),
 	}
 	l.idle = sync.NewCond(&l.qmu)
@@ -178,25 +219,33 @@ func Open(cfg Config, gen *event.Generator, reg prometheus.Registerer, logger *s
 		l.wc.Close()
 		return nil, err
 	}
-	l.rdb, err = sql.Open("sqlite3", dsn(cfg.Path, url.Values{"_query_only": {"1"}}))
-	if err != nil {
-		l.wc.Close()
-		return nil, fmt.Errorf("open log readers %s: %w", cfg.Path, err)
-	}
+	l.rdb = sqlitefile.Open(dsn(cfg.Path, url.Values{"_query_only": {"1"}}), walFileLimit)
 	l.rdb.SetMaxOpenConns(cfg.Readers)
 	l.rdb.SetMaxIdleConns(cfg.Readers)
-	l.cdb, err = sql.Open("sqlite3", dsn(cfg.Path, nil))
-	if err != nil {
-		l.wc.Close()
-		l.rdb.Close()
-		return nil, fmt.Errorf("open log checkpointer %s: %w", cfg.Path, err)
-	}
+	l.cdb = sqlitefile.Open(dsn(cfg.Path, nil), walFileLimit)
 	l.cdb.SetMaxOpenConns(1)
 	l.metrics = newMetrics(reg)
+
+	// The probe of recovery, once: it also empties a WAL that a crash or
+	// a failed final checkpoint left behind.
+	if err := l.tryRecover(context.Background()); err != nil {
+		if failureReason(err) == reasonOther {
+			l.cdb.Close()
+			l.rdb.Close()
+			l.wc.Close()
+			return nil, fmt.Errorf("open log %s: %w", cfg.Path, err)
+		}
+		l.down = newUnavailable(err)
+		l.log.Error("event log opened unavailable: reads are served, appends refused until space returns", "err", err)
+		l.wakeRec <- struct{}{}
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	l.stopCkp = cancel
 	go l.checkpointer(ctx)
+	ctx, cancel = context.WithCancel(context.Background())
+	l.stopRec = cancel
+	go l.recoverer(ctx)
 	return l, nil
 }
 
@@ -217,11 +266,16 @@ func (l *Log) init() error {
 	if sync != int64(2) { // FULL
 		return fmt.Errorf("open log %s: synchronous is %v, want 2 (FULL)", l.cfg.Path, sync)
 	}
-	// The committing connection never checkpoints by itself: that would
-	// stall every append behind it. See checkpointer.
+	// A commit that leaves walCheckpointFrames or more in the WAL
+	// checkpoints it (PASSIVE, in the committing connection, before the
+	// leader answers): the WAL's length, not a clock, decides, so no write
+	// rate outruns it. See the package comment.
 	// The page cache stays at SQLite's default (2 MiB): a large one made
 	// every commit slower (the pager walks it when a transaction ends).
-	if _, err := l.wc.Exec("PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864", nil); err != nil {
+	if _, err := l.wc.Exec(fmt.Sprintf("PRAGMA wal_autocheckpoint=%d", walCheckpointFrames), nil); err != nil {
+		return fmt.Errorf("open log %s: %w", l.cfg.Path, err)
+	}
+	if err := sqlitefile.Keep(l.wc, walFileLimit); err != nil {
 		return fmt.Errorf("open log %s: %w", l.cfg.Path, err)
 	}
 	version, err := l.queryOne("PRAGMA user_version")
@@ -236,11 +290,15 @@ func (l *Log) init() error {
 			return fmt.Errorf("upgrade log schema to 2: %w", err)
 		}
 	}
+	// Nothing here writes to a log that is up to date, so that it opens
+	// on a full disk.
 	if _, err := l.wc.Exec(schema, nil); err != nil {
 		return fmt.Errorf("create log schema: %w", err)
 	}
-	if _, err := l.wc.Exec(fmt.Sprintf("PRAGMA user_version=%d", schemaVersion), nil); err != nil {
-		return fmt.Errorf("set log schema version: %w", err)
+	if v, _ := version.(int64); v != schemaVersion {
+		if _, err := l.wc.Exec(fmt.Sprintf("PRAGMA user_version=%d", schemaVersion), nil); err != nil {
+			return fmt.Errorf("set log schema version: %w", err)
+		}
 	}
 	maxID, err := l.queryOne("SELECT max(id) FROM events")
 	if err != nil {
@@ -320,6 +378,9 @@ func (l *Log) Append(ctx context.Context, events []*event.Event) ([]eventlog.Res
 	if err == nil {
 		res, err = r.res, r.err
 	}
+	if err != nil {
+		l.metrics.appendFailed(failureReason(err))
+	}
 	for i, enc := range r.enc {
 		*bufs[i] = enc.Head()[:0]
 		bufPool.Put(bufs[i])
@@ -345,6 +406,11 @@ func (l *Log) submit(ctx context.Context, r *request) error {
 		l.qmu.Unlock()
 		return eventlog.ErrClosed
 	}
+	if l.down != nil {
+		down := l.down
+		l.qmu.Unlock()
+		return down
+	}
 	l.queue = append(l.queue, r)
 	if l.leading {
 		l.qmu.Unlock()
@@ -361,25 +427,28 @@ func (l *Log) submit(ctx context.Context, r *request) error {
 
 // lead commits one group, led by the oldest waiting request, whose
 // goroutine runs this. Then it wakes the group and passes the leadership
-// on, or steps down when nobody waits.
+// on, or steps down when nobody waits. A commit that failed for lack of
+// space or with an I/O error takes the log down: the requests still
+// queued fail with it too, and recoverer is told.
 func (l *Log) lead() {
 	l.qmu.Lock()
 	group := l.takeGroup()
 	l.qmu.Unlock()
 
 	head, err := l.commitGroup(group)
-	if l.ckpWant.Load() && err == nil {
-		l.ckpWant.Store(false)
-		if _, err := l.wc.Exec("PRAGMA wal_checkpoint(PASSIVE)", nil); err != nil {
-			l.log.Warn("wal checkpoint", "err", err)
-		}
-	}
 	if err == nil && head > event.ID(l.head.Load()) {
 		l.head.Store(uint64(head))
 		l.notify()
 	}
 
 	l.qmu.Lock()
+	var refused []*request
+	var down *unavailable
+	if err != nil && failureReason(err) != reasonOther && l.down == nil {
+		down = newUnavailable(err)
+		l.down = down
+		refused, l.queue = l.queue, nil
+	}
 	var next *request
 	if len(l.queue) > 0 {
 		next = l.queue[0]
@@ -388,8 +457,26 @@ func (l *Log) lead() {
 		l.idle.Broadcast()
 	}
 	l.qmu.Unlock()
+	if down != nil {
+		l.log.Error("event log unavailable: appends refused until a checkpoint and a probe write succeed", "err", err, "refused_queued", len(refused))
+		select {
+		case l.wakeRec <- struct{}{}:
+		default:
+		}
+		// Every append that fails while the log is down says so, the
+		// ones of the failed commit included.
+		for _, r := range group {
+			if r.err != nil && failureReason(r.err) != reasonOther {
+				r.err = down
+			}
+		}
+	}
 	// group[0] is the leader's own request: it returns without a signal.
 	for _, r := range group[1:] {
+		r.done <- false
+	}
+	for _, r := range refused {
+		r.err = down
 		r.done <- false
 	}
 	if next != nil {
@@ -416,22 +503,32 @@ func (l *Log) takeGroup() []*request {
 }
 
 // commitGroup commits the group in one transaction. When that fails, each
-// request is retried alone, so one bad request cannot fail its neighbours.
-// It returns the highest id stored.
+// request is retried alone, so one bad request cannot fail its neighbours;
+// not when the disk is full or failing, which no request is to blame for.
+// It returns the highest id stored, and an error when some request
+// failed (the one that takes the log down, if any).
 func (l *Log) commitGroup(group []*request) (event.ID, error) {
 	last, err := l.commit(group)
-	if err != nil && len(group) > 1 {
-		l.log.Warn("group commit failed; committing requests one by one", "requests", len(group), "err", err)
-		err = nil
+	switch {
+	case err == nil:
+		return last, nil
+	case len(group) == 1 || failureReason(err) != reasonOther:
 		for _, r := range group {
-			var id event.ID
-			id, r.err = l.commit([]*request{r})
-			last = max(last, id)
+			r.err = err
 		}
-	} else if err != nil {
-		group[0].err = err
+		return 0, err
 	}
-	return last, err
+	l.log.Warn("group commit failed; committing requests one by one", "requests", len(group), "err", err)
+	var first error
+	for _, r := range group {
+		var id event.ID
+		id, r.err = l.commit([]*request{r})
+		last = max(last, id)
+		if r.err != nil && (first == nil || failureReason(first) == reasonOther) {
+			first = r.err
+		}
+	}
+	return last, first
 }
 
 func (l *Log) commit(batch []*request) (last event.ID, err error) {
@@ -574,6 +671,10 @@ func (l *Log) Read(ctx context.Context, q eventlog.Query) ([]eventlog.Record, er
 			return nil, fmt.Errorf("read log: %w", err)
 		}
 		r.ID, r.ProjectID = event.ID(id), uint32(project)
+		// Events stored before ingest refused strings that are not
+		// UTF-8 text are mended as they are read: readers (the API,
+		// hooks) hand them to strict JSON parsers.
+		r.Body = event.SanitizeJSONText(r.Body)
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
@@ -722,12 +823,18 @@ func (l *Log) do(ctx context.Context, job func(c *sqlite3.SQLiteConn) error) err
 	return r.err
 }
 
-// walRestartFrames is the WAL length (in frames) past which the writer
-// completes a checkpoint so that the WAL starts over.
-const walRestartFrames = 1000
+// walCheckpointFrames is the WAL length (in frames of one 4 KiB page)
+// past which a commit checkpoints the WAL so that it starts over.
+const walCheckpointFrames = 1000
 
-// checkpointer copies committed WAL frames into the database file and lets
-// the WAL restart, without ever taking the writer's lock.
+// walFileLimit is the size the WAL file is cut back to when it starts
+// over after having grown past it (twice the frames of a checkpoint).
+const walFileLimit = 2 * walCheckpointFrames * (4096 + 24)
+
+// checkpointer copies committed WAL frames into the database file every
+// CheckpointEvery, without ever taking the writer's lock. It keeps an idle
+// log's database file current; a busy log's WAL is bounded by the commits
+// themselves (walCheckpointFrames).
 func (l *Log) checkpointer(ctx context.Context) {
 	defer close(l.ckpDone)
 	t := time.NewTicker(l.cfg.CheckpointEvery)
@@ -740,17 +847,147 @@ func (l *Log) checkpointer(ctx context.Context) {
 		}
 		var busy, frames, done int
 		err := l.cdb.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done)
-		if err != nil && ctx.Err() == nil {
+		if err != nil && ctx.Err() == nil && l.Health() == nil {
 			l.log.Warn("wal checkpoint", "err", err)
-		}
-		if frames >= walRestartFrames {
-			l.ckpWant.Store(true)
 		}
 	}
 }
 
+// recoverer brings the log back after it went down: at once, then every
+// RecoverEvery until tryRecover succeeds.
+func (l *Log) recoverer(ctx context.Context) {
+	defer close(l.recDone)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.wakeRec:
+		}
+		for attempt := 1; ; attempt++ {
+			err := l.tryRecover(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil {
+				l.qmu.Lock()
+				since := l.down.since
+				l.down = nil
+				l.qmu.Unlock()
+				l.log.Info("event log recovered: appends resume", "unavailable_for", time.Since(since).Round(time.Millisecond).String(), "attempts", attempt)
+				break
+			}
+			l.log.Debug("event log still unavailable", "err", err, "attempt", attempt)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(l.cfg.RecoverEvery):
+			}
+		}
+	}
+}
+
+// tryRecover checkpoints the whole WAL into the database file and truncates
+// it, which gives its space back, checks that the file system has
+// recoverHeadroom free, then commits a probe write (the schema version,
+// again). Appends may resume when all three succeeded. Nothing else
+// writes while the log is down, so the checkpoint waits only for readers
+// to move to the last snapshot. Without the headroom a probe would succeed
+// in the very pages the truncated WAL gave back, and the next append fail.
+func (l *Log) tryRecover(ctx context.Context) error {
+	var busy, frames, done int
+	if err := l.cdb.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &frames, &done); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if busy != 0 {
+		return fmt.Errorf("checkpoint: %w", errCheckpointBusy)
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(l.cfg.Path), &st); err != nil {
+		return fmt.Errorf("free space: %w", err)
+	}
+	if free := int64(st.Bavail) * st.Bsize; free < recoverHeadroom {
+		return fmt.Errorf("%w: %d bytes free, %d needed", errLowSpace, free, recoverHeadroom)
+	}
+	if _, err := l.cdb.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version=%d", schemaVersion)); err != nil {
+		return fmt.Errorf("probe write: %w", err)
+	}
+	return nil
+}
+
+// recoverHeadroom is the free space a log that is down waits for: room
+// for its WAL to reach walFileLimit.
+const recoverHeadroom = walFileLimit
+
+var (
+	errCheckpointBusy = errors.New("readers kept the WAL busy")
+	errLowSpace       = errors.New("too little free space")
+)
+
+// Health implements eventlog.Log: nil while appends are taken, else the
+// error that they fail with (errors.Is eventlog.ErrUnavailable).
+func (l *Log) Health() error {
+	l.qmu.Lock()
+	defer l.qmu.Unlock()
+	if l.down == nil {
+		return nil
+	}
+	return l.down
+}
+
+// Reasons of failed appends (the metric's label values).
+const (
+	reasonDiskFull = "disk_full"
+	reasonIO       = "io"
+	reasonClosed   = "closed"
+	reasonOther    = "other"
+)
+
+// failureReason classifies an error of a commit or an append.
+func failureReason(err error) string {
+	var se sqlite3.Error
+	switch {
+	case errors.Is(err, eventlog.ErrClosed):
+		return reasonClosed
+	case errors.Is(err, errLowSpace):
+		return reasonDiskFull
+	case errors.As(err, &se):
+		switch {
+		case se.Code == sqlite3.ErrFull || se.SystemErrno == syscall.ENOSPC || se.SystemErrno == syscall.EDQUOT:
+			return reasonDiskFull
+		case se.Code == sqlite3.ErrIoErr:
+			return reasonIO
+		}
+	}
+	return reasonOther
+}
+
+// unavailable is the error of appends (and of Health) while the log is
+// down.
+type unavailable struct {
+	reason string // reasonDiskFull or reasonIO
+	since  time.Time
+	cause  error // the failed commit's
+}
+
+func newUnavailable(cause error) *unavailable {
+	return &unavailable{reason: failureReason(cause), since: time.Now(), cause: cause}
+}
+
+func (u *unavailable) Error() string {
+	what := "disk full"
+	if u.reason == reasonIO {
+		what = "I/O error"
+	}
+	return fmt.Sprintf("event log: %s; appends refused since %s (%v)", what, u.since.UTC().Format(time.RFC3339), u.cause)
+}
+
+func (u *unavailable) Is(target error) bool { return target == eventlog.ErrUnavailable }
+func (u *unavailable) Unwrap() error        { return u.cause }
+
 // Close stops accepting appends, waits for the commits in progress,
-// checkpoints the WAL and closes the database.
+// checkpoints the WAL and closes the database. A checkpoint that fails
+// (on a full disk) is logged, not returned: every committed event is in
+// the WAL, and the next Open replays it.
 func (l *Log) Close() error {
 	l.qmu.Lock()
 	if l.closed {
@@ -764,12 +1001,13 @@ func (l *Log) Close() error {
 	l.qmu.Unlock()
 	l.stopCkp()
 	<-l.ckpDone
-	var errs []error
+	l.stopRec()
+	<-l.recDone
 	if _, err := l.wc.Exec("PRAGMA wal_checkpoint(TRUNCATE)", nil); err != nil {
-		errs = append(errs, fmt.Errorf("final checkpoint: %w", err))
+		l.log.Warn("final checkpoint failed; the WAL keeps every committed event and the next start replays it", "err", err)
 	}
 	_ = l.insert.Close()
+	_ = l.insertContent.Close()
 	_ = l.dupOf.Close()
-	errs = append(errs, l.cdb.Close(), l.rdb.Close(), l.wc.Close())
-	return errors.Join(errs...)
+	return errors.Join(l.cdb.Close(), l.rdb.Close(), l.wc.Close())
 }
