@@ -37,8 +37,10 @@ package main
 // test server's listeners; SLUICE_DATA_DIR points the CLI at the test
 // server; `export SLUICE_ADMIN_TOKEN=sla_…` runs the export line of the
 // server's own start banner; curl reports each status to the harness; a
-// command with --follow runs for two seconds and then gets SIGTERM (it must
-// exit 0, and what it printed is its answer). GETs to the admin API whose
+// command with --follow runs in the background until it has printed its
+// documented answer (at most ten seconds; one second when none is
+// documented) and then gets SIGTERM, as Ctrl-C would stop it: it must exit
+// 0, and what it printed is checked. GETs to the admin API whose
 // answer does not match are retried for up to five seconds: profiles and
 // deliveries lag the log by design.
 //
@@ -76,7 +78,10 @@ var skipRules = []struct {
 	{regexp.MustCompile(`^sluice admin-token reset\b`), "needs the server stopped"},
 }
 
-const follows = 2 * time.Second // how long a --follow command runs
+const (
+	followMax  = 10 * time.Second // longest a --follow command runs
+	followBare = time.Second      // how long one without a documented answer runs
+)
 
 func TestDocExamples(t *testing.T) {
 	if _, err := exec.LookPath("bash"); err != nil {
@@ -120,7 +125,7 @@ func TestDocExamples(t *testing.T) {
 
 	// PATH: sluice is this binary; curl tells the harness every status.
 	bin := t.TempDir()
-	writeExec(t, filepath.Join(bin, "sluice"), fmt.Sprintf("#!/bin/sh\nSLUICE_E2E_CHILD=1 exec %q \"$@\"\n", self))
+	writeExec(t, filepath.Join(bin, "sluice"), fmt.Sprintf("#!/bin/sh\nSLUICE_E2E_CHILD=1 GORACE=\"atexit_sleep_ms=0 $GORACE\" exec %q \"$@\"\n", self))
 	writeExec(t, filepath.Join(bin, "curl"), fmt.Sprintf("#!/bin/sh\nexec %q -sS -w '%%{stderr}\\n@@status %%{http_code}\\n' \"$@\"\n", realCurl))
 
 	work := t.TempDir()
@@ -155,12 +160,14 @@ func TestDocExamples(t *testing.T) {
 				if regexp.MustCompile(`^export SLUICE_ADMIN_TOKEN=sla_…`).MatchString(first) {
 					cmd = exportToken[1]
 				}
-				if strings.Contains(cmd, "--follow") {
-					cmd = fmt.Sprintf("timeout --preserve-status -s TERM %d %s", int(follows.Seconds()), strings.TrimSpace(cmd))
-				}
 				ran++
 				began := time.Now()
-				res := sh.run(cmd)
+				var res result
+				if strings.Contains(cmd, "--follow") {
+					res = sh.follow(cmd, st.expect)
+				} else {
+					res = sh.run(cmd)
+				}
 				if d := time.Since(began); d > time.Second {
 					t.Logf("%s: took %v: %s", where, d.Round(10*time.Millisecond), oneLine(st.text))
 				}
@@ -500,6 +507,55 @@ func (s *shell) run(command string) result {
 	}
 	r.stderr = statusLine.ReplaceAllString(string(e), "")
 	return r
+}
+
+// follow runs a command that does not end by itself in the background,
+// until its output matches e (or followMax; followBare without an answer),
+// then stops it with SIGTERM and waits for its exit code.
+func (s *shell) follow(command string, e expectation) result {
+	s.t.Helper()
+	if strings.Contains(strings.TrimSpace(command), "\n") {
+		s.t.Fatalf("a --follow command must be one line:\n%s", command)
+	}
+	s.count++
+	base := filepath.Join(s.dir, strconv.Itoa(s.count))
+	// timeout passes the SIGTERM on and exits with the command's status.
+	fmt.Fprintf(s.in, "timeout --preserve-status -s TERM %d %s >%q 2>%q </dev/null & FOLLOW_PID=$!\n",
+		int(followMax.Seconds())+5, stripComment(command), base+".out", base+".err")
+	read := func() result {
+		o, _ := os.ReadFile(base + ".out")
+		return result{stdout: string(o)}
+	}
+	deadline := time.Now().Add(followMax)
+	if !e.given {
+		deadline = time.Now().Add(followBare)
+	}
+	for time.Now().Before(deadline) && !(e.given && e.check(read()) == "") {
+		time.Sleep(50 * time.Millisecond)
+	}
+	return s.run(fmt.Sprintf("kill -TERM $FOLLOW_PID; wait $FOLLOW_PID; code=$?; cat %q; cat %q >&2; exit_code() { return $1; }; exit_code $code", base+".out", base+".err"))
+}
+
+// stripComment cuts a trailing shell comment off a one-line command.
+func stripComment(l string) string {
+	single, double := false, false
+	for i := 0; i < len(l); i++ {
+		switch c := l[i]; {
+		case single:
+			single = c != '\''
+		case c == '\\':
+			i++
+		case double:
+			double = c != '"'
+		case c == '\'':
+			single = true
+		case c == '"':
+			double = true
+		case c == '#' && (i == 0 || l[i-1] == ' ' || l[i-1] == '\t'):
+			return strings.TrimSpace(l[:i])
+		}
+	}
+	return strings.TrimSpace(l)
 }
 
 // expectation is a documented answer.
