@@ -27,9 +27,9 @@ package main
 // Everything else is exact, and an object has exactly the documented
 // members. JSON answers may be several values (NDJSON); each is checked.
 //
-// A command without a documented answer must exit 0, and every HTTP answer
-// curl got in it must be 2xx. Comment lines after a blank line, or at the
-// start of a block, are prose.
+// A command without a documented answer must exit 0 (a pipeline fails when
+// any part of it fails), and every HTTP answer curl got in it must be 2xx.
+// Comment lines after a blank line, or at the start of a block, are prose.
 //
 // Rewrites, so the examples run as written: `go run ./cmd/sluice` and
 // `./sluice` become the built binary (`sluice` on PATH is this test binary
