@@ -169,7 +169,7 @@ custom_data: {campaign: Black Friday, day: "{{event_date_ymd}}"}
 		t.Fatalf("after replay %v", m)
 	}
 
-	if out := run(0, "stop", crmID); !strings.Contains(out, "stopped, stopped") {
+	if out := run(0, "stop", crmID); out != "hook "+crmID+" (crm): stopped\n" {
 		t.Fatalf("stop: %s", out)
 	}
 	cl := jsonOf("clone", crmID)

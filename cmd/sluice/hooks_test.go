@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -132,5 +136,31 @@ func waitUntil(t *testing.T, cond func() bool) {
 			t.Fatal("timed out")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A hook declared in the config file for a project that does not exist
+// stops the start with an error naming the hook and the project.
+func TestProvisionedHookForAMissingProjectStopsTheStart(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "sluice.yaml")
+	os.WriteFile(cfg, []byte(`hooks:
+  provision:
+    - id: crm-revenue
+      name: revenue to CRM
+      project_id: 99
+      events: [in.s2s.revenue.*]
+      http: {url: "https://crm.example.com/sluice"}
+`), 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--config", cfg)
+	cmd.Env = append(os.Environ(), "SLUICE_E2E_CHILD=1", "SLUICE_ADMIN_TOKEN="+testAdminToken)
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("sluice serve started: %s", out)
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() == 0 || !strings.Contains(string(out), "hooks.provision[0] (crm-revenue): project 99: not found") {
+		t.Fatalf("%v: %s", err, out)
 	}
 }

@@ -116,6 +116,11 @@ func TestHookDefinitionErrorsNameTheField(t *testing.T) {
 	if f.api(t, "GET", "/api/v1/hooks", "", 200, &list); len(list.Hooks) != 2 {
 		t.Fatalf("%d hooks", len(list.Hooks))
 	}
+	// A pre-test sample without a key.
+	f.api(t, "POST", "/api/v1/hooks/"+created.ID+"/test", `{"sample":{"data":{}}}`, 400, &e)
+	if len(e.Errors) != 1 || e.Errors[0].Path != "sample.key" {
+		t.Fatalf("test: %+v", e)
+	}
 }
 
 func jsonNumber(n uint32) string {

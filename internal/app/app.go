@@ -27,6 +27,7 @@ import (
 	"github.com/sluicehq/sluice/internal/admin"
 	"github.com/sluicehq/sluice/internal/config"
 	"github.com/sluicehq/sluice/internal/datadir"
+	"github.com/sluicehq/sluice/internal/dialect"
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog"
 	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
@@ -151,13 +152,8 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 		return elog.Health()
 	}
 	trusted, _ := cfg.TrustedPrefixes() // validated with the config
-	ingestHandler := ingest.New(ingest.Config{
-		BodyLimit: int64(cfg.BodyLimit), TrackHitLimit: int64(cfg.TrackHitLimit), TrackBatchLimit: int64(cfg.TrackBatchLimit),
-		CommerceEventLimit: int64(cfg.CommerceEventLimit), CommerceBatchLimit: int64(cfg.CommerceBatchLimit),
-		S2SLimit:       int64(cfg.S2SLimit),
-		TrustedProxies: trusted, Ready: readiness, KeepContent: hooks.KeepContent,
-		CreateProject: createOnFirstEvent(cfg, state, logger.With("component", "ingest")),
-	}, elog, state, gen, reg, logger.With("component", "ingest"))
+	ingestHandler := ingest.New(ingest.Config{TrustedProxies: trusted, Ready: readiness, KeepContent: hooks.KeepContent},
+		elog, Dialects(cfg, state, gen, logger.With("component", "ingest")), reg, logger.With("component", "ingest"))
 	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: readiness, Profiles: profiles, Hooks: hooks}, state, elog, reg, logger.With("component", "admin"))
 
 	ingestLn, err := net.Listen("tcp", cfg.Listen)
@@ -273,6 +269,19 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	}
 	logger.Info("stopped", "head", elog.Head().String())
 	return errors.Join(errs...)
+}
+
+// Dialects is the registry of ingest dialects, in the order they are asked
+// which one serves a request: the webhook dialect takes every path the
+// others leave, so it goes last. A new dialect is one line here.
+func Dialects(cfg *config.Config, state *project.Store, gen *event.Generator, logger *slog.Logger) []dialect.Dialect {
+	return []dialect.Dialect{
+		&dialect.Track{Projects: state, HitLimit: int(cfg.TrackHitLimit), BatchLimit: int64(cfg.TrackBatchLimit)},
+		&dialect.Commerce{Projects: state, EventLimit: int(cfg.CommerceEventLimit), BatchLimit: int64(cfg.CommerceBatchLimit)},
+		&dialect.S2S{Projects: state, Limit: int64(cfg.S2SLimit)},
+		&dialect.Webhook{Projects: state, NewUID: gen.Next, BodyLimit: int64(cfg.BodyLimit),
+			CreateProject: createOnFirstEvent(cfg, state, logger)},
+	}
 }
 
 // createOnFirstEvent is the webhook_create_projects setting: nil when it

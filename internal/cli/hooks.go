@@ -243,7 +243,11 @@ func printHookChange(env *Env, verb string, h hook.Hook) error {
 	}
 	done := map[string]string{"create": "created", "update": "updated", "activate": "activated", "stop": "stopped",
 		"clone": "created as a copy", "rotate-secret": "secret rotated"}[verb]
-	fmt.Fprintf(env.Stdout, "hook %s (%s): %s, %s\n", h.ID, h.Name, done, state)
+	if verb == "stop" { // "stopped" says the state
+		fmt.Fprintf(env.Stdout, "hook %s (%s): %s\n", h.ID, h.Name, done)
+	} else {
+		fmt.Fprintf(env.Stdout, "hook %s (%s): %s, %s\n", h.ID, h.Name, done, state)
+	}
 	if h.SigningSecret != "" {
 		fmt.Fprintf(env.Stdout, "signing secret (shown once; give it to the receiver): %s\n", h.SigningSecret)
 	}

@@ -59,23 +59,85 @@ type CommerceProjects interface {
 // Commerce decodes POST /v1/events: one event, or {"batch":[…]}.
 type Commerce struct {
 	Projects CommerceProjects
-	// EventLimit caps one event, alone or in a batch (bytes).
+	// EventLimit caps one event, alone or in a batch (default 32 KiB);
+	// BatchLimit a POST /v1/events body (default 500 KiB).
 	EventLimit int
+	BatchLimit int64
 	// Now is the clock that bounds timestamps (default time.Now).
 	Now func() time.Time
 }
 
-// Authenticate finds the project of the request's token (Basic user name
-// or Bearer, as in track).
-func (c *Commerce) Authenticate(hr *http.Request) (*project.Project, error) {
-	return authenticateToken(c.Projects, hr)
+var _ Dialect = (*Commerce)(nil)
+
+// Commerce limits and route.
+const (
+	DefaultCommerceEvent = 32 << 10
+	DefaultCommerceBatch = 500 << 10
+	RouteCommerce        = "commerce"
+)
+
+// Name implements Dialect.
+func (c *Commerce) Name() string { return DialectCommerce }
+
+// Match implements Dialect: /v1 and everything below it.
+func (c *Commerce) Match(hr *http.Request) (string, bool) {
+	p := hr.URL.Path
+	return RouteCommerce, p == "/v1" || strings.HasPrefix(p, "/v1/")
 }
 
-// Decode reads the body: one event (single set) or a batch (batch set,
+// Accept implements Dialect: POST /v1/events with JSON.
+func (c *Commerce) Accept(hr *http.Request, route string) (int64, error) {
+	if err := acceptJSONPost(hr, "/v1/events"); err != nil {
+		return 0, err
+	}
+	if c.BatchLimit > 0 {
+		return c.BatchLimit, nil
+	}
+	return DefaultCommerceBatch, nil
+}
+
+// Authenticate implements Dialect: the project of the request's token
+// (Basic user name or Bearer, as in track).
+func (c *Commerce) Authenticate(r *Request) (*project.Project, error) {
+	return authenticateToken(c.Projects, r.HTTP)
+}
+
+// Decode implements Dialect.
+func (c *Commerce) Decode(r *Request) (*Decoded, error) {
+	ev, items, err := c.decode(r.Project, r)
+	if err != nil {
+		return nil, err
+	}
+	if items != nil {
+		return &Decoded{Items: items, Batch: true}, nil
+	}
+	return &Decoded{Items: []Item{{Event: ev}}}, nil
+}
+
+// Answer implements Dialect.
+func (c *Commerce) Answer(w http.ResponseWriter, r *Request, d *Decoded, out []Outcome) {
+	if d.Batch {
+		answerBatch(w, d, out, "event")
+		return
+	}
+	answerEvent(w, d.Items[0].Event, out[0])
+}
+
+// Refuse implements Dialect.
+func (c *Commerce) Refuse(err error) *Error { return refusal(err) }
+
+func (c *Commerce) eventLimit() int {
+	if c.EventLimit > 0 {
+		return c.EventLimit
+	}
+	return DefaultCommerceEvent
+}
+
+// decode reads the body: one event (single set) or a batch (batch set,
 // one item per event, in order). A single invalid event is an *Error
 // listing every violation; in a batch, invalid items do not stop valid
 // ones.
-func (c *Commerce) Decode(p *project.Project, r *Request) (single *event.Event, batch []BatchItem, err error) {
+func (c *Commerce) decode(p *project.Project, r *Request) (single *event.Event, batch []Item, err error) {
 	data, err := compactJSON(r.Body)
 	if err != nil {
 		return nil, nil, FieldError(http.StatusBadRequest, "body", err.Error())
@@ -98,8 +160,8 @@ func (c *Commerce) Decode(p *project.Project, r *Request) (single *event.Event, 
 	latest := now.Add(24 * time.Hour).UnixMilli()
 	raw, isBatch := top.get("batch")
 	if !isBatch {
-		if c.EventLimit > 0 && len(data) > c.EventLimit {
-			return nil, nil, Errorf(http.StatusRequestEntityTooLarge, "an event is larger than the limit of %d bytes", c.EventLimit)
+		if limit := c.eventLimit(); len(data) > limit {
+			return nil, nil, Errorf(http.StatusRequestEntityTooLarge, "an event is larger than the limit of %d bytes", limit)
 		}
 		ev, errs := c.decodeEvent(p, r, &top, latest)
 		if len(errs) > 0 {
@@ -121,13 +183,14 @@ func (c *Commerce) Decode(p *project.Project, r *Request) (single *event.Event, 
 	if len(elems) == 0 {
 		return nil, nil, FieldError(http.StatusBadRequest, "batch", "is required: a non-empty array of events")
 	}
-	items := make([]BatchItem, len(elems))
+	items := make([]Item, len(elems))
 	var obj object
 	for i, el := range elems {
+		items[i].Raw = el
 		switch {
-		case c.EventLimit > 0 && len(el) > c.EventLimit:
+		case len(el) > c.eventLimit():
 			items[i].Status = http.StatusRequestEntityTooLarge
-			items[i].Errors = event.FieldErrors{{Message: fmt.Sprintf("an event is larger than the limit of %d bytes", c.EventLimit)}}
+			items[i].Errors = event.FieldErrors{{Message: fmt.Sprintf("an event is larger than the limit of %d bytes", c.eventLimit())}}
 		case el[0] != '{':
 			items[i].Status = http.StatusBadRequest
 			items[i].Errors = event.FieldErrors{{Message: "must be a JSON object (one event)"}}

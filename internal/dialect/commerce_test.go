@@ -50,7 +50,7 @@ func purchase20() []byte {
 
 func TestCommercePurchase20(t *testing.T) {
 	c, shop, _ := commerceFixture(t)
-	ev, batch, err := c.Decode(shop, commerceRequest(purchase20()))
+	ev, batch, err := c.decode(shop, commerceRequest(purchase20()))
 	if err != nil || batch != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func FuzzCommerceDecode(f *testing.F) {
 		if hashed {
 			p = pii
 		}
-		ev, items, err := c.Decode(p, commerceRequest(body))
+		ev, items, err := c.decode(p, commerceRequest(body))
 		if err != nil {
 			var de *Error
 			if !errors.As(err, &de) || de.Status < 400 || de.Status > 499 || de.Message == "" {
@@ -151,7 +151,7 @@ func BenchmarkCommercePurchase20(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := c.Decode(shop, r); err != nil {
+		if _, _, err := c.decode(shop, r); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,6 +1,7 @@
 package dialect
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -52,16 +53,106 @@ type S2S struct {
 	Projects S2SProjects
 	// Now is the clock that bounds message times (default time.Now).
 	Now func() time.Time
+	// Limit caps a request body (default 1 MiB).
+	Limit int64
+}
+
+var _ Dialect = (*S2S)(nil)
+
+// s2s limit and route.
+const (
+	DefaultS2SLimit = 1 << 20
+	RouteS2S        = "s2s"
+)
+
+// Name implements Dialect.
+func (d *S2S) Name() string { return DialectS2S }
+
+// Match implements Dialect: POST /, or any request to / that names an
+// application.
+func (d *S2S) Match(hr *http.Request) (string, bool) {
+	if hr.URL.Path != "/" && hr.URL.Path != "" {
+		return "", false
+	}
+	return RouteS2S, hr.Method == http.MethodPost || hr.Header.Get("X-Application-Id") != ""
+}
+
+// Accept implements Dialect: POST / only.
+func (d *S2S) Accept(hr *http.Request, route string) (int64, error) {
+	if hr.URL.Path != "/" || hr.Method != http.MethodPost {
+		return 0, &Error{Status: http.StatusMethodNotAllowed, Message: "the s2s gateway takes POST /",
+			Header: map[string]string{"Allow": "POST, OPTIONS"}}
+	}
+	if d.Limit > 0 {
+		return d.Limit, nil
+	}
+	return DefaultS2SLimit, nil
+}
+
+// Answer implements Dialect: {"accepted":n,"duplicates":m,"ids":[…]}, ids
+// in message order, a duplicate's being the original's; written by hand,
+// as a batch answer carries up to a thousand ids.
+func (d *S2S) Answer(w http.ResponseWriter, r *Request, dec *Decoded, out []Outcome) {
+	dups := 0
+	for _, o := range out {
+		if o.Duplicate {
+			dups++
+		}
+	}
+	b := make([]byte, 0, 64+len(out)*22)
+	b = append(b, `{"accepted":`...)
+	b = strconv.AppendInt(b, int64(len(out)-dups), 10)
+	b = append(b, `,"duplicates":`...)
+	b = strconv.AppendInt(b, int64(dups), 10)
+	b = append(b, `,"ids":[`...)
+	for i, o := range out {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = o.ID.AppendJSON(b)
+	}
+	WriteRaw(w, http.StatusOK, append(b, "]}\n"...))
+}
+
+// Refuse implements Dialect: every refusal carries a code, the seed's
+// where it has one.
+func (d *S2S) Refuse(err error) *Error {
+	var de *Error
+	if !errors.As(err, &de) {
+		u := Unavailable()
+		u.Code = "UNAVAILABLE"
+		return u
+	}
+	if de.Code != "" {
+		return de
+	}
+	c := *de
+	switch c.Status {
+	case http.StatusMethodNotAllowed:
+		c.Code = "METHOD_NOT_ALLOWED"
+	case http.StatusRequestEntityTooLarge:
+		c.Code = "PAYLOAD_TOO_LARGE"
+	case http.StatusUnsupportedMediaType:
+		c.Code = "UNSUPPORTED_MEDIA_TYPE"
+	case http.StatusUnprocessableEntity:
+		c.Code = "UNPROCESSABLE"
+	case http.StatusServiceUnavailable:
+		c.Code = "UNAVAILABLE"
+	default:
+		c.Code = CodeBadRequest
+	}
+	return &c
 }
 
 func s2sError(status int, code, format string, args ...any) *Error {
 	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// Authenticate selects the project by X-Application-Id and checks that
-// X-API-Key is a live token of that project. Header names are
-// case-insensitive (net/http canonicalises them).
-func (d *S2S) Authenticate(hr *http.Request) (*project.Project, error) {
+// Authenticate implements Dialect: the project of X-Application-Id, with
+// X-API-Key one of its live tokens. Header names are case-insensitive
+// (net/http canonicalises them).
+func (d *S2S) Authenticate(r *Request) (*project.Project, error) {
+	hr := r.HTTP
 	appID := strings.TrimSpace(hr.Header.Get("X-Application-Id"))
 	key := strings.TrimSpace(hr.Header.Get("X-API-Key"))
 	switch {
@@ -94,11 +185,12 @@ type s2sMessage struct {
 	ids  []event.Identity
 }
 
-// Decode validates the whole batch and returns one event per message, in
-// order. Any invalid message fails the batch (400 BAD_REQUEST listing
-// every violation by message index and path); any unknown or wrong-kind
-// slug fails it with 404 EVENT_TYPE_DOES_NOT_EXIST.
-func (d *S2S) Decode(p *project.Project, r *Request) ([]*event.Event, error) {
+// Decode implements Dialect: the whole batch is validated and each message
+// becomes one event, in order. Any invalid message fails the batch (400
+// BAD_REQUEST listing every violation by message index and path); any
+// unknown or wrong-kind slug fails it with 404 EVENT_TYPE_DOES_NOT_EXIST.
+func (d *S2S) Decode(r *Request) (*Decoded, error) {
+	p := r.Project
 	if err := CheckContentType(r.HTTP); err != nil {
 		return nil, s2sError(http.StatusBadRequest, CodeBadRequest, "content-type must be application/json")
 	}
@@ -211,7 +303,7 @@ func (d *S2S) Decode(p *project.Project, r *Request) ([]*event.Event, error) {
 	}
 	// One allocation for all events, and one for all their identities.
 	store := make([]event.Event, len(msgs))
-	evs := make([]*event.Event, len(msgs))
+	items := make([]Item, len(msgs))
 	nIDs := 0
 	for i := range msgs {
 		nIDs += len(batchIDs) + len(msgs[i].ids)
@@ -236,9 +328,9 @@ func (d *S2S) Decode(p *project.Project, r *Request) ([]*event.Event, error) {
 		default:
 			e.Key, e.Name = s2sRevenuePrefix+m.name, m.name
 		}
-		evs[i] = e
+		items[i] = Item{Event: e, Raw: messages[i]}
 	}
-	return evs, nil
+	return &Decoded{Items: items}, nil
 }
 
 func (d *S2S) now() time.Time {

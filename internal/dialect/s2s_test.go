@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/project"
 )
 
@@ -44,7 +45,7 @@ func FuzzS2SDecode(f *testing.F) {
 	f.Add([]byte(`{"messages":[]}`))
 	d, p := s2sFixture(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		evs, err := d.Decode(p, s2sRequest(body))
+		evs, err := s2sEvents(d, p, s2sRequest(body))
 		if err != nil {
 			var de *Error
 			if !errors.As(err, &de) || (de.Status != 400 && de.Status != 404) || de.Code == "" || de.Message == "" {
@@ -101,9 +102,20 @@ func BenchmarkS2SDecode100(b *testing.B) {
 	body := benchBatch(100)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := d.Decode(p, s2sRequest(body)); err != nil {
+		if _, err := s2sEvents(d, p, s2sRequest(body)); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/event")
+}
+
+// s2sEvents decodes an s2s request of project p into its events.
+func s2sEvents(d *S2S, p *project.Project, r *Request) ([]*event.Event, error) {
+	r.Project = p
+	dec, err := d.Decode(r)
+	if err != nil {
+		return nil, err
+	}
+	evs, _ := dec.Events()
+	return evs, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"unicode"
@@ -121,8 +122,10 @@ type TrackProjects interface {
 // Track decodes POST /track and POST /track/batch.
 type Track struct {
 	Projects TrackProjects
-	// HitLimit caps one hit, alone or in a batch (bytes).
-	HitLimit int
+	// HitLimit caps one hit, alone or in a batch (default 32 KiB);
+	// BatchLimit a POST /track/batch body (default 500 KiB).
+	HitLimit   int
+	BatchLimit int64
 
 	mu    sync.Mutex
 	trees map[uint32]cachedTree // per-project trees with custom fields
@@ -133,11 +136,103 @@ type cachedTree struct {
 	tree     *node
 }
 
-// Authenticate finds the project of the request's token: the HTTP Basic
-// user name (the password is empty, as the seed shows) or a Bearer token.
-func (t *Track) Authenticate(hr *http.Request) (*project.Project, error) {
-	return authenticateToken(t.Projects, hr)
+var _ Dialect = (*Track)(nil)
+
+// Track limits and routes.
+const (
+	DefaultTrackHitLimit   = 32 << 10
+	DefaultTrackBatchLimit = 500 << 10
+	RouteTrack             = "track"
+	RouteTrackBatch        = "track_batch"
+)
+
+// Name implements Dialect.
+func (t *Track) Name() string { return DialectTrack }
+
+// Match implements Dialect: /track and everything below it.
+func (t *Track) Match(hr *http.Request) (string, bool) {
+	p := strings.TrimSuffix(hr.URL.Path, "/")
+	switch {
+	case p == "/track/batch":
+		return RouteTrackBatch, true
+	case p == "/track" || strings.HasPrefix(p, "/track/"):
+		return RouteTrack, true
+	}
+	return "", false
 }
+
+// Accept implements Dialect: POST /track or /track/batch, with JSON.
+func (t *Track) Accept(hr *http.Request, route string) (int64, error) {
+	if err := acceptJSONPost(hr, "/track", "/track/batch"); err != nil {
+		return 0, err
+	}
+	if route == RouteTrackBatch {
+		if t.BatchLimit > 0 {
+			return t.BatchLimit, nil
+		}
+		return DefaultTrackBatchLimit, nil
+	}
+	return int64(t.hitLimit()), nil
+}
+
+func (t *Track) hitLimit() int {
+	if t.HitLimit > 0 {
+		return t.HitLimit
+	}
+	return DefaultTrackHitLimit
+}
+
+// acceptJSONPost checks what the token-authenticated JSON dialects share:
+// one of paths (a trailing slash allowed), POST, a JSON body.
+func acceptJSONPost(hr *http.Request, paths ...string) error {
+	if p := strings.TrimSuffix(hr.URL.Path, "/"); !slices.Contains(paths, p) {
+		return Errorf(http.StatusNotFound, "no route for %s: POST %s", hr.URL.Path, strings.Join(paths, " or POST "))
+	}
+	if hr.Method != http.MethodPost {
+		return &Error{Status: http.StatusMethodNotAllowed, Message: "method " + hr.Method + " is not allowed; use POST",
+			Header: map[string]string{"Allow": "POST, OPTIONS"}}
+	}
+	if err := CheckContentType(hr); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Authenticate implements Dialect: the project of the request's token,
+// the HTTP Basic user name (the password is empty, as the seed shows) or
+// a Bearer token.
+func (t *Track) Authenticate(r *Request) (*project.Project, error) {
+	return authenticateToken(t.Projects, r.HTTP)
+}
+
+// Decode implements Dialect: one hit, or {"batch":[hit, …]} validated hit
+// by hit.
+func (t *Track) Decode(r *Request) (*Decoded, error) {
+	if r.Route == RouteTrackBatch {
+		items, err := t.DecodeBatch(r.Project, r)
+		if err != nil {
+			return nil, err
+		}
+		return &Decoded{Items: items, Batch: true}, nil
+	}
+	ev, err := t.DecodeHit(r.Project, r)
+	if err != nil {
+		return nil, err
+	}
+	return &Decoded{Items: []Item{{Event: ev}}}, nil
+}
+
+// Answer implements Dialect.
+func (t *Track) Answer(w http.ResponseWriter, r *Request, d *Decoded, out []Outcome) {
+	if d.Batch {
+		answerBatch(w, d, out, "hit")
+		return
+	}
+	answerEvent(w, d.Items[0].Event, out[0])
+}
+
+// Refuse implements Dialect.
+func (t *Track) Refuse(err error) *Error { return refusal(err) }
 
 // authenticateToken finds the project of a project token sent as the HTTP
 // Basic user name or as a Bearer token.
@@ -230,8 +325,8 @@ func (t *Track) DecodeHit(p *project.Project, r *Request) (*event.Event, error) 
 // decodeHit validates one hit. A document that is not a JSON object is an
 // error; violations of the table are returned as field errors.
 func (t *Track) decodeHit(p *project.Project, r *Request, raw []byte) (*event.Event, event.FieldErrors, error) {
-	if t.HitLimit > 0 && len(raw) > t.HitLimit {
-		return nil, nil, Errorf(http.StatusRequestEntityTooLarge, "a hit is larger than the limit of %d bytes", t.HitLimit)
+	if limit := t.hitLimit(); len(raw) > limit {
+		return nil, nil, Errorf(http.StatusRequestEntityTooLarge, "a hit is larger than the limit of %d bytes", limit)
 	}
 	var compact bytes.Buffer
 	compact.Grow(len(raw))
@@ -355,17 +450,9 @@ func KeySegment(name string) string {
 	return s
 }
 
-// BatchItem is one item of a batch (a track hit, a commerce event): an
-// event, or its violations (paths relative to the item).
-type BatchItem struct {
-	Event  *event.Event
-	Status int // for an invalid item: 400, or 413 when it is too large
-	Errors event.FieldErrors
-}
-
 // DecodeBatch reads {"batch":[hit, …]}. Every hit is validated on its own:
 // invalid hits do not stop valid ones.
-func (t *Track) DecodeBatch(p *project.Project, r *Request) ([]BatchItem, error) {
+func (t *Track) DecodeBatch(p *project.Project, r *Request) ([]Item, error) {
 	var env struct {
 		Batch []json.RawMessage `json:"batch"`
 	}
@@ -383,8 +470,9 @@ func (t *Track) DecodeBatch(p *project.Project, r *Request) ([]BatchItem, error)
 	if len(env.Batch) == 0 {
 		return nil, FieldError(http.StatusBadRequest, "batch", "is required: a non-empty array of hits")
 	}
-	items := make([]BatchItem, len(env.Batch))
+	items := make([]Item, len(env.Batch))
 	for i, raw := range env.Batch {
+		items[i].Raw = raw
 		e, errs, err := t.decodeHit(p, r, raw)
 		var de *Error
 		switch {

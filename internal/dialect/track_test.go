@@ -28,7 +28,7 @@ func TestTrackSeedExampleAccepted(t *testing.T) {
 	}
 	tr := &Track{Projects: projects, HitLimit: 32 << 10}
 	r := trackRequest(t, body, "Basic YWJjMTIzOg==")
-	p, err := tr.Authenticate(r.HTTP)
+	p, err := tr.Authenticate(r)
 	if err != nil || p.ID != 7 {
 		t.Fatalf("authenticate: %v %v", p, err)
 	}

@@ -12,8 +12,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/identity"
 	"github.com/sluicehq/sluice/internal/project"
 )
 
@@ -50,55 +53,117 @@ type Webhook struct {
 	// CreateProject, when set, creates a project on the first event sent
 	// to an id that has none (the webhook_create_projects setting).
 	CreateProject func(ctx context.Context, id uint32) (*project.Project, error)
+	// BodyLimit caps a body (default 100 KiB).
+	BodyLimit int64
+
+	cookies cookieJar
 }
 
-// WebhookResult is a decoded webhook request.
-type WebhookResult struct {
-	Event *event.Event
-	// Pixel: answer a 1×1 transparent GIF.
-	Pixel bool
-	// Location, when set, is where to redirect (302) after storing.
-	Location string
+var _ Dialect = (*Webhook)(nil)
+
+// DefaultBodyLimit is the webhook body limit.
+const DefaultBodyLimit = 100 << 10
+
+// Webhook routes (metric labels).
+const (
+	RouteWebhook = "webhook"
+	RoutePixel   = "pixel"
+	RouteRedir   = "redir"
+)
+
+// Name implements Dialect.
+func (w *Webhook) Name() string { return DialectWebhook }
+
+// Match implements Dialect: every path the other dialects leave, but the
+// root.
+func (w *Webhook) Match(hr *http.Request) (string, bool) {
+	p := strings.TrimSuffix(strings.TrimPrefix(hr.URL.Path, "/"), "/")
+	if p == "" {
+		return "", false
+	}
+	switch {
+	case strings.HasPrefix(p, RedirService+"/") || p == RedirService:
+		return RouteRedir, true
+	case strings.HasSuffix(p, ".gif"):
+		return RoutePixel, true
+	}
+	return RouteWebhook, true
 }
 
-// Decode turns a webhook request into one event.
-func (w *Webhook) Decode(r *Request) (*WebhookResult, error) {
-	hr := r.HTTP
+// Accept implements Dialect: the method and the shape of the path.
+func (w *Webhook) Accept(hr *http.Request, route string) (int64, error) {
 	if hr.Method != http.MethodGet && hr.Method != http.MethodPost {
-		return nil, &Error{Status: http.StatusMethodNotAllowed, Message: "method " + hr.Method + " is not allowed; use GET or POST",
+		return 0, &Error{Status: http.StatusMethodNotAllowed, Message: "method " + hr.Method + " is not allowed; use GET or POST",
 			Header: map[string]string{"Allow": "GET, POST, OPTIONS"}}
 	}
+	if _, err := webhookPath(hr); err != nil {
+		return 0, err
+	}
+	if w.BodyLimit <= 0 {
+		return DefaultBodyLimit, nil
+	}
+	return w.BodyLimit, nil
+}
+
+// webhookSegments is the path of a webhook request, its ".gif" cut off.
+type webhookSegments struct {
+	segs  []string
+	pixel bool
+	redir bool
+}
+
+// webhookPath reads the path: one to three segments, not reserved.
+func webhookPath(hr *http.Request) (webhookSegments, *Error) {
 	p := strings.TrimPrefix(hr.URL.Path, "/")
 	p = strings.TrimSuffix(p, "/")
 	segs := strings.Split(p, "/")
 	if p == "" || len(segs) > 3 {
-		return nil, Errorf(http.StatusNotFound, "no route for %s; webhooks go to /{service}/{name}/{projectId}", hr.URL.Path)
+		return webhookSegments{}, Errorf(http.StatusNotFound, "no route for %s; webhooks go to /{service}/{name}/{projectId}", hr.URL.Path)
 	}
-	res := &WebhookResult{}
+	ws := webhookSegments{segs: segs}
 	last := len(segs) - 1
 	if s, ok := strings.CutSuffix(segs[last], ".gif"); ok {
-		res.Pixel = true
+		ws.pixel = true
 		segs[last] = s
 	}
 	for _, s := range segs {
 		if s == "" {
-			return nil, Errorf(http.StatusNotFound, "no route for %s: empty path segment", hr.URL.Path)
+			return ws, Errorf(http.StatusNotFound, "no route for %s: empty path segment", hr.URL.Path)
 		}
 	}
 	if what, ok := ReservedSegments[segs[0]]; ok {
-		return nil, Errorf(http.StatusNotFound, "/%s is reserved for %s", segs[0], what)
+		return ws, Errorf(http.StatusNotFound, "/%s is reserved for %s", segs[0], what)
 	}
-	redir := segs[0] == RedirService
-	if redir {
+	ws.redir = segs[0] == RedirService
+	if ws.redir {
 		if hr.Method != http.MethodGet {
-			return nil, &Error{Status: http.StatusMethodNotAllowed, Message: "redirects take GET only",
+			return ws, &Error{Status: http.StatusMethodNotAllowed, Message: "redirects take GET only",
 				Header: map[string]string{"Allow": "GET, OPTIONS"}}
 		}
-		if res.Pixel {
-			return nil, Errorf(http.StatusNotFound, "a redirect cannot be a pixel")
+		if ws.pixel {
+			return ws, Errorf(http.StatusNotFound, "a redirect cannot be a pixel")
 		}
 	}
+	return ws, nil
+}
 
+// webhookState is what Authenticate read of a request, for Decode.
+type webhookState struct {
+	path          webhookSegments
+	query, body   *object
+	service, name string
+}
+
+// Authenticate implements Dialect: the project comes from the path, the
+// query or the body; a project with webhook_auth token wants one of its
+// tokens.
+func (w *Webhook) Authenticate(r *Request) (*project.Project, error) {
+	hr := r.HTTP
+	ws, perr := webhookPath(hr)
+	if perr != nil {
+		return nil, perr
+	}
+	segs := ws.segs
 	var errs event.FieldErrors
 	query := &object{}
 	if err := parseForm(hr.URL.RawQuery, query); err != nil {
@@ -183,21 +248,31 @@ func (w *Webhook) Decode(r *Request) (*WebhookResult, error) {
 		}
 		query.remove(TokenParam) // a credential, not event data
 	}
+	r.State = &webhookState{path: ws, query: query, body: body, service: service, name: name}
+	return proj, nil
+}
 
-	if redir {
+// Decode implements Dialect: one event, its data the body's fields
+// overlaid by the query's (the query wins).
+func (w *Webhook) Decode(r *Request) (*Decoded, error) {
+	st, ok := r.State.(*webhookState)
+	if !ok {
+		return nil, errors.New("webhook: Decode before Authenticate")
+	}
+	proj, query, body := r.Project, st.query, st.body
+	res := &Decoded{Pixel: st.path.pixel}
+	if st.path.redir {
 		loc, e := redirectTarget(query, proj)
 		if e != nil {
 			return nil, e
 		}
 		res.Location = loc
 	}
-
-	// data: the body's fields overlaid by the query's (the query wins).
 	for _, m := range query.members {
 		body.set(m.key, m.val)
 	}
 	data := body.json()
-	dedup, e := webhookDedupKey(proj, service, name, data)
+	dedup, e := webhookDedupKey(proj, st.service, st.name, data)
 	if e != nil {
 		return nil, e
 	}
@@ -206,16 +281,17 @@ func (w *Webhook) Decode(r *Request) (*WebhookResult, error) {
 	switch {
 	case res.Pixel:
 		channel = event.ChannelPixel
-	case redir:
+	case st.path.redir:
 		channel = event.ChannelRedir
 	}
-	res.Event = &event.Event{
-		Key:        "in.gen." + service + "." + name,
+	uid, brought := w.uid(r.HTTP, query, body)
+	ev := &event.Event{
+		Key:        "in.gen." + st.service + "." + st.name,
 		Channel:    channel,
-		Service:    service,
-		Name:       name,
-		ProjectID:  projectID,
-		UID:        w.uid(hr, query, body),
+		Service:    st.service,
+		Name:       st.name,
+		ProjectID:  proj.ID,
+		UID:        uid,
 		TD:         transport(r),
 		Data:       data,
 		Time:       ms,
@@ -223,8 +299,108 @@ func (w *Webhook) Decode(r *Request) (*WebhookResult, error) {
 		ReceivedAt: ms,
 		DedupKey:   dedup,
 	}
+	if brought {
+		// A uid the sender brought names its browser; a new one names
+		// nobody yet.
+		ev.Identities = []event.Identity{{Type: identity.TypeUID, Value: uid}}
+	}
+	res.Items = []Item{{Event: ev}}
 	return res, nil
 }
+
+// Answer implements Dialect: the uid cookie, then a GIF for a pixel, a 302
+// for a redirect, else {"key":…,"id":…} ("duplicate":true for a repeat).
+func (w *Webhook) Answer(rw http.ResponseWriter, r *Request, d *Decoded, out []Outcome) {
+	ev := d.Items[0].Event
+	h := rw.Header()
+	h["Cache-Control"] = noStore
+	h["Set-Cookie"] = []string{w.cookies.uid(ev.UID, r.ReceivedAt, r.Secure)}
+	switch {
+	case d.Location != "":
+		h.Set("Location", d.Location)
+		rw.WriteHeader(http.StatusFound)
+	case d.Pixel:
+		h.Set("Content-Type", "image/gif")
+		h.Set("Content-Length", strconv.Itoa(len(transparentGIF)))
+		rw.WriteHeader(http.StatusOK)
+		_, _ = rw.Write(transparentGIF)
+	default:
+		// {"key":"in.gen.calltrack.call","id":"…"}, built by hand: this is
+		// the hot path.
+		b := make([]byte, 0, 64+len(ev.Key))
+		b = append(b, `{"key":`...)
+		b = event.AppendString(b, ev.Key)
+		b = append(b, `,"id":`...)
+		b = out[0].ID.AppendJSON(b)
+		if out[0].Duplicate {
+			b = append(b, `,"duplicate":true`...)
+		}
+		b = append(b, "}\n"...)
+		WriteRaw(rw, http.StatusOK, b)
+	}
+}
+
+// Refuse implements Dialect.
+func (w *Webhook) Refuse(err error) *Error { return refusal(err) }
+
+// refusal is an *Error as it is, and a failure of the log as a 503.
+func refusal(err error) *Error {
+	var de *Error
+	if errors.As(err, &de) {
+		return de
+	}
+	return Unavailable()
+}
+
+// Unavailable is the refusal of a request the log could not take.
+func Unavailable() *Error {
+	return &Error{Status: http.StatusServiceUnavailable, Message: "the event log is unavailable; nothing was stored, retry later",
+		Header: map[string]string{"Retry-After": "1"}}
+}
+
+var noStore = []string{"no-cache, no-store, must-revalidate"}
+
+// uidCookieAge is three years, in seconds.
+const uidCookieAge = 3 * 365 * 24 * 60 * 60
+
+// cookieJar renders the uid cookie: HttpOnly, three years. Under TLS it
+// is SameSite=None; Secure, so pixels on other sites carry it; on plain
+// HTTP browsers drop SameSite=None without Secure, so it is SameSite=Lax
+// there. The attributes change once a second (Expires), so they are
+// rendered once a second.
+type cookieJar struct {
+	mu     sync.Mutex
+	sec    int64
+	plain  string // "; Path=/; Expires=…; Max-Age=…; HttpOnly; SameSite=Lax"
+	secure string // "; Path=/; Expires=…; Max-Age=…; HttpOnly; Secure; SameSite=None"
+}
+
+func (c *cookieJar) uid(uid string, now time.Time, secure bool) string {
+	sec := now.Unix()
+	c.mu.Lock()
+	if sec != c.sec || c.plain == "" {
+		attrs := func(secure bool, mode http.SameSite) string {
+			full := (&http.Cookie{
+				Name: "uid", Value: "0", Path: "/",
+				MaxAge: uidCookieAge, Expires: now.Add(uidCookieAge * time.Second),
+				HttpOnly: true, Secure: secure, SameSite: mode,
+			}).String()
+			return strings.TrimPrefix(full, "uid=0")
+		}
+		c.plain = attrs(false, http.SameSiteLaxMode)
+		c.secure = attrs(true, http.SameSiteNoneMode)
+		c.sec = sec
+	}
+	a := c.plain
+	if secure {
+		a = c.secure
+	}
+	c.mu.Unlock()
+	return "uid=" + uid + a
+}
+
+// transparentGIF is a 1×1 transparent GIF.
+var transparentGIF = []byte("GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
 
 // maxWebhookDedupValue bounds a webhook_dedup_field value.
 const maxWebhookDedupValue = 256
@@ -332,7 +508,8 @@ func jsonScalar(raw []byte) string {
 
 // uid takes the user id from the query, else the body, else the uid
 // cookie; a missing or malformed one is replaced by a new flake id.
-func (w *Webhook) uid(hr *http.Request, query, body *object) string {
+// brought reports whether the sender's was kept.
+func (w *Webhook) uid(hr *http.Request, query, body *object) (uid string, brought bool) {
 	var cand string
 	if v, ok := query.get("uid"); ok {
 		cand, _ = firstString(v)
@@ -342,9 +519,9 @@ func (w *Webhook) uid(hr *http.Request, query, body *object) string {
 		cand = c.Value
 	}
 	if uidRE.MatchString(cand) {
-		return cand
+		return cand, true
 	}
-	return w.NewUID().String()
+	return w.NewUID().String(), false
 }
 
 // TokenParam is the query parameter that carries a project token.

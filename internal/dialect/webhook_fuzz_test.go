@@ -35,7 +35,7 @@ func FuzzWebhookDecode(f *testing.F) {
 		hr.Header.Set("Content-Type", contentType)
 		gen, _ := event.NewGenerator(0, nil)
 		w := &Webhook{Projects: projects, NewUID: gen.Next}
-		res, derr := w.Decode(&Request{HTTP: hr, Body: body, ClientIP: "127.0.0.1", ReceivedAt: time.Now()})
+		res, derr := decode(w, &Request{HTTP: hr, Body: body, ClientIP: "127.0.0.1", ReceivedAt: time.Now()})
 		if derr != nil {
 			var de *Error
 			if !errors.As(derr, &de) {
@@ -46,7 +46,10 @@ func FuzzWebhookDecode(f *testing.F) {
 			}
 			return
 		}
-		e := res.Event
+		if len(res.Items) != 1 || res.Items[0].Event == nil {
+			t.Fatalf("decoded %+v", res)
+		}
+		e := res.Items[0].Event
 		if err := e.Validate(); err != nil {
 			t.Fatalf("invalid event %+v: %v", e, err)
 		}

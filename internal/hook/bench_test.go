@@ -271,3 +271,42 @@ func BenchmarkBaselineKafka(b *testing.B) {
 	}
 	b.ReportMetric(float64(benchEvents*b.N)/time.Since(start).Seconds(), "events/s")
 }
+
+// BenchmarkPreTest is the pre-test without a sample on a hook that matches
+// nothing stored, on logs of 1 000, 20 000 and 200 000 events: its search is
+// bounded (the newest PretestExamine events), so past 5 000 events the
+// size of the log makes no difference. The baselines in the same run are the
+// pre-test with a sample (no search at all) and on a hook whose newest
+// stored event matches.
+func BenchmarkPreTest(b *testing.B) {
+	f := newFixture(b, true)
+	srv, _ := benchReceiver(b)
+	mk := func(glob string) string {
+		h, err := f.m.Create(context.Background(), Hook{Name: "bench", Events: []string{glob}, Type: "http", HTTP: &HTTPTarget{URL: srv.URL}}, Start{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return h.ID
+	}
+	none, newest := mk("in.gen.nothing.*"), mk("in.gen.calltrack.*")
+	sample := json.RawMessage(`{"key":"in.gen.calltrack.call","channel":"http","service":"calltrack","name":"call","projectId":7,"td":{},"data":{"amount":1},"id":"1","time":1,"dialect":"webhook","receivedAt":1}`)
+	run := func(name, id string, sample json.RawMessage, want string) {
+		b.Run(name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				res, err := f.m.Test(context.Background(), id, sample)
+				if err != nil || !res.Delivered || res.Event != want {
+					b.Fatalf("%+v %v", res, err)
+				}
+			}
+		})
+	}
+	stored := 0
+	for _, n := range []int{1000, 20_000, 200_000} {
+		fillLog(f, n-stored)
+		stored = n
+		size := strconv.Itoa(n/1000) + "k"
+		run("log="+size+"/sample", none, sample, "sample")
+		run("log="+size+"/newest-matches", newest, nil, "stored")
+		run("log="+size+"/none-matches", none, nil, "synthetic")
+	}
+}

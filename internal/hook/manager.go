@@ -218,7 +218,7 @@ func (m *Manager) startLocked(id string) {
 		return
 	}
 	r := m.rows[id]
-	comp, err := r.hook.compile()
+	comp, err := r.compile()
 	if err != nil {
 		// Saved under other bounds: stopped, and the API says why.
 		m.logger.Error("hook definition is no longer valid; stopped", "hook", id, "err", err)
@@ -769,6 +769,13 @@ func (m *Manager) position(s Start) event.ID {
 	return event.ID(uint64(ms)<<22) - 1
 }
 
+// compile compiles the hook of r with its secrets (the definition in r.hook
+// has its write-only fields emptied once stored).
+func (r *row) compile() (*compiled, error) {
+	h := r.hook.withSecrets(r.secrets)
+	return h.compile()
+}
+
 // check validates a definition before it is saved: every field (see
 // compile), then its project, which must exist (refused with 404 as
 // tokens and schemas of a missing project are).
@@ -822,13 +829,10 @@ func (m *Manager) create(ctx context.Context, h Hook, s Start, id, secret string
 // secrets (a password or token sent again replaces the stored one).
 func (m *Manager) Update(ctx context.Context, id string, h Hook) (Hook, error) {
 	m.defaults(&h)
-	if err := m.check(&h); err != nil {
-		return Hook{}, err
-	}
 	m.mu.Lock()
 	r, ok := m.rows[id]
+	m.mu.Unlock()
 	if !ok {
-		m.mu.Unlock()
 		return Hook{}, fmt.Errorf("hook %s: %w", id, ErrNotFound)
 	}
 	nr := &row{hook: h, secrets: r.secrets}
@@ -843,7 +847,11 @@ func (m *Manager) Update(ctx context.Context, id string, h Hook) (Hook, error) {
 			nr.secrets.Token = tok
 		}
 	}
-	m.mu.Unlock()
+	// Checked with the secrets it will have: a token left out is kept.
+	withSecrets := nr.hook.withSecrets(nr.secrets)
+	if err := m.check(&withSecrets); err != nil {
+		return Hook{}, err
+	}
 	m.stopWorker(id)
 	if err := m.store.update(ctx, nr, nil); err != nil {
 		return Hook{}, err
@@ -1087,7 +1095,7 @@ func (m *Manager) Replay(ctx context.Context, id string, q DeadLetterQuery) ([]R
 	m.mu.Lock()
 	r := m.rows[id]
 	m.mu.Unlock()
-	comp, err := r.hook.compile()
+	comp, err := r.compile()
 	if err != nil {
 		return nil, err
 	}
@@ -1144,7 +1152,7 @@ func (m *Manager) Test(ctx context.Context, id string, sample json.RawMessage) (
 	if !ok {
 		return nil, fmt.Errorf("hook %s: %w", id, ErrNotFound)
 	}
-	comp, err := r.hook.compile()
+	comp, err := r.compile()
 	if err != nil {
 		return nil, err
 	}
@@ -1153,11 +1161,14 @@ func (m *Manager) Test(ctx context.Context, id string, sample json.RawMessage) (
 	switch {
 	case len(sample) > 0 && string(sample) != "null":
 		var e event.Event
+		p := &problems{}
 		if err := json.Unmarshal(sample, &e); err != nil {
-			return nil, fmt.Errorf("%w: sample: %v", ErrInvalid, err)
+			p.add("sample", "not a canonical event: %v", err)
+		} else if e.Key == "" {
+			p.add("sample.key", "required: a canonical event with at least a key")
 		}
-		if e.Key == "" {
-			return nil, fmt.Errorf("%w: sample: a canonical event with at least a key", ErrInvalid)
+		if err := p.err(); err != nil {
+			return nil, err
 		}
 		rec = eventlog.Record{ID: e.ID, ProjectID: e.ProjectID, Key: e.Key, Time: e.Time, Body: e.AppendJSON(nil)}
 		res.Event = "sample"
@@ -1187,66 +1198,34 @@ func (m *Manager) Test(ctx context.Context, id string, sample json.RawMessage) (
 	return res, nil
 }
 
-// latestMatching finds the newest stored event the hook would take,
-// looking back over at most the last 100 000 events.
+// PretestExamine bounds the pre-test's search for a stored event by
+// design, whatever the log holds: it reads the newest 100 events of the
+// log, then, when none of them matches, the newest PretestExamine; of
+// every project (a read of one project's newest events would walk back
+// over every other project's), skipping those outside the hook's.
+const PretestExamine = 5000
+
+// latestMatching finds the newest of the log's PretestExamine newest
+// events that the hook takes.
 func (m *Manager) latestMatching(ctx context.Context, r *row, comp *compiled) (eventlog.Record, bool) {
 	w := &worker{m: m, hook: r.hook, comp: comp, ctx: ctx}
-	head := m.log.Head()
-	// Walk back in windows of ids: an hour of ids at a time.
-	const window = event.ID(uint64(3600*1000) << 22)
-	var found eventlog.Record
-	ok := false
-	seen := 0
-	for hi := head; hi > 0 && !ok && seen < 100000; {
-		lo := event.ID(0)
-		if hi > window {
-			lo = hi - window
+	for _, n := range []int{100, PretestExamine} {
+		recs, err := m.log.Read(ctx, eventlog.Query{Limit: n, Newest: true})
+		if err != nil {
+			m.logger.Warn("pre-test: read the newest events", "hook", r.hook.ID, "err", err)
+			return eventlog.Record{}, false
 		}
-		q := eventlog.Query{After: lo, Limit: eventlog.MaxLimit}
-		if r.hook.ProjectID != nil {
-			q.Projects = []uint32{*r.hook.ProjectID}
+		for i := len(recs) - 1; i >= 0; i-- {
+			rec := recs[i]
+			if (r.hook.ProjectID == nil || *r.hook.ProjectID == rec.ProjectID) && w.match(rec) {
+				return rec, true
+			}
 		}
-		for {
-			recs, err := m.log.Read(ctx, q)
-			if err != nil || len(recs) == 0 {
-				break
-			}
-			for _, rec := range recs {
-				if rec.ID > hi {
-					break
-				}
-				seen++
-				if w.match(rec) {
-					found, ok = rec, true
-				}
-			}
-			if len(recs) < q.Limit || recs[len(recs)-1].ID >= hi {
-				break
-			}
-			q.After = recs[len(recs)-1].ID
+		if len(recs) < n {
+			break // that was the whole log
 		}
-		hi = lo
 	}
-	return found, ok
-}
-
-// synthetic is an example event for a hook that has matched nothing yet.
-func (m *Manager) synthetic(h Hook) eventlog.Record {
-	key := "in.gen.test.event"
-	if len(h.Events) > 0 && !strings.ContainsAny(h.Events[0], "*?") {
-		key = h.Events[0]
-	} else if len(h.Events) > 0 {
-		key = strings.NewReplacer("*", "test", "?", "x").Replace(h.Events[0])
-	}
-	var pid uint32
-	if h.ProjectID != nil {
-		pid = *h.ProjectID
-	}
-	now := m.cfg.Now()
-	e := event.Event{Key: key, Channel: event.ChannelHTTP, Service: "test", Name: "event", ProjectID: pid,
-		Data: json.RawMessage(`{"test":true}`), ID: event.ID(uint64(now.UnixMilli()) << 22), Time: now.UnixMilli(),
-		Dialect: "webhook", ReceivedAt: now.UnixMilli()}
-	return eventlog.Record{ID: e.ID, ProjectID: pid, Key: key, Time: e.Time, Body: e.AppendJSON(nil)}
+	return eventlog.Record{}, false
 }
 
 // ParseDeadLetterID reads a dead letter id.

@@ -26,6 +26,11 @@ import (
 //	{{event.id}} {{event.key}} {{event.service}} {{event.name}} {{event.channel}} {{event.uid}}
 //	{{event.data.<path>}}    a field of the payload, dots between names
 //	{{profile.<field>}}      an attribute of the user's profile ({{profile.id}}: its id)
+//	{{database_name}}        the seed's database is our project: its name
+//	{{campaign_name}} {{campaign_subid}} {{segment_name}} {{message_name}}
+//	{{message_subject}} {{resource_name}}
+//	                         the seed's, from the first of their payload
+//	                         fields (seedFields) that the event carries
 //
 // A missing value renders empty. An unknown parameter is refused when the
 // hook is saved.
@@ -43,6 +48,8 @@ type part struct {
 	// get is the gjson path of an event parameter in the stored event
 	// (its names escaped), e.g. "data.order\\.id".
 	get string
+	// first are the gjson paths of a seed parameter's fields (seedFields).
+	first []string
 }
 
 // eventFields maps the event parameters to the canonical event's members.
@@ -51,14 +58,29 @@ var eventFields = map[string]string{
 	"event.name": "name", "event.channel": "channel", "event.uid": "uid",
 }
 
+// seedFields are where the seed's e-mail platform parameters come from: a
+// sender's payload fields of that meaning, tried in order; the first that
+// is a non-empty string or a number is the value. A campaign is also an
+// object with a name, or a bare string.
+var seedFields = map[string][]string{
+	"campaign_name":   {"campaign_name", "utm_campaign", "campaign.name", "campaign"},
+	"campaign_subid":  {"campaign_subid", "subid", "sub_id", "campaign.subid"},
+	"segment_name":    {"segment_name", "segment.name", "segment"},
+	"message_name":    {"message_name", "template_name", "message.name"},
+	"message_subject": {"message_subject", "subject", "message.subject"},
+	"resource_name":   {"resource_name", "resource.name", "resource"},
+}
+
 var simpleParams = map[string]bool{
 	"uuid": true, "event_date": true, "event_date_ymd": true, "event_date_rfc3339": true,
-	"event_date_unix": true, "event_date_unixnano": true, "project_id": true, "project_name": true,
+	"event_date_unix": true, "event_date_unixnano": true, "project_id": true, "project_name": true, "database_name": true,
 	"event.id": true, "event.key": true, "event.service": true, "event.name": true, "event.channel": true, "event.uid": true,
+	"campaign_name": true, "campaign_subid": true, "segment_name": true, "message_name": true, "message_subject": true, "resource_name": true,
 }
 
 // Parameters lists the parameters a template may use, for errors and docs.
 const Parameters = "uuid, event_date, event_date_ymd, event_date_rfc3339, event_date_unix, event_date_unixnano, project_id, project_name, " +
+	"database_name, campaign_name, campaign_subid, segment_name, message_name, message_subject, resource_name, " +
 	"event.id, event.key, event.service, event.name, event.channel, event.uid, event.data.<path>, profile.<field>"
 
 func parseTemplate(key, s string) (customField, error) {
@@ -97,6 +119,9 @@ func parseTemplate(key, s string) (customField, error) {
 		}
 		if m, ok := eventFields[name]; ok {
 			p.get = m
+		}
+		for _, f := range seedFields[name] {
+			p.first = append(p.first, "data."+f)
 		}
 		if p.param == "event.data" {
 			segs := []string{"data"}
@@ -144,6 +169,11 @@ func (c *renderContext) appendParam(dst []byte, p part) []byte {
 	if p.get != "" {
 		return appendResult(dst, gjson.GetBytes(c.body, p.get))
 	}
+	for _, path := range p.first {
+		if r := gjson.GetBytes(c.body, path); r.Type == gjson.Number || r.Type == gjson.String && r.Str != "" {
+			return appendResult(dst, r)
+		}
+	}
 	switch p.param {
 	case "uuid":
 		return append(dst, uuid.NewString()...)
@@ -157,7 +187,7 @@ func (c *renderContext) appendParam(dst []byte, p part) []byte {
 		return strconv.AppendInt(dst, c.time.Unix(), 10)
 	case "event_date_unixnano":
 		return strconv.AppendInt(dst, c.time.UnixNano(), 10)
-	case "project_name":
+	case "project_name", "database_name":
 		return append(dst, c.projectName...)
 	case "profile":
 		return c.profile.appendAttr(dst, p.path[0])

@@ -229,3 +229,45 @@ func TestAStoredHookOutsideTheBoundsIsStoppedWithItsReason(t *testing.T) {
 		t.Fatalf("%+v", g)
 	}
 }
+
+// The write-only secrets are not in a stored definition: a bearer hook
+// still starts after a restart, and an update that leaves its token out
+// keeps the stored one (as the API returns it, without the token).
+func TestWriteOnlySecretsAreKeptThroughRestartAndUpdate(t *testing.T) {
+	f := newFixture(t, true)
+	rc := newReceiver(t, nil)
+	hk := httpHook(rc.URL)
+	hk.HTTP.Auth = &HTTPAuth{Type: "bearer", Token: "target-token"}
+	h, err := f.m.Create(context.Background(), hk, Start{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.m.Close()
+	f.open(true)
+	if g, _ := f.m.Get(h.ID); !g.Active || g.StoppedReason != "" {
+		t.Fatalf("after a restart: %+v", g)
+	}
+	f.appendEvents("in.gen.calltrack.call", 7, 1)
+	waitFor(t, "a delivery after the restart", func() bool { return len(rc.requests()) == 1 })
+	got, _ := f.m.Get(h.ID)
+	got.Name = "renamed"
+	if got.HTTP.Auth.Token != "" {
+		t.Fatal("the token was returned")
+	}
+	if _, err := f.m.Update(context.Background(), h.ID, got); err != nil {
+		t.Fatalf("update without the token: %v", err)
+	}
+	f.appendEvents("in.gen.calltrack.call", 7, 1)
+	waitFor(t, "a delivery after the update", func() bool { return len(rc.requests()) == 2 })
+	for _, r := range rc.requests() {
+		if r.header.Get("Authorization") != "Bearer target-token" {
+			t.Fatalf("Authorization %q", r.header.Get("Authorization"))
+		}
+	}
+	// A bearer hook without any token is still refused.
+	hk2 := httpHook(rc.URL)
+	hk2.HTTP.Auth = &HTTPAuth{Type: "bearer"}
+	if _, err := f.m.Create(context.Background(), hk2, Start{}); err == nil {
+		t.Fatal("a bearer hook without a token was saved")
+	}
+}

@@ -3,7 +3,10 @@ package identity
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/internal/event"
 )
 
 func TestNormalizePhone(t *testing.T) {
@@ -78,4 +81,61 @@ func FuzzNormalizePhone(f *testing.F) {
 			t.Fatalf("%q → %q → %q, %v", raw, n, again, err)
 		}
 	})
+}
+
+func TestKindsAndOrder(t *testing.T) {
+	for typ, want := range map[string]Strength{
+		"custom_user_id": Strong, "user_id": Strong, "phone_hash": Strong, "cuid:crm_id": Strong,
+		"email_hash": Weak, "metrix_user_id": Device, "anonymous_id": Device, "ga_client_id": Device, "uid": Device,
+	} {
+		if k, ok := Lookup(typ); !ok || k.Strength != want || k.Type != typ {
+			t.Errorf("%s: %+v %v, want %s", typ, k, ok, want)
+		}
+	}
+	for _, bad := range []string{"phone", "cuid:", "cuid:a b", "UID"} {
+		if _, ok := Lookup(bad); ok {
+			t.Errorf("%q is a type", bad)
+		}
+	}
+	ids := Canonical([]event.Identity{
+		{Type: "uid", Value: "1"}, {Type: "email_hash", Value: Hash("e")}, {Type: "cuid:b", Value: "x"},
+		{Type: "user_id", Value: "u"}, {Type: "cuid:a", Value: "y"}, {Type: "custom_user_id", Value: "c"}, {Type: "uid", Value: "1"},
+	})
+	var got []string
+	for _, id := range ids {
+		got = append(got, id.Type)
+	}
+	if want := "custom_user_id user_id cuid:a cuid:b email_hash uid"; strings.Join(got, " ") != want {
+		t.Fatalf("order %v, want %s", got, want)
+	}
+}
+
+func TestCheckAndMergeable(t *testing.T) {
+	for _, c := range []struct {
+		id event.Identity
+		ok bool
+	}{
+		{event.Identity{Type: "phone_hash", Value: Hash("79990000000")}, true},
+		{event.Identity{Type: "phone_hash", Value: "79990000000"}, false},
+		{event.Identity{Type: "user_id", Value: " "}, false},
+		{event.Identity{Type: "user_id", Value: strings.Repeat("u", 257)}, false},
+		{event.Identity{Type: "nope", Value: "x"}, false},
+		{event.Identity{Type: "cuid:crm", Value: "17"}, true},
+	} {
+		if err := Check(c.id); (err == nil) != c.ok {
+			t.Errorf("%+v: %v", c.id, err)
+		}
+	}
+	u1 := []event.Identity{{Type: "user_id", Value: "u1"}, {Type: "anonymous_id", Value: "a"}}
+	u2 := []event.Identity{{Type: "user_id", Value: "u2"}}
+	if ok, clash := Mergeable(u1, u2); ok || clash.Type != "user_id" || clash.Values != [2]string{"u1", "u2"} {
+		t.Fatalf("u1/u2: %v %+v", ok, clash)
+	}
+	anon := []event.Identity{{Type: "anonymous_id", Value: "b"}, {Type: "email_hash", Value: Hash("x")}}
+	if ok, _ := Mergeable(u1, anon); !ok {
+		t.Fatal("a strong profile and an anonymous one must merge")
+	}
+	if ok, _ := Mergeable(u1, []event.Identity{{Type: "user_id", Value: "u1"}, {Type: "phone_hash", Value: Hash("1")}}); !ok {
+		t.Fatal("the same strong value must merge")
+	}
 }

@@ -24,7 +24,7 @@ import (
 
 const (
 	// IdempotencyHeader is the request header.
-	IdempotencyHeader = "Idempotency-Key"
+	IdempotencyHeader = dialect.IdempotencyHeader
 	idempotencyPrefix = "idem:"
 	// maxIdempotencyKey bounds the key (the draft leaves it to the server).
 	maxIdempotencyKey = 255
@@ -91,11 +91,4 @@ func (s *Server) sameAsOriginal(req *dialect.Request, ev *event.Event, id event.
 	}
 	data := gjson.GetBytes(recs[0].Body, "data").Raw
 	return recs[0].Key == ev.Key && bytes.Equal([]byte(data), ev.Data)
-}
-
-// idempotencyConflict is the answer to a reused key.
-func idempotencyConflict(hr *http.Request) *dialect.Error {
-	msg := "was first used for a request with other content; nothing from this request was stored (use a new key for a new request)"
-	return &dialect.Error{Status: http.StatusUnprocessableEntity, Code: "IDEMPOTENCY_KEY_REUSED",
-		Message: IdempotencyHeader + " " + msg, Errors: event.FieldErrors{{Path: IdempotencyHeader, Message: msg}}}
 }

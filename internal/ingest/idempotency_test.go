@@ -256,7 +256,7 @@ func TestWebhookCreatesProjectsOnFirstEvent(t *testing.T) {
 	f := newFixture(t, Config{}, false)
 	created := 0
 	var mu sync.Mutex
-	f.srv.webhook.CreateProject = func(ctx context.Context, id uint32) (*project.Project, error) {
+	webhookOf(f.srv).CreateProject = func(ctx context.Context, id uint32) (*project.Project, error) {
 		p, err := f.projects.Create(ctx, &id, "webhook-"+strconv.Itoa(int(id)), project.Settings{})
 		if errors.Is(err, project.ErrExists) {
 			got, _ := f.projects.Get(id)

@@ -6,7 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sluicehq/sluice/internal/eventlog"
+	"github.com/sluicehq/sluice/internal/dialect"
 )
 
 type metrics struct {
@@ -42,19 +42,21 @@ func (m *metrics) observe(dialect, route string, status int, d time.Duration) {
 	m.latency.WithLabelValues(dialect).Observe(d.Seconds())
 }
 
-func (m *metrics) events(dialect string, results []eventlog.Result) {
+func (m *metrics) events(dialectName string, out []dialect.Outcome) {
 	var stored, dup float64
-	for _, r := range results {
-		if r.Duplicate {
+	for _, o := range out {
+		switch {
+		case o.ID == 0 || o.Conflict: // an invalid item, or nothing stored
+		case o.Duplicate:
 			dup++
-		} else {
+		default:
 			stored++
 		}
 	}
 	if stored > 0 {
-		m.appended.WithLabelValues(dialect, "stored").Add(stored)
+		m.appended.WithLabelValues(dialectName, "stored").Add(stored)
 	}
 	if dup > 0 {
-		m.appended.WithLabelValues(dialect, "duplicate").Add(dup)
+		m.appended.WithLabelValues(dialectName, "duplicate").Add(dup)
 	}
 }

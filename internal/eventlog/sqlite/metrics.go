@@ -11,6 +11,8 @@ type metrics struct {
 	latency prometheus.Histogram
 	stored  prometheus.Counter
 	failed  *prometheus.CounterVec
+	// walRestarts counts the WAL restarts a commit forced (boundWAL).
+	walRestarts prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -34,11 +36,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Appends to the event log that failed, nothing stored, by reason: disk_full, io (an I/O error), closed (stopping) or other.",
 		}, []string{"reason"}),
 	}
+	m.walRestarts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sluice_log_wal_restarts_total",
+		Help: "Times a commit waited for readers to start the event log's WAL over, because it had grown past its bound.",
+	})
 	for _, r := range []string{reasonDiskFull, reasonIO, reasonClosed, reasonOther} {
 		m.failed.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.batch, m.latency, m.stored, m.failed)
+		reg.MustRegister(m.batch, m.latency, m.stored, m.failed, m.walRestarts)
 	}
 	return m
 }

@@ -11,16 +11,21 @@
 // it. No event is answered, or visible to readers, before its group's
 // commit returned.
 //
-// The WAL is bounded by its length, not by a clock: a commit that leaves
+// The WAL is bounded by its length, not by a clock. A commit that leaves
 // walCheckpointFrames frames (4 MiB of pages) or more in the WAL
-// checkpoints it before the leader answers, and the next commit starts
-// the WAL over from its beginning. It holds at most walCheckpointFrames
-// frames, plus those of one commit (MaxBatch events), plus what is
-// committed while a reader still reads a snapshot older than the last
-// checkpoint (reads are single queries, never held open); past
-// walFileLimit the file is cut back when the WAL starts over. A background
-// connection checkpoints every CheckpointEvery too, so an idle log's WAL
-// is copied into the database file without waiting for the next commit.
+// checkpoints it before the leader answers (SQLite's wal_autocheckpoint),
+// and the next commit starts the WAL over from its beginning unless a
+// reader still reads an older snapshot. Under a steady load some reader
+// nearly always does, so once the WAL file passes walFileLimit (8 MiB)
+// the leader, between two commits, runs a checkpoint that waits up to
+// 50 ms for those readers (boundWAL); the file is cut back to walFileLimit
+// when the WAL starts over. So the WAL stays under walFileLimit plus one
+// commit (MaxBatch events), except while one read lasts longer than that
+// wait (a count over millions of events, say): it then grows by what is
+// committed until the read ends, and appends slow down by a fifth at most
+// meanwhile. Measured in BenchmarkAppendWAL and TestWALStaysBounded.
+// A background connection also checkpoints every CheckpointEvery, so an
+// idle log's WAL is copied into the database file without a commit.
 //
 // A commit that fails for lack of space or with an I/O error stores
 // nothing and makes the log unavailable: from then on every append fails
@@ -132,7 +137,12 @@ type Log struct {
 	chMu    sync.Mutex
 	changed chan struct{}
 
-	body []byte // the leader's scratch buffer (one leader at a time)
+	// The leader's own (one leader at a time): its scratch buffer and the
+	// WAL file's last stat and restart.
+	body       []byte
+	walPath    string
+	walStat    syscall.Stat_t
+	walRetryAt time.Time // no restart attempt before (boundWAL)
 }
 
 // request is one Append (or maintenance job) waiting to be committed.
@@ -204,6 +214,7 @@ func Open(cfg Config, gen *event.Generator, reg prometheus.Registerer, logger *s
 		cfg:     cfg,
 		gen:     gen,
 		log:     logger,
+		walPath: cfg.Path + "-wal",
 		ckpDone: make(chan struct{}),
 		recDone: make(chan struct{}),
 		wakeRec: make(chan struct{}, 1),
@@ -426,10 +437,10 @@ func (l *Log) submit(ctx context.Context, r *request) error {
 }
 
 // lead commits one group, led by the oldest waiting request, whose
-// goroutine runs this. Then it wakes the group and passes the leadership
-// on, or steps down when nobody waits. A commit that failed for lack of
-// space or with an I/O error takes the log down: the requests still
-// queued fail with it too, and recoverer is told.
+// goroutine runs this. Then it wakes the group, keeps the WAL bounded and
+// passes the leadership on, or steps down when nobody waits. A commit
+// that failed for lack of space or with an I/O error takes the log down:
+// the requests still queued fail with it too, and recoverer is told.
 func (l *Log) lead() {
 	l.qmu.Lock()
 	group := l.takeGroup()
@@ -440,29 +451,8 @@ func (l *Log) lead() {
 		l.head.Store(uint64(head))
 		l.notify()
 	}
-
-	l.qmu.Lock()
-	var refused []*request
-	var down *unavailable
-	if err != nil && failureReason(err) != reasonOther && l.down == nil {
-		down = newUnavailable(err)
-		l.down = down
-		refused, l.queue = l.queue, nil
-	}
-	var next *request
-	if len(l.queue) > 0 {
-		next = l.queue[0]
-	} else {
-		l.leading = false
-		l.idle.Broadcast()
-	}
-	l.qmu.Unlock()
-	if down != nil {
-		l.log.Error("event log unavailable: appends refused until a checkpoint and a probe write succeed", "err", err, "refused_queued", len(refused))
-		select {
-		case l.wakeRec <- struct{}{}:
-		default:
-		}
+	if err != nil && failureReason(err) != reasonOther {
+		down := l.goDown(err)
 		// Every append that fails while the log is down says so, the
 		// ones of the failed commit included.
 		for _, r := range group {
@@ -475,12 +465,83 @@ func (l *Log) lead() {
 	for _, r := range group[1:] {
 		r.done <- false
 	}
+	if err == nil {
+		l.boundWAL()
+	}
+
+	l.qmu.Lock()
+	var refused []*request
+	down := l.down
+	if down != nil {
+		refused, l.queue = l.queue, nil
+	}
+	var next *request
+	if len(l.queue) > 0 {
+		next = l.queue[0]
+	} else {
+		l.leading = false
+		l.idle.Broadcast()
+	}
+	l.qmu.Unlock()
 	for _, r := range refused {
 		r.err = down
 		r.done <- false
 	}
 	if next != nil {
 		next.done <- true
+	}
+}
+
+// goDown makes the log refuse appends because of err (unless it already
+// does) and tells recoverer. It returns the error appends fail with.
+func (l *Log) goDown(err error) *unavailable {
+	l.qmu.Lock()
+	down, was := l.down, l.down != nil
+	if !was {
+		down = newUnavailable(err)
+		l.down = down
+	}
+	queued := len(l.queue)
+	l.qmu.Unlock()
+	if !was {
+		l.log.Error("event log unavailable: appends refused until a checkpoint and a probe write succeed", "err", err, "refused_queued", queued)
+		select {
+		case l.wakeRec <- struct{}{}:
+		default:
+		}
+	}
+	return down
+}
+
+// boundWAL restarts a WAL that grew past walFileLimit because readers
+// kept it from starting over (a WAL starts over at a commit only while no
+// reader reads an older snapshot than the last checkpoint, and under a
+// steady load some reader nearly always does). A RESTART checkpoint waits
+// up to walRestartWait for those readers to finish, while readers that
+// begin meanwhile read the database file, so the next commit writes from
+// the WAL's beginning (and cuts the file back to walFileLimit). The
+// leader runs it between two commits; after an attempt that a longer read
+// defeated, the next one waits walRestartEvery, so such a read slows
+// appends by a fifth at most.
+func (l *Log) boundWAL() {
+	if err := syscall.Stat(l.walPath, &l.walStat); err != nil || l.walStat.Size <= walFileLimit || time.Now().Before(l.walRetryAt) {
+		return
+	}
+	if _, err := l.wc.Exec(fmt.Sprintf("PRAGMA busy_timeout=%d", walRestartWait.Milliseconds()), nil); err != nil {
+		l.log.Warn("wal restart", "err", err)
+		return
+	}
+	busy, err := l.queryOne("PRAGMA wal_checkpoint(RESTART)")
+	if _, err := l.wc.Exec("PRAGMA busy_timeout=10000", nil); err != nil {
+		l.log.Warn("wal restart", "err", err)
+	}
+	if b, _ := busy.(int64); err == nil && b == 0 {
+		l.metrics.walRestarts.Inc()
+		return
+	}
+	l.walRetryAt = time.Now().Add(walRestartEvery)
+	if err != nil && l.Health() == nil {
+		l.log.Debug("wal restart", "err", err)
 	}
 }
 
@@ -827,9 +888,17 @@ func (l *Log) do(ctx context.Context, job func(c *sqlite3.SQLiteConn) error) err
 // past which a commit checkpoints the WAL so that it starts over.
 const walCheckpointFrames = 1000
 
-// walFileLimit is the size the WAL file is cut back to when it starts
-// over after having grown past it (twice the frames of a checkpoint).
+// walFileLimit is the size of WAL file past which a commit restarts the
+// WAL (boundWAL), and that the file is cut back to when it starts over:
+// twice the frames of a checkpoint.
 const walFileLimit = 2 * walCheckpointFrames * (4096 + 24)
+
+// How long a commit that restarts the WAL waits for readers, and how long
+// after a failed attempt it tries again.
+const (
+	walRestartWait  = 50 * time.Millisecond
+	walRestartEvery = 250 * time.Millisecond
+)
 
 // checkpointer copies committed WAL frames into the database file every
 // CheckpointEvery, without ever taking the writer's lock. It keeps an idle
