@@ -795,6 +795,12 @@ func (l *Log) readQuery(q eventlog.Query) (string, []any) {
 	if q.WithIdentities {
 		where = append(where, "people > 0")
 	}
+	if len(q.IDs) > 0 {
+		where = append(where, "id IN ("+strings.TrimSuffix(strings.Repeat("?,", len(q.IDs)), ",")+")")
+		for _, id := range q.IDs {
+			args = append(args, int64(id))
+		}
+	}
 	// Only what is durable: a reader must never act on an event that a
 	// crash could still take back.
 	where = append(where, "id <= ?")
@@ -857,6 +863,39 @@ func (l *Log) Contents(ctx context.Context, ids []int64) (map[int64]event.Conten
 // DeleteContentsBefore implements eventlog.Log.
 func (l *Log) DeleteContentsBefore(ctx context.Context, t time.Time) (int64, error) {
 	return l.deleteChunks(ctx, `DELETE FROM contents WHERE id IN (SELECT id FROM contents WHERE received_at < ? ORDER BY received_at LIMIT ?)`, t.UnixMilli())
+}
+
+// Erase implements eventlog.Log: the events, then the raw requests no
+// remaining event refers to, a chunk per transaction.
+func (l *Log) Erase(ctx context.Context, projectID uint32, ids []event.ID) (int64, error) {
+	var total int64
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		chunk := ids[:n]
+		ids = ids[n:]
+		err := l.do(ctx, func(c *sqlite3.SQLiteConn) error {
+			ph := strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")
+			args := []driver.Value{int64(projectID)}
+			for _, id := range chunk {
+				args = append(args, int64(id))
+			}
+			if _, err := c.Exec(`DELETE FROM contents WHERE id IN (SELECT content_id FROM events WHERE project_id = ? AND id IN (`+ph+`) AND content_id IS NOT NULL)
+				AND NOT EXISTS (SELECT 1 FROM events e WHERE e.content_id = contents.id AND e.id NOT IN (`+ph+`))`, append(args, args[1:]...)); err != nil {
+				return fmt.Errorf("erase raw requests: %w", err)
+			}
+			res, err := c.Exec(`DELETE FROM events WHERE project_id = ? AND id IN (`+ph+`)`, args)
+			if err != nil {
+				return fmt.Errorf("erase events: %w", err)
+			}
+			n, err := res.RowsAffected()
+			total += n
+			return err
+		})
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 // deleteChunk bounds how many rows one retention transaction removes, so
