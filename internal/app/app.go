@@ -154,7 +154,8 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	trusted, _ := cfg.TrustedPrefixes() // validated with the config
 	ingestHandler := ingest.New(ingest.Config{TrustedProxies: trusted, Ready: readiness, KeepContent: hooks.KeepContent},
 		elog, Dialects(cfg, state, gen, logger.With("component", "ingest")), reg, logger.With("component", "ingest"))
-	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: readiness, Profiles: profiles, Hooks: hooks}, state, elog, reg, logger.With("component", "admin"))
+	people := &profile.People{Store: profiles, Log: elog, Consumer: consumer}
+	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: readiness, Profiles: people, Hooks: hooks}, state, elog, reg, logger.With("component", "admin"))
 
 	ingestLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -744,6 +744,24 @@ func (s *Store) Timeline(ctx context.Context, projectID uint32, idType, value st
 	return id, out, rows.Err()
 }
 
+// eventsOf returns the ids of a profile's events.
+func (s *Store) eventsOf(ctx context.Context, pid string) ([]event.ID, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT event_id FROM observations WHERE profile_id = ? ORDER BY event_id`, pid)
+	if err != nil {
+		return nil, fmt.Errorf("read observations: %w", err)
+	}
+	defer rows.Close()
+	var ids []event.ID
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, event.ID(id))
+	}
+	return ids, rows.Err()
+}
+
 // Erased says what an erasure removed.
 type Erased struct {
 	Profile    string     `json:"profile"`
