@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -338,4 +339,35 @@ func TestIdentityTypesNamesEveryType(t *testing.T) {
 		t.Fatal(got)
 	}
 	_ = strconv.Itoa
+}
+
+// docs/profiles.md's table of identity types is the identity package's.
+func TestDocsTableOfIdentityTypes(t *testing.T) {
+	b, err := os.ReadFile("../../docs/profiles.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	start := strings.Index(doc, "<!-- identity-types")
+	if start < 0 {
+		t.Fatal("docs/profiles.md has no identity-types table")
+	}
+	var rows []string
+	for _, line := range strings.Split(doc[start:], "\n")[1:] {
+		if strings.HasPrefix(line, "| `") {
+			rows = append(rows, line)
+		} else if len(rows) > 0 && !strings.HasPrefix(line, "|") {
+			break
+		}
+	}
+	kinds := identity.Kinds()
+	if len(rows) != len(kinds) {
+		t.Fatalf("%d rows for %d types", len(rows), len(kinds))
+	}
+	for i, k := range kinds {
+		want := "| `" + k.Type + "` | " + k.From + " | " + k.Strength.String() + " |"
+		if rows[i] != want {
+			t.Errorf("row %d:\n got %s\nwant %s", i, rows[i], want)
+		}
+	}
 }
