@@ -157,6 +157,6 @@ func printProfile(env *Env, p *profile.Profile) {
 	}
 	fmt.Fprintf(env.Stdout, ", purchases %d, cart %d items, wishlist %d\n", tr.Purchases, len(tr.Cart), len(tr.Wishlist))
 	for _, c := range p.Conflicts {
-		fmt.Fprintf(env.Stdout, "conflict: event %s linked %s %s; the profile keeps %s\n", c.EventID, c.Type, c.Value, c.Held)
+		fmt.Fprintf(env.Stdout, "conflict: event %s linked %s %s, which would add %s %s; the profile keeps %s\n", c.EventID, c.Linked.Type, c.Linked.Value, c.Type, c.Value, c.Held)
 	}
 }

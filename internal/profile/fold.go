@@ -81,16 +81,18 @@ type lastPurchase struct {
 	At      order    `json:"at"`
 }
 
-// conflict is a link an event made that the merge rule refused.
+// conflict is a link an event made that the merge rule refused: linking
+// Linked would have put two values of the strong type Type in one
+// profile, the profile's Held and Value; Other is the profile that holds
+// Linked, if any.
 type conflict struct {
-	EventID event.ID `json:"eventId"`
-	Time    int64    `json:"time"`
-	Type    string   `json:"type"`
-	// Value is the identity the event linked; Held the value of its type
-	// the profile keeps; Other the profile that holds Value, if any.
-	Value string `json:"value"`
-	Held  string `json:"held"`
-	Other string `json:"other,omitempty"`
+	EventID event.ID       `json:"eventId"`
+	Time    int64          `json:"time"`
+	Linked  event.Identity `json:"linked"`
+	Type    string         `json:"type"`
+	Held    string         `json:"held"`
+	Value   string         `json:"value"`
+	Other   string         `json:"other,omitempty"`
 }
 
 // maxConflicts bounds the conflicts a profile keeps (the newest).
@@ -277,11 +279,11 @@ func (s *state) contest(pid string) {
 }
 
 func (s *state) conflict(o *Observation, id event.Identity, clash *identity.Clash, other string) {
-	held := ""
+	c := conflict{EventID: o.EventID, Time: o.Time, Linked: id, Other: other}
 	if clash != nil {
-		held = clash.Values[0]
+		c.Type, c.Held, c.Value = clash.Type, clash.Values[0], clash.Values[1]
 	}
-	s.Conflicts = append(s.Conflicts, conflict{EventID: o.EventID, Time: o.Time, Type: id.Type, Value: id.Value, Held: held, Other: other})
+	s.Conflicts = append(s.Conflicts, c)
 	if n := len(s.Conflicts); n > maxConflicts {
 		s.Conflicts = s.Conflicts[n-maxConflicts:]
 	}

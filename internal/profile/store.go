@@ -568,16 +568,18 @@ type LastPurchase struct {
 	EventID event.ID  `json:"eventId"`
 }
 
-// Conflict is a link an event made that the merge rule refused: the
-// profile keeps Held, the event also named Value (held by Other, when
-// another profile has it).
+// Conflict is a link an event made that the merge rule refused: linking
+// the identity Linked would have put a second value (Value) of the strong
+// type Type beside the profile's own (Held). Other is the profile that
+// holds Linked, when one does.
 type Conflict struct {
-	EventID event.ID  `json:"eventId"`
-	Time    time.Time `json:"time"`
-	Type    string    `json:"type"`
-	Value   string    `json:"value"`
-	Held    string    `json:"held"`
-	Other   string    `json:"otherProfile,omitempty"`
+	EventID event.ID       `json:"eventId"`
+	Time    time.Time      `json:"time"`
+	Linked  event.Identity `json:"linked"`
+	Type    string         `json:"type"`
+	Held    string         `json:"held"`
+	Value   string         `json:"value"`
+	Other   string         `json:"otherProfile,omitempty"`
 }
 
 func ms(t int64) time.Time { return time.UnixMilli(t).UTC() }
@@ -613,7 +615,7 @@ func (s *state) profile() *Profile {
 	}
 	for i := len(s.Conflicts) - 1; i >= 0; i-- { // newest first
 		c := s.Conflicts[i]
-		p.Conflicts = append(p.Conflicts, Conflict{EventID: c.EventID, Time: ms(c.Time), Type: c.Type, Value: c.Value, Held: c.Held, Other: c.Other})
+		p.Conflicts = append(p.Conflicts, Conflict{EventID: c.EventID, Time: ms(c.Time), Linked: c.Linked, Type: c.Type, Held: c.Held, Value: c.Value, Other: c.Other})
 	}
 	return p
 }

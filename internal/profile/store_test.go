@@ -154,8 +154,8 @@ func TestStrongClashIsAConflict(t *testing.T) {
 	if p1.ID == p2.ID || idents(p1) != "user_id=u1 anonymous_id=shared" || idents(p2) != "user_id=u2" {
 		t.Fatalf("%s / %s", idents(p1), idents(p2))
 	}
-	if len(p2.Conflicts) != 1 || p2.Conflicts[0].Type != "anonymous_id" || p2.Conflicts[0].Value != "shared" ||
-		p2.Conflicts[0].Held != "u2" || p2.Conflicts[0].Other != p1.ID || p2.Conflicts[0].EventID != 2 {
+	if len(p2.Conflicts) != 1 || p2.Conflicts[0].Linked != (event.Identity{Type: "anonymous_id", Value: "shared"}) || p2.Conflicts[0].Type != "user_id" ||
+		p2.Conflicts[0].Held != "u2" || p2.Conflicts[0].Value != "u1" || p2.Conflicts[0].Other != p1.ID || p2.Conflicts[0].EventID != 2 {
 		t.Fatalf("conflicts %+v", p2.Conflicts)
 	}
 	// Strong identities of different types merge: a phone joins u1.
