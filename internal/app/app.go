@@ -127,13 +127,14 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	defer profiles.Close()
 	consumer := &profile.Consumer{Store: profiles, Log: elog, Logger: logger.With("component", "profiles")}
 	consumer.Register(reg)
+	people := &profile.People{Store: profiles, Log: elog, Consumer: consumer}
 
 	allow, _ := cfg.Hooks.AllowPrefixes() // validated with the config
 	hooks, err := hook.Open(hook.Config{
 		Path: filepath.Join(cfg.DataDir, datadir.HooksFile), KeyPath: filepath.Join(cfg.DataDir, datadir.HooksKey),
 		RetryTimes: cfg.Hooks.RetryTimes, RetryPeriod: time.Duration(cfg.Hooks.RetryPeriod),
 		StopAfterDeadLetters: cfg.Hooks.StopAfterDeadLetters, AllowNetworks: allow, ContentRetention: time.Duration(cfg.Hooks.ContentRetention),
-	}, elog, state, profiles, reg, logger.With("component", "hooks"))
+	}, elog, state, people, reg, logger.With("component", "hooks"))
 	if err != nil {
 		return err
 	}
@@ -154,7 +155,6 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	trusted, _ := cfg.TrustedPrefixes() // validated with the config
 	ingestHandler := ingest.New(ingest.Config{TrustedProxies: trusted, Ready: readiness, KeepContent: hooks.KeepContent},
 		elog, Dialects(cfg, state, gen, logger.With("component", "ingest")), reg, logger.With("component", "ingest"))
-	people := &profile.People{Store: profiles, Log: elog, Consumer: consumer}
 	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: readiness, Profiles: people, Hooks: hooks}, state, elog, reg, logger.With("component", "admin"))
 
 	ingestLn, err := net.Listen("tcp", cfg.Listen)

@@ -20,7 +20,6 @@ import (
 
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
-	"github.com/sluicehq/sluice/internal/profile"
 	"github.com/sluicehq/sluice/internal/project"
 )
 
@@ -30,7 +29,7 @@ type fixture struct {
 	ps       *project.Store
 	m        *Manager
 	dir      string
-	profiles *profile.Store // nil: no profile store
+	profiles Profiles // nil: no profiles
 }
 
 func newFixture(t testing.TB, allowLoopback bool) *fixture {

@@ -47,6 +47,16 @@ type Profiles interface {
 	Find(ctx context.Context, projectID uint32, idType, value string) (*profile.Profile, error)
 }
 
+// profileWaiter is a Profiles that can wait until the profile consumer has
+// folded an event: a hook delivering the event then sees a profile that
+// includes the event's own links.
+type profileWaiter interface {
+	WaitFor(ctx context.Context, id event.ID) error
+}
+
+// profileWait bounds how long a delivery waits for the profile consumer.
+const profileWait = 2 * time.Second
+
 // Config configures hooks.
 type Config struct {
 	// Path is hooks.db; KeyPath the key that seals hook secrets.
@@ -632,8 +642,19 @@ func (m *Manager) profileOf(ctx context.Context, projectID uint32, body []byte) 
 	if m.profiles == nil {
 		return nil
 	}
+	ids := gjson.GetBytes(body, "identities")
+	if !ids.IsArray() {
+		return nil
+	}
+	if pw, ok := m.profiles.(profileWaiter); ok {
+		if id, err := strconv.ParseUint(gjson.GetBytes(body, "id").String(), 10, 64); err == nil {
+			wctx, cancel := context.WithTimeout(ctx, profileWait)
+			_ = pw.WaitFor(wctx, event.ID(id)) // past the bound, the profile as it is
+			cancel()
+		}
+	}
 	var out *userProfile
-	gjson.GetBytes(body, "identities").ForEach(func(_, id gjson.Result) bool {
+	ids.ForEach(func(_, id gjson.Result) bool {
 		t, v := id.Get("type").String(), id.Get("value").String()
 		if t == "" || v == "" {
 			return true

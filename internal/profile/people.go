@@ -32,6 +32,15 @@ type People struct {
 	CatchUp time.Duration
 }
 
+// WaitFor returns once the profile consumer has folded every event up to
+// id (or when ctx ends): hooks wait so, to see an event's own links.
+func (p *People) WaitFor(ctx context.Context, id event.ID) error {
+	if p.Consumer == nil {
+		return nil
+	}
+	return p.Consumer.WaitFor(ctx, id)
+}
+
 // Find is Store.Find.
 func (p *People) Find(ctx context.Context, projectID uint32, idType, value string) (*Profile, error) {
 	return p.Store.Find(ctx, projectID, idType, value)
