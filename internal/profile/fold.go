@@ -123,16 +123,17 @@ type world struct {
 	owner   map[string]string // identityKey → profile id
 	// What changed: profiles to write, profiles gone (into their
 	// survivor), identities whose owner changed.
-	dirty map[string]bool
-	gone  map[string]string
-	moved map[string]event.Identity
+	dirty   map[string]bool
+	gone    map[string]string
+	moved   map[string]event.Identity
+	created map[string]bool
 	// counts for metrics
 	merges, conflicts int
 }
 
 func newWorld(project uint32) *world {
 	return &world{project: project, byID: map[string]*state{}, owner: map[string]string{},
-		dirty: map[string]bool{}, gone: map[string]string{}, moved: map[string]event.Identity{}}
+		dirty: map[string]bool{}, gone: map[string]string{}, moved: map[string]event.Identity{}, created: map[string]bool{}}
 }
 
 // add puts a loaded profile into the world.
@@ -174,6 +175,7 @@ func (w *world) fold(o *Observation) *state {
 		p = &state{ID: profileID(w.project, anchor), ProjectID: w.project, Anchor: anchor, First: o.order(), Last: o.order(),
 			Identities: map[string]*seen{}, Attrs: map[string]*attribute{}, Traits: traits{EventsByKey: map[string]int64{}}}
 		w.byID[p.ID] = p
+		w.created[p.ID] = true
 	}
 	w.dirty[p.ID] = true
 	for _, id := range o.IDs {
@@ -235,15 +237,9 @@ func (w *world) merge(a, b *state) *state {
 	}
 	into.Merged = append(append(into.Merged, from.ID), from.Merged...)
 	sort.Strings(into.Merged)
+	// Contested ids naming from resolve, through its alias, to into.
 	for _, c := range from.Contested {
 		into.contest(c)
-	}
-	for _, st := range w.byID {
-		for i, c := range st.Contested {
-			if c == from.ID {
-				st.Contested[i] = into.ID
-			}
-		}
 	}
 	if from.First.less(into.First) {
 		into.First = from.First
