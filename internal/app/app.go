@@ -99,6 +99,17 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	if err != nil {
 		return err
 	}
+	// A token generated now is shown once, in the banner. A start that
+	// fails before the banner (a listener's port taken) forgets it, so
+	// the next start generates and shows a new one.
+	shown := false
+	defer func() {
+		if err != nil && newToken != "" && !shown {
+			if rerr := state.SetMeta(context.Background(), metaAdminToken, ""); rerr != nil {
+				logger.Warn("cannot forget the admin token that was never shown; run `sluice admin-token reset`", "err", rerr)
+			}
+		}
+	}()
 
 	gen, err := event.NewGenerator(cfg.WorkerID, nil)
 	if err != nil {
@@ -238,6 +249,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	// The banner goes out before the run info that tells the CLI (and
 	// tests) the server is up, so whoever sees one sees both.
 	printBanner(out, cfg, info, newToken)
+	shown = true
 	if err := lock.WriteRunInfo(info); err != nil {
 		logger.Warn("cannot record listener addresses for the CLI", "err", err)
 	}
