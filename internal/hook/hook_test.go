@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -31,9 +32,19 @@ type fixture struct {
 	m        *Manager
 	dir      string
 	profiles *profile.Store // nil: no profile store
+	// hooksPath is hooks.db (default: in dir); logger the manager's.
+	hooksPath string
+	logger    *slog.Logger
 }
 
 func newFixture(t testing.TB, allowLoopback bool) *fixture {
+	t.Helper()
+	return newFixtureWith(t, allowLoopback, func(*fixture) {})
+}
+
+// newFixtureWith is newFixture with set run on the fixture before the
+// manager opens.
+func newFixtureWith(t testing.TB, allowLoopback bool, set func(*fixture)) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	gen, _ := event.NewGenerator(0, nil)
@@ -50,6 +61,7 @@ func newFixture(t testing.TB, allowLoopback bool) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{t: t, log: l, ps: ps, dir: dir}
+	set(f)
 	f.open(allowLoopback)
 	t.Cleanup(func() { f.m.Close(); l.Close(); ps.Close() })
 	return f
@@ -57,6 +69,9 @@ func newFixture(t testing.TB, allowLoopback bool) *fixture {
 
 func (f *fixture) open(allowLoopback bool) {
 	cfg := Config{Path: filepath.Join(f.dir, "hooks.db"), KeyPath: filepath.Join(f.dir, "hooks.key")}
+	if f.hooksPath != "" {
+		cfg.Path = f.hooksPath
+	}
 	if allowLoopback {
 		cfg.AllowNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	}
@@ -64,7 +79,7 @@ func (f *fixture) open(allowLoopback bool) {
 	if f.profiles != nil {
 		profiles = f.profiles
 	}
-	m, err := Open(cfg, f.log, f.ps, profiles, nil, nil)
+	m, err := Open(cfg, f.log, f.ps, profiles, nil, f.logger)
 	if err != nil {
 		f.t.Fatal(err)
 	}
