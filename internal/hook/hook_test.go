@@ -23,6 +23,7 @@ import (
 	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
 	"github.com/sluicehq/sluice/internal/profile"
 	"github.com/sluicehq/sluice/internal/project"
+	"github.com/sluicehq/sluice/internal/sink/httpsink"
 )
 
 type fixture struct {
@@ -68,7 +69,7 @@ func newFixtureWith(t testing.TB, allowLoopback bool, set func(*fixture)) *fixtu
 }
 
 func (f *fixture) open(allowLoopback bool) {
-	cfg := Config{Path: filepath.Join(f.dir, "hooks.db"), KeyPath: filepath.Join(f.dir, "hooks.key")}
+	cfg := Config{Path: filepath.Join(f.dir, "hooks.db"), KeyPath: filepath.Join(f.dir, "hooks.key"), Destinations: testDestinations()}
 	if f.hooksPath != "" {
 		cfg.Path = f.hooksPath
 	}
@@ -182,7 +183,7 @@ func intp(n int) *int { return &n }
 
 func httpHook(url string) Hook {
 	return Hook{Name: "crm", Active: true, Events: []string{"in.gen.calltrack.*"}, Type: "http",
-		HTTP: &HTTPTarget{URL: url, Timeout: Duration(2 * time.Second)}, MaxBatchSize: 3, BatchTimeout: Duration(50 * time.Millisecond),
+		Settings: &httpsink.Settings{URL: url, Timeout: Duration(2 * time.Second)}, MaxBatchSize: 3, BatchTimeout: Duration(50 * time.Millisecond),
 		RetryTimes: intp(2), RetryPeriod: Duration(20 * time.Millisecond)}
 }
 
@@ -193,8 +194,8 @@ func TestDeliveryBatchesSignsAndRendersCustomData(t *testing.T) {
 	h := httpHook(rc.URL)
 	h.ProjectID = &pid
 	h.Filter = `event.data.amount >= 1 && event.service == "calltrack"`
-	h.HTTP.Headers = map[string]string{"X-Team": "crm"}
-	h.HTTP.Auth = &HTTPAuth{Type: "bearer", Token: "target-token"}
+	httpOf(&h).Headers = map[string]string{"X-Team": "crm"}
+	httpOf(&h).Auth = &httpsink.Auth{Type: "bearer", Token: "target-token"}
 	h.CustomData = map[string]string{
 		"id": "{{uuid}}", "date": "{{event_date}}", "ymd": "{{event_date_ymd}}", "rfc": "{{event_date_rfc3339}}",
 		"unix": "{{event_date_unix}}", "nano": "{{event_date_unixnano}}", "project": "{{project_name}} #{{project_id}}",
@@ -208,7 +209,7 @@ func TestDeliveryBatchesSignsAndRendersCustomData(t *testing.T) {
 	if !strings.HasPrefix(created.SigningSecret, "whsec_") {
 		t.Fatalf("secret %q", created.SigningSecret)
 	}
-	if got, _ := f.m.Get(created.ID); got.SigningSecret != "" || got.HTTP.Auth.Token != "" {
+	if got, _ := f.m.Get(created.ID); got.SigningSecret != "" || httpOf(&got).Auth.Token != "" {
 		t.Fatalf("secret returned after creation: %+v", got)
 	}
 	f.appendEvents("in.gen.other.call", 7, 2)     // another key
@@ -316,7 +317,7 @@ func TestTimeoutsParkDeadLettersAndStopTheHook(t *testing.T) {
 		return 200, "late", nil
 	})
 	hk := httpHook(rc.URL)
-	hk.HTTP.Timeout = Duration(100 * time.Millisecond)
+	httpOf(&hk).Timeout = Duration(100 * time.Millisecond)
 	hk.RetryTimes = intp(1)
 	hk.MaxBatchSize = 1
 	hk.StopAfterDeadLetters = 2
@@ -431,7 +432,7 @@ func TestSuccessRegexAndRedirectsFail(t *testing.T) {
 		return 200, `{"status":"ok"}`, nil
 	})
 	hk := httpHook(rc.URL)
-	hk.HTTP.SuccessRegex = `"status":"ok"`
+	httpOf(&hk).SuccessRegex = `"status":"ok"`
 	h, _ := f.m.Create(context.Background(), hk, Start{})
 	f.appendEvents("in.gen.calltrack.call", 7, 1)
 	waitFor(t, "three attempts", func() bool { d, _ := f.m.Deliveries(context.Background(), h.ID, 10); return len(d) == 3 })

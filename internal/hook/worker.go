@@ -322,7 +322,7 @@ func (w *worker) deliver(p *pending) bool {
 	for a := 1; ; a++ {
 		msgs = w.m.buildMessages(w.ctx, &w.hook, w.comp, p.records, a-1, false)
 		if meta == nil {
-			meta = w.m.metaFor(w.ctx, &w.hook, w.comp, msgs)
+			meta = w.m.metaFor(w.ctx, w.comp, msgs)
 		}
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(w.ctx, w.hook.timeout())
