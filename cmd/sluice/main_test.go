@@ -62,11 +62,18 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// childEnv is the environment of a child sluice: it runs as the command,
+// and a race-enabled build does not sleep a second at exit (the race
+// runtime's atexit_sleep_ms), which made every CLI call cost a second.
+func childEnv(env ...string) []string {
+	return append(append(os.Environ(), "SLUICE_E2E_CHILD=1", "GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE")), env...)
+}
+
 // sluice runs the binary with args to completion.
 func sluice(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(append(os.Environ(), "SLUICE_E2E_CHILD=1"), env...)
+	cmd.Env = childEnv(env...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()

@@ -134,6 +134,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	defer profiles.Close()
 	consumer := &profile.Consumer{Store: profiles, Log: elog, Logger: logger.With("component", "profiles")}
 	consumer.Register(reg)
+	people := &profile.People{Store: profiles, Log: elog, Consumer: consumer}
 
 	allow, _ := cfg.Hooks.AllowPrefixes() // validated with the config
 	hooks, err := hook.Open(hook.Config{
@@ -141,7 +142,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 		RetryTimes: cfg.Hooks.RetryTimes, RetryPeriod: time.Duration(cfg.Hooks.RetryPeriod),
 		StopAfterDeadLetters: cfg.Hooks.StopAfterDeadLetters, AllowNetworks: allow, ContentRetention: time.Duration(cfg.Hooks.ContentRetention),
 		Destinations: Destinations(),
-	}, elog, state, profiles, reg, logger.With("component", "hooks"))
+	}, elog, state, people, reg, logger.With("component", "hooks"))
 	if err != nil {
 		return err
 	}
@@ -162,7 +163,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	trusted, _ := cfg.TrustedPrefixes() // validated with the config
 	ingestHandler := ingest.New(ingest.Config{TrustedProxies: trusted, Ready: readiness, KeepContent: hooks.KeepContent},
 		elog, Dialects(cfg, state, gen, logger.With("component", "ingest")), reg, logger.With("component", "ingest"))
-	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: readiness, Profiles: profiles, Hooks: hooks}, state, elog, reg, logger.With("component", "admin"))
+	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: readiness, Profiles: people, Hooks: hooks}, state, elog, reg, logger.With("component", "admin"))
 
 	ingestLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

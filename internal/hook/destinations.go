@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
-	"strconv"
 	"strings"
 	"time"
 
@@ -280,7 +279,7 @@ func (m *Manager) metaFor(ctx context.Context, comp *compiled, msgs [][]byte) []
 		case n.RouteByProfile: // the user's resolved id, else the event id
 			md.Route = md.EventID
 			if p := profileOf(); p != nil {
-				md.Route = strconv.FormatInt(p.id, 10)
+				md.Route = p.id
 			}
 		}
 		if n.Profile {

@@ -21,7 +21,6 @@ import (
 
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
-	"github.com/sluicehq/sluice/internal/profile"
 	"github.com/sluicehq/sluice/internal/project"
 	"github.com/sluicehq/sluice/internal/sink/httpsink"
 )
@@ -32,7 +31,7 @@ type fixture struct {
 	ps       *project.Store
 	m        *Manager
 	dir      string
-	profiles *profile.Store // nil: no profile store
+	profiles Profiles // nil: no profiles
 	// hooksPath is hooks.db (default: in dir); logger the manager's.
 	hooksPath string
 	logger    *slog.Logger

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -74,7 +73,7 @@ func TestKafkaKeyIsTheResolvedProfile(t *testing.T) {
 			}
 		})
 	}
-	want := []string{strconv.FormatInt(alice.ID, 10), strconv.FormatInt(alice.ID, 10), res[2].ID.String()}
+	want := []string{alice.ID, alice.ID, res[2].ID.String()}
 	for i, r := range res {
 		if keys[r.ID.String()] != want[i] {
 			t.Fatalf("event %d keyed %q, want %q (all: %v)", i, keys[r.ID.String()], want[i], keys)

@@ -46,6 +46,16 @@ type Profiles interface {
 	Find(ctx context.Context, projectID uint32, idType, value string) (*profile.Profile, error)
 }
 
+// profileWaiter is a Profiles that can wait until the profile consumer has
+// folded an event: a hook delivering the event then sees a profile that
+// includes the event's own links.
+type profileWaiter interface {
+	WaitFor(ctx context.Context, id event.ID) error
+}
+
+// profileWait bounds how long a delivery waits for the profile consumer.
+const profileWait = 2 * time.Second
+
 // Config configures hooks.
 type Config struct {
 	// Path is hooks.db; KeyPath the key that seals hook secrets.
@@ -606,8 +616,9 @@ func (m *Manager) contentsOf(ctx context.Context, h *Hook, recs []eventlog.Recor
 // userProfile is the profile of an event's user: its id, and its
 // attributes as the profile store keeps them (JSON values).
 type userProfile struct {
-	id         int64
+	id         string
 	attrs      map[string]json.RawMessage
+	traits     []byte // the profile's traits as JSON
 	identities []sink.Identity
 }
 
@@ -627,6 +638,10 @@ func (p *userProfile) filterEnv() map[string]any {
 		}
 	}
 	out["id"] = p.id
+	var traits map[string]any
+	if json.Unmarshal(p.traits, &traits) == nil {
+		out["traits"] = traits
+	}
 	return out
 }
 
@@ -638,7 +653,10 @@ func (p *userProfile) appendAttr(dst []byte, name string) []byte {
 		return dst
 	}
 	if name == "id" {
-		return strconv.AppendInt(dst, p.id, 10)
+		return append(dst, p.id...)
+	}
+	if t, ok := strings.CutPrefix(name, "traits."); ok {
+		return appendResult(dst, gjson.GetBytes(p.traits, t))
 	}
 	raw, ok := p.attrs[name]
 	if !ok {
@@ -653,8 +671,19 @@ func (m *Manager) profileOf(ctx context.Context, projectID uint32, body []byte) 
 	if m.profiles == nil {
 		return nil
 	}
+	ids := gjson.GetBytes(body, "identities")
+	if !ids.IsArray() {
+		return nil
+	}
+	if pw, ok := m.profiles.(profileWaiter); ok {
+		if id, err := strconv.ParseUint(gjson.GetBytes(body, "id").String(), 10, 64); err == nil {
+			wctx, cancel := context.WithTimeout(ctx, profileWait)
+			_ = pw.WaitFor(wctx, event.ID(id)) // past the bound, the profile as it is
+			cancel()
+		}
+	}
 	var out *userProfile
-	gjson.GetBytes(body, "identities").ForEach(func(_, id gjson.Result) bool {
+	ids.ForEach(func(_, id gjson.Result) bool {
 		t, v := id.Get("type").String(), id.Get("value").String()
 		if t == "" || v == "" {
 			return true
@@ -663,7 +692,8 @@ func (m *Manager) profileOf(ctx context.Context, projectID uint32, body []byte) 
 		if err != nil {
 			return true
 		}
-		out = &userProfile{id: p.ID, attrs: make(map[string]json.RawMessage, len(p.Attributes))}
+		traits, _ := json.Marshal(p.Traits)
+		out = &userProfile{id: p.ID, attrs: make(map[string]json.RawMessage, len(p.Attributes)), traits: traits}
 		for k, a := range p.Attributes {
 			out.attrs[k] = a.Value
 		}

@@ -88,7 +88,7 @@ type Env struct {
 
 // Profile is the user's resolved profile.
 type Profile struct {
-	ID         int64
+	ID         string
 	Identities []Identity
 	// Attributes are the profile's attributes as JSON values.
 	Attributes map[string]json.RawMessage
