@@ -35,6 +35,10 @@ import (
 	"github.com/sluicehq/sluice/internal/ingest"
 	"github.com/sluicehq/sluice/internal/profile"
 	"github.com/sluicehq/sluice/internal/project"
+	"github.com/sluicehq/sluice/internal/sink"
+	"github.com/sluicehq/sluice/internal/sink/amqpsink"
+	"github.com/sluicehq/sluice/internal/sink/httpsink"
+	"github.com/sluicehq/sluice/internal/sink/kafkasink"
 )
 
 // Version is the build's version, set with -ldflags "-X …app.Version=v1.2.3".
@@ -81,6 +85,9 @@ const shutdownTimeout = 30 * time.Second
 // finishes in-flight requests, commits what is queued and returns nil.
 // out receives the start banner.
 func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Logger) (err error) {
+	if err := CheckHooks(cfg); err != nil {
+		return fmt.Errorf("%s: %w", cfg.File, err)
+	}
 	lock, err := datadir.Acquire(cfg.DataDir)
 	if err != nil {
 		return err
@@ -145,6 +152,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 		Path: filepath.Join(cfg.DataDir, datadir.HooksFile), KeyPath: filepath.Join(cfg.DataDir, datadir.HooksKey),
 		RetryTimes: cfg.Hooks.RetryTimes, RetryPeriod: time.Duration(cfg.Hooks.RetryPeriod),
 		StopAfterDeadLetters: cfg.Hooks.StopAfterDeadLetters, AllowNetworks: allow, ContentRetention: time.Duration(cfg.Hooks.ContentRetention),
+		Destinations: Destinations(),
 	}, elog, state, people, reg, logger.With("component", "hooks"))
 	if err != nil {
 		return err
@@ -295,6 +303,35 @@ func Dialects(cfg *config.Config, state *project.Store, gen *event.Generator, lo
 		&dialect.Webhook{Projects: state, NewUID: gen.Next, BodyLimit: int64(cfg.BodyLimit),
 			CreateProject: createOnFirstEvent(cfg, state, logger)},
 	}
+}
+
+// Destinations are the delivery types of hooks: a new one is its package
+// (internal/sink/<name>) and one line here.
+func Destinations() []sink.Destination {
+	return []sink.Destination{
+		httpsink.Destination(),
+		amqpsink.QueueDestination(),
+		amqpsink.ExchangeDestination(),
+		kafkasink.Destination(),
+	}
+}
+
+// CheckHooks checks the provisioned hooks of cfg against the
+// destinations, before anything is opened: a config that declares a hook
+// of an unknown type, or with bad settings, is refused as it is loaded
+// (config.Validate checks the rest of each hook).
+func CheckHooks(cfg *config.Config) error {
+	dests, err := hook.NewDestinations(Destinations())
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i, sp := range cfg.Hooks.Provision {
+		if err := dests.Check(sp.Hook); err != nil {
+			errs = append(errs, fmt.Errorf("hooks.provision[%d] (%s): %w", i, sp.ID, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // createOnFirstEvent is the webhook_create_projects setting: nil when it
