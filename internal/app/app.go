@@ -33,6 +33,7 @@ import (
 	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
 	"github.com/sluicehq/sluice/internal/hook"
 	"github.com/sluicehq/sluice/internal/ingest"
+	"github.com/sluicehq/sluice/internal/live"
 	"github.com/sluicehq/sluice/internal/profile"
 	"github.com/sluicehq/sluice/internal/project"
 )
@@ -151,10 +152,15 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 		}
 		return elog.Health()
 	}
+	// One follower of the log for every live client (the console, SSE,
+	// long-polls), and the refusals of ingest kept in memory beside it.
+	hub := live.New(live.Config{}, elog, reg, logger.With("component", "live"))
+	sampler := admin.NewSampler(admin.SamplerConfig{}, reg)
 	trusted, _ := cfg.TrustedPrefixes() // validated with the config
-	ingestHandler := ingest.New(ingest.Config{TrustedProxies: trusted, Ready: readiness, KeepContent: hooks.KeepContent},
+	ingestHandler := ingest.New(ingest.Config{TrustedProxies: trusted, Ready: readiness, KeepContent: hooks.KeepContent, Refused: refusedTo(hub)},
 		elog, Dialects(cfg, state, gen, logger.With("component", "ingest")), reg, logger.With("component", "ingest"))
-	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: readiness, Profiles: profiles, Hooks: hooks}, state, elog, reg, logger.With("component", "admin"))
+	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: readiness, Profiles: profiles, Hooks: hooks, Live: hub, Overview: sampler},
+		state, elog, reg, logger.With("component", "admin"))
 
 	ingestLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -220,6 +226,15 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 		defer bg.Done()
 		consumer.Run(retCtx)
 	}()
+	bg.Add(2)
+	go func() {
+		defer bg.Done()
+		hub.Run(retCtx)
+	}()
+	go func() {
+		defer bg.Done()
+		sampler.Run(retCtx)
+	}()
 	hooks.Start(retCtx)
 
 	serveErr := make(chan error, 2)
@@ -269,6 +284,19 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	}
 	logger.Info("stopped", "head", elog.Head().String())
 	return errors.Join(errs...)
+}
+
+// refusedTo hands ingest's refusals to the live hub.
+func refusedTo(hub *live.Hub) func(ingest.Refusal) {
+	return func(r ingest.Refusal) {
+		lr := live.Refusal{Time: r.Time, Status: r.Error.Status, Code: r.Error.Code, Dialect: r.Dialect, Source: r.ClientIP,
+			Method: r.Method, Path: r.Path, Message: r.Error.Message, Errors: r.Error.Errors}
+		if r.Project != nil {
+			id := r.Project.ID
+			lr.ProjectID = &id
+		}
+		hub.Refused(lr)
+	}
 }
 
 // Dialects is the registry of ingest dialects, in the order they are asked
