@@ -19,8 +19,8 @@ import (
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog"
 	"github.com/sluicehq/sluice/internal/eventlog/logtest"
-	"github.com/sluicehq/sluice/internal/live"
 	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
+	"github.com/sluicehq/sluice/internal/live"
 	"github.com/sluicehq/sluice/internal/project"
 )
 
