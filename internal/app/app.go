@@ -26,6 +26,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/admin"
 	"github.com/sluicehq/sluice/internal/config"
+	"github.com/sluicehq/sluice/internal/console"
 	"github.com/sluicehq/sluice/internal/datadir"
 	"github.com/sluicehq/sluice/internal/dialect"
 	"github.com/sluicehq/sluice/internal/event"
@@ -159,8 +160,9 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	trusted, _ := cfg.TrustedPrefixes() // validated with the config
 	ingestHandler := ingest.New(ingest.Config{TrustedProxies: trusted, Ready: readiness, KeepContent: hooks.KeepContent, Refused: refusedTo(hub)},
 		elog, Dialects(cfg, state, gen, logger.With("component", "ingest")), reg, logger.With("component", "ingest"))
-	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: readiness, Profiles: profiles, Hooks: hooks, Live: hub, Overview: sampler},
-		state, elog, reg, logger.With("component", "admin"))
+	web := console.New(console.Config{TokenHash: tokenHash, Version: BuildVersion()}, logger.With("component", "console"))
+	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: readiness, Profiles: profiles, Hooks: hooks, Live: hub, Overview: sampler,
+		Sessions: web, Console: web}, state, elog, reg, logger.With("component", "admin"))
 
 	ingestLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -397,7 +399,7 @@ func printBanner(w io.Writer, cfg *config.Config, info datadir.RunInfo, newToken
 	var b strings.Builder
 	fmt.Fprintf(&b, "sluice %s is ready\n", BuildVersion())
 	fmt.Fprintf(&b, "  ingest  %-28s webhooks: /{service}/{name}/{projectId}\n", info.Ingest)
-	fmt.Fprintf(&b, "  admin   %-28s API /api/v1, /metrics, /healthz, /readyz\n", info.Admin)
+	fmt.Fprintf(&b, "  admin   %-28s console /, API /api/v1, /metrics, /healthz, /readyz\n", info.Admin)
 	fmt.Fprintf(&b, "  data    %s\n", cfg.DataDir)
 	if cfg.File != "" {
 		fmt.Fprintf(&b, "  config  %s\n", cfg.File)
