@@ -394,6 +394,8 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	recv.failing.Store(false)
 	b.run("dead letters", chromedp.Click(chromedp.CSS("#dl-refresh")), chromedp.WaitVisible(chromedp.CSS("#dl-rows button[data-dl]")))
+	b.screenshot("hook-deliveries")
+	eval[bool](b, `(() => { window.scrollTo(0, 0); return true })()`)
 	b.screenshot("hook")
 	b.run("replay", chromedp.Click(chromedp.CSS("#dl-rows button[data-dl]")))
 	b.wait("replayed", `document.querySelector('#dl-result').textContent.includes('delivered')`, 5*time.Second)
@@ -465,6 +467,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	if r := do(t, "POST", s.admin+"/api/v1/hooks/"+hookID+"/stop", "", "", "Cookie", ck, "X-CSRF-Token", csrf); r.status != 200 {
 		t.Fatalf("stop with the CSRF token: %d %s", r.status, r.body)
 	}
+	do(t, "POST", s.admin+"/api/v1/hooks/"+hookID+"/activate", "", "", auth...)
 
 	// The other pages, for the docs; then every page at phone width
 	// without sideways scrolling.

@@ -56,6 +56,10 @@ function fill(form, hk) {
   $('#hook-title').textContent = hk.name;
   const st = $('#hook-state');
   if (st) st.replaceWith(Object.assign(state(hk), { id: 'hook-state' }));
+  const act = $('#hook-actions [data-action="activate"]');
+  const stop = $('#hook-actions [data-action="stop"]');
+  if (act) act.hidden = !!hk.active;
+  if (stop) stop.hidden = !hk.active;
   f.name.value = hk.name || '';
   f.project_id.value = hk.project_id === null || hk.project_id === undefined ? '' : String(hk.project_id);
   f.events.value = (hk.events || []).join('\n');

@@ -22,6 +22,7 @@ async function tiles() {
     const [p, hk, ev] = await Promise.all([api('GET', '/api/v1/projects'), api('GET', '/api/v1/hooks'), api('GET', '/api/v1/events?newest=true&limit=1')]);
     $('#n-projects').textContent = p.projects.length;
     $('#n-hooks').textContent = `${hk.hooks.filter((x) => x.active).length} of ${hk.hooks.length}`;
+    hookNames = Object.fromEntries(hk.hooks.map((x) => [x.id, x.name]));
     $('#head').textContent = ev.head;
   } catch (e) {
     fail(e);
@@ -29,6 +30,7 @@ async function tiles() {
 }
 
 let failing = false;
+let hookNames = {};
 
 async function charts() {
   let o;
@@ -48,6 +50,7 @@ async function charts() {
         h('h2', { id: 'chart-h-' + c.name }, c.title, ' ', h('span', { class: 'opt' }, c.unit)), h('div', { class: 'plot' }), h('ul', { class: 'legend' }));
       box.append(card);
     }
+    if (c.name.startsWith('hook_')) c.series = c.series.filter((s) => hookNames[s.label]).map((s) => ({ ...s, label: hookNames[s.label] }));
     draw(card, c, o.times);
   }
 }
