@@ -15,6 +15,7 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 need gcc gcc        # cgo: the SQLite driver (mattn/go-sqlite3) is C
 need git git
+need curl curl      # the docs harness (cmd/sluice/docs_test.go) runs the docs' curl examples
 # A real RabbitMQ node for the hook delivery tests (internal/sink/amqpsink):
 # the tests start their own node on free ports in a temp dir.
 [[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]] || command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)

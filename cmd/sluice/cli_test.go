@@ -190,7 +190,7 @@ func TestEventsTailFollowShowsTheLastFirst(t *testing.T) {
 	follow := func(want []int, extra ...string) (*exec.Cmd, *syncBuffer) {
 		t.Helper()
 		cmd := exec.Command(os.Args[0], append([]string{"events", "tail", "--follow", "--key", "in.gen.tailf.mine"}, extra...)...)
-		cmd.Env = append(append(os.Environ(), "SLUICE_E2E_CHILD=1"), env...)
+		cmd.Env = childEnv(env...)
 		buf := &syncBuffer{}
 		cmd.Stdout, cmd.Stderr = buf, buf
 		if err := cmd.Start(); err != nil {

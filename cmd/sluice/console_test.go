@@ -510,6 +510,15 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	b.run("desktop", chromedp.ResetViewport())
 
+	// Erasure, from the page: asked twice, then gone from the API too.
+	b.run("erase", chromedp.Navigate(s.admin+"/profiles?project=0&type=custom_user_id&value=r.akbari"), chromedp.WaitVisible(chromedp.CSS("#profile-erase")), chromedp.Click(chromedp.CSS("#profile-erase")), chromedp.Click(chromedp.CSS("#profile-erase")), chromedp.WaitVisible(chromedp.CSS("#erased")))
+	if e := b.text("#erased"); !strings.Contains(e, "1 profiles, 1 identities") {
+		t.Fatalf("erasure answered:\n%s", e)
+	}
+	if r := do(t, "GET", s.admin+"/api/v1/projects/0/profiles/custom_user_id/r.akbari", "", "", auth...); r.status != 404 {
+		t.Fatalf("the erased profile: %d %s", r.status, r.body)
+	}
+
 	// Sign-out ends the session.
 	b.run("sign out", chromedp.Navigate(s.admin+"/hooks"), chromedp.WaitVisible(chromedp.CSS(".signout button")),
 		chromedp.Click(chromedp.CSS(".signout button")), chromedp.WaitVisible(chromedp.CSS("#token")))

@@ -287,6 +287,11 @@ func TestAdminAnswersMatchOpenAPI(t *testing.T) {
 	}
 	c.call("GET", "/api/v1/projects/0/profiles/custom_user_id/r.akbari", "", tok, 200)
 	c.call("GET", "/api/v1/projects/0/profiles/custom_user_id/nobody", "", tok, 404)
+	c.call("GET", "/api/v1/projects/0/profiles/phone/123", "", tok, 400)
+	c.call("GET", "/api/v1/projects/0/profiles/custom_user_id/r.akbari/events?limit=1&key=in.s2s.*", "", tok, 200)
+	c.call("GET", "/api/v1/projects/0/profiles/custom_user_id/r.akbari/events?before=yesterday", "", tok, 400)
+	c.call("DELETE", "/api/v1/projects/0/profiles/custom_user_id/r.akbari", "", tok, 200)
+	c.call("DELETE", "/api/v1/projects/0/profiles/custom_user_id/r.akbari", "", tok, 404)
 
 	// Hooks: every operation, for every project (project_id null) and for one.
 	def := `{"name":"calls","active":true,"project_id":null,"events":["in.gen.calltrack.*"],"type":"http",` +

@@ -52,9 +52,12 @@ type Sessions interface {
 	Authenticate(r *http.Request) (bool, error)
 }
 
-// ProfileFinder looks profiles up by identity.
-type ProfileFinder interface {
+// People answers the questions about persons: profiles by identity,
+// their timelines, their erasure.
+type People interface {
 	Find(ctx context.Context, projectID uint32, idType, value string) (*profile.Profile, error)
+	Events(ctx context.Context, projectID uint32, idType, value string, q profile.TimelineQuery) (*profile.EventsPage, error)
+	Erase(ctx context.Context, projectID uint32, idType, value string) (profile.ErasedAnswer, error)
 }
 
 // Config configures the admin handler.
@@ -67,7 +70,7 @@ type Config struct {
 	// MaxWait caps the long-poll of GET /api/v1/events?wait= (default 60s).
 	MaxWait time.Duration
 	// Profiles answers the profile lookups; nil disables them.
-	Profiles ProfileFinder
+	Profiles People
 	// Hooks manages action hooks; nil disables the hook endpoints.
 	Hooks *hook.Manager
 	// Live feeds GET /api/v1/live and the long-polls; nil answers waits at
@@ -137,6 +140,8 @@ func New(cfg Config, projects *project.Store, events EventReader, gatherer prome
 	s.api("GET /api/v1/schemas", s.listBuiltinSchemas)
 	s.api("GET /api/v1/schemas/{type}", s.getBuiltinSchema)
 	s.api("GET /api/v1/projects/{id}/profiles/{idType}/{value}", s.getProfile)
+	s.api("GET /api/v1/projects/{id}/profiles/{idType}/{value}/events", s.profileEvents)
+	s.api("DELETE /api/v1/projects/{id}/profiles/{idType}/{value}", s.eraseProfile)
 	s.api("GET /api/v1/events", s.listEvents)
 	s.api("GET /api/v1/events/{eventID}", s.getEvent)
 	s.api("GET /api/v1/events/export", s.exportEvents)

@@ -1,7 +1,10 @@
 package admin
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -15,6 +18,40 @@ type HookBody struct {
 	// StartFrom is "now" (the default) or an RFC 3339 time: a backfill
 	// from the events committed since.
 	StartFrom string `json:"start_from,omitempty"`
+}
+
+// UnmarshalJSON reads start_from beside the hook's fields.
+func (b *HookBody) UnmarshalJSON(data []byte) error {
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 || data[0] != '{' {
+		return errors.New("a hook is a JSON object")
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return err
+	}
+	if v, ok := obj["start_from"]; ok {
+		if err := json.Unmarshal(v, &b.StartFrom); err != nil {
+			return fmt.Errorf("start_from: %w", err)
+		}
+		delete(obj, "start_from")
+	}
+	rest, err := json.Marshal(obj)
+	if err != nil {
+		return err
+	}
+	return b.Hook.UnmarshalJSON(rest)
+}
+
+// MarshalJSON writes start_from beside the hook's fields.
+func (b HookBody) MarshalJSON() ([]byte, error) {
+	hb, err := json.Marshal(b.Hook)
+	if err != nil || b.StartFrom == "" {
+		return hb, err
+	}
+	sf, _ := json.Marshal(b.StartFrom)
+	out := append(hb[:len(hb)-1:len(hb)-1], `,"start_from":`...)
+	return append(append(out, sf...), '}'), nil
 }
 
 // HookList is the answer of GET /api/v1/hooks.

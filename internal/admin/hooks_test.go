@@ -15,6 +15,9 @@ import (
 	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
 	"github.com/sluicehq/sluice/internal/hook"
 	"github.com/sluicehq/sluice/internal/project"
+	"github.com/sluicehq/sluice/internal/sink"
+	"github.com/sluicehq/sluice/internal/sink/httpsink"
+	"github.com/sluicehq/sluice/internal/sink/kafkasink"
 )
 
 // newHookFixture is newFixture with hooks served.
@@ -31,7 +34,8 @@ func newHookFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hooks, err := hook.Open(hook.Config{Path: filepath.Join(dir, "hooks.db"), KeyPath: filepath.Join(dir, "hooks.key")}, l, ps, nil, reg, nil)
+	hooks, err := hook.Open(hook.Config{Path: filepath.Join(dir, "hooks.db"), KeyPath: filepath.Join(dir, "hooks.key"),
+		Destinations: []sink.Destination{httpsink.Destination(), kafkasink.Destination()}}, l, ps, nil, reg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

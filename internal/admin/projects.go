@@ -2,8 +2,13 @@ package admin
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 
+	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/identity"
 	"github.com/sluicehq/sluice/internal/profile"
 	"github.com/sluicehq/sluice/internal/project"
 )
@@ -211,22 +216,93 @@ func (s *Server) deleteEventType(r *http.Request) (any, error) {
 }
 
 // getProfile is GET /api/v1/projects/{id}/profiles/{idType}/{value}: the
-// profile that holds an identity, with all its identities and each
-// attribute's time.
+// profile that holds an identity (or, for idType profile, has that id: a
+// merged profile's id names its survivor), with its identities,
+// attributes, traits and conflicts.
 func (s *Server) getProfile(r *http.Request) (any, error) {
-	id, err := pathProject(r)
+	id, idType, value, err := s.profileTarget(r)
 	if err != nil {
 		return nil, err
 	}
+	p, err := s.cfg.Profiles.Find(r.Context(), id, idType, value)
+	return p, s.profileError(err, id, idType, value)
+}
+
+// profileEvents is GET …/profiles/{idType}/{value}/events: the person's
+// timeline across every dialect, newest first, paged (limit, before) and
+// filtered by key glob (key).
+func (s *Server) profileEvents(r *http.Request) (any, error) {
+	id, idType, value, err := s.profileTarget(r)
+	if err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	var tq profile.TimelineQuery
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return nil, &apiError{Status: http.StatusBadRequest, Message: "limit must be between 1 and 1000",
+				Errors: event.FieldErrors{{Path: "limit", Message: "must be between 1 and 1000"}}}
+		}
+		tq.Limit = n
+	}
+	if v := q.Get("before"); v != "" {
+		t, eid, ok := strings.Cut(v, ":")
+		tm, err1 := strconv.ParseInt(t, 10, 64)
+		n, err2 := strconv.ParseUint(eid, 10, 64)
+		if !ok || err1 != nil || err2 != nil {
+			return nil, &apiError{Status: http.StatusBadRequest, Message: "before must be the next cursor of a page (<time>:<id>)",
+				Errors: event.FieldErrors{{Path: "before", Message: "must be the next cursor of a page"}}}
+		}
+		tq.BeforeTime, tq.BeforeID = tm, event.ID(n)
+	}
+	if v := q.Get("key"); v != "" {
+		if err := event.ValidateGlob(v); err != nil {
+			return nil, &apiError{Status: http.StatusBadRequest, Message: "key: " + err.Error(),
+				Errors: event.FieldErrors{{Path: "key", Message: err.Error()}}}
+		}
+		tq.KeyGlob = v
+	}
+	page, err := s.cfg.Profiles.Events(r.Context(), id, idType, value, tq)
+	return page, s.profileError(err, id, idType, value)
+}
+
+// eraseProfile is DELETE …/profiles/{idType}/{value}: the person's
+// erasure. The profile, the profiles merged into it, its identities,
+// attributes and events are gone from every read path and from hook
+// deliveries not yet made; the answer counts what was removed.
+func (s *Server) eraseProfile(r *http.Request) (any, error) {
+	id, idType, value, err := s.profileTarget(r)
+	if err != nil {
+		return nil, err
+	}
+	er, err := s.cfg.Profiles.Erase(r.Context(), id, idType, value)
+	return er, s.profileError(err, id, idType, value)
+}
+
+// profileTarget reads the project and identity of a profile route.
+func (s *Server) profileTarget(r *http.Request) (uint32, string, string, error) {
+	id, err := pathProject(r)
+	if err != nil {
+		return 0, "", "", err
+	}
 	if _, ok := s.projects.Get(id); !ok {
-		return nil, errorf(http.StatusNotFound, "project %d does not exist", id)
+		return 0, "", "", errorf(http.StatusNotFound, "project %d does not exist", id)
 	}
 	if s.cfg.Profiles == nil {
-		return nil, errorf(http.StatusNotFound, "profiles are not served")
+		return 0, "", "", errorf(http.StatusNotFound, "profiles are not served")
 	}
-	p, err := s.cfg.Profiles.Find(r.Context(), id, r.PathValue("idType"), r.PathValue("value"))
+	idType := r.PathValue("idType")
+	if _, ok := identity.Lookup(idType); !ok && idType != profile.LookupProfile {
+		return 0, "", "", &apiError{Status: http.StatusBadRequest, Message: fmt.Sprintf("%q is not an identity type; the types are %s", idType, profile.IdentityTypes()),
+			Errors: event.FieldErrors{{Path: "idType", Message: "is not an identity type"}}}
+	}
+	return id, idType, r.PathValue("value"), nil
+}
+
+func (s *Server) profileError(err error, id uint32, idType, value string) error {
 	if errors.Is(err, profile.ErrNotFound) {
-		return nil, errorf(http.StatusNotFound, "no profile of project %d has %s %q (identity types: %s)", id, r.PathValue("idType"), r.PathValue("value"), profile.IdentityTypes())
+		return errorf(http.StatusNotFound, "no profile of project %d has %s %q", id, idType, value)
 	}
-	return p, err
+	return err
 }

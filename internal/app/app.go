@@ -37,6 +37,10 @@ import (
 	"github.com/sluicehq/sluice/internal/live"
 	"github.com/sluicehq/sluice/internal/profile"
 	"github.com/sluicehq/sluice/internal/project"
+	"github.com/sluicehq/sluice/internal/sink"
+	"github.com/sluicehq/sluice/internal/sink/amqpsink"
+	"github.com/sluicehq/sluice/internal/sink/httpsink"
+	"github.com/sluicehq/sluice/internal/sink/kafkasink"
 )
 
 // Version is the build's version, set with -ldflags "-X …app.Version=v1.2.3".
@@ -83,6 +87,9 @@ const shutdownTimeout = 30 * time.Second
 // finishes in-flight requests, commits what is queued and returns nil.
 // out receives the start banner.
 func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Logger) (err error) {
+	if err := CheckHooks(cfg); err != nil {
+		return fmt.Errorf("%s: %w", cfg.File, err)
+	}
 	lock, err := datadir.Acquire(cfg.DataDir)
 	if err != nil {
 		return err
@@ -101,6 +108,17 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	if err != nil {
 		return err
 	}
+	// A token generated now is shown once, in the banner. A start that
+	// fails before the banner (a listener's port taken) forgets it, so
+	// the next start generates and shows a new one.
+	shown := false
+	defer func() {
+		if err != nil && newToken != "" && !shown {
+			if rerr := state.SetMeta(context.Background(), metaAdminToken, ""); rerr != nil {
+				logger.Warn("cannot forget the admin token that was never shown; run `sluice admin-token reset`", "err", rerr)
+			}
+		}
+	}()
 
 	gen, err := event.NewGenerator(cfg.WorkerID, nil)
 	if err != nil {
@@ -129,13 +147,15 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	defer profiles.Close()
 	consumer := &profile.Consumer{Store: profiles, Log: elog, Logger: logger.With("component", "profiles")}
 	consumer.Register(reg)
+	people := &profile.People{Store: profiles, Log: elog, Consumer: consumer}
 
 	allow, _ := cfg.Hooks.AllowPrefixes() // validated with the config
 	hooks, err := hook.Open(hook.Config{
 		Path: filepath.Join(cfg.DataDir, datadir.HooksFile), KeyPath: filepath.Join(cfg.DataDir, datadir.HooksKey),
 		RetryTimes: cfg.Hooks.RetryTimes, RetryPeriod: time.Duration(cfg.Hooks.RetryPeriod),
 		StopAfterDeadLetters: cfg.Hooks.StopAfterDeadLetters, AllowNetworks: allow, ContentRetention: time.Duration(cfg.Hooks.ContentRetention),
-	}, elog, state, profiles, reg, logger.With("component", "hooks"))
+		Destinations: Destinations(),
+	}, elog, state, people, reg, logger.With("component", "hooks"))
 	if err != nil {
 		return err
 	}
@@ -161,7 +181,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	ingestHandler := ingest.New(ingest.Config{TrustedProxies: trusted, Ready: readiness, KeepContent: hooks.KeepContent, Refused: refusedTo(hub)},
 		elog, Dialects(cfg, state, gen, logger.With("component", "ingest")), reg, logger.With("component", "ingest"))
 	web := console.New(console.Config{TokenHash: tokenHash, Version: BuildVersion()}, logger.With("component", "console"))
-	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: readiness, Profiles: profiles, Hooks: hooks, Live: hub, Overview: sampler,
+	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: readiness, Profiles: people, Hooks: hooks, Live: hub, Overview: sampler,
 		Sessions: web, Console: web}, state, elog, reg, logger.With("component", "admin"))
 
 	ingestLn, err := net.Listen("tcp", cfg.Listen)
@@ -254,6 +274,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	// The banner goes out before the run info that tells the CLI (and
 	// tests) the server is up, so whoever sees one sees both.
 	printBanner(out, cfg, info, newToken)
+	shown = true
 	if err := lock.WriteRunInfo(info); err != nil {
 		logger.Warn("cannot record listener addresses for the CLI", "err", err)
 	}
@@ -312,6 +333,35 @@ func Dialects(cfg *config.Config, state *project.Store, gen *event.Generator, lo
 		&dialect.Webhook{Projects: state, NewUID: gen.Next, BodyLimit: int64(cfg.BodyLimit),
 			CreateProject: createOnFirstEvent(cfg, state, logger)},
 	}
+}
+
+// Destinations are the delivery types of hooks: a new one is its package
+// (internal/sink/<name>) and one line here.
+func Destinations() []sink.Destination {
+	return []sink.Destination{
+		httpsink.Destination(),
+		amqpsink.QueueDestination(),
+		amqpsink.ExchangeDestination(),
+		kafkasink.Destination(),
+	}
+}
+
+// CheckHooks checks the provisioned hooks of cfg against the
+// destinations, before anything is opened: a config that declares a hook
+// of an unknown type, or with bad settings, is refused as it is loaded
+// (config.Validate checks the rest of each hook).
+func CheckHooks(cfg *config.Config) error {
+	dests, err := hook.NewDestinations(Destinations())
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i, sp := range cfg.Hooks.Provision {
+		if err := dests.Check(sp.Hook); err != nil {
+			errs = append(errs, fmt.Errorf("hooks.provision[%d] (%s): %w", i, sp.ID, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // createOnFirstEvent is the webhook_create_projects setting: nil when it

@@ -10,6 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"gopkg.in/yaml.v3"
+
+	"github.com/sluicehq/sluice/internal/config"
+	"github.com/sluicehq/sluice/internal/hook"
 	"github.com/sluicehq/sluice/internal/project"
 )
 
@@ -87,6 +91,40 @@ func TestDialAddr(t *testing.T) {
 		}
 		if got := dialAddr(a); got != want {
 			t.Errorf("dialAddr(%s) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// The registry is valid, and every type has its own settings key or
+// shares one on purpose (the two RabbitMQ types).
+func TestDestinations(t *testing.T) {
+	d, err := hook.NewDestinations(Destinations())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"http", "rabbitmq_queue", "rabbitmq_exchange", "kafka"}
+	if got := d.Types(); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("types %v, want %v", got, want)
+	}
+}
+
+// Provisioned hooks are checked against the destinations before anything
+// opens: the error names the hook and the field.
+func TestCheckHooks(t *testing.T) {
+	for yml, want := range map[string]string{
+		"- {id: ok, name: ok, events: [a], http: {url: 'http://x/'}}":                           "",
+		"- {id: x, name: x, events: [a], http: {url: 'ftp://x'}}":                               "hooks.provision[0] (x): invalid hook: http.url: an http:// or https:// URL",
+		"- {id: x, name: x, events: [a], type: smtp, smtp: {host: x}}":                          "hooks.provision[0] (x): invalid hook: type: http, rabbitmq_queue, rabbitmq_exchange or kafka",
+		"- {id: x, name: x, events: [a], type: kafka, kafka: {brokers: [k:1], topic: t, x: 1}}": "kafka.x: unknown field",
+		"- {id: x, name: x, events: [a], http: {url: 'http://x/', headers: {X-Version: 2}}}":    "",
+	} {
+		var cfg config.Config
+		if err := yaml.Unmarshal([]byte(yml), &cfg.Hooks.Provision); err != nil {
+			t.Fatalf("%s: %v", yml, err)
+		}
+		err := CheckHooks(&cfg)
+		if (want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", yml, err, want)
 		}
 	}
 }

@@ -41,6 +41,7 @@ func commands() []command {
 		{"event-type", "create, list or delete a project's s2s event types", runEventType},
 		{"hook", "manage action hooks: create, list, stop, activate, test, replay dead letters…", runHook},
 		{"events", "read stored events: events tail [--follow]", runEvents},
+		{"profile", "look a person up, read their timeline, erase them", runProfile},
 		{"bench", "load a server over loopback and report events/s and latency", runBench},
 		{"hash", "print the SHA-256 sluice stores for a phone number or e-mail", runHash},
 		{"admin-token", "reset the admin token (server stopped)", runAdminToken},

@@ -17,7 +17,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluicehq/sluice/internal/admin"
+	"github.com/sluicehq/sluice/internal/app"
 	"github.com/sluicehq/sluice/internal/hook"
+	"github.com/sluicehq/sluice/internal/sink/httpsink"
 )
 
 const hookSynopsis = `hook <command> [flags] [ID]
@@ -177,15 +179,19 @@ func (f hookFlags) createBody(env *Env) (admin.HookBody, error) {
 			return b, err
 		}
 	case f.url != "":
-		b.Hook = hook.Hook{Active: true, Type: "http", HTTP: &hook.HTTPTarget{}}
+		b.Hook = hook.Hook{Active: true, Type: httpsink.Type, Settings: &httpsink.Settings{}}
+		if err := destinations().Resolve(&b.Hook); err != nil {
+			return b, err
+		}
 	default:
 		return b, errors.New("give --file, or --url and --events")
 	}
 	if f.url != "" {
-		if b.Hook.HTTP == nil {
-			b.Hook.HTTP = &hook.HTTPTarget{}
+		s, ok := b.Hook.Settings.(*httpsink.Settings)
+		if !ok {
+			return b, fmt.Errorf("--url is for http hooks; the file's is a %s hook", b.Hook.Type)
 		}
-		b.Hook.HTTP.URL = f.url
+		s.URL = f.url
 	}
 	if f.name != "" {
 		b.Hook.Name = f.name
@@ -228,8 +234,10 @@ func hookList(ctx context.Context, r *remote, env *Env, f hookFlags) error {
 			project = strconv.FormatUint(uint64(*h.ProjectID), 10)
 		}
 		target := h.Type
-		if h.HTTP != nil {
-			target = h.HTTP.URL
+		if destinations().Resolve(&h) == nil {
+			if s, ok := h.Settings.(*httpsink.Settings); ok {
+				target = s.URL
+			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\t%s\n", h.ID, h.Name, h.Active, project, strings.Join(h.Events, ","), target, h.StoppedReason)
 	}
@@ -408,5 +416,18 @@ func readHookFile(name string, h *hook.Hook) error {
 	if err := dec.Decode(h); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
+	// The settings of its type, typed as the server reads them.
+	if err := destinations().Resolve(h); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
 	return nil
+}
+
+// destinations are the delivery types the server knows.
+func destinations() *hook.Destinations {
+	d, err := hook.NewDestinations(app.Destinations())
+	if err != nil {
+		panic(err) // app's registry is written out: a test keeps it valid
+	}
+	return d
 }

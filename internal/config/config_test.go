@@ -8,6 +8,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/hook"
+	"github.com/sluicehq/sluice/internal/sink"
+	"github.com/sluicehq/sluice/internal/sink/httpsink"
 )
 
 func env(m map[string]string) (func(string) string, []string) {
@@ -229,12 +233,20 @@ hooks:
 		t.Fatalf("%+v", c.Hooks)
 	}
 	sp := c.Hooks.Provision[0]
-	if sp.ID != "crm-revenue" || *sp.ProjectID != 7 || sp.HTTP.URL != "https://crm.example.com/in" || *sp.RetryTimes != 8 ||
+	// The settings of its type are read as the destinations (app) say.
+	dests, _ := hook.NewDestinations([]sink.Destination{httpsink.Destination()})
+	if err := dests.Resolve(&sp.Hook); err != nil {
+		t.Fatal(err)
+	}
+	if hs := sp.Settings.(*httpsink.Settings); hs.URL != "https://crm.example.com/in" || time.Duration(hs.Timeout) != 5*time.Second {
+		t.Fatalf("%+v", hs)
+	}
+	if sp.ID != "crm-revenue" || *sp.ProjectID != 7 || *sp.RetryTimes != 8 ||
 		sp.StartFrom != "2026-11-01T00:00:00Z" || !strings.HasPrefix(sp.SigningSecret, "whsec_") {
 		t.Fatalf("%+v", sp)
 	}
 	for body, want := range map[string]string{
-		"hooks:\n  provision:\n    - {id: x, name: x, events: [a], http: {url: ftp://x}}\n":                                                              "hooks.provision[0] (x)",
+		"hooks:\n  provision:\n    - {id: x, name: '', events: [a], http: {url: http://x}}\n":                                                            "hooks.provision[0] (x): invalid hook: name: required",
 		"hooks:\n  provision:\n    - {id: x, name: x, events: [a], http: {url: http://x}, batch_size: 3}\n":                                              "batch_size",
 		"hooks:\n  provision:\n    - {id: x, name: x, events: [a], http: {url: http://x}}\n    - {id: x, name: y, events: [a], http: {url: http://x}}\n": "declared twice",
 	} {

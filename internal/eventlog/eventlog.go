@@ -38,6 +38,9 @@ type Log interface {
 	Contents(ctx context.Context, ids []int64) (map[int64]event.Content, error)
 	// DeleteContentsBefore deletes raw requests received before t.
 	DeleteContentsBefore(ctx context.Context, t time.Time) (int64, error)
+	// Erase deletes these events of a project, and their raw requests,
+	// and reports how many events it deleted (for a person's erasure).
+	Erase(ctx context.Context, projectID uint32, ids []event.ID) (int64, error)
 	// Health is nil while Append takes events. Otherwise it is the error
 	// that appends fail with at once (errors.Is ErrUnavailable), saying why
 	// and since when: after a commit failed for lack of space or with an
@@ -80,6 +83,12 @@ type Query struct {
 	// Newest reads the Limit newest matching records instead of the
 	// oldest (what `tail` shows); they still come in id order.
 	Newest bool
+	// IDs selects these events (at most MaxLimit).
+	IDs []event.ID
+	// WithIdentities selects the events that carry identities (the
+	// profile consumer's); backends index it, so a reader of them never
+	// pays for the others.
+	WithIdentities bool
 }
 
 // Limits of Query.Limit.
@@ -100,6 +109,9 @@ func (q *Query) Normalize() error {
 		if err := event.ValidateGlob(q.KeyGlob); err != nil {
 			return err
 		}
+	}
+	if len(q.IDs) > MaxLimit {
+		return errors.New("at most 10000 ids")
 	}
 	if q.Since != 0 && q.Until != 0 && q.Until <= q.Since {
 		return errors.New("until must be after since")

@@ -19,6 +19,9 @@ import (
 
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/rabbitnode"
+	"github.com/sluicehq/sluice/internal/sink/amqpsink"
+	"github.com/sluicehq/sluice/internal/sink/httpsink"
+	"github.com/sluicehq/sluice/internal/sink/kafkasink"
 )
 
 // benchEvents is how many events each benchmark iteration delivers.
@@ -69,7 +72,7 @@ func BenchmarkHookDeliver500(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				got.Store(0)
 				h := Hook{Name: "bench", Active: true, Events: []string{"in.gen.calltrack.*"}, Type: "http",
-					HTTP: &HTTPTarget{URL: srv.URL}, MaxBatchSize: 500, BatchTimeout: Duration(time.Second), MaxInFlight: inflight,
+					Settings: &httpsink.Settings{URL: srv.URL}, MaxBatchSize: 500, BatchTimeout: Duration(time.Second), MaxInFlight: inflight,
 					CustomData: map[string]string{"id": "{{uuid}}", "date": "{{event_date}}", "campaign": "{{event.data.campaign}}"}}
 				created, err := f.m.Create(context.Background(), h, Start{From: &from})
 				if err != nil {
@@ -178,7 +181,7 @@ func BenchmarkHookRabbitMQ(b *testing.B) {
 			b.Run("queue="+q.typ+"/inflight="+strconv.Itoa(inflight), func(b *testing.B) {
 				benchBroker(b, f, benchEvents, func() Hook {
 					return Hook{Name: "bench", Active: true, Events: []string{"in.gen.calltrack.*"}, Type: TypeRabbitMQQueue, MaxBatchSize: 500, MaxInFlight: inflight,
-						RabbitMQ:   &RabbitMQTarget{Host: "127.0.0.1", Port: node.Port, Username: "guest", Password: "guest", Queue: q.name},
+						Settings:   &amqpsink.Settings{Host: "127.0.0.1", Port: node.Port, Username: "guest", Password: "guest", Queue: q.name},
 						CustomData: map[string]string{"id": "{{uuid}}", "date": "{{event_date}}", "campaign": "{{event.data.campaign}}"}}
 				}, func() { ch.QueuePurge(q.name, false) })
 			})
@@ -241,7 +244,7 @@ func BenchmarkHookKafka(b *testing.B) {
 		b.Run("inflight="+strconv.Itoa(inflight), func(b *testing.B) {
 			benchBroker(b, f, benchEvents, func() Hook {
 				return Hook{Name: "bench", Active: true, Events: []string{"in.gen.calltrack.*"}, Type: TypeKafka, MaxBatchSize: kafkaBatch, MaxInFlight: inflight,
-					Kafka:      &KafkaTarget{Brokers: c.ListenAddrs(), Topic: "bench"},
+					Settings:   &kafkasink.Settings{Brokers: c.ListenAddrs(), Topic: "bench"},
 					CustomData: map[string]string{"id": "{{uuid}}", "date": "{{event_date}}", "campaign": "{{event.data.campaign}}"}}
 			}, nil)
 		})
@@ -282,7 +285,7 @@ func BenchmarkPreTest(b *testing.B) {
 	f := newFixture(b, true)
 	srv, _ := benchReceiver(b)
 	mk := func(glob string) string {
-		h, err := f.m.Create(context.Background(), Hook{Name: "bench", Events: []string{glob}, Type: "http", HTTP: &HTTPTarget{URL: srv.URL}}, Start{})
+		h, err := f.m.Create(context.Background(), Hook{Name: "bench", Events: []string{glob}, Type: "http", Settings: &httpsink.Settings{URL: srv.URL}}, Start{})
 		if err != nil {
 			b.Fatal(err)
 		}

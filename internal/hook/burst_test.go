@@ -16,6 +16,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/sink/httpsink"
 )
 
 // liveHeap is the Go heap in use after a collection.
@@ -53,7 +54,7 @@ func TestBurstWhileTargetIsDownStaysBoundedThenAllArrive(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	h := Hook{Name: "burst", Active: true, Events: []string{"in.gen.calltrack.*"}, Type: "http",
-		HTTP: &HTTPTarget{URL: srv.URL, Timeout: Duration(5 * time.Second)}, MaxBatchSize: 500, BatchTimeout: Duration(50 * time.Millisecond),
+		Settings: &httpsink.Settings{URL: srv.URL, Timeout: Duration(5 * time.Second)}, MaxBatchSize: 500, BatchTimeout: Duration(50 * time.Millisecond),
 		RetryTimes: intp(100), RetryPeriod: Duration(100 * time.Millisecond)}
 	created, err := f.m.Create(context.Background(), h, Start{})
 	if err != nil {

@@ -4,18 +4,16 @@
 package hook
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/expr-lang/expr/vm"
-	"gopkg.in/yaml.v3"
 
 	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/sink"
 )
 
 // Defaults, from the seed where it has them (HOOK_RETRY_TIMES,
@@ -32,28 +30,7 @@ const (
 )
 
 // Duration is a time.Duration written as "15s" in JSON and YAML.
-type Duration time.Duration
-
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
-
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return errors.New(`a duration is a string such as "15s" or "1m"`)
-	}
-	return d.set(s)
-}
-
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error { return d.set(n.Value) }
-
-func (d *Duration) set(s string) error {
-	v, err := time.ParseDuration(strings.TrimSpace(s))
-	if err != nil || v < 0 {
-		return fmt.Errorf("%q is not a duration (write e.g. 500ms, 15s or 1m)", s)
-	}
-	*d = Duration(v)
-	return nil
-}
+type Duration = sink.Duration
 
 // Hook is one action hook.
 type Hook struct {
@@ -66,12 +43,15 @@ type Hook struct {
 	Events []string `json:"events" yaml:"events"`
 	// Filter is an expr-lang expression over event (and profile).
 	Filter string `json:"filter,omitempty" yaml:"filter"`
-	// Type is the delivery type: http, rabbitmq_queue, rabbitmq_exchange
-	// or kafka; the target of that type is set.
-	Type     string          `json:"type" yaml:"type"`
-	HTTP     *HTTPTarget     `json:"http,omitempty" yaml:"http"`
-	RabbitMQ *RabbitMQTarget `json:"rabbitmq,omitempty" yaml:"rabbitmq"`
-	Kafka    *KafkaTarget    `json:"kafka,omitempty" yaml:"kafka"`
+	// Type is the delivery type, one of the destinations registered in
+	// app (http, rabbitmq_queue, rabbitmq_exchange, kafka,
+	// google_analytics, bigquery, clickhouse); default http.
+	Type string `json:"type" yaml:"type"`
+	// Settings are the type's settings, written in JSON and YAML under
+	// the key its destination names (its Section: http, rabbitmq, kafka,
+	// google_analytics, …). A definition that is decoded holds them as
+	// read until the destinations resolve it (Destinations.Resolve).
+	Settings sink.Settings `json:"-" yaml:"-"`
 
 	MaxBatchSize         int               `json:"max_batch_size" yaml:"max_batch_size"`
 	BatchTimeout         Duration          `json:"batch_timeout" yaml:"batch_timeout"`
@@ -94,49 +74,36 @@ type Hook struct {
 	// scan is where forming batches resumes: past the last batch
 	// recorded in flight (>= Cursor when batches are in flight).
 	scan event.ID
-}
-
-// HTTPTarget is where an http hook POSTs its batches.
-type HTTPTarget struct {
-	URL     string            `json:"url" yaml:"url"`
-	Timeout Duration          `json:"timeout" yaml:"timeout"`
-	Headers map[string]string `json:"headers,omitempty" yaml:"headers"`
-	Auth    *HTTPAuth         `json:"auth,omitempty" yaml:"auth"`
-	// SuccessRegex, when set, must match the response body.
-	SuccessRegex string `json:"success_regex,omitempty" yaml:"success_regex"`
-}
-
-// HTTPAuth authenticates requests. Password and Token are write-only: the
-// API never returns them.
-type HTTPAuth struct {
-	Type     string `json:"type" yaml:"type"` // none, basic, bearer
-	Username string `json:"username,omitempty" yaml:"username"`
-	Password string `json:"password,omitempty" yaml:"password"`
-	Token    string `json:"token,omitempty" yaml:"token"`
+	// dest is the destination of Type, once resolved; sections are the
+	// destination settings as read, until then.
+	dest     *sink.Destination
+	sections []section
 }
 
 // ErrInvalid wraps every validation error.
 var ErrInvalid = errors.New("invalid hook")
 
-// Defaults fills the unset settings.
+// Defaults fills the unset settings: the batching defaults of its type
+// and the settings' own, once resolved.
 func (h *Hook) Defaults() {
 	if h.Type == "" {
-		h.Type = TypeHTTP
+		h.Type = DefaultType
 	}
-	broker := h.Type != TypeHTTP
-	if h.MaxBatchSize == 0 {
-		h.MaxBatchSize = DefaultMaxBatchSize
-		if broker {
-			h.MaxBatchSize = DefaultBrokerBatchSize
+	size, timeout := DefaultMaxBatchSize, DefaultBatchTimeout
+	if d := h.dest; d != nil {
+		if d.MaxBatchSize > 0 {
+			size = d.MaxBatchSize
 		}
+		if d.BatchTimeout > 0 {
+			timeout = d.BatchTimeout
+		}
+	}
+	if h.MaxBatchSize == 0 {
+		h.MaxBatchSize = size
 	}
 	if h.BatchTimeout == 0 {
-		h.BatchTimeout = Duration(DefaultBatchTimeout)
-		if broker {
-			h.BatchTimeout = Duration(DefaultBrokerBatchTimeout)
-		}
+		h.BatchTimeout = Duration(timeout)
 	}
-	h.brokerDefaults()
 	if h.RetryTimes == nil {
 		n := DefaultRetryTimes
 		h.RetryTimes = &n
@@ -153,8 +120,8 @@ func (h *Hook) Defaults() {
 	if h.StopAfterDeadLetters == 0 {
 		h.StopAfterDeadLetters = DefaultStopAfterDeadLetters
 	}
-	if h.HTTP != nil && h.HTTP.Timeout == 0 {
-		h.HTTP.Timeout = Duration(DefaultTimeout)
+	if h.Settings != nil && h.dest != nil {
+		h.Settings.Defaults()
 	}
 }
 
@@ -162,17 +129,19 @@ func (h *Hook) Defaults() {
 type compiled struct {
 	filter     *vm.Program
 	customData []customField
-	regex      *regexp.Regexp
+	needs      sink.Needs
 	route      *customField // a broker's routing key or record key template
 }
 
-// compile checks h (with defaults applied) field by field, within the
-// bounds in validate.go, and compiles its filter, templates and regex: a
-// hook that is saved can always run. The error is an *Error naming each
-// field that is wrong.
-func (h *Hook) compile() (*compiled, error) {
-	p := &problems{}
-	checkText(p, "name", h.Name, true, MaxNameLength)
+// compile checks h (resolved, with defaults applied) field by field,
+// within the bounds in validate.go and its destination's, and compiles
+// its filter and templates: a hook that is saved can always run. The
+// problems go to p (which may hold those of resolving h already); the
+// error is an *Error naming each field that is wrong. A hook that is not
+// resolved has its common fields checked only (a provisioned hook as the
+// config is loaded, before the destinations are known).
+func (h *Hook) compile(p *problems) (*compiled, error) {
+	p.Text("name", h.Name, true, MaxNameLength)
 	if strings.TrimSpace(h.Name) == "" && h.Name != "" {
 		p.add("name", "required")
 	}
@@ -193,45 +162,24 @@ func (h *Hook) compile() (*compiled, error) {
 	if h.Filter != "" {
 		c.filter = compileFilter(p, h.Filter)
 	}
-	switch h.Type {
-	case TypeHTTP:
-		if h.HTTP == nil {
-			p.add("http", "required for type http (url, timeout, headers, auth, success_regex)")
-			break
+	if h.Settings != nil && h.dest != nil {
+		sp := p.In(h.dest.Section)
+		h.Settings.Check(sp)
+		c.needs = h.Settings.Needs()
+		if c.needs.Route != "" {
+			if f, ok := checkTemplate(p, h.dest.Section+"."+c.needs.RoutePath, c.needs.RoutePath, c.needs.Route); ok {
+				c.route = &f
+			}
 		}
-		checkURL(p, h.HTTP.URL)
-		checkDuration(p, "http.timeout", h.HTTP.Timeout, time.Millisecond, 10*time.Minute)
-		if h.HTTP.SuccessRegex != "" {
-			c.regex = checkRegex(p, h.HTTP.SuccessRegex)
-		}
-		withAuth := false
-		if a := h.HTTP.Auth; a != nil {
-			checkAuth(p, a)
-			withAuth = a.Type == "basic" || a.Type == "bearer"
-		}
-		checkHeaders(p, h.HTTP.Headers, withAuth)
-	default:
-		h.compileTarget(c, p)
-	}
-	validType := h.Type == TypeHTTP || h.Type == TypeKafka || h.Type == TypeRabbitMQQueue || h.Type == TypeRabbitMQExchange
-	// With an unknown type, its own error says it all.
-	if validType && h.Type != TypeHTTP && h.HTTP != nil {
-		p.add("http", "only for type http: type %s sets %s", h.Type, targetOf(h.Type))
-	}
-	if validType && h.Type != TypeKafka && h.Kafka != nil {
-		p.add("kafka", "only for type kafka: type %s sets %s", h.Type, targetOf(h.Type))
-	}
-	if validType && h.Type != TypeRabbitMQQueue && h.Type != TypeRabbitMQExchange && h.RabbitMQ != nil {
-		p.add("rabbitmq", "only for types rabbitmq_queue and rabbitmq_exchange: type %s sets %s", h.Type, targetOf(h.Type))
 	}
 	if h.MaxBatchSize < 1 || h.MaxBatchSize > MaxBatchSize {
 		p.add("max_batch_size", "1 to %d", MaxBatchSize)
 	}
-	checkDuration(p, "batch_timeout", h.BatchTimeout, time.Millisecond, time.Hour)
+	p.Duration("batch_timeout", h.BatchTimeout, time.Millisecond, time.Hour)
 	if *h.RetryTimes < 0 || *h.RetryTimes > MaxRetryTimes {
 		p.add("retry_times", "0 to %d", MaxRetryTimes)
 	}
-	checkDuration(p, "retry_period", h.RetryPeriod, time.Millisecond, 24*time.Hour)
+	p.Duration("retry_period", h.RetryPeriod, time.Millisecond, 24*time.Hour)
 	if h.RetrySchedule != "fixed" && h.RetrySchedule != "exponential" {
 		p.add("retry_schedule", "fixed or exponential")
 	}
@@ -260,34 +208,4 @@ func (h *Hook) compile() (*compiled, error) {
 	}
 	sortFields(c.customData)
 	return c, nil
-}
-
-// targetOf names the target a delivery type sets.
-func targetOf(typ string) string {
-	switch typ {
-	case TypeRabbitMQQueue, TypeRabbitMQExchange:
-		return "rabbitmq"
-	case TypeKafka:
-		return "kafka"
-	case TypeHTTP:
-		return "http"
-	}
-	return "its own target"
-}
-
-func checkDuration(p *problems, path string, d Duration, lo, hi time.Duration) {
-	if d < Duration(lo) || d > Duration(hi) {
-		p.add(path, "%v to %v", shortDuration(lo), shortDuration(hi))
-	}
-}
-
-// shortDuration writes 1h rather than 1h0m0s.
-func shortDuration(d time.Duration) string {
-	switch {
-	case d%time.Hour == 0:
-		return fmt.Sprintf("%dh", d/time.Hour)
-	case d%time.Minute == 0:
-		return fmt.Sprintf("%dm", d/time.Minute)
-	}
-	return d.String()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -20,8 +21,8 @@ import (
 
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
-	"github.com/sluicehq/sluice/internal/profile"
 	"github.com/sluicehq/sluice/internal/project"
+	"github.com/sluicehq/sluice/internal/sink/httpsink"
 )
 
 type fixture struct {
@@ -30,10 +31,20 @@ type fixture struct {
 	ps       *project.Store
 	m        *Manager
 	dir      string
-	profiles *profile.Store // nil: no profile store
+	profiles Profiles // nil: no profiles
+	// hooksPath is hooks.db (default: in dir); logger the manager's.
+	hooksPath string
+	logger    *slog.Logger
 }
 
 func newFixture(t testing.TB, allowLoopback bool) *fixture {
+	t.Helper()
+	return newFixtureWith(t, allowLoopback, func(*fixture) {})
+}
+
+// newFixtureWith is newFixture with set run on the fixture before the
+// manager opens.
+func newFixtureWith(t testing.TB, allowLoopback bool, set func(*fixture)) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	gen, _ := event.NewGenerator(0, nil)
@@ -50,13 +61,17 @@ func newFixture(t testing.TB, allowLoopback bool) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{t: t, log: l, ps: ps, dir: dir}
+	set(f)
 	f.open(allowLoopback)
 	t.Cleanup(func() { f.m.Close(); l.Close(); ps.Close() })
 	return f
 }
 
 func (f *fixture) open(allowLoopback bool) {
-	cfg := Config{Path: filepath.Join(f.dir, "hooks.db"), KeyPath: filepath.Join(f.dir, "hooks.key")}
+	cfg := Config{Path: filepath.Join(f.dir, "hooks.db"), KeyPath: filepath.Join(f.dir, "hooks.key"), Destinations: testDestinations()}
+	if f.hooksPath != "" {
+		cfg.Path = f.hooksPath
+	}
 	if allowLoopback {
 		cfg.AllowNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	}
@@ -64,7 +79,7 @@ func (f *fixture) open(allowLoopback bool) {
 	if f.profiles != nil {
 		profiles = f.profiles
 	}
-	m, err := Open(cfg, f.log, f.ps, profiles, nil, nil)
+	m, err := Open(cfg, f.log, f.ps, profiles, nil, f.logger)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -167,7 +182,7 @@ func intp(n int) *int { return &n }
 
 func httpHook(url string) Hook {
 	return Hook{Name: "crm", Active: true, Events: []string{"in.gen.calltrack.*"}, Type: "http",
-		HTTP: &HTTPTarget{URL: url, Timeout: Duration(2 * time.Second)}, MaxBatchSize: 3, BatchTimeout: Duration(50 * time.Millisecond),
+		Settings: &httpsink.Settings{URL: url, Timeout: Duration(2 * time.Second)}, MaxBatchSize: 3, BatchTimeout: Duration(50 * time.Millisecond),
 		RetryTimes: intp(2), RetryPeriod: Duration(20 * time.Millisecond)}
 }
 
@@ -178,8 +193,8 @@ func TestDeliveryBatchesSignsAndRendersCustomData(t *testing.T) {
 	h := httpHook(rc.URL)
 	h.ProjectID = &pid
 	h.Filter = `event.data.amount >= 1 && event.service == "calltrack"`
-	h.HTTP.Headers = map[string]string{"X-Team": "crm"}
-	h.HTTP.Auth = &HTTPAuth{Type: "bearer", Token: "target-token"}
+	httpOf(&h).Headers = map[string]string{"X-Team": "crm"}
+	httpOf(&h).Auth = &httpsink.Auth{Type: "bearer", Token: "target-token"}
 	h.CustomData = map[string]string{
 		"id": "{{uuid}}", "date": "{{event_date}}", "ymd": "{{event_date_ymd}}", "rfc": "{{event_date_rfc3339}}",
 		"unix": "{{event_date_unix}}", "nano": "{{event_date_unixnano}}", "project": "{{project_name}} #{{project_id}}",
@@ -193,7 +208,7 @@ func TestDeliveryBatchesSignsAndRendersCustomData(t *testing.T) {
 	if !strings.HasPrefix(created.SigningSecret, "whsec_") {
 		t.Fatalf("secret %q", created.SigningSecret)
 	}
-	if got, _ := f.m.Get(created.ID); got.SigningSecret != "" || got.HTTP.Auth.Token != "" {
+	if got, _ := f.m.Get(created.ID); got.SigningSecret != "" || httpOf(&got).Auth.Token != "" {
 		t.Fatalf("secret returned after creation: %+v", got)
 	}
 	f.appendEvents("in.gen.other.call", 7, 2)     // another key
@@ -301,7 +316,7 @@ func TestTimeoutsParkDeadLettersAndStopTheHook(t *testing.T) {
 		return 200, "late", nil
 	})
 	hk := httpHook(rc.URL)
-	hk.HTTP.Timeout = Duration(100 * time.Millisecond)
+	httpOf(&hk).Timeout = Duration(100 * time.Millisecond)
 	hk.RetryTimes = intp(1)
 	hk.MaxBatchSize = 1
 	hk.StopAfterDeadLetters = 2
@@ -416,7 +431,7 @@ func TestSuccessRegexAndRedirectsFail(t *testing.T) {
 		return 200, `{"status":"ok"}`, nil
 	})
 	hk := httpHook(rc.URL)
-	hk.HTTP.SuccessRegex = `"status":"ok"`
+	httpOf(&hk).SuccessRegex = `"status":"ok"`
 	h, _ := f.m.Create(context.Background(), hk, Start{})
 	f.appendEvents("in.gen.calltrack.call", 7, 1)
 	waitFor(t, "three attempts", func() bool { d, _ := f.m.Deliveries(context.Background(), h.ID, 10); return len(d) == 3 })

@@ -39,7 +39,7 @@ func TestMaxInFlightKeepsTheCursorBehindTheOldestBatch(t *testing.T) {
 	})
 	hk := httpHook(rc.URL)
 	hk.MaxBatchSize, hk.MaxInFlight = 1, 3
-	hk.HTTP.Timeout = Duration(30 * time.Second)
+	httpOf(&hk).Timeout = Duration(30 * time.Second)
 	h, err := f.m.Create(context.Background(), hk, Start{})
 	if err != nil {
 		t.Fatal(err)

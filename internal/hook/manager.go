@@ -24,7 +24,6 @@ import (
 	"github.com/sluicehq/sluice/internal/profile"
 	"github.com/sluicehq/sluice/internal/project"
 	"github.com/sluicehq/sluice/internal/sink"
-	"github.com/sluicehq/sluice/internal/sink/httpsink"
 )
 
 // Log is the part of the event log hooks read.
@@ -47,6 +46,16 @@ type Profiles interface {
 	Find(ctx context.Context, projectID uint32, idType, value string) (*profile.Profile, error)
 }
 
+// profileWaiter is a Profiles that can wait until the profile consumer has
+// folded an event: a hook delivering the event then sees a profile that
+// includes the event's own links.
+type profileWaiter interface {
+	WaitFor(ctx context.Context, id event.ID) error
+}
+
+// profileWait bounds how long a delivery waits for the profile consumer.
+const profileWait = 2 * time.Second
+
 // Config configures hooks.
 type Config struct {
 	// Path is hooks.db; KeyPath the key that seals hook secrets.
@@ -67,7 +76,9 @@ type Config struct {
 	// include_content (72h, the seed's HOOK_CONTENT_CLEANUP_HOURS); an
 	// older one is no longer sent.
 	ContentRetention time.Duration
-	Now              func() time.Time
+	// Destinations are the delivery types (app.Destinations).
+	Destinations []sink.Destination
+	Now          func() time.Time
 }
 
 // Manager owns the hooks: their store, and one worker per active hook.
@@ -80,6 +91,7 @@ type Manager struct {
 	logger   *slog.Logger
 	met      *metrics
 	guard    *sink.Guard
+	dests    *Destinations
 
 	mu      sync.Mutex
 	rows    map[string]*row
@@ -150,18 +162,27 @@ func Open(cfg Config, log Log, projects Projects, profiles Profiles, reg prometh
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	dests, err := NewDestinations(cfg.Destinations)
+	if err != nil {
+		return nil, err
+	}
 	st, err := openStore(cfg.Path, cfg.KeyPath)
 	if err != nil {
 		return nil, err
 	}
 	m := &Manager{cfg: cfg, store: st, log: log, projects: projects, profiles: profiles, logger: logger,
-		met: newMetrics(reg), rows: map[string]*row{}, workers: map[string]*worker{}}
+		met: newMetrics(reg), dests: dests, rows: map[string]*row{}, workers: map[string]*worker{}}
 	rows, err := st.list(context.Background())
 	if err != nil {
 		st.db.Close()
 		return nil, err
 	}
 	for _, r := range rows {
+		// A type that is no longer registered stops the hook at Start,
+		// with the reason; its definition is kept as stored.
+		if m.dests.Resolve(&r.hook) == nil {
+			m.defaults(&r.hook)
+		}
 		m.rows[r.hook.ID] = r
 	}
 	m.scopeContentLocked()
@@ -218,7 +239,7 @@ func (m *Manager) startLocked(id string) {
 		return
 	}
 	r := m.rows[id]
-	comp, err := r.compile()
+	comp, hs, err := m.compileRow(r)
 	if err != nil {
 		// Saved under other bounds: stopped, and the API says why.
 		m.logger.Error("hook definition is no longer valid; stopped", "hook", id, "err", err)
@@ -228,7 +249,7 @@ func (m *Manager) startLocked(id string) {
 		}
 		return
 	}
-	s, err := m.newSink(r, comp)
+	s, err := m.newSink(r, hs)
 	if err != nil {
 		m.logger.Error("hook sink", "hook", id, "err", err)
 		return
@@ -425,7 +446,7 @@ func (m *Manager) commit(hookID string, p *pending, dl *deadLetter, att *attempt
 		}
 	}
 	if dl != nil {
-		body := httpsink.Body(dl.messages)
+		body := jsonArray(dl.messages)
 		if _, err := tx.Exec(`INSERT INTO dead_letters(hook_id, batch_id, created_at, events, first_id, last_id, first_time, messages, attempts, last_status, last_error)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, hookID, dl.BatchID, m.cfg.Now().UnixMilli(), dl.Events, int64(dl.FirstID), int64(dl.LastID),
 			dl.FirstTime, body, dl.Attempts, dl.LastStatus, dl.LastError); err != nil {
@@ -442,6 +463,23 @@ func (m *Manager) commit(hookID string, p *pending, dl *deadLetter, att *attempt
 	}
 	m.noteCursor(hookID, cursor)
 	return nil
+}
+
+// jsonArray writes msgs as one JSON array.
+func jsonArray(msgs [][]byte) []byte {
+	n := 2
+	for _, m := range msgs {
+		n += len(m) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, m := range msgs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, m...)
+	}
+	return append(b, ']')
 }
 
 // noteCursor moves the hook's cursor in memory to c, once c is stored.
@@ -578,8 +616,10 @@ func (m *Manager) contentsOf(ctx context.Context, h *Hook, recs []eventlog.Recor
 // userProfile is the profile of an event's user: its id, and its
 // attributes as the profile store keeps them (JSON values).
 type userProfile struct {
-	id    int64
-	attrs map[string]json.RawMessage
+	id         string
+	attrs      map[string]json.RawMessage
+	traits     []byte // the profile's traits as JSON
+	identities []sink.Identity
 }
 
 // filterEnv is the profile as a filter sees it: each attribute as a value
@@ -598,6 +638,10 @@ func (p *userProfile) filterEnv() map[string]any {
 		}
 	}
 	out["id"] = p.id
+	var traits map[string]any
+	if json.Unmarshal(p.traits, &traits) == nil {
+		out["traits"] = traits
+	}
 	return out
 }
 
@@ -609,7 +653,10 @@ func (p *userProfile) appendAttr(dst []byte, name string) []byte {
 		return dst
 	}
 	if name == "id" {
-		return strconv.AppendInt(dst, p.id, 10)
+		return append(dst, p.id...)
+	}
+	if t, ok := strings.CutPrefix(name, "traits."); ok {
+		return appendResult(dst, gjson.GetBytes(p.traits, t))
 	}
 	raw, ok := p.attrs[name]
 	if !ok {
@@ -624,8 +671,19 @@ func (m *Manager) profileOf(ctx context.Context, projectID uint32, body []byte) 
 	if m.profiles == nil {
 		return nil
 	}
+	ids := gjson.GetBytes(body, "identities")
+	if !ids.IsArray() {
+		return nil
+	}
+	if pw, ok := m.profiles.(profileWaiter); ok {
+		if id, err := strconv.ParseUint(gjson.GetBytes(body, "id").String(), 10, 64); err == nil {
+			wctx, cancel := context.WithTimeout(ctx, profileWait)
+			_ = pw.WaitFor(wctx, event.ID(id)) // past the bound, the profile as it is
+			cancel()
+		}
+	}
 	var out *userProfile
-	gjson.GetBytes(body, "identities").ForEach(func(_, id gjson.Result) bool {
+	ids.ForEach(func(_, id gjson.Result) bool {
 		t, v := id.Get("type").String(), id.Get("value").String()
 		if t == "" || v == "" {
 			return true
@@ -634,9 +692,13 @@ func (m *Manager) profileOf(ctx context.Context, projectID uint32, body []byte) 
 		if err != nil {
 			return true
 		}
-		out = &userProfile{id: p.ID, attrs: make(map[string]json.RawMessage, len(p.Attributes))}
+		traits, _ := json.Marshal(p.Traits)
+		out = &userProfile{id: p.ID, attrs: make(map[string]json.RawMessage, len(p.Attributes)), traits: traits}
 		for k, a := range p.Attributes {
 			out.attrs[k] = a.Value
+		}
+		for _, id := range p.Identities {
+			out.identities = append(out.identities, sink.Identity{Type: id.Type, Value: id.Value})
 		}
 		return false
 	})
@@ -769,18 +831,11 @@ func (m *Manager) position(s Start) event.ID {
 	return event.ID(uint64(ms)<<22) - 1
 }
 
-// compile compiles the hook of r with its secrets (the definition in r.hook
-// has its write-only fields emptied once stored).
-func (r *row) compile() (*compiled, error) {
-	h := r.hook.withSecrets(r.secrets)
-	return h.compile()
-}
-
 // check validates a definition before it is saved: every field (see
 // compile), then its project, which must exist (refused with 404 as
 // tokens and schemas of a missing project are).
-func (m *Manager) check(h *Hook) error {
-	if _, err := h.compile(); err != nil {
+func (m *Manager) check(h *Hook, p *problems) error {
+	if _, err := h.compile(p); err != nil {
 		return err
 	}
 	if h.ProjectID == nil {
@@ -801,15 +856,16 @@ func (m *Manager) Create(ctx context.Context, h Hook, s Start) (Hook, error) {
 }
 
 func (m *Manager) create(ctx context.Context, h Hook, s Start, id, secret string) (Hook, error) {
+	p := newProblems()
+	m.dests.resolve(&h, p)
 	m.defaults(&h)
-	if err := m.check(&h); err != nil {
+	if err := m.check(&h, p); err != nil {
 		return Hook{}, err
 	}
 	now := m.cfg.Now().UTC().Truncate(time.Millisecond)
 	h.ID, h.CreatedAt, h.UpdatedAt, h.StoppedReason = id, now, now, ""
 	h.Cursor = m.position(s)
-	r := &row{hook: h, secrets: secrets{Signing: []string{secret}}}
-	r.secrets.Password, r.secrets.Token = h.givenSecrets()
+	r := &row{hook: h, secrets: secrets{Signing: []string{secret}, Values: h.givenSecrets()}}
 	if err := m.store.insert(ctx, r); err != nil {
 		return Hook{}, err
 	}
@@ -828,6 +884,8 @@ func (m *Manager) create(ctx context.Context, h Hook, s Start, id, secret string
 // Update replaces a hook's definition, keeping its place, state and
 // secrets (a password or token sent again replaces the stored one).
 func (m *Manager) Update(ctx context.Context, id string, h Hook) (Hook, error) {
+	p := newProblems()
+	m.dests.resolve(&h, p)
 	m.defaults(&h)
 	m.mu.Lock()
 	r, ok := m.rows[id]
@@ -839,17 +897,10 @@ func (m *Manager) Update(ctx context.Context, id string, h Hook) (Hook, error) {
 	nr.hook.ID, nr.hook.CreatedAt, nr.hook.Cursor = id, r.hook.CreatedAt, r.hook.Cursor
 	nr.hook.Active, nr.hook.StoppedReason = r.hook.Active, r.hook.StoppedReason
 	nr.hook.UpdatedAt = m.cfg.Now().UTC().Truncate(time.Millisecond)
-	if pw, tok := h.givenSecrets(); pw != "" || tok != "" {
-		if pw != "" {
-			nr.secrets.Password = pw
-		}
-		if tok != "" {
-			nr.secrets.Token = tok
-		}
-	}
+	nr.secrets = nr.secrets.withValues(h.givenSecrets())
 	// Checked with the secrets it will have: a token left out is kept.
 	withSecrets := nr.hook.withSecrets(nr.secrets)
-	if err := m.check(&withSecrets); err != nil {
+	if err := m.check(&withSecrets, p); err != nil {
 		return Hook{}, err
 	}
 	m.stopWorker(id)
@@ -1095,11 +1146,11 @@ func (m *Manager) Replay(ctx context.Context, id string, q DeadLetterQuery) ([]R
 	m.mu.Lock()
 	r := m.rows[id]
 	m.mu.Unlock()
-	comp, err := r.compile()
+	comp, hs, err := m.compileRow(r)
 	if err != nil {
 		return nil, err
 	}
-	s, err := m.newSink(r, comp)
+	s, err := m.newSink(r, hs)
 	if err != nil {
 		return nil, err
 	}
@@ -1108,7 +1159,7 @@ func (m *Manager) Replay(ctx context.Context, id string, q DeadLetterQuery) ([]R
 	for _, d := range dls {
 		start := time.Now()
 		rep, err := s.Deliver(ctx, &sink.Batch{ID: d.BatchID, Messages: d.messages, Attempt: d.Attempts + 1,
-			Meta: m.metaFor(ctx, &r.hook, comp, d.messages)})
+			Meta: m.metaFor(ctx, comp, d.messages)})
 		end := time.Now()
 		res := ReplayResult{ID: d.ID, BatchID: d.BatchID, Delivered: err == nil}
 		resp := ""
@@ -1152,7 +1203,7 @@ func (m *Manager) Test(ctx context.Context, id string, sample json.RawMessage) (
 	if !ok {
 		return nil, fmt.Errorf("hook %s: %w", id, ErrNotFound)
 	}
-	comp, err := r.compile()
+	comp, hs, err := m.compileRow(r)
 	if err != nil {
 		return nil, err
 	}
@@ -1161,7 +1212,7 @@ func (m *Manager) Test(ctx context.Context, id string, sample json.RawMessage) (
 	switch {
 	case len(sample) > 0 && string(sample) != "null":
 		var e event.Event
-		p := &problems{}
+		p := newProblems()
 		if err := json.Unmarshal(sample, &e); err != nil {
 			p.add("sample", "not a canonical event: %v", err)
 		} else if e.Key == "" {
@@ -1179,14 +1230,14 @@ func (m *Manager) Test(ctx context.Context, id string, sample json.RawMessage) (
 			rec, res.Event = m.synthetic(r.hook), "synthetic"
 		}
 	}
-	s, err := m.newSink(r, comp)
+	s, err := m.newSink(r, hs)
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
 	msgs := m.buildMessages(ctx, &r.hook, comp, []eventlog.Record{rec}, 0, true)
 	rep, err := s.Deliver(ctx, &sink.Batch{ID: "msg_test_" + strings.ReplaceAll(randID(), "-", "")[:16], Messages: msgs, Attempt: 1,
-		Meta: m.metaFor(ctx, &r.hook, comp, msgs)})
+		Meta: m.metaFor(ctx, comp, msgs), Test: true})
 	if rep != nil {
 		res.Request, res.Status, res.Response = rep.Request, rep.Status, rep.Response
 		res.LatencyMs = float64(rep.Latency.Microseconds()) / 1000

@@ -111,7 +111,7 @@ func TestProfileAttributesAreValuesInTemplatesAndFilters(t *testing.T) {
 	cd := reqs[0].msgs[0]["custom_data"].(map[string]any)
 	want := map[string]string{
 		"name": "Reza", "greeting": "Hello, Reza!", "age": "31", "vip": "true", "score": "12.50", "big": "12345678901234567890",
-		"tags": `["a","b"]`, "note": "[]", "missing": "[]", "tier": "gold", "id": itoa(int(reza.ID)),
+		"tags": `["a","b"]`, "note": "[]", "missing": "[]", "tier": "gold", "id": reza.ID,
 	}
 	for k, v := range want {
 		if cd[k] != v {
@@ -120,5 +120,53 @@ func TestProfileAttributesAreValuesInTemplatesAndFilters(t *testing.T) {
 	}
 	if len(cd) != len(want) {
 		t.Errorf("custom_data %v", cd)
+	}
+}
+
+// A hook delivering an event sees a profile that already includes the
+// event's own links and attributes: it waits (bounded) until the profile
+// consumer has folded the event. Here the consumer starts only after the
+// event is stored and the hook is ready to deliver it.
+func TestHookWaitsForTheProfileConsumer(t *testing.T) {
+	f := newFixture(t, true)
+	ps, err := profile.Open(filepath.Join(f.dir, "profiles.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ps.Close() })
+	consumer := &profile.Consumer{Store: ps, Log: f.log}
+	f.m.Close()
+	f.profiles = &profile.People{Store: ps, Log: f.log, Consumer: consumer}
+	f.open(true)
+	rc := newReceiver(t, nil)
+	pid := uint32(7)
+	h := httpHook(rc.URL)
+	h.ProjectID = &pid
+	h.Events = []string{"in.s2s.user"}
+	h.CustomData = map[string]string{"greeting": "Hello, {{profile.firstName}}!", "profile": "{{profile.id}}",
+		"events": "{{profile.traits.events}}", "by_key": "{{profile.traits.eventsByKey}}"}
+	h.Filter = `profile.traits.events >= 1 && profile.traits.eventsByKey["in.s2s.user"] == 1`
+	if _, err := f.m.Create(context.Background(), h, Start{}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixMilli()
+	if _, err := f.log.Append(context.Background(), []*event.Event{{Key: "in.s2s.user", Channel: event.ChannelHTTP, Service: "s2s", Name: "user",
+		ProjectID: 7, Time: now, Dialect: "s2s", ReceivedAt: now, Data: json.RawMessage(`{"type":"user","id":"m1","time":1,"firstName":"Ann"}`),
+		Identities: []event.Identity{{Type: identity.TypeCustomUserID, Value: "ann"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the hook has the event; no profile yet
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go consumer.Run(ctx)
+	waitFor(t, "a delivery", func() bool { return len(rc.requests()) > 0 })
+	reqs := rc.requests()
+	cd := reqs[0].msgs[0]["custom_data"].(map[string]any)
+	ann, err := ps.Find(context.Background(), 7, identity.TypeCustomUserID, "ann")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cd["greeting"] != "Hello, Ann!" || cd["profile"] != ann.ID || cd["events"] != "1" || cd["by_key"] != `{"in.s2s.user":1}` {
+		t.Fatalf("custom_data %v (profile %s)", cd, ann.ID)
 	}
 }

@@ -8,7 +8,9 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/sluicehq/sluice/internal/sink/httpsink"
+	"gopkg.in/yaml.v3"
+
+	"github.com/sluicehq/sluice/internal/sink"
 )
 
 // Spec declares a hook in the config file (hooks.provision). Its id is
@@ -24,16 +26,44 @@ type Spec struct {
 	StartFrom string `yaml:"start_from"`
 }
 
+// UnmarshalYAML reads a spec: the hook, and signing_secret and
+// start_from beside its fields.
+func (s *Spec) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: a hook is a mapping", n.Line)
+	}
+	rest := *n
+	rest.Content = nil
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		var err error
+		switch k.Value {
+		case "signing_secret":
+			err = v.Decode(&s.SigningSecret)
+		case "start_from":
+			err = v.Decode(&s.StartFrom)
+		default:
+			rest.Content = append(rest.Content, k, v)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return s.Hook.UnmarshalYAML(&rest)
+}
+
 var specID = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
 
-// Check validates a spec as the config is loaded.
+// Check validates a spec as the config is loaded: its id, secret, start
+// and the hook's common fields. Its type and settings are checked against
+// the destinations when it is provisioned (before sluice serves).
 func (s Spec) Check() error {
 	var errs []error
 	if !specID.MatchString(s.ID) {
 		errs = append(errs, fmt.Errorf("id: %q must be 1–64 of a-z, 0-9, '_', '.', '-', starting with a letter or digit", s.ID))
 	}
 	if s.SigningSecret != "" {
-		if _, err := httpsink.DecodeSecret(s.SigningSecret); err != nil {
+		if _, err := sink.DecodeSecret(s.SigningSecret); err != nil {
 			errs = append(errs, fmt.Errorf("signing_secret: %w", err))
 		}
 	}
@@ -41,8 +71,9 @@ func (s Spec) Check() error {
 		errs = append(errs, err)
 	}
 	h := s.Hook
+	h.Settings, h.dest = nil, nil
 	h.Defaults()
-	if _, err := h.compile(); err != nil {
+	if _, err := h.compile(newProblems()); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -94,9 +125,17 @@ func (m *Manager) Provision(ctx context.Context, specs []Spec, logger *slog.Logg
 			continue
 		}
 		want := sp.Hook
+		if err := m.dests.Resolve(&want); err != nil {
+			return fmt.Errorf("hooks.provision[%d] (%s): %w", i, sp.ID, err)
+		}
 		m.defaults(&want)
 		want.ID = sp.ID
-		if specJSON(want) != specJSON(r.hook) || authChanged(want, r.secrets) {
+		a, aerr := specJSON(want)
+		b, berr := specJSON(r.hook)
+		if err := errors.Join(aerr, berr); err != nil {
+			return fmt.Errorf("hooks.provision[%d] (%s): %w", i, sp.ID, err)
+		}
+		if a != b || authChanged(want, r.secrets) {
 			if _, err := m.Update(ctx, sp.ID, want); err != nil {
 				return fmt.Errorf("hooks.provision[%d] (%s): %w", i, sp.ID, err)
 			}
@@ -112,9 +151,13 @@ func (m *Manager) Provision(ctx context.Context, specs []Spec, logger *slog.Logg
 	return nil
 }
 
-// authChanged reports whether a declared password or token differs from
-// the stored one.
+// authChanged reports whether a declared secret (password, token, API
+// secret…) differs from the stored one.
 func authChanged(h Hook, s secrets) bool {
-	pw, tok := h.givenSecrets()
-	return (pw != "" && pw != s.Password) || (tok != "" && tok != s.Token)
+	for name, v := range h.givenSecrets() {
+		if s.Values[name] != v {
+			return true
+		}
+	}
+	return false
 }

@@ -114,13 +114,16 @@ func TestProvision(t *testing.T) {
 		{func(s *Spec) { s.SigningSecret = "nope" }, "signing_secret: a signing secret starts with whsec_"},
 		{func(s *Spec) { s.Filter = "event.data.amount >" }, "filter:"},
 		{func(s *Spec) { s.StartFrom = "yesterday" }, "start_from:"},
-		{func(s *Spec) { s.HTTP.Headers = map[string]string{"X-A": "1\r\n2"} }, `http.headers["X-A"]: the value has a CR, LF`},
+		{func(s *Spec) { httpOf(&s.Hook).Headers = map[string]string{"X-A": "1\r\n2"} }, `http.headers["X-A"]: the value has a CR, LF`},
 		// A project that does not exist: for a declared hook that exists
 		// (an update) and for a new one.
 		{func(s *Spec) { s.ProjectID = new(uint32(99)) }, "hooks.provision[0] (crm-revenue): project 99: not found: project_id: project 99 does not exist"},
 		{func(s *Spec) { s.ID, s.ProjectID = "new-one", new(uint32(99)) }, "hooks.provision[0] (new-one): project 99: not found"},
 	} {
 		bad := provisionSpecs(t, rc.URL)[:1]
+		if err := f.m.dests.Resolve(&bad[0].Hook); err != nil {
+			t.Fatal(err)
+		}
 		tc.mut(&bad[0])
 		if err := f.m.Provision(context.Background(), bad, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("want %q, got %v", tc.want, err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/rabbitnode"
+	"github.com/sluicehq/sluice/internal/sink/amqpsink"
 )
 
 // The node is killed during a burst and started again: the hook
@@ -22,7 +23,7 @@ func TestRabbitNodeKilledDuringBurst(t *testing.T) {
 	node := rabbitnode.Start(t)
 	f := newFixture(t, true)
 	h := Hook{Name: "burst", Active: true, Events: []string{"in.gen.calltrack.*"}, Type: TypeRabbitMQQueue,
-		RabbitMQ:   &RabbitMQTarget{Host: "127.0.0.1", Port: node.Port, Username: "guest", Password: "guest", Queue: "burst", Timeout: Duration(2 * time.Second)},
+		Settings:   &amqpsink.Settings{Host: "127.0.0.1", Port: node.Port, Username: "guest", Password: "guest", Queue: "burst", Timeout: Duration(2 * time.Second)},
 		RetryTimes: intp(100), RetryPeriod: Duration(200 * time.Millisecond), MaxBatchSize: 200}
 	created, err := f.m.Create(context.Background(), h, Start{})
 	if err != nil {

@@ -77,6 +77,11 @@ CREATE INDEX IF NOT EXISTS deliveries_hook ON deliveries(hook_id, id);
 
 // secrets is what a hook keeps sealed.
 type secrets struct {
+	// Values are the write-only settings of the hook's type, by the
+	// names its Secrets give.
+	Values map[string]string `json:"values,omitempty"`
+	// Password and Token are where versions before Values kept them:
+	// read (as the values "password" and "token"), never written.
 	Password string   `json:"password,omitempty"`
 	Token    string   `json:"token,omitempty"`
 	Signing  []string `json:"signing"` // current first
@@ -176,7 +181,33 @@ func (s *store) open(b []byte) (secrets, error) {
 	if err != nil {
 		return sec, fmt.Errorf("open hook secrets (is hooks.key the one they were sealed with?): %w", err)
 	}
-	return sec, json.Unmarshal(plain, &sec)
+	if err := json.Unmarshal(plain, &sec); err != nil {
+		return sec, err
+	}
+	if sec.Values == nil {
+		sec.Values = map[string]string{}
+	}
+	for name, v := range map[string]string{"password": sec.Password, "token": sec.Token} {
+		if v != "" && sec.Values[name] == "" {
+			sec.Values[name] = v
+		}
+	}
+	sec.Password, sec.Token = "", ""
+	return sec, nil
+}
+
+// withValues is s with given replacing the values of the same names (a
+// copy: s is left as it is).
+func (s secrets) withValues(given map[string]string) secrets {
+	v := make(map[string]string, len(s.Values)+len(given))
+	for k, x := range s.Values {
+		v[k] = x
+	}
+	for k, x := range given {
+		v[k] = x
+	}
+	s.Values = v
+	return s
 }
 
 // NewSecret makes a whsec_ signing secret (32 random bytes).
@@ -225,16 +256,20 @@ func (s *store) list(ctx context.Context) ([]*row, error) {
 }
 
 // specJSON is the hook without state and secrets.
-func specJSON(h Hook) string {
+func specJSON(h Hook) (string, error) {
 	h = h.withoutSecrets()
 	h.Cursor, h.StoppedReason, h.CreatedAt, h.UpdatedAt, h.SigningSecret, h.Active = 0, "", time.Time{}, time.Time{}, "", false
-	b, _ := json.Marshal(h)
-	return string(b)
+	b, err := json.Marshal(h)
+	return string(b), err
 }
 
 func (s *store) insert(ctx context.Context, r *row) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO hooks(id, spec, secrets, active, cursor, scan, stopped_reason, consecutive_dead, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, '', 0, ?, ?)`, r.hook.ID, specJSON(r.hook), s.seal(r.secrets), b2i(r.hook.Active), int64(r.hook.Cursor), int64(r.hook.Cursor),
+	spec, err := specJSON(r.hook)
+	if err != nil {
+		return fmt.Errorf("insert hook: %w", err)
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO hooks(id, spec, secrets, active, cursor, scan, stopped_reason, consecutive_dead, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, '', 0, ?, ?)`, r.hook.ID, spec, s.seal(r.secrets), b2i(r.hook.Active), int64(r.hook.Cursor), int64(r.hook.Cursor),
 		r.hook.CreatedAt.UnixMilli(), r.hook.UpdatedAt.UnixMilli())
 	if err != nil {
 		return fmt.Errorf("insert hook: %w", err)
@@ -245,8 +280,12 @@ func (s *store) insert(ctx context.Context, r *row) error {
 // update writes the spec, secrets and switch of a hook (not its cursor,
 // which only the delivery loop moves, unless cursor is set).
 func (s *store) update(ctx context.Context, r *row, cursor *event.ID) error {
+	spec, err := specJSON(r.hook)
+	if err != nil {
+		return fmt.Errorf("update hook: %w", err)
+	}
 	q := `UPDATE hooks SET spec = ?, secrets = ?, active = ?, stopped_reason = ?, updated_at = ?`
-	args := []any{specJSON(r.hook), s.seal(r.secrets), b2i(r.hook.Active), r.hook.StoppedReason, r.hook.UpdatedAt.UnixMilli()}
+	args := []any{spec, s.seal(r.secrets), b2i(r.hook.Active), r.hook.StoppedReason, r.hook.UpdatedAt.UnixMilli()}
 	if cursor != nil {
 		q += `, cursor = ?, scan = ?`
 		args = append(args, int64(*cursor), int64(*cursor))

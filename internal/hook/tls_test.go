@@ -20,6 +20,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/sluicehq/sluice/internal/rabbitnode"
+	"github.com/sluicehq/sluice/internal/sink/amqpsink"
+	"github.com/sluicehq/sluice/internal/sink/kafkasink"
 )
 
 // selfSigned makes a certificate for 127.0.0.1 that is its own CA, and
@@ -48,7 +50,7 @@ func TestKafkaTLSWithCAFile(t *testing.T) {
 	defer c.Close()
 	f := newFixture(t, true)
 	h := brokerHook(TypeKafka)
-	h.Kafka = &KafkaTarget{Brokers: c.ListenAddrs(), Topic: "tls", TLS: true, CAFile: caFile, Timeout: Duration(2 * time.Second)}
+	h.Settings = &kafkasink.Settings{Brokers: c.ListenAddrs(), Topic: "tls", TLS: true, CAFile: caFile, Timeout: Duration(2 * time.Second)}
 	ok, err := f.m.Create(context.Background(), h, Start{})
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +58,7 @@ func TestKafkaTLSWithCAFile(t *testing.T) {
 	if res, err := f.m.Test(context.Background(), ok.ID, nil); err != nil || !res.Delivered {
 		t.Fatalf("with the CA: %+v %v", res, err)
 	}
-	h.Kafka.CAFile = ""
+	kafkaOf(&h).CAFile = ""
 	bad, err := f.m.Create(context.Background(), h, Start{})
 	if err != nil {
 		t.Fatal(err)
@@ -65,11 +67,11 @@ func TestKafkaTLSWithCAFile(t *testing.T) {
 		t.Fatalf("without the CA: %+v %v", res, err)
 	}
 	// A CA file without tls, or one that is not PEM, is refused at save.
-	h.Kafka.TLS, h.Kafka.CAFile = false, caFile
+	kafkaOf(&h).TLS, kafkaOf(&h).CAFile = false, caFile
 	if _, err := f.m.Create(context.Background(), h, Start{}); err == nil || !strings.Contains(err.Error(), "kafka.ca_file: set tls: true") {
 		t.Fatalf("ca_file without tls: %v", err)
 	}
-	h.Kafka.TLS, h.Kafka.CAFile = true, filepath.Join(t.TempDir(), "missing.pem")
+	kafkaOf(&h).TLS, kafkaOf(&h).CAFile = true, filepath.Join(t.TempDir(), "missing.pem")
 	if _, err := f.m.Create(context.Background(), h, Start{}); err == nil || !strings.Contains(err.Error(), "kafka.ca_file") {
 		t.Fatalf("missing ca_file: %v", err)
 	}
@@ -88,7 +90,7 @@ func TestRabbitMQTLSWithCAFile(t *testing.T) {
 	node := rabbitnode.StartTLS(t, tc)
 	f := newFixture(t, true)
 	h := brokerHook(TypeRabbitMQQueue)
-	h.RabbitMQ = &RabbitMQTarget{Host: "127.0.0.1", Port: tc.Port, Username: "guest", Password: "guest", Queue: "tls", TLS: true, CAFile: caFile, Timeout: Duration(3 * time.Second)}
+	h.Settings = &amqpsink.Settings{Host: "127.0.0.1", Port: tc.Port, Username: "guest", Password: "guest", Queue: "tls", TLS: true, CAFile: caFile, Timeout: Duration(3 * time.Second)}
 	ok, err := f.m.Create(context.Background(), h, Start{})
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +98,7 @@ func TestRabbitMQTLSWithCAFile(t *testing.T) {
 	if res, err := f.m.Test(context.Background(), ok.ID, nil); err != nil || !res.Delivered || !strings.HasPrefix(res.Request.URL, "amqps://") {
 		t.Fatalf("with the CA: %+v %v\n%s", res, err, node.Log())
 	}
-	h.RabbitMQ.CAFile = ""
+	rabbitOf(&h).CAFile = ""
 	bad, _ := f.m.Create(context.Background(), h, Start{})
 	if res, err := f.m.Test(context.Background(), bad.ID, nil); err != nil || res.Delivered || !strings.Contains(res.Error, "certificate") {
 		t.Fatalf("without the CA: %+v %v", res, err)

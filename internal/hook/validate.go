@@ -3,43 +3,30 @@ package hook
 import (
 	"fmt"
 	"maps"
-	"net/netip"
-	"net/textproto"
-	"net/url"
-	"regexp"
 	"slices"
-	"strconv"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
-	"golang.org/x/net/http/httpguts"
 
 	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/sink"
 )
 
 // Bounds of a hook definition, checked when it is saved (docs/hooks.md,
-// "Limits").
+// "Limits"). Each destination bounds its own settings (the sink
+// packages).
 const (
-	MaxNameLength  = 200
-	MaxEventGlobs  = 100
-	MaxURLLength   = 2048
-	MaxHeaders     = 50
-	MaxHeaderName  = 256
-	MaxHeaderValue = 4096
-	MaxCredential  = 4096 // a username, password or token
-	MaxRegexLength = 1024
-	MaxCustomData  = 100
-	MaxCustomKey   = 128
-	MaxTemplate    = 4096
-	MaxRetryTimes  = 100
-	MaxInFlight    = 64
-	MaxDeadStreak  = 1000 // stop_after_dead_letters
-	MaxBrokers     = 100
-	MaxBrokerName  = 255 // an AMQP queue, exchange, vhost or user name (a short string)
+	MaxNameLength = 200
+	MaxEventGlobs = 100
+	MaxCustomData = 100
+	MaxCustomKey  = 128
+	MaxTemplate   = 4096
+	MaxRetryTimes = 100
+	MaxInFlight   = 64
+	MaxDeadStreak = 1000 // stop_after_dead_letters
 
 	// A filter is at most MaxFilterLength bytes and MaxFilterNodes
 	// syntax nodes. Its cost per event is bounded by its shape: a range
@@ -74,168 +61,22 @@ func (e *Error) Unwrap() error { return e.Err }
 func (e *Error) FieldErrors() event.FieldErrors { return e.Fields }
 
 // problems collects the violations of one definition.
-type problems struct{ event.FieldErrors }
+type problems struct{ *sink.Problems }
 
-func (p *problems) add(path, format string, a ...any) {
-	p.Add(path, fmt.Sprintf(format, a...))
-}
+func newProblems() *problems { return &problems{sink.NewProblems()} }
+
+func (p *problems) add(path, format string, a ...any) { p.Add(path, format, a...) }
 
 func (p *problems) err() error {
-	if len(p.FieldErrors) == 0 {
+	fe := p.Errors()
+	if len(fe) == 0 {
 		return nil
 	}
-	return &Error{Err: ErrInvalid, Message: ErrInvalid.Error(), Fields: p.FieldErrors}
+	return &Error{Err: ErrInvalid, Message: ErrInvalid.Error(), Fields: fe}
 }
 
-// key is the path of a map member: headers["X-Team"].
-func key(path, k string) string { return path + "[" + strconv.Quote(k) + "]" }
-
-// checkText refuses an empty (when required), overlong, non-UTF-8 or
-// control-character value.
-func checkText(p *problems, path, s string, required bool, max int) {
-	switch {
-	case s == "" && required:
-		p.add(path, "required")
-	case len(s) > max:
-		p.add(path, "at most %d bytes", max)
-	case !utf8.ValidString(s):
-		p.add(path, "not valid UTF-8")
-	case strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		p.add(path, "a control character (CR, LF, tab, …) is not allowed")
-	}
-}
-
-// checkURL validates an http target's URL.
-func checkURL(p *problems, raw string) {
-	const path = "http.url"
-	if raw == "" {
-		p.add(path, "required: an http:// or https:// URL")
-		return
-	}
-	if len(raw) > MaxURLLength {
-		p.add(path, "at most %d bytes", MaxURLLength)
-		return
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		p.add(path, "not a URL: %v", unwrapURLError(err))
-		return
-	}
-	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		p.add(path, "an http:// or https:// URL")
-	case u.Opaque != "" || u.Host == "":
-		p.add(path, "no host: write http://host[:port]/path")
-	case u.User != nil:
-		p.add(path, "credentials in the URL are not allowed: set http.auth")
-	case u.Fragment != "" || strings.HasSuffix(raw, "#"):
-		p.add(path, "a fragment (#…) is never sent: remove it")
-	default:
-		if port := u.Port(); port != "" {
-			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-				p.add(path, "port %s: 1 to 65535", port)
-			}
-		} else if strings.HasSuffix(u.Host, ":") {
-			p.add(path, "an empty port: write host:port or leave the port out")
-		}
-		if !validHost(u.Hostname()) {
-			p.add(path, "%q is not a host name or an IP address", u.Hostname())
-		}
-	}
-}
-
-func unwrapURLError(err error) error {
-	if ue, ok := err.(*url.Error); ok {
-		return ue.Err
-	}
-	return err
-}
-
-// validHost accepts an IP address or a DNS name (letters, digits, '-',
-// '_' in dot-separated labels of at most 63 bytes).
-func validHost(h string) bool {
-	if _, err := netip.ParseAddr(h); err == nil {
-		return !strings.Contains(h, "%") // no zones
-	}
-	if h == "" || len(h) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
-		if label == "" || len(label) > 63 {
-			return false
-		}
-		for _, c := range label {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// sluiceHeaders are set by sluice or by the HTTP client on every request:
-// a header of the hook would be overwritten or would break the request.
-var sluiceHeaders = map[string]bool{
-	"Content-Type": true, "Content-Length": true, "Content-Encoding": true, "Transfer-Encoding": true, "Host": true,
-	"Connection": true, "Te": true, "Trailer": true, "Upgrade": true, "Keep-Alive": true, "Proxy-Connection": true,
-	"User-Agent": true, "Webhook-Id": true, "Webhook-Timestamp": true, "Webhook-Signature": true,
-}
-
-// checkHeaders validates http.headers: names are HTTP tokens, values
-// carry no CR, LF or other control character, none is one sluice sets.
-func checkHeaders(p *problems, hs map[string]string, withAuth bool) {
-	if len(hs) > MaxHeaders {
-		p.add("http.headers", "at most %d headers", MaxHeaders)
-		return
-	}
-	seen := map[string]string{}
-	for _, k := range sortedKeys(hs) {
-		path, v := key("http.headers", k), hs[k]
-		canon := textproto.CanonicalMIMEHeaderKey(k)
-		switch {
-		case !httpguts.ValidHeaderFieldName(k):
-			p.add(path, "not a header name: letters, digits and !#$%%&'*+-.^_`|~ only")
-		case len(k) > MaxHeaderName:
-			p.add(path, "a header name of at most %d bytes", MaxHeaderName)
-		case sluiceHeaders[canon]:
-			p.add(path, "%s is set by sluice on every request", canon)
-		case canon == "Authorization" && withAuth:
-			p.add(path, "Authorization is set by http.auth: remove one of them")
-		case seen[canon] != "":
-			p.add(path, "the same header as %q (names are not case-sensitive)", seen[canon])
-		case !httpguts.ValidHeaderFieldValue(v):
-			p.add(path, "the value has a CR, LF or another control character")
-		case len(v) > MaxHeaderValue:
-			p.add(path, "a value of at most %d bytes", MaxHeaderValue)
-		case !utf8.ValidString(v):
-			p.add(path, "the value is not valid UTF-8")
-		}
-		seen[canon] = k
-	}
-}
-
-// checkAuth validates http.auth.
-func checkAuth(p *problems, a *HTTPAuth) {
-	switch a.Type {
-	case "", "none":
-		if a.Username != "" || a.Password != "" || a.Token != "" {
-			p.add("http.auth.type", "basic or bearer, to use a username, password or token")
-		}
-	case "basic":
-		checkText(p, "http.auth.username", a.Username, true, MaxCredential)
-		if strings.Contains(a.Username, ":") {
-			p.add("http.auth.username", "a basic username cannot contain ':'")
-		}
-		checkText(p, "http.auth.password", a.Password, false, MaxCredential)
-	case "bearer":
-		checkText(p, "http.auth.token", a.Token, true, MaxCredential)
-		if a.Token != strings.TrimSpace(a.Token) || strings.Contains(a.Token, " ") {
-			p.add("http.auth.token", "no spaces")
-		}
-	default:
-		p.add("http.auth.type", "none, basic or bearer")
-	}
-}
+// key is the path of a map member: custom_data["x"].
+func key(path, k string) string { return sink.Key(path, k) }
 
 // compileFilter compiles a filter within its bounds.
 func compileFilter(p *problems, src string) *vm.Program {
@@ -322,20 +163,6 @@ func intLiteral(n ast.Node) (int, bool) {
 	return 0, false
 }
 
-// checkRegex compiles http.success_regex.
-func checkRegex(p *problems, s string) *regexp.Regexp {
-	if len(s) > MaxRegexLength {
-		p.add("http.success_regex", "at most %d bytes", MaxRegexLength)
-		return nil
-	}
-	re, err := regexp.Compile(s)
-	if err != nil {
-		p.add("http.success_regex", "%v", err)
-		return nil
-	}
-	return re
-}
-
 // checkTemplate parses a template field (custom_data, a routing or record
 // key) at path.
 func checkTemplate(p *problems, path, k, v string) (customField, bool) {
@@ -354,8 +181,5 @@ func checkTemplate(p *problems, path, k, v string) (customField, bool) {
 	}
 	return f, true
 }
-
-// kafkaTopic is a legal Kafka topic name.
-var kafkaTopic = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 
 func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }

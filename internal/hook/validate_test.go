@@ -2,12 +2,16 @@ package hook
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/project"
+	"github.com/sluicehq/sluice/internal/sink/amqpsink"
+	"github.com/sluicehq/sluice/internal/sink/httpsink"
+	"github.com/sluicehq/sluice/internal/sink/kafkasink"
 )
 
 // Every field is checked when a hook is saved: each bad definition is
@@ -16,12 +20,12 @@ func TestBadDefinitionsAreRefusedWithTheirPath(t *testing.T) {
 	f := newFixture(t, true)
 	long := func(n int) string { return strings.Repeat("a", n) }
 	rabbit := func(h *Hook) {
-		h.Type, h.HTTP = TypeRabbitMQQueue, nil
-		h.RabbitMQ = &RabbitMQTarget{Host: "127.0.0.1", Username: "u", Queue: "q"}
+		h.Type, h.Settings = TypeRabbitMQQueue, nil
+		h.Settings = &amqpsink.Settings{Host: "127.0.0.1", Username: "u", Queue: "q"}
 	}
 	kafka := func(h *Hook) {
-		h.Type, h.HTTP = TypeKafka, nil
-		h.Kafka = &KafkaTarget{Brokers: []string{"127.0.0.1:9092"}, Topic: "t"}
+		h.Type, h.Settings = TypeKafka, nil
+		h.Settings = &kafkasink.Settings{Brokers: []string{"127.0.0.1:9092"}, Topic: "t"}
 	}
 	for _, c := range []struct {
 		name string
@@ -47,46 +51,66 @@ func TestBadDefinitionsAreRefusedWithTheirPath(t *testing.T) {
 		}, "filter", "may not nest"},
 		{"filter repeat", func(h *Hook) { h.Filter = `repeat(event.key, 1000000) != ""` }, "filter", "repeat() is not available"},
 		{"filter too many nodes", func(h *Hook) { h.Filter = strings.Repeat("event.x==1||", 100) + "true" }, "filter", "exceeds maximum allowed nodes"},
-		{"url unparsable", func(h *Hook) { h.HTTP.URL = "http://[::1" }, "http.url", "missing ']'"},
-		{"url scheme", func(h *Hook) { h.HTTP.URL = "ftp://x" }, "http.url", "http:// or https://"},
-		{"url no host", func(h *Hook) { h.HTTP.URL = "http:///path" }, "http.url", "no host"},
-		{"url opaque", func(h *Hook) { h.HTTP.URL = "http:example.com" }, "http.url", "no host"},
-		{"url credentials", func(h *Hook) { h.HTTP.URL = "https://user:pw@example.com/" }, "http.url", "set http.auth"},
-		{"url port", func(h *Hook) { h.HTTP.URL = "http://example.com:70000/" }, "http.url", "port 70000"},
-		{"url port zero", func(h *Hook) { h.HTTP.URL = "http://example.com:0/" }, "http.url", "port 0"},
-		{"url bad host", func(h *Hook) { h.HTTP.URL = "http://exa$mple.com/" }, "http.url", "not a host name"},
-		{"url fragment", func(h *Hook) { h.HTTP.URL = "http://example.com/#x" }, "http.url", "fragment"},
-		{"url control", func(h *Hook) { h.HTTP.URL = "http://example.com/\n" }, "http.url", "control character"},
-		{"url long", func(h *Hook) { h.HTTP.URL = "http://example.com/" + long(2048) }, "http.url", "at most 2048"},
-		{"timeout", func(h *Hook) { h.HTTP.Timeout = Duration(time.Hour) }, "http.timeout", "1ms to 10m"},
-		{"header CRLF", func(h *Hook) { h.HTTP.Headers = map[string]string{"X-Foo": "a\r\nX-Injected: 1"} }, `http.headers["X-Foo"]`, "CR, LF"},
-		{"header NUL", func(h *Hook) { h.HTTP.Headers = map[string]string{"X-Foo": "a\x00"} }, `http.headers["X-Foo"]`, "control character"},
-		{"header name", func(h *Hook) { h.HTTP.Headers = map[string]string{"X Foo": "a"} }, `http.headers["X Foo"]`, "not a header name"},
-		{"header name colon", func(h *Hook) { h.HTTP.Headers = map[string]string{"X-Foo:": "a"} }, `http.headers["X-Foo:"]`, "not a header name"},
-		{"header empty name", func(h *Hook) { h.HTTP.Headers = map[string]string{"": "a"} }, `http.headers[""]`, "not a header name"},
-		{"header sluice sets", func(h *Hook) { h.HTTP.Headers = map[string]string{"webhook-signature": "v1,x"} }, `http.headers["webhook-signature"]`, "set by sluice"},
-		{"header content-type", func(h *Hook) { h.HTTP.Headers = map[string]string{"content-type": "text/plain"} }, `http.headers["content-type"]`, "set by sluice"},
-		{"header twice", func(h *Hook) { h.HTTP.Headers = map[string]string{"X-A": "1", "x-a": "2"} }, `http.headers["x-a"]`, "not case-sensitive"},
+		{"url unparsable", func(h *Hook) { httpOf(h).URL = "http://[::1" }, "http.url", "missing ']'"},
+		{"url scheme", func(h *Hook) { httpOf(h).URL = "ftp://x" }, "http.url", "http:// or https://"},
+		{"url no host", func(h *Hook) { httpOf(h).URL = "http:///path" }, "http.url", "no host"},
+		{"url opaque", func(h *Hook) { httpOf(h).URL = "http:example.com" }, "http.url", "no host"},
+		{"url credentials", func(h *Hook) { httpOf(h).URL = "https://user:pw@example.com/" }, "http.url", "set http.auth"},
+		{"url port", func(h *Hook) { httpOf(h).URL = "http://example.com:70000/" }, "http.url", "port 70000"},
+		{"url port zero", func(h *Hook) { httpOf(h).URL = "http://example.com:0/" }, "http.url", "port 0"},
+		{"url bad host", func(h *Hook) { httpOf(h).URL = "http://exa$mple.com/" }, "http.url", "not a host name"},
+		{"url fragment", func(h *Hook) { httpOf(h).URL = "http://example.com/#x" }, "http.url", "fragment"},
+		{"url control", func(h *Hook) { httpOf(h).URL = "http://example.com/\n" }, "http.url", "control character"},
+		{"url long", func(h *Hook) { httpOf(h).URL = "http://example.com/" + long(2048) }, "http.url", "at most 2048"},
+		{"timeout", func(h *Hook) { httpOf(h).Timeout = Duration(time.Hour) }, "http.timeout", "1ms to 10m"},
+		{"header CRLF", func(h *Hook) { httpOf(h).Headers = map[string]string{"X-Foo": "a\r\nX-Injected: 1"} }, `http.headers["X-Foo"]`, "CR, LF"},
+		{"header NUL", func(h *Hook) { httpOf(h).Headers = map[string]string{"X-Foo": "a\x00"} }, `http.headers["X-Foo"]`, "control character"},
+		{"header name", func(h *Hook) { httpOf(h).Headers = map[string]string{"X Foo": "a"} }, `http.headers["X Foo"]`, "not a header name"},
+		{"header name colon", func(h *Hook) { httpOf(h).Headers = map[string]string{"X-Foo:": "a"} }, `http.headers["X-Foo:"]`, "not a header name"},
+		{"header empty name", func(h *Hook) { httpOf(h).Headers = map[string]string{"": "a"} }, `http.headers[""]`, "not a header name"},
+		{"header sluice sets", func(h *Hook) { httpOf(h).Headers = map[string]string{"webhook-signature": "v1,x"} }, `http.headers["webhook-signature"]`, "set by sluice"},
+		{"header content-type", func(h *Hook) { httpOf(h).Headers = map[string]string{"content-type": "text/plain"} }, `http.headers["content-type"]`, "set by sluice"},
+		{"header twice", func(h *Hook) { httpOf(h).Headers = map[string]string{"X-A": "1", "x-a": "2"} }, `http.headers["x-a"]`, "not case-sensitive"},
 		{"header and auth", func(h *Hook) {
-			h.HTTP.Headers = map[string]string{"Authorization": "Token x"}
-			h.HTTP.Auth = &HTTPAuth{Type: "bearer", Token: "t"}
+			httpOf(h).Headers = map[string]string{"Authorization": "Token x"}
+			httpOf(h).Auth = &httpsink.Auth{Type: "bearer", Token: "t"}
 		}, `http.headers["Authorization"]`, "set by http.auth"},
-		{"header value long", func(h *Hook) { h.HTTP.Headers = map[string]string{"X-A": long(4097)} }, `http.headers["X-A"]`, "at most 4096"},
+		{"header value long", func(h *Hook) { httpOf(h).Headers = map[string]string{"X-A": long(4097)} }, `http.headers["X-A"]`, "at most 4096"},
 		{"too many headers", func(h *Hook) {
-			h.HTTP.Headers = map[string]string{}
+			httpOf(h).Headers = map[string]string{}
 			for i := 0; i < 51; i++ {
-				h.HTTP.Headers["X-"+itoa(i)] = "v"
+				httpOf(h).Headers["X-"+itoa(i)] = "v"
 			}
 		}, "http.headers", "at most 50"},
-		{"regex", func(h *Hook) { h.HTTP.SuccessRegex = "(" }, "http.success_regex", "missing closing )"},
-		{"regex long", func(h *Hook) { h.HTTP.SuccessRegex = long(1025) }, "http.success_regex", "at most 1024"},
-		{"auth type", func(h *Hook) { h.HTTP.Auth = &HTTPAuth{Type: "digest"} }, "http.auth.type", "none, basic or bearer"},
-		{"auth bearer token", func(h *Hook) { h.HTTP.Auth = &HTTPAuth{Type: "bearer"} }, "http.auth.token", "required"},
-		{"auth bearer token newline", func(h *Hook) { h.HTTP.Auth = &HTTPAuth{Type: "bearer", Token: "a\r\nb"} }, "http.auth.token", "control character"},
-		{"auth basic username", func(h *Hook) { h.HTTP.Auth = &HTTPAuth{Type: "basic", Username: "a:b"} }, "http.auth.username", "':'"},
-		{"auth none with token", func(h *Hook) { h.HTTP.Auth = &HTTPAuth{Token: "t"} }, "http.auth.type", "basic or bearer"},
+		{"regex", func(h *Hook) { httpOf(h).SuccessRegex = "(" }, "http.success_regex", "missing closing )"},
+		{"regex long", func(h *Hook) { httpOf(h).SuccessRegex = long(1025) }, "http.success_regex", "at most 1024"},
+		{"auth type", func(h *Hook) { httpOf(h).Auth = &httpsink.Auth{Type: "digest"} }, "http.auth.type", "none, basic or bearer"},
+		{"auth bearer token", func(h *Hook) { httpOf(h).Auth = &httpsink.Auth{Type: "bearer"} }, "http.auth.token", "required"},
+		{"auth bearer token newline", func(h *Hook) { httpOf(h).Auth = &httpsink.Auth{Type: "bearer", Token: "a\r\nb"} }, "http.auth.token", "control character"},
+		{"auth basic username", func(h *Hook) { httpOf(h).Auth = &httpsink.Auth{Type: "basic", Username: "a:b"} }, "http.auth.username", "':'"},
+		{"auth none with token", func(h *Hook) { httpOf(h).Auth = &httpsink.Auth{Token: "t"} }, "http.auth.type", "basic or bearer"},
 		{"type", func(h *Hook) { h.Type = "smtp" }, "type", "http, rabbitmq_queue"},
-		{"two targets", func(h *Hook) { kafka(h); h.HTTP = &HTTPTarget{URL: "http://x/"} }, "http", "only for type http"},
+		{"two targets", func(h *Hook) {
+			fromJSON(h, `{"name":"x","events":["in.*"],"type":"kafka","kafka":{"brokers":["127.0.0.1:9092"],"topic":"t"},"http":{"url":"http://x/"}}`)
+		}, "http", "only for type http: type kafka sets kafka"},
+		{"rabbitmq for kafka", func(h *Hook) {
+			fromJSON(h, `{"name":"x","events":["in.*"],"type":"kafka","kafka":{"brokers":["127.0.0.1:9092"],"topic":"t"},"rabbitmq":{"host":"h"}}`)
+		}, "rabbitmq", "only for types rabbitmq_queue and rabbitmq_exchange: type kafka sets kafka"},
+		{"no target", func(h *Hook) { fromJSON(h, `{"name":"x","events":["in.*"],"type":"rabbitmq_queue"}`) },
+			"rabbitmq", "required for type rabbitmq_queue (host, port, username, password, vhost"},
+		{"unknown section", func(h *Hook) {
+			fromJSON(h, `{"name":"x","events":["in.*"],"http":{"url":"http://x/"},"smtp":{"host":"x"}}`)
+		},
+			"smtp", "unknown field"},
+		{"unknown setting", func(h *Hook) {
+			fromJSON(h, `{"name":"x","events":["in.*"],"http":{"url":"http://x/","auth":{"type":"basic","pasword":"x"}}}`)
+		},
+			"http.auth.pasword", "unknown field"},
+		{"setting of the wrong type", func(h *Hook) {
+			fromJSON(h, `{"name":"x","events":["in.*"],"type":"kafka","kafka":{"brokers":"127.0.0.1:9092","topic":"t"}}`)
+		},
+			"kafka.brokers", "an array, not a JSON string"},
+		{"settings of another type", func(h *Hook) { h.Type = TypeKafka }, "kafka", "settings of another delivery type"},
 		{"max_batch_size", func(h *Hook) { h.MaxBatchSize = 20000 }, "max_batch_size", "1 to 10000"},
 		{"max_batch_size negative", func(h *Hook) { h.MaxBatchSize = -1 }, "max_batch_size", "1 to 10000"},
 		{"batch_timeout", func(h *Hook) { h.BatchTimeout = Duration(2 * time.Hour) }, "batch_timeout", "1ms to 1h"},
@@ -106,13 +130,13 @@ func TestBadDefinitionsAreRefusedWithTheirPath(t *testing.T) {
 				h.CustomData["k"+itoa(i)] = "v"
 			}
 		}, "custom_data", "at most 100"},
-		{"rabbitmq host", func(h *Hook) { rabbit(h); h.RabbitMQ.Host = "a/b" }, "rabbitmq.host", "host name"},
-		{"rabbitmq port", func(h *Hook) { rabbit(h); h.RabbitMQ.Port = 70000 }, "rabbitmq.port", "1 to 65535"},
-		{"rabbitmq queue", func(h *Hook) { rabbit(h); h.RabbitMQ.Queue = long(256) }, "rabbitmq.queue", "at most 255"},
-		{"rabbitmq timeout", func(h *Hook) { rabbit(h); h.RabbitMQ.Timeout = Duration(time.Hour) }, "rabbitmq.timeout", "1ms to 10m"},
-		{"kafka broker port", func(h *Hook) { kafka(h); h.Kafka.Brokers = []string{"k:9092", "k:0"} }, "kafka.brokers[1]", "port 1 to 65535"},
-		{"kafka topic", func(h *Hook) { kafka(h); h.Kafka.Topic = "a b" }, "kafka.topic", "a-z A-Z"},
-		{"kafka key template", func(h *Hook) { kafka(h); h.Kafka.Key = "{{nope}}" }, "kafka.key", "unknown parameter"},
+		{"rabbitmq host", func(h *Hook) { rabbit(h); rabbitOf(h).Host = "a/b" }, "rabbitmq.host", "host name"},
+		{"rabbitmq port", func(h *Hook) { rabbit(h); rabbitOf(h).Port = 70000 }, "rabbitmq.port", "1 to 65535"},
+		{"rabbitmq queue", func(h *Hook) { rabbit(h); rabbitOf(h).Queue = long(256) }, "rabbitmq.queue", "at most 255"},
+		{"rabbitmq timeout", func(h *Hook) { rabbit(h); rabbitOf(h).Timeout = Duration(time.Hour) }, "rabbitmq.timeout", "1ms to 10m"},
+		{"kafka broker port", func(h *Hook) { kafka(h); kafkaOf(h).Brokers = []string{"k:9092", "k:0"} }, "kafka.brokers[1]", "port 1 to 65535"},
+		{"kafka topic", func(h *Hook) { kafka(h); kafkaOf(h).Topic = "a b" }, "kafka.topic", "a-z A-Z"},
+		{"kafka key template", func(h *Hook) { kafka(h); kafkaOf(h).Key = "{{nope}}" }, "kafka.key", "unknown parameter"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h := httpHook("http://127.0.0.1:1/")
@@ -147,7 +171,7 @@ func TestDefinitionsWithinTheBoundsAreSaved(t *testing.T) {
 	} {
 		h := httpHook("https://crm.example.com:8443/hook?x=1")
 		h.Filter = filter
-		h.HTTP.Headers = map[string]string{"X-Team": "crm", "Authorization": "Token abc", "X-Tab": "a\tb"}
+		httpOf(&h).Headers = map[string]string{"X-Team": "crm", "Authorization": "Token abc", "X-Tab": "a\tb"}
 		if _, err := f.m.Create(context.Background(), h, Start{}); err != nil {
 			t.Errorf("%s: %v", filter, err)
 		}
@@ -211,9 +235,12 @@ func TestHookForAMissingProjectIsRefused(t *testing.T) {
 func TestAStoredHookOutsideTheBoundsIsStoppedWithItsReason(t *testing.T) {
 	f := newFixture(t, true)
 	h := httpHook("http://127.0.0.1:1/")
+	if err := f.m.dests.Resolve(&h); err != nil {
+		t.Fatal(err)
+	}
 	f.m.defaults(&h)
 	h.ID, h.Active = "hk_legacy", true
-	h.HTTP.Headers = map[string]string{"X-Foo": "a\r\nb"}
+	httpOf(&h).Headers = map[string]string{"X-Foo": "a\r\nb"}
 	if err := f.m.store.insert(context.Background(), &row{hook: h, secrets: secrets{Signing: []string{NewSecret()}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +264,7 @@ func TestWriteOnlySecretsAreKeptThroughRestartAndUpdate(t *testing.T) {
 	f := newFixture(t, true)
 	rc := newReceiver(t, nil)
 	hk := httpHook(rc.URL)
-	hk.HTTP.Auth = &HTTPAuth{Type: "bearer", Token: "target-token"}
+	httpOf(&hk).Auth = &httpsink.Auth{Type: "bearer", Token: "target-token"}
 	h, err := f.m.Create(context.Background(), hk, Start{})
 	if err != nil {
 		t.Fatal(err)
@@ -251,7 +278,7 @@ func TestWriteOnlySecretsAreKeptThroughRestartAndUpdate(t *testing.T) {
 	waitFor(t, "a delivery after the restart", func() bool { return len(rc.requests()) == 1 })
 	got, _ := f.m.Get(h.ID)
 	got.Name = "renamed"
-	if got.HTTP.Auth.Token != "" {
+	if httpOf(&got).Auth.Token != "" {
 		t.Fatal("the token was returned")
 	}
 	if _, err := f.m.Update(context.Background(), h.ID, got); err != nil {
@@ -266,8 +293,16 @@ func TestWriteOnlySecretsAreKeptThroughRestartAndUpdate(t *testing.T) {
 	}
 	// A bearer hook without any token is still refused.
 	hk2 := httpHook(rc.URL)
-	hk2.HTTP.Auth = &HTTPAuth{Type: "bearer"}
+	httpOf(&hk2).Auth = &httpsink.Auth{Type: "bearer"}
 	if _, err := f.m.Create(context.Background(), hk2, Start{}); err == nil {
 		t.Fatal("a bearer hook without a token was saved")
+	}
+}
+
+// fromJSON replaces h by the definition in js, as the API decodes it.
+func fromJSON(h *Hook, js string) {
+	*h = Hook{}
+	if err := json.Unmarshal([]byte(js), h); err != nil {
+		panic(err)
 	}
 }

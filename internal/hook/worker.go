@@ -69,9 +69,11 @@ func (w *worker) run() {
 	defer w.wg.Wait() // runs first: every delivery has returned before the sink closes
 	log := w.m.logger.With("hook", w.hook.ID)
 	// Batches formed before a restart go first, exactly as they were.
-	inflight, err := w.m.loadInflight(w.ctx, w.hook.ID)
-	if err != nil {
-		log.Error("load in-flight batches", "err", err)
+	var inflight []*pending
+	if !w.persist("load in-flight batches", func() (err error) {
+		inflight, err = w.m.loadInflight(w.ctx, w.hook.ID)
+		return err
+	}) {
 		return
 	}
 	sem := make(chan struct{}, w.hook.MaxInFlight)
@@ -320,7 +322,7 @@ func (w *worker) deliver(p *pending) bool {
 	for a := 1; ; a++ {
 		msgs = w.m.buildMessages(w.ctx, &w.hook, w.comp, p.records, a-1, false)
 		if meta == nil {
-			meta = w.m.metaFor(w.ctx, &w.hook, w.comp, msgs)
+			meta = w.m.metaFor(w.ctx, w.comp, msgs)
 		}
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(w.ctx, w.hook.timeout())
@@ -346,8 +348,8 @@ func (w *worker) deliver(p *pending) bool {
 			status: status, err: err, resp: resp, next: next, kind: "delivery"}
 		w.m.met.latency.WithLabelValues(w.hook.ID).Observe(end.Sub(start).Seconds())
 		if err == nil {
-			if cerr := w.m.commit(w.hook.ID, p, nil, att, w.finish(p.seq)); cerr != nil {
-				w.m.logger.Error("commit delivered batch", "hook", w.hook.ID, "err", cerr)
+			cursor := w.finish(p.seq)
+			if !w.persist("commit delivered batch", func() error { return w.m.commit(w.hook.ID, p, nil, att, cursor) }) {
 				return false
 			}
 			w.m.met.delivered.WithLabelValues(w.hook.ID).Add(float64(len(p.records)))
@@ -373,8 +375,8 @@ func (w *worker) deliver(p *pending) bool {
 	dl := &deadLetter{HookID: w.hook.ID, BatchID: p.id, Events: len(p.records), FirstID: p.records[0].ID,
 		LastID: p.records[len(p.records)-1].ID, FirstTime: p.records[0].Time, Attempts: attempts, LastStatus: lastStatus, LastError: lastErr.Error()}
 	dl.messages = msgs
-	if err := w.m.commit(w.hook.ID, p, dl, lastAtt, w.finish(p.seq)); err != nil {
-		w.m.logger.Error("park dead letter", "hook", w.hook.ID, "err", err)
+	cursor := w.finish(p.seq)
+	if !w.persist("park dead letter", func() error { return w.m.commit(w.hook.ID, p, dl, lastAtt, cursor) }) {
 		return false
 	}
 	w.m.met.deadLetters.WithLabelValues(w.hook.ID).Inc()
@@ -384,6 +386,35 @@ func (w *worker) deliver(p *pending) bool {
 		return false
 	}
 	return true
+}
+
+// persist runs a write of the hook's state until it succeeds: a state
+// that cannot be written (hooks.db's disk is full, the database is
+// locked) is written again 100ms later, then up to every 5s, so the hook
+// goes on by itself once it can. It reports false when the worker stops
+// first; what was not written is then done again from the last state
+// that was (a batch still recorded in flight is delivered again).
+func (w *worker) persist(what string, write func() error) bool {
+	wait := 100 * time.Millisecond
+	for n := 1; ; n++ {
+		err := write()
+		if err == nil {
+			if n > 1 {
+				w.m.logger.Info(what+": written after a failure", "hook", w.hook.ID, "attempts", n)
+			}
+			return true
+		}
+		if w.ctx.Err() != nil {
+			return false
+		}
+		if n == 1 || n%20 == 0 {
+			w.m.logger.Error(what, "hook", w.hook.ID, "err", err, "attempts", n, "retry_in", wait)
+		}
+		if !w.sleep(wait) {
+			return false
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }
 
 // backoff is the wait before attempt a+1: the period (or period·2^(a-1)

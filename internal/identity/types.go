@@ -205,3 +205,43 @@ func Mergeable(a, b []event.Identity) (bool, *Clash) {
 	}
 	return true, nil
 }
+
+// Field kinds a project's identity_fields may name besides the identity
+// types: a raw phone number or e-mail address, stored as its hash.
+const (
+	FieldPhone = "phone"
+	FieldEmail = "email"
+)
+
+// ValidFieldKind reports whether kind may be the target of an
+// identity_fields entry: an identity type, phone or email.
+func ValidFieldKind(kind string) bool {
+	if kind == FieldPhone || kind == FieldEmail {
+		return true
+	}
+	_, ok := Lookup(kind)
+	return ok
+}
+
+// FromField turns the value of a data field mapped to kind into an
+// identity: a phone number or e-mail address into its hash (hashed is
+// then true: the raw value is personal data), a hash or an id as it is.
+// A phone or e-mail address that cannot be read is ErrPhone or ErrEmail.
+func FromField(kind, value, region string) (typ, v string, hashed bool, err error) {
+	value = strings.TrimSpace(value)
+	switch kind {
+	case FieldPhone:
+		h, err := HashPhone(value, region)
+		return TypePhoneHash, h, true, err
+	case FieldEmail:
+		h, err := HashEmail(value)
+		return TypeEmailHash, h, true, err
+	}
+	if value == "" {
+		return kind, "", false, nil
+	}
+	if err := Check(event.Identity{Type: kind, Value: value}); err != nil {
+		return kind, "", false, err
+	}
+	return kind, value, false, nil
+}

@@ -41,6 +41,8 @@ var s2sClock = time.UnixMilli(1680004800000).UTC()
 //	10 guarded: webhook_auth token, token "webhook-token"
 //	11 crm-orders: webhook_dedup_field order.id; 12 crm-flat: order_id
 //	99 calls: redirect_hosts example.com, *.shop.io
+//	13 calltracker: identity_fields caller → phone, client.email → email,
+//	   crm_id → cuid:crm; default_region RU. 14: the same with hash_pii
 //	9  custom: token "custom-token"; dimension loyaltyLevel (event.loyaltyLevel),
 //	   metrics margin (event.transaction.margin) and item_margin
 //	   (event.transaction.lineItems.product.margin)
@@ -92,6 +94,9 @@ func goldenServerIn(t *testing.T, at time.Time, dir string) (*Server, *sqlite.Lo
 	mk(10, "guarded", project.Settings{WebhookAuth: project.WebhookAuthToken}, "webhook-token")
 	mk(11, "crm-orders", project.Settings{WebhookDedupField: "order.id"})
 	mk(99, "calls", project.Settings{RedirectHosts: []string{"example.com", "*.shop.io"}})
+	callers := map[string]string{"caller": "phone", "client.email": "email", "crm_id": "cuid:crm"}
+	mk(13, "calltracker", project.Settings{DefaultRegion: "RU", IdentityFields: callers})
+	mk(14, "calltracker-pii", project.Settings{DefaultRegion: "RU", IdentityFields: callers, HashPII: true})
 	mk(12, "crm-flat", project.Settings{WebhookDedupField: "order_id"})
 	mk(8, "other", project.Settings{}, "other-project-token")
 	mk(9, "custom", project.Settings{Track: project.TrackSettings{

@@ -1,6 +1,7 @@
 // Package ingest is the ingest listener's HTTP handler. Every dialect is
 // served through one path: Match → Accept → read the body (Content-
-// Encoding, limit) → Authenticate → Decode → identities → append (dedup,
+// Encoding, limit) → Authenticate → Decode → identities (the project's
+// identity_fields, canonical order) → append (dedup,
 // Idempotency-Key, contents) → Answer, and every refusal is rendered in
 // one place, shaped by its dialect. The dialects are a registry that app
 // writes out; ingest knows none of them.
@@ -23,7 +24,6 @@ import (
 	"github.com/sluicehq/sluice/internal/dialect"
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog"
-	"github.com/sluicehq/sluice/internal/identity"
 	"github.com/sluicehq/sluice/internal/project"
 )
 
@@ -171,7 +171,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, d dialect.Dialect
 		s.refuse(w, r, d, req.Project, err)
 		return
 	}
-	identities(dec)
+	if err := dialect.Identities(req.Project, dec); err != nil {
+		s.refuse(w, r, d, req.Project, err)
+		return
+	}
 	out, err := s.commit(req, dec)
 	if err != nil {
 		s.refuse(w, r, d, req.Project, err)
@@ -187,17 +190,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, d dialect.Dialect
 	}
 	s.m.events(d.Name(), out)
 	d.Answer(w, req, dec, out)
-}
-
-// identities puts every event's identities in their canonical order,
-// without repeats: what profiles and hooks read is the same whichever
-// dialect, and whichever order, named them.
-func identities(dec *dialect.Decoded) {
-	for _, it := range dec.Items {
-		if it.Event != nil && len(it.Event.Identities) > 1 {
-			it.Event.Identities = identity.Canonical(it.Event.Identities)
-		}
-	}
 }
 
 // refuse renders a refusal, shaped by its dialect: an *Error as its

@@ -76,7 +76,7 @@ func (f *fixture) do(t *testing.T, method, path string, body io.Reader, hdr map[
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	client := f.http.Client()
+	client := *f.http.Client() // a copy: tests call do from several goroutines
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	resp, err := client.Do(req)
 	if err != nil {

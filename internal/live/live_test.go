@@ -267,6 +267,9 @@ func TestFilter(t *testing.T) {
 	if _, err := l.Append(context.Background(), evs); err != nil {
 		t.Fatal(err)
 	}
+	for h.Position() < l.Head() {
+		time.Sleep(time.Millisecond)
+	}
 	p1 := uint32(1)
 	refusals := []Refusal{
 		{Status: 400, Dialect: "track", ProjectID: &p1, Source: "10.0.0.7", Path: "/track", Message: "invalid hit",
@@ -275,9 +278,6 @@ func TestFilter(t *testing.T) {
 	}
 	for _, r := range refusals {
 		h.Refused(r)
-	}
-	for h.Position() < l.Head() {
-		time.Sleep(time.Millisecond)
 	}
 	for _, tc := range []struct {
 		name string

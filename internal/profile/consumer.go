@@ -3,6 +3,7 @@ package profile
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,18 +31,31 @@ type Consumer struct {
 	// Batch caps the events applied per transaction (default 1000).
 	Batch int
 
-	applied prometheus.Counter
-	lag     prometheus.GaugeFunc
-	cursor  atomic.Uint64 // for the lag gauge
-}
+	applied   prometheus.Counter
+	merges    prometheus.Counter
+	conflicts prometheus.Counter
+	rebuilt   prometheus.Counter
+	lag       prometheus.GaugeFunc
+	cursor    atomic.Uint64 // for the lag gauge and Applied
 
-// profileKeys selects the events that change profiles today.
-const profileKeys = "in.s2s.user"
+	mu      sync.Mutex
+	passed  chan struct{} // closed when the cursor moves
+	started bool
+}
 
 // Register adds the consumer's metrics to reg.
 func (c *Consumer) Register(reg prometheus.Registerer) {
 	c.applied = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "sluice_profiles_events_applied_total", Help: "Events folded into profiles.",
+		Name: "sluice_profiles_events_applied_total", Help: "Events with identities folded into profiles.",
+	})
+	c.merges = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sluice_profiles_merges_total", Help: "Profiles merged into another because an event linked them.",
+	})
+	c.conflicts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sluice_profiles_conflicts_total", Help: "Links refused by the merge rule: two values of one strong identity type.",
+	})
+	c.rebuilt = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sluice_profiles_rebuilt_total", Help: "Profiles rebuilt from their events because an event arrived out of order.",
 	})
 	c.lag = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "sluice_profiles_lag_seconds",
@@ -53,7 +67,7 @@ func (c *Consumer) Register(reg prometheus.Registerer) {
 		}
 		return float64(head.Millis()-cur.Millis()) / 1000
 	})
-	reg.MustRegister(c.applied, c.lag)
+	reg.MustRegister(c.applied, c.merges, c.conflicts, c.rebuilt, c.lag)
 }
 
 // Run follows the log until ctx ends.
@@ -71,14 +85,14 @@ func (c *Consumer) Run(ctx context.Context) {
 		logger.Error("read profile cursor", "err", err)
 		return
 	}
-	c.cursor.Store(uint64(cursor))
+	c.moved(cursor)
 	backoff := time.Second
 	for ctx.Err() == nil {
 		changed := c.Log.Changed()
 		// Everything up to head is visible to the read below, so when
 		// nothing matches, the cursor can move to head.
 		head := c.Log.Head()
-		recs, err := c.Log.Read(ctx, eventlog.Query{KeyGlob: profileKeys, After: cursor, Limit: batch})
+		recs, err := c.Log.Read(ctx, eventlog.Query{WithIdentities: true, After: cursor, Limit: batch})
 		if err == nil {
 			next := head
 			switch {
@@ -91,7 +105,7 @@ func (c *Consumer) Run(ctx context.Context) {
 				err = c.apply(ctx, recs, next)
 				if err == nil {
 					cursor = next
-					c.cursor.Store(uint64(next))
+					c.moved(next)
 				}
 			}
 		}
@@ -129,11 +143,53 @@ func (c *Consumer) apply(ctx context.Context, recs []eventlog.Record, next event
 		}
 		evs = append(evs, e)
 	}
-	if err := c.Store.Apply(ctx, CursorName, next, evs); err != nil {
+	st, err := c.Store.ApplyStats(ctx, CursorName, next, evs)
+	if err != nil {
 		return err
 	}
 	if c.applied != nil {
-		c.applied.Add(float64(len(evs)))
+		c.applied.Add(float64(st.Observations))
+		c.merges.Add(float64(st.Merges))
+		c.conflicts.Add(float64(st.Conflicts))
+		c.rebuilt.Add(float64(st.Rebuilt))
 	}
 	return nil
+}
+
+// moved records that everything up to id is folded, and wakes waiters.
+func (c *Consumer) moved(id event.ID) {
+	c.mu.Lock()
+	c.cursor.Store(uint64(id))
+	c.started = true
+	if c.passed != nil {
+		close(c.passed)
+		c.passed = nil
+	}
+	c.mu.Unlock()
+}
+
+// Applied is the id up to which every event is folded into profiles.
+func (c *Consumer) Applied() event.ID { return event.ID(c.cursor.Load()) }
+
+// WaitFor returns once every event up to id is folded into profiles (a
+// hook delivering event id then sees a profile that includes it), or
+// when ctx ends.
+func (c *Consumer) WaitFor(ctx context.Context, id event.ID) error {
+	for {
+		c.mu.Lock()
+		if c.started && event.ID(c.cursor.Load()) >= id {
+			c.mu.Unlock()
+			return nil
+		}
+		if c.passed == nil {
+			c.passed = make(chan struct{})
+		}
+		ch := c.passed
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
 }

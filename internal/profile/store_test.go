@@ -4,17 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
-	"time"
 
 	"github.com/sluicehq/sluice/internal/event"
-	"github.com/sluicehq/sluice/internal/eventlog"
-	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
 	"github.com/sluicehq/sluice/internal/identity"
 )
 
-func openStore(t *testing.T) *Store {
+func openStore(t testing.TB) *Store {
 	t.Helper()
 	s, err := Open(filepath.Join(t.TempDir(), "profiles.db"))
 	if err != nil {
@@ -24,33 +24,29 @@ func openStore(t *testing.T) *Store {
 	return s
 }
 
-var nextID event.ID = 1000
-
-// userEvent is an s2s user message as the dialect stores it.
-func userEvent(project uint32, custom, device string, t int64, data string, extra ...event.Identity) *event.Event {
-	nextID++
-	var ids []event.Identity
-	if custom != "" {
-		ids = append(ids, event.Identity{Type: identity.TypeCustomUserID, Value: custom})
+// ev builds an event: key, time, data and identities as "type=value".
+func ev(id event.ID, project uint32, key string, t int64, data string, ids ...string) *event.Event {
+	e := &event.Event{Key: key, ProjectID: project, ID: id, Time: t, Data: json.RawMessage(data), Dialect: strings.Split(key, ".")[1]}
+	if data == "" {
+		e.Data = json.RawMessage(`{}`)
 	}
-	if device != "" {
-		ids = append(ids, event.Identity{Type: identity.TypeMetrixUserID, Value: device})
+	for _, s := range ids {
+		typ, v, _ := strings.Cut(s, "=")
+		e.Identities = append(e.Identities, event.Identity{Type: typ, Value: v})
 	}
-	ids = append(ids, extra...)
-	return &event.Event{
-		Key: "in.s2s.user", Channel: "http", Service: "s2s", Name: "user", ProjectID: project,
-		Data: json.RawMessage(data), ID: nextID, Time: t, Dialect: "s2s", ReceivedAt: 1_700_000_000_000, Identities: ids,
-	}
+	return e
 }
 
-func apply(t *testing.T, s *Store, evs ...*event.Event) {
+func apply(t testing.TB, s *Store, evs ...*event.Event) FoldStats {
 	t.Helper()
-	if err := s.Apply(context.Background(), "test", evs[len(evs)-1].ID, evs); err != nil {
+	st, err := s.ApplyStats(context.Background(), "test", evs[len(evs)-1].ID, evs)
+	if err != nil {
 		t.Fatal(err)
 	}
+	return st
 }
 
-func find(t *testing.T, s *Store, project uint32, typ, value string) *Profile {
+func find(t testing.TB, s *Store, project uint32, typ, value string) *Profile {
 	t.Helper()
 	p, err := s.Find(context.Background(), project, typ, value)
 	if err != nil {
@@ -59,186 +55,319 @@ func find(t *testing.T, s *Store, project uint32, typ, value string) *Profile {
 	return p
 }
 
-func attr(p *Profile, name string) string {
-	return string(p.Attributes[name].Value)
+func idents(p *Profile) string {
+	var out []string
+	for _, i := range p.Identities {
+		out = append(out, i.Type+"="+i.Value)
+	}
+	return strings.Join(out, " ")
 }
 
-func TestUserMessageCreatesProfile(t *testing.T) {
+var h = identity.Hash
+
+func TestUserMessageAttributes(t *testing.T) {
 	s := openStore(t)
-	apply(t, s, userEvent(1, "r.akbari", "dev-1", 1680000000000,
-		`{"type":"user","id":"u1","time":1680000000000,"firstName":"Reza","channels":["SMS","Push"],"customAttributes":{"job":"developer"}}`,
-		event.Identity{Type: identity.TypeEmailHash, Value: "e1"}))
-	p := find(t, s, 1, identity.TypeMetrixUserID, "dev-1")
-	if len(p.Identities) != 3 || attr(p, "firstName") != `"Reza"` || attr(p, "channels") != `["SMS","Push"]` ||
-		attr(p, "customAttributes.job") != `"developer"` || p.Attributes["firstName"].Time != time.UnixMilli(1680000000000).UTC() {
-		t.Fatalf("profile %+v", p)
+	apply(t, s, ev(1, 1, "in.s2s.user", 1680000000000,
+		`{"type":"user","id":"u1","time":1680000000000,"firstName":"Reza","phone":"+98917*******","channels":["SMS","Push"],"customAttributes":{"job":"developer"}}`,
+		"custom_user_id=r.akbari", "metrix_user_id=dev-1", "email_hash="+h("e")))
+	p := find(t, s, 1, "metrix_user_id", "dev-1")
+	if idents(p) != "custom_user_id=r.akbari email_hash="+h("e")+" metrix_user_id=dev-1" {
+		t.Fatalf("identities %s", idents(p))
 	}
-	for _, k := range []string{"type", "id", "time"} {
-		if _, ok := p.Attributes[k]; ok {
-			t.Fatalf("message field %s stored as an attribute", k)
+	for name, want := range map[string]string{"firstName": `"Reza"`, "channels": `["SMS","Push"]`, "customAttributes.job": `"developer"`, "phoneNumber": `"+98917*******"`} {
+		if got := string(p.Attributes[name].Value); got != want {
+			t.Errorf("%s = %s, want %s", name, got, want)
 		}
 	}
-	if _, err := s.Find(context.Background(), 2, identity.TypeCustomUserID, "r.akbari"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("profile leaked into project 2: %v", err)
+	for _, k := range []string{"type", "id", "time", "phone"} {
+		if _, ok := p.Attributes[k]; ok {
+			t.Errorf("message field %s stored as an attribute", k)
+		}
+	}
+	if p.Identities[0].Strength != "strong" || p.Identities[2].Strength != "device" || p.Traits.Events != 1 ||
+		p.Traits.EventsByKey["in.s2s.user"] != 1 || p.Attributes["firstName"].EventID != 1 {
+		t.Fatalf("profile %+v", p)
+	}
+	if !strings.HasPrefix(p.ID, "prf_") || p.ID != profileID(1, event.Identity{Type: "custom_user_id", Value: "r.akbari"}) {
+		t.Fatalf("id %s", p.ID)
 	}
 }
 
-func TestEmptyUserMessageRegisters(t *testing.T) {
+func TestEventsWithoutIdentitiesChangeNothing(t *testing.T) {
 	s := openStore(t)
-	apply(t, s, userEvent(1, "quiet", "", 1680000000000, `{"type":"user","id":"u1","time":1680000000000}`))
-	p := find(t, s, 1, identity.TypeCustomUserID, "quiet")
-	if len(p.Identities) != 1 || len(p.Attributes) != 0 {
-		t.Fatalf("%+v", p)
+	if st := apply(t, s, ev(1, 1, "in.gen.crm.lead", 1, `{"a":1}`)); st.Observations != 0 {
+		t.Fatalf("%+v", st)
+	}
+	if _, err := s.Find(context.Background(), 1, "uid", "1"); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
 	}
 }
 
+// Rule 5: the last writer wins by event time, whatever the arrival order.
 func TestLastWriterWinsByEventTime(t *testing.T) {
 	s := openStore(t)
-	newer := userEvent(1, "u", "", 2000, `{"type":"user","id":"b","time":2000,"firstName":"Newer","customAttributes":{"tier":"gold"}}`)
-	older := userEvent(1, "u", "", 1000, `{"type":"user","id":"a","time":1000,"firstName":"Older","lastName":"Only-old","customAttributes":{"tier":"silver","city":"Tehran"}}`)
-	apply(t, s, newer)
-	apply(t, s, older) // arrives later, happened earlier
-	p := find(t, s, 1, identity.TypeCustomUserID, "u")
-	if attr(p, "firstName") != `"Newer"` || attr(p, "customAttributes.tier") != `"gold"` {
-		t.Fatalf("an older message overwrote a newer value: %+v", p.Attributes)
+	apply(t, s, ev(1, 1, "in.s2s.user", 2000, `{"city":"Qom"}`, "custom_user_id=u"))
+	apply(t, s, ev(2, 1, "in.s2s.user", 1000, `{"city":"Tehran","job":"dev"}`, "custom_user_id=u"))
+	p := find(t, s, 1, "custom_user_id", "u")
+	if string(p.Attributes["city"].Value) != `"Qom"` || string(p.Attributes["job"].Value) != `"dev"` || p.Attributes["city"].EventID != 1 {
+		t.Fatalf("attributes %+v", p.Attributes)
 	}
-	if attr(p, "lastName") != `"Only-old"` || attr(p, "customAttributes.city") != `"Tehran"` {
-		t.Fatalf("values only the older message had are missing: %+v", p.Attributes)
-	}
-	// Same time: the later event (higher id) wins.
-	tie := userEvent(1, "u", "", 2000, `{"type":"user","id":"c","time":2000,"firstName":"Tie"}`)
-	apply(t, s, tie)
-	if p := find(t, s, 1, identity.TypeCustomUserID, "u"); attr(p, "firstName") != `"Tie"` {
-		t.Fatalf("tie: %s", attr(p, "firstName"))
+	if p.FirstSeen.UnixMilli() != 1000 || p.LastSeen.UnixMilli() != 2000 || p.Identities[0].FirstSeen.UnixMilli() != 1000 {
+		t.Fatalf("seen %v %v %+v", p.FirstSeen, p.LastSeen, p.Identities)
 	}
 }
 
-func TestAnonymousDeviceMergesIntoUser(t *testing.T) {
+// Rules 1, 2 and 4: a device seen alone, then with a user id, is the
+// user's; the profile first seen survives, and the other id names it.
+func TestDeviceJoinsAndMergedIDResolves(t *testing.T) {
 	s := openStore(t)
-	apply(t, s, userEvent(1, "", "dev-9", 1000, `{"type":"user","id":"a","time":1000,"city":"Tehran","firstName":"Anon"}`))
-	anon := find(t, s, 1, identity.TypeMetrixUserID, "dev-9")
-	apply(t, s, userEvent(1, "reza", "", 2000, `{"type":"user","id":"b","time":2000,"firstName":"Reza"}`))
-	apply(t, s, userEvent(1, "reza", "dev-9", 3000, `{"type":"user","id":"c","time":3000}`))
-	p := find(t, s, 1, identity.TypeMetrixUserID, "dev-9")
-	if p.ID == anon.ID {
-		t.Fatal("the device stayed on its anonymous profile")
+	apply(t, s, ev(1, 1, "in.track.custom.view", 1000, `{}`, "anonymous_id=a"))
+	apply(t, s, ev(2, 1, "in.commerce.login-v1", 2000, `{}`, "user_id=u"))
+	anonID := find(t, s, 1, "anonymous_id", "a").ID
+	userID := find(t, s, 1, "user_id", "u").ID
+	st := apply(t, s, ev(3, 1, "in.commerce.custom.x", 3000, `{}`, "user_id=u", "anonymous_id=a"))
+	if st.Merges != 1 {
+		t.Fatalf("stats %+v", st)
 	}
-	if attr(p, "city") != `"Tehran"` || attr(p, "firstName") != `"Reza"` || len(p.Identities) != 2 {
-		t.Fatalf("merged profile %+v", p)
+	p := find(t, s, 1, "user_id", "u")
+	if p.ID != anonID || idents(p) != "user_id=u anonymous_id=a" || p.Traits.Events != 3 || len(p.Merged) != 1 || p.Merged[0] != userID {
+		t.Fatalf("profile %+v", p)
 	}
-	var merged int64
-	s.db.QueryRow(`SELECT merged_into FROM profiles WHERE id = ?`, anon.ID).Scan(&merged)
-	if merged != p.ID {
-		t.Fatalf("merged_into %d, want %d", merged, p.ID)
+	if q := find(t, s, 1, LookupProfile, userID); q.ID != anonID {
+		t.Fatalf("merged id names %s", q.ID)
+	}
+	if _, err := s.Find(context.Background(), 2, LookupProfile, anonID); !errors.Is(err, ErrNotFound) {
+		t.Fatal("a profile id of another project resolved")
 	}
 }
 
-func TestDeviceMovesBetweenKnownUsers(t *testing.T) {
+// Rule 3: two values of one strong type never share a profile; the
+// profile keeps its first and the link is a conflict, on both sides.
+func TestStrongClashIsAConflict(t *testing.T) {
 	s := openStore(t)
-	apply(t, s, userEvent(1, "alice", "shared-tablet", 1000, `{"type":"user","id":"a","time":1000,"firstName":"Alice"}`))
-	apply(t, s, userEvent(1, "bob", "shared-tablet", 2000, `{"type":"user","id":"b","time":2000,"firstName":"Bob"}`))
-	alice := find(t, s, 1, identity.TypeCustomUserID, "alice")
-	bob := find(t, s, 1, identity.TypeCustomUserID, "bob")
-	if alice.ID == bob.ID || attr(alice, "firstName") != `"Alice"` || attr(bob, "firstName") != `"Bob"` {
-		t.Fatal("two known users were merged")
+	apply(t, s, ev(1, 1, "in.track.custom.view", 1000, `{}`, "user_id=u1", "anonymous_id=shared"))
+	st := apply(t, s, ev(2, 1, "in.track.custom.view", 2000, `{}`, "user_id=u2", "anonymous_id=shared"))
+	if st.Conflicts != 1 || st.Merges != 0 {
+		t.Fatalf("stats %+v", st)
 	}
-	if dev := find(t, s, 1, identity.TypeMetrixUserID, "shared-tablet"); dev.ID != bob.ID {
-		t.Fatal("the device did not move to its latest user")
+	p1, p2 := find(t, s, 1, "user_id", "u1"), find(t, s, 1, "user_id", "u2")
+	if p1.ID == p2.ID || idents(p1) != "user_id=u1 anonymous_id=shared" || idents(p2) != "user_id=u2" {
+		t.Fatalf("%s / %s", idents(p1), idents(p2))
+	}
+	if len(p2.Conflicts) != 1 || p2.Conflicts[0].Linked != (event.Identity{Type: "anonymous_id", Value: "shared"}) || p2.Conflicts[0].Type != "user_id" ||
+		p2.Conflicts[0].Held != "u2" || p2.Conflicts[0].Value != "u1" || p2.Conflicts[0].Other != p1.ID || p2.Conflicts[0].EventID != 2 {
+		t.Fatalf("conflicts %+v", p2.Conflicts)
+	}
+	// Strong identities of different types merge: a phone joins u1.
+	apply(t, s, ev(3, 1, "in.s2s.user", 3000, `{}`, "phone_hash="+h("7999"), "user_id=u1"))
+	if p := find(t, s, 1, "phone_hash", h("7999")); p.ID != p1.ID {
+		t.Fatal("a phone of u1 made its own profile")
+	}
+	// A second phone for u1 is refused.
+	apply(t, s, ev(4, 1, "in.s2s.user", 4000, `{}`, "user_id=u1", "phone_hash="+h("7111")))
+	if _, err := s.Find(context.Background(), 1, "phone_hash", h("7111")); !errors.Is(err, ErrNotFound) {
+		t.Fatal("a second phone joined u1")
+	}
+	if p := find(t, s, 1, "user_id", "u1"); len(p.Conflicts) != 1 || p.Conflicts[0].Value != h("7111") || p.Conflicts[0].Held != h("7999") {
+		t.Fatalf("conflicts %+v", p.Conflicts)
 	}
 }
 
-func TestWeakIdentityNeverMerges(t *testing.T) {
+// A weak identity (an e-mail hash) links devices into one person.
+func TestWeakIdentityLinks(t *testing.T) {
 	s := openStore(t)
-	shared := event.Identity{Type: identity.TypeEmailHash, Value: identity.Hash("family@example.com")}
-	apply(t, s, userEvent(1, "a", "", 1000, `{"type":"user","id":"a","time":1000}`, shared))
-	apply(t, s, userEvent(1, "b", "", 2000, `{"type":"user","id":"b","time":2000}`, shared))
-	a := find(t, s, 1, identity.TypeCustomUserID, "a")
-	b := find(t, s, 1, identity.TypeCustomUserID, "b")
-	if a.ID == b.ID {
-		t.Fatal("a shared e-mail hash merged two users")
-	}
-	if p := find(t, s, 1, identity.TypeEmailHash, shared.Value); p.ID != a.ID {
-		t.Fatal("the e-mail hash moved")
+	apply(t, s, ev(1, 1, "in.track.custom.a", 1000, `{}`, "anonymous_id=a", "email_hash="+h("x")))
+	apply(t, s, ev(2, 1, "in.track.custom.b", 2000, `{}`, "anonymous_id=b", "email_hash="+h("x")))
+	if p := find(t, s, 1, "anonymous_id", "b"); idents(p) != "email_hash="+h("x")+" anonymous_id=a anonymous_id=b" {
+		t.Fatalf("%s", idents(p))
 	}
 }
 
-func TestNonUserEventsIgnored(t *testing.T) {
+// Traits from every dialect: revenue by currency, purchases, the cart as
+// seed 002 describes it, the wishlist.
+func TestTraits(t *testing.T) {
 	s := openStore(t)
-	e := userEvent(1, "u", "", 1000, `{"type":"action","id":"x","time":1000,"name":"slug1"}`)
-	e.Key = "in.s2s.action.slug1"
-	apply(t, s, e)
-	if _, err := s.Find(context.Background(), 1, identity.TypeCustomUserID, "u"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("an action created a profile: %v", err)
+	u := "user_id=u"
+	apply(t, s,
+		ev(1, 1, "in.s2s.revenue.buy", 1000, `{"type":"revenue","name":"buy","revenue":1000.5,"currency":"IRR"}`, u),
+		ev(2, 1, "in.commerce.add-to-cart-v1", 2000, `{"properties":{"eventType":"add-to-cart-v1","value":2,"productId":"p1","quantity":2}}`, u),
+		ev(3, 1, "in.commerce.add-to-cart-v1", 3000, `{"properties":{"eventType":"add-to-cart-v1","value":1,"productId":"p2","quantity":1}}`, u),
+		ev(4, 1, "in.commerce.remove-from-cart-v1", 4000, `{"properties":{"eventType":"remove-from-cart-v1","value":1,"productId":"p1","quantity":1}}`, u),
+		ev(5, 1, "in.commerce.add-to-wishlist-v1", 5000, `{"properties":{"eventType":"add-to-wishlist-v1","productId":"w2"}}`, u),
+		ev(6, 1, "in.commerce.add-to-wishlist-v1", 5500, `{"properties":{"eventType":"add-to-wishlist-v1","productId":"w1"}}`, u),
+		ev(7, 1, "in.track.transaction.completed", 6000, `{"event":{"name":"Completed Transaction","transaction":{"total":3029,"currency":"RUB","orderId":"o-1","lineItems":[{"product":{"id":"64800237","unitSalePrice":3029},"quantity":1}]}}}`, u),
+	)
+	p := find(t, s, 1, "user_id", "u")
+	tr := p.Traits
+	if tr.Revenue["IRR"] != "1000.5" || tr.Revenue["RUB"] != "3029" || tr.Purchases != 1 || tr.LastPurchase == nil || tr.LastPurchase.OrderID != "o-1" ||
+		len(tr.Cart) != 2 || tr.Cart[0] != (CartItem{ProductID: "p1", Quantity: 1}) || tr.Cart[1].ProductID != "p2" ||
+		strings.Join(tr.Wishlist, ",") != "w1,w2" || tr.Events != 7 || tr.EventsByKey["in.commerce.add-to-cart-v1"] != 2 {
+		t.Fatalf("traits %+v", tr)
 	}
-	if c, _ := s.Cursor(context.Background(), "test"); c != e.ID {
-		t.Fatalf("cursor %d, want %d", c, e.ID)
+	// A purchase with its cart empties the cart; sync replaces it.
+	apply(t, s, ev(8, 1, "in.commerce.purchase-v1", 7000, `{"properties":{"eventType":"purchase-v1","uniqueTransactionId":"t-9","value":"12.25","currency":"rub","cart":[{"productId":"p2","quantity":1,"itemPrice":12.25}]}}`, u))
+	tr = find(t, s, 1, "user_id", "u").Traits
+	if len(tr.Cart) != 0 || tr.Revenue["RUB"] != "3041.25" || tr.LastPurchase.OrderID != "t-9" || tr.LastPurchase.Items[0].Price != "12.25" || tr.Purchases != 2 {
+		t.Fatalf("after purchase %+v", tr)
+	}
+	apply(t, s, ev(9, 1, "in.commerce.sync-cart-v1", 8000, `{"properties":{"eventType":"sync-cart-v1","cart":[{"productId":"z","quantity":3,"itemPrice":1}]}}`, u))
+	if tr = find(t, s, 1, "user_id", "u").Traits; len(tr.Cart) != 1 || tr.Cart[0] != (CartItem{ProductID: "z", Quantity: 3, Price: "1"}) {
+		t.Fatalf("after sync %+v", tr.Cart)
 	}
 }
 
-// The consumer follows a real log: it applies what is appended, persists
-// its cursor, and resumes from it.
-func TestConsumerFollowsTheLog(t *testing.T) {
-	dir := t.TempDir()
-	gen, _ := event.NewGenerator(0, nil)
-	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "events.db")}, gen, nil, nil)
+// A late event that would change who holds a contested identity rebuilds
+// the profiles it touches: the result is what in-order arrival gives.
+func TestLateEventRebuilds(t *testing.T) {
+	inOrder, late := openStore(t), openStore(t)
+	e1 := ev(1, 1, "in.track.custom.v", 1000, `{}`, "user_id=u1", "anonymous_id=a")
+	e2 := ev(2, 1, "in.track.custom.v", 2000, `{}`, "user_id=u2", "anonymous_id=a")
+	apply(t, inOrder, e1)
+	apply(t, inOrder, e2)
+	apply(t, late, e2)
+	st := apply(t, late, e1)
+	if st.Rebuilt == 0 {
+		t.Fatalf("no rebuild: %+v", st)
+	}
+	for _, store := range []*Store{inOrder, late} {
+		if p := find(t, store, 1, "anonymous_id", "a"); idents(p) != "user_id=u1 anonymous_id=a" {
+			t.Fatalf("%s", idents(p))
+		}
+	}
+	a, b := dump(t, inOrder, 1), dump(t, late, 1)
+	if a != b {
+		t.Fatalf("in order:\n%s\nlate:\n%s", a, b)
+	}
+	// The id of the profile the rebuild dissolved still resolves.
+	old := profileID(1, event.Identity{Type: "user_id", Value: "u2"})
+	if p := find(t, late, 1, LookupProfile, old); p.ID != old {
+		t.Fatalf("%s resolves to %s", old, p.ID)
+	}
+}
+
+// dump renders every profile of project as JSON, sorted by id.
+func dump(t testing.TB, s *Store, project uint32) string {
+	t.Helper()
+	rows, err := s.db.Query(`SELECT id FROM profiles WHERE project_id = ? ORDER BY id`, project)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	s := openStore(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	c := &Consumer{Store: s, Log: l, Batch: 3}
-	go func() { c.Run(ctx); close(done) }()
+	var ids []string
+	for rows.Next() {
+		var id string
+		rows.Scan(&id)
+		ids = append(ids, id)
+	}
+	rows.Close()
+	var b strings.Builder
+	for _, id := range ids {
+		p := find(t, s, project, LookupProfile, id)
+		out, _ := json.MarshalIndent(p, "", "  ")
+		b.Write(out)
+		b.WriteString("\n")
+	}
+	return b.String()
+}
 
-	var evs []*event.Event
-	for i := 0; i < 10; i++ {
-		e := userEvent(1, "u", "", int64(1000+i), `{"type":"user","id":"x","time":1,"n":`+string(rune('0'+i))+`}`)
-		e.ID = 0
-		evs = append(evs, e)
-		noise := userEvent(1, "u", "", 1, `{"type":"action"}`)
-		noise.ID, noise.Key = 0, "in.s2s.action.slug1"
-		evs = append(evs, noise)
+func TestTimelineAndErase(t *testing.T) {
+	s := openStore(t)
+	apply(t, s,
+		ev(1, 1, "in.track.custom.view", 1000, `{}`, "anonymous_id=a"),
+		ev(2, 1, "in.commerce.login-v1", 3000, `{}`, "user_id=u", "anonymous_id=a"),
+		ev(3, 1, "in.s2s.revenue.buy", 2000, `{"revenue":1,"currency":"IRR"}`, "user_id=u"),
+		ev(4, 1, "in.s2s.user", 4000, `{}`, "user_id=other"),
+	)
+	_, page, err := s.Timeline(context.Background(), 1, "user_id", "u", TimelineQuery{Limit: 2})
+	if err != nil || len(page) != 2 || page[0].EventID != 2 || page[1].EventID != 3 {
+		t.Fatalf("page %+v %v", page, err)
 	}
-	if _, err := l.Append(ctx, evs); err != nil {
+	_, page, _ = s.Timeline(context.Background(), 1, "user_id", "u", TimelineQuery{Limit: 2, BeforeTime: page[1].Time, BeforeID: page[1].EventID})
+	if len(page) != 1 || page[0].EventID != 1 {
+		t.Fatalf("second page %+v", page)
+	}
+	if _, page, _ = s.Timeline(context.Background(), 1, "anonymous_id", "a", TimelineQuery{KeyGlob: "in.s2s.*"}); len(page) != 1 || page[0].EventID != 3 {
+		t.Fatalf("glob page %+v", page)
+	}
+	er, err := s.Erase(context.Background(), 1, "anonymous_id", "a")
+	if err != nil || er.Identities != 2 || len(er.Events) != 3 || er.Events[0] != 1 || er.Events[2] != 3 {
+		t.Fatalf("erased %+v %v", er, err)
+	}
+	for _, id := range []string{"user_id=u", "anonymous_id=a"} {
+		typ, v, _ := strings.Cut(id, "=")
+		if _, err := s.Find(context.Background(), 1, typ, v); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("%s still found", id)
+		}
+	}
+	if _, _, err := s.Timeline(context.Background(), 1, "user_id", "u", TimelineQuery{}); !errors.Is(err, ErrNotFound) {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		cur, _ := s.Cursor(ctx, CursorName)
-		if cur == l.Head() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cursor %d never reached head %d", cur, l.Head())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if p := find(t, s, 1, "user_id", "other"); p.Traits.Events != 1 {
+		t.Fatal("erasure touched another person")
 	}
-	p := find(t, s, 1, identity.TypeCustomUserID, "u")
-	if attr(p, "n") != "9" {
-		t.Fatalf("n = %s, want the newest (9)", attr(p, "n"))
-	}
-	cancel()
-	<-done
-	// Events appended while it was stopped are applied when it resumes.
-	late := userEvent(1, "u", "", 5000, `{"type":"user","id":"late","time":5000,"n":10}`)
-	late.ID = 0
-	if _, err := l.Append(context.Background(), []*event.Event{late}); err != nil {
+}
+
+func TestOldSchemaIsRebuilt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "profiles.db")
+	s, err := Open(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	ctx2, cancel2 := context.WithCancel(context.Background())
-	defer cancel2()
-	go (&Consumer{Store: s, Log: l}).Run(ctx2)
-	for {
-		if p := find(t, s, 1, identity.TypeCustomUserID, "u"); attr(p, "n") == "10" {
+	apply(t, s, ev(1, 1, "in.s2s.user", 1, `{}`, "custom_user_id=c"))
+	s.db.Exec(`PRAGMA user_version=1`)
+	s.Close()
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if c, _ := s.Cursor(context.Background(), "test"); c != 0 {
+		t.Fatalf("cursor %d: the consumer must refold the log", c)
+	}
+	if _, err := s.Find(context.Background(), 1, "custom_user_id", "c"); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+}
+
+func TestIdentityTypesNamesEveryType(t *testing.T) {
+	got := IdentityTypes()
+	for _, k := range identity.Kinds() {
+		if !strings.Contains(got, k.Type) {
+			t.Errorf("%s missing from %s", k.Type, got)
+		}
+	}
+	if !strings.HasSuffix(got, ", profile") {
+		t.Fatal(got)
+	}
+	_ = strconv.Itoa
+}
+
+// docs/profiles.md's table of identity types is the identity package's.
+func TestDocsTableOfIdentityTypes(t *testing.T) {
+	b, err := os.ReadFile("../../docs/profiles.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	start := strings.Index(doc, "<!-- identity-types")
+	if start < 0 {
+		t.Fatal("docs/profiles.md has no identity-types table")
+	}
+	var rows []string
+	for _, line := range strings.Split(doc[start:], "\n")[1:] {
+		if strings.HasPrefix(line, "| `") {
+			rows = append(rows, line)
+		} else if len(rows) > 0 && !strings.HasPrefix(line, "|") {
 			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the resumed consumer did not apply the late event")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
-	if recs, _ := l.Read(context.Background(), eventlog.Query{Limit: 100}); len(recs) != 21 {
-		t.Fatalf("%d events in the log", len(recs))
+	kinds := identity.Kinds()
+	if len(rows) != len(kinds) {
+		t.Fatalf("%d rows for %d types", len(rows), len(kinds))
+	}
+	for i, k := range kinds {
+		want := "| `" + k.Type + "` | " + k.From + " | " + k.Strength.String() + " |"
+		if rows[i] != want {
+			t.Errorf("row %d:\n got %s\nwant %s", i, rows[i], want)
+		}
 	}
 }

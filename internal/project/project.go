@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -43,6 +44,14 @@ type Settings struct {
 	// answered as a duplicate of the first and not stored. Events without
 	// the field are stored as they come.
 	WebhookDedupField string `json:"webhook_dedup_field,omitempty" yaml:"webhook_dedup_field"`
+	// IdentityFields maps fields of an event's data (paths, e.g.
+	// caller.phone) to identity types, for senders whose events carry
+	// people in fields of their own (a CRM's lead, a call tracker's
+	// caller): "phone" and "email" take raw values and store their
+	// SHA-256 (phone_hash, email_hash; with hash_pii the raw value in the
+	// data is replaced by the hash); any identity type (user_id,
+	// cuid:crm_id, …) takes the value as it is.
+	IdentityFields map[string]string `json:"identity_fields,omitempty" yaml:"identity_fields"`
 	// RedirectHosts lists the hosts /redir may send a browser to: exact
 	// host names, or "*.example.com" for any subdomain of example.com.
 	RedirectHosts []string `json:"redirect_hosts,omitempty" yaml:"redirect_hosts"`
@@ -60,6 +69,27 @@ type Settings struct {
 	// HashPII replaces raw phone numbers and e-mail addresses by their
 	// SHA-256 before anything is written.
 	HashPII bool `json:"hash_pii,omitempty" yaml:"hash_pii"`
+}
+
+// IdentityField is one entry of IdentityFields.
+type IdentityField struct{ Path, Type string }
+
+// IdentityFieldList returns IdentityFields sorted by path.
+func (s *Settings) IdentityFieldList() []IdentityField {
+	out := make([]IdentityField, 0, len(s.IdentityFields))
+	for p, t := range s.IdentityFields {
+		out = append(out, IdentityField{Path: p, Type: t})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+func identityTypes() string {
+	var types []string
+	for _, k := range identity.Kinds() {
+		types = append(types, k.Type)
+	}
+	return strings.Join(types, ", ")
 }
 
 // S2SEnabled reports whether the s2s dialect serves the project.
@@ -98,6 +128,14 @@ func (s *Settings) Validate() error {
 	case "", WebhookAuthNone, WebhookAuthToken:
 	default:
 		errs = append(errs, fmt.Errorf("webhook_auth: %q is not one of none, token", s.WebhookAuth))
+	}
+	for _, f := range s.IdentityFieldList() {
+		if _, err := ParseFieldPath(f.Path); err != nil {
+			errs = append(errs, fmt.Errorf("identity_fields[%q]: %w", f.Path, err))
+		}
+		if !identity.ValidFieldKind(f.Type) {
+			errs = append(errs, fmt.Errorf("identity_fields[%q]: %q is not phone, email or an identity type (%s)", f.Path, f.Type, identityTypes()))
+		}
 	}
 	if s.WebhookDedupField != "" {
 		if _, err := ParseFieldPath(s.WebhookDedupField); err != nil {

@@ -1,7 +1,10 @@
-// Package sink declares what the hook delivery loop sends batches through.
-// Sinks only report what happened; the retry policy lives in the loop
-// (internal/hook). Implementations live in sub-packages named after the
-// technology: sink/httpsink, sink/amqpsink and sink/kafkasink.
+// Package sink declares what the hook delivery loop sends batches through
+// and the destination contract that delivery types implement
+// (Destination, Settings). Sinks only report what happened; the retry
+// policy lives in the loop (internal/hook). Implementations live in
+// sub-packages named after the technology: sink/httpsink, sink/amqpsink,
+// sink/kafkasink, sink/ga4sink, sink/bigquerysink and sink/clickhousesink;
+// sink/sinktest is the conformance suite each of them runs.
 package sink
 
 import (
@@ -21,8 +24,11 @@ type Batch struct {
 	Messages [][]byte
 	// Attempt is 1 for the first delivery.
 	Attempt int
-	// Meta has one entry per message, for the broker sinks.
+	// Meta has one entry per message, when the settings' Needs ask.
 	Meta []Meta
+	// Test marks a pre-test: a destination with a validation endpoint
+	// (GA4's) sends it there, and nothing is recorded.
+	Test bool
 }
 
 // MetaAt is message i's description, or a bare one (an id made from the
@@ -63,8 +69,8 @@ type RequestInfo struct {
 	Body   string              `json:"body"`
 }
 
-// Meta describes one message for sinks that publish messages one by one
-// (RabbitMQ, Kafka).
+// Meta describes one message for sinks that handle messages one by one
+// (RabbitMQ, Kafka, GA4, tables), with what their Needs ask for.
 type Meta struct {
 	EventID   string
 	Key       string
@@ -72,6 +78,12 @@ type Meta struct {
 	// Route is the message's RabbitMQ routing key or Kafka record key,
 	// rendered by the hook.
 	Route string
+	// Profile is the user's resolved profile (nil when none), with
+	// Needs.Profile.
+	Profile *Profile
+	// Custom are the project's custom dimensions and metrics the event
+	// carries, with Needs.Custom.
+	Custom []Custom
 }
 
 // NetError classifies a failure to reach the target: blocked by the

@@ -418,6 +418,63 @@ func Run(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("IdentitiesAndIDs", func(t *testing.T) {
+		l := open(t, t.TempDir(), newGen(t))
+		defer l.Close()
+		var evs []*event.Event
+		for i := 0; i < 10; i++ {
+			e := Event(1, "k", i)
+			if i%3 == 0 {
+				e.Identities = []event.Identity{{Type: "user_id", Value: fmt.Sprint(i)}}
+			}
+			evs = append(evs, e)
+		}
+		res, err := l.Append(ctx, evs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		people, err := l.Read(ctx, eventlog.Query{WithIdentities: true})
+		if err != nil || len(people) != 4 || people[0].ID != res[0].ID || people[3].ID != res[9].ID {
+			t.Fatalf("events with identities: %d, %v", len(people), err)
+		}
+		if after, _ := l.Read(ctx, eventlog.Query{WithIdentities: true, After: res[3].ID}); len(after) != 2 || after[0].ID != res[6].ID {
+			t.Fatalf("after %s: %d", res[3].ID, len(after))
+		}
+		got, err := l.Read(ctx, eventlog.Query{IDs: []event.ID{res[7].ID, res[2].ID, 12345}})
+		if err != nil || len(got) != 2 || got[0].ID != res[2].ID || got[1].ID != res[7].ID {
+			t.Fatalf("by ids: %d, %v", len(got), err)
+		}
+	})
+
+	t.Run("Erase", func(t *testing.T) {
+		l := open(t, t.TempDir(), newGen(t))
+		defer l.Close()
+		raw := &event.Content{Body: []byte("shared"), ReceivedAt: 1000}
+		a, b, c, other := Event(1, "k", 1), Event(1, "k", 2), Event(1, "k", 3), Event(2, "k", 4)
+		a.Content, b.Content = raw, raw
+		c.Content = &event.Content{Body: []byte("own"), ReceivedAt: 1000}
+		res, err := l.Append(ctx, []*event.Event{a, b, c, other})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, _ := l.Read(ctx, eventlog.Query{})
+		// a shares its content with b, which stays: the content stays.
+		// c's own content goes with it. Another project's event is not
+		// erased by this project's erasure.
+		n, err := l.Erase(ctx, 1, []event.ID{res[0].ID, res[2].ID, res[3].ID})
+		if err != nil || n != 2 {
+			t.Fatalf("erased %d, %v; want 2", n, err)
+		}
+		left := readIDs(t, l)
+		if len(left) != 2 || left[0] != res[1].ID || left[1] != res[3].ID {
+			t.Fatalf("left %v", left)
+		}
+		got, _ := l.Contents(ctx, []int64{recs[0].ContentID, recs[2].ContentID})
+		if _, ok := got[recs[0].ContentID]; !ok || len(got) != 1 {
+			t.Fatalf("contents left %v", got)
+		}
+	})
+
 	t.Run("ReopenKeepsEventsAndOrder", func(t *testing.T) {
 		dir := t.TempDir()
 		l := open(t, dir, newGen(t))

@@ -113,7 +113,7 @@ type Log struct {
 	insert        *sqlite3.SQLiteStmt
 	insertContent *sqlite3.SQLiteStmt
 	dupOf         *sqlite3.SQLiteStmt
-	args          [7]driver.NamedValue // the insert's arguments, reused
+	args          [8]driver.NamedValue // the insert's arguments, reused
 	rdb           *sql.DB              // readers
 	cdb           *sql.DB              // checkpointer
 
@@ -171,7 +171,8 @@ CREATE TABLE IF NOT EXISTS events (
 	time       INTEGER NOT NULL,    -- event time, Unix ms
 	dedup      TEXT,                -- NULL when the event has no dedup key
 	body       TEXT    NOT NULL,    -- the canonical JSON event
-	content_id INTEGER              -- contents.id of its raw request, when kept
+	content_id INTEGER,             -- contents.id of its raw request, when kept
+	people     INTEGER NOT NULL DEFAULT 0 -- how many identities it carries
 );
 -- Raw requests kept for hooks with include_content, deleted after the
 -- content retention. The id is that of the first event stored from it.
@@ -183,10 +184,14 @@ CREATE TABLE IF NOT EXISTS contents (
 CREATE INDEX IF NOT EXISTS contents_received ON contents(received_at);
 CREATE INDEX IF NOT EXISTS events_project_time ON events(project_id, time);
 CREATE UNIQUE INDEX IF NOT EXISTS events_dedup ON events(project_id, dedup) WHERE dedup IS NOT NULL;
+-- The events that name a person, for the profile consumer: it walks
+-- this index and never reads an event without identities.
+CREATE INDEX IF NOT EXISTS events_people ON events(id) WHERE people > 0;
 `
 
-// schemaVersion 2 added contents and events.content_id.
-const schemaVersion = 2
+// schemaVersion 2 added contents and events.content_id; 3 added
+// events.people.
+const schemaVersion = 3
 
 func dsn(path string, extra url.Values) string {
 	v := url.Values{}
@@ -301,6 +306,14 @@ func (l *Log) init() error {
 			return fmt.Errorf("upgrade log schema to 2: %w", err)
 		}
 	}
+	if v, _ := version.(int64); v == 1 || v == 2 {
+		// One pass over the log at the upgrade: each event's identities
+		// are counted from its stored JSON.
+		if _, err := l.wc.Exec(`ALTER TABLE events ADD COLUMN people INTEGER NOT NULL DEFAULT 0;
+			UPDATE events SET people = json_array_length(body, '$.identities') WHERE json_type(body, '$.identities') = 'array'`, nil); err != nil {
+			return fmt.Errorf("upgrade log schema to 3: %w", err)
+		}
+	}
 	// Nothing here writes to a log that is up to date, so that it opens
 	// on a full disk.
 	if _, err := l.wc.Exec(schema, nil); err != nil {
@@ -319,7 +332,7 @@ func (l *Log) init() error {
 		l.head.Store(uint64(id))
 		l.gen.Observe(event.ID(id))
 	}
-	st, err := l.wc.Prepare(`INSERT INTO events(id, project_id, key, time, dedup, body, content_id) VALUES (?, ?, ?, ?, ?, ?, ?)
+	st, err := l.wc.Prepare(`INSERT INTO events(id, project_id, key, time, dedup, body, content_id, people) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (project_id, dedup) WHERE dedup IS NOT NULL DO NOTHING`)
 	if err != nil {
 		return fmt.Errorf("prepare insert: %w", err)
@@ -631,6 +644,7 @@ func (l *Log) commit(batch []*request) (last event.ID, err error) {
 				a[4].Value = nil
 			}
 			a[6].Value = nil
+			a[7].Value = int64(len(e.Identities))
 			contentID, newContent := int64(0), false
 			if e.Content != nil {
 				if stored == nil {
@@ -778,6 +792,15 @@ func (l *Log) readQuery(q eventlog.Query) (string, []any) {
 		where = append(where, "id > ?")
 		args = append(args, int64(q.After))
 	}
+	if q.WithIdentities {
+		where = append(where, "people > 0")
+	}
+	if len(q.IDs) > 0 {
+		where = append(where, "id IN ("+strings.TrimSuffix(strings.Repeat("?,", len(q.IDs)), ",")+")")
+		for _, id := range q.IDs {
+			args = append(args, int64(id))
+		}
+	}
 	// Only what is durable: a reader must never act on an event that a
 	// crash could still take back.
 	where = append(where, "id <= ?")
@@ -840,6 +863,39 @@ func (l *Log) Contents(ctx context.Context, ids []int64) (map[int64]event.Conten
 // DeleteContentsBefore implements eventlog.Log.
 func (l *Log) DeleteContentsBefore(ctx context.Context, t time.Time) (int64, error) {
 	return l.deleteChunks(ctx, `DELETE FROM contents WHERE id IN (SELECT id FROM contents WHERE received_at < ? ORDER BY received_at LIMIT ?)`, t.UnixMilli())
+}
+
+// Erase implements eventlog.Log: the events, then the raw requests no
+// remaining event refers to, a chunk per transaction.
+func (l *Log) Erase(ctx context.Context, projectID uint32, ids []event.ID) (int64, error) {
+	var total int64
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		chunk := ids[:n]
+		ids = ids[n:]
+		err := l.do(ctx, func(c *sqlite3.SQLiteConn) error {
+			ph := strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")
+			args := []driver.Value{int64(projectID)}
+			for _, id := range chunk {
+				args = append(args, int64(id))
+			}
+			if _, err := c.Exec(`DELETE FROM contents WHERE id IN (SELECT content_id FROM events WHERE project_id = ? AND id IN (`+ph+`) AND content_id IS NOT NULL)
+				AND NOT EXISTS (SELECT 1 FROM events e WHERE e.content_id = contents.id AND e.id NOT IN (`+ph+`))`, append(args, args[1:]...)); err != nil {
+				return fmt.Errorf("erase raw requests: %w", err)
+			}
+			res, err := c.Exec(`DELETE FROM events WHERE project_id = ? AND id IN (`+ph+`)`, args)
+			if err != nil {
+				return fmt.Errorf("erase events: %w", err)
+			}
+			n, err := res.RowsAffected()
+			total += n
+			return err
+		})
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 // deleteChunk bounds how many rows one retention transaction removes, so

@@ -408,6 +408,8 @@ func TestReadQueryPlans(t *testing.T) {
 		{eventlog.Query{Projects: []uint32{7, 8}, Limit: 10}, "USING INTEGER PRIMARY KEY"},
 		{eventlog.Query{After: 5, Limit: 1000}, "USING INTEGER PRIMARY KEY"},
 		{eventlog.Query{Projects: []uint32{7}, Since: 1, Until: 2, Limit: 10}, "USING INDEX events_project_time"},
+		// The profile consumer walks the index of events with identities.
+		{eventlog.Query{WithIdentities: true, After: 5, Limit: 1000}, "USING INDEX events_people"},
 	} {
 		stmt, args := l.readQuery(tc.q)
 		rows, err := l.rdb.Query("EXPLAIN QUERY PLAN "+stmt, args...)
@@ -462,5 +464,35 @@ func TestUpgradeFromSchema1(t *testing.T) {
 	}
 	if got, _ := l.Contents(context.Background(), []int64{recs[1].ContentID}); string(got[recs[1].ContentID].Body) != "a=1&b=2" {
 		t.Fatalf("content %q", got[recs[1].ContentID].Body)
+	}
+}
+
+// A log of schema version 2 opens as version 3: each stored event's
+// identities are counted once, so the profile consumer finds them.
+func TestUpgradeFromSchema2(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "events.db")
+	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE events (id INTEGER PRIMARY KEY, project_id INTEGER NOT NULL, key TEXT NOT NULL,
+		time INTEGER NOT NULL, dedup TEXT, body TEXT NOT NULL, content_id INTEGER);
+		CREATE TABLE contents (id INTEGER PRIMARY KEY, received_at INTEGER NOT NULL, body BLOB NOT NULL);
+		INSERT INTO events VALUES (4194304, 1, 'in.gen.a.b', 1, NULL, '{"key":"in.gen.a.b"}', NULL);
+		INSERT INTO events VALUES (4194305, 1, 'in.s2s.user', 1, NULL, '{"key":"in.s2s.user","identities":[{"type":"custom_user_id","value":"c"},{"type":"metrix_user_id","value":"m"}]}', NULL);
+		PRAGMA user_version=2;`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	l := openAt(t, dir, gen(t))
+	defer l.Close()
+	recs, err := l.Read(context.Background(), eventlog.Query{WithIdentities: true})
+	if err != nil || len(recs) != 1 || recs[0].ID != 4194305 {
+		t.Fatalf("records %+v %v", recs, err)
+	}
+	var people int
+	if err := l.rdb.QueryRow(`SELECT people FROM events WHERE id = 4194305`).Scan(&people); err != nil || people != 2 {
+		t.Fatalf("people %d %v", people, err)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,12 +19,13 @@ import (
 	"github.com/sluicehq/sluice/internal/sink"
 )
 
-// Auth is how requests authenticate.
+// Auth is how requests authenticate. Password and Token are write-only:
+// the API never returns them.
 type Auth struct {
-	Type     string // none, basic or bearer
-	Username string
-	Password string
-	Token    string
+	Type     string `json:"type" yaml:"type"` // none, basic or bearer
+	Username string `json:"username,omitempty" yaml:"username"`
+	Password string `json:"password,omitempty" yaml:"password"`
+	Token    string `json:"token,omitempty" yaml:"token"`
 }
 
 // Config configures one hook's HTTP delivery.
@@ -64,7 +64,7 @@ func New(cfg Config) (*Sink, error) {
 	}
 	var keys [][]byte
 	for _, s := range cfg.Secrets {
-		k, err := DecodeSecret(s)
+		k, err := sink.DecodeSecret(s)
 		if err != nil {
 			return nil, err
 		}
@@ -88,19 +88,6 @@ func New(cfg Config) (*Sink, error) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return &Sink{cfg: cfg, client: client, keys: keys}, nil
-}
-
-// DecodeSecret reads a whsec_ secret: base64 after the prefix.
-func DecodeSecret(s string) ([]byte, error) {
-	b64, ok := strings.CutPrefix(s, "whsec_")
-	if !ok {
-		return nil, errors.New("a signing secret starts with whsec_")
-	}
-	k, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil || len(k) < 24 || len(k) > 64 {
-		return nil, errors.New("a signing secret is whsec_ and 24 to 64 bytes in base64")
-	}
-	return k, nil
 }
 
 // Sign returns the webhook-signature header value for id, ts and body:

@@ -144,8 +144,9 @@ export function jsonBlock(v, label) {
   return h('pre', { tabindex: 0, 'aria-label': label || 'JSON' }, typeof v === 'string' ? v : pretty(v));
 }
 
-// The identity types profiles are looked up by (issue 13's table).
-export const identityTypes = ['custom_user_id', 'user_id', 'phone_hash', 'email_hash', 'metrix_user_id', 'anonymous_id', 'ga_client_id', 'uid'];
+// The identity types profiles are looked up by (docs/profiles.md), and
+// profile for a profile's own id; cuid:<type> too.
+export const identityTypes = ['custom_user_id', 'user_id', 'phone_hash', 'email_hash', 'metrix_user_id', 'anonymous_id', 'ga_client_id', 'uid', 'profile'];
 
 export function fillIdentityTypes() {
   const dl = document.getElementById('identity-types');

@@ -1,9 +1,9 @@
 // Profiles: look a person up by any identity; identities, attributes with
 // their times, traits, the timeline across dialects; erasure. Fields the
 // page does not know are shown as they come, so a newer API shows through.
-import { $, h, add, clear, api, fmtTime, jsonBlock, projects, fillIdentityTypes, confirmClick, APIError, eventDetail, rowOpener, selectRow } from './lib.js';
+import { $, h, add, clear, api, fmtTime, jsonBlock, projects, fillIdentityTypes, confirmClick, eventDetail, rowOpener, selectRow } from './lib.js';
 
-const shown = ['id', 'projectId', 'createdAt', 'updatedAt', 'identities', 'attributes', 'traits', 'conflicts'];
+const shown = ['id', 'projectId', 'firstSeen', 'lastSeen', 'createdAt', 'updatedAt', 'merged', 'identities', 'attributes', 'traits', 'conflicts'];
 
 export async function init() {
   fillIdentityTypes();
@@ -25,9 +25,6 @@ function path(form) {
   const f = form.elements;
   return `/api/v1/projects/${encodeURIComponent(f.project.value)}/profiles/${encodeURIComponent(f.type.value.trim())}/${encodeURIComponent(f.value.value.trim())}`;
 }
-
-// notServed is an answer that says this server has no such endpoint.
-const notServed = (e) => e instanceof APIError && (e.status === 405 || (e.status === 404 && /^no API endpoint/.test(e.message)));
 
 async function lookup(form) {
   const f = form.elements;
@@ -51,21 +48,26 @@ async function lookup(form) {
       h('div', { class: 'heading' }, h('h2', { id: 'profile-title' }, `Profile ${p.id}`), erase),
       h('dl', { class: 'kv' },
         h('dt', {}, 'project'), h('dd', {}, p.projectId),
-        h('dt', {}, 'created'), h('dd', {}, fmtTime(p.createdAt)),
-        h('dt', {}, 'updated'), h('dd', {}, fmtTime(p.updatedAt)),
+        h('dt', {}, 'first seen'), h('dd', {}, fmtTime(p.firstSeen || p.createdAt)),
+        h('dt', {}, 'last seen'), h('dd', {}, fmtTime(p.lastSeen || p.updatedAt)),
+        p.merged && p.merged.length ? [h('dt', {}, 'merged from'), h('dd', {}, p.merged.join(', '))] : null,
         extra.filter(([, v]) => typeof v !== 'object' || v === null).map(([k, v]) => [h('dt', {}, k), h('dd', {}, String(v))]))),
     h('section', { class: 'card' }, h('h2', {}, 'Identities'),
       table(['Type', 'Value', 'First seen', 'Last seen'], (p.identities || []).map((i) => [h('code', {}, i.type), h('code', {}, i.value), fmtTime(i.firstSeen), fmtTime(i.lastSeen)]), 'identities')),
     h('section', { class: 'card' }, h('h2', {}, 'Attributes'),
       table(['Name', 'Value', 'Set at'], attrs.map(([k, a]) => [h('code', {}, k), h('code', {}, JSON.stringify(a && a.value !== undefined ? a.value : a)), fmtTime(a && a.time)]), 'attributes')),
     p.traits ? h('section', { class: 'card' }, h('h2', {}, 'Traits'),
-      table(['Trait', 'Value'], Object.entries(p.traits).map(([k, v]) => [h('code', {}, k), typeof v === 'object' && v !== null ? jsonBlock(v, k) : String(v)]), 'traits')) : null,
-    p.conflicts && p.conflicts.length ? h('section', { class: 'card' }, h('h2', {}, 'Conflicts'), jsonBlock(p.conflicts, 'Conflicts')) : null,
+      table(['Trait', 'Value'], Object.entries(p.traits).filter(([, v]) => v !== null && !(Array.isArray(v) && !v.length) && !(typeof v === 'object' && !Array.isArray(v) && !Object.keys(v).length))
+        .map(([k, v]) => [h('code', {}, k), typeof v === 'object' ? jsonBlock(v, k) : /^\d{4}-\d\d-\d\dT/.test(String(v)) ? fmtTime(v) : String(v)]), 'traits')) : null,
+    p.conflicts && p.conflicts.length ? h('section', { class: 'card' }, h('h2', {}, 'Conflicts'),
+      h('p', { class: 'hint' }, 'Links that events made and the merge rule refused (two different strong identities of one type never merge).'),
+      table(['Time', 'Type', 'Held', 'Linked value', 'Event'], p.conflicts.map((c) => [fmtTime(c.time), h('code', {}, c.type), h('code', {}, c.held), h('code', {}, c.value), h('code', {}, c.eventId)]), 'conflicts')) : null,
     extra.filter(([, v]) => typeof v === 'object' && v !== null).map(([k, v]) => h('section', { class: 'card' }, h('h2', {}, k), jsonBlock(v, k))),
     h('section', { class: 'card' }, h('h2', {}, 'Timeline'), h('p', { class: 'hint', id: 'timeline-note' }), h('div', { class: 'split' },
       h('div', { class: 'table-wrap' }, h('table', { class: 'list' }, h('caption', { class: 'sr-only' }, 'Events of this person, newest first'),
         h('thead', {}, h('tr', {}, ['Time', 'Key', 'Dialect', 'Project'].map((c) => h('th', { scope: 'col' }, c)))), h('tbody', { id: 'timeline-rows' }))),
-      h('aside', { id: 'detail', class: 'detail', 'aria-label': 'Selected event', hidden: true }))));
+      h('aside', { id: 'detail', class: 'detail', 'aria-label': 'Selected event', hidden: true })),
+      h('button', { type: 'button', id: 'timeline-more', hidden: true }, 'Older events')));
   confirmClick(erase, () => eraseProfile(form, out), 'Click again: erase for good');
   timeline(form);
 }
@@ -76,37 +78,39 @@ function table(cols, rows, what) {
     h('tbody', {}, rows.length ? rows.map((r) => h('tr', {}, r.map((c) => h('td', {}, c)))) : h('tr', {}, h('td', { colspan: cols.length, class: 'empty' }, 'none')))));
 }
 
-// timeline reads the person's events from the log: those that carry the
-// identity looked up, from every dialect, newest first.
-async function timeline(form) {
-  const f = form.elements;
+// timeline reads the person's events across every dialect, newest first,
+// a page at a time.
+async function timeline(form, before) {
   const rows = $('#timeline-rows');
   const note = $('#timeline-note');
-  const q = new URLSearchParams({ project: f.project.value, identity: f.value.value.trim(), identity_type: f.type.value.trim(), newest: 'true', limit: '50' });
-  let evs;
+  let page;
   try {
-    evs = (await api('GET', '/api/v1/events?' + q)).events.slice().reverse();
+    page = await api('GET', path(form) + '/events?limit=50' + (before ? '&before=' + encodeURIComponent(before) : ''));
   } catch (e) {
     note.textContent = e.message;
     return;
   }
-  note.textContent = `Newest first: the events that carry ${f.type.value.trim()} ${f.value.value.trim()}, across every dialect (among the newest 10000 of the project).`;
-  clear(rows);
-  for (const ev of evs) {
+  note.textContent = 'Newest first, across every dialect.';
+  if (!before) clear(rows);
+  for (const ev of page.events) {
     const tr = h('tr', { 'data-id': ev.id });
     const open = () => { selectRow(tr); eventDetail(ev); };
     tr.append(h('td', { class: 'nowrap' }, rowOpener(tr, fmtTime(ev.time), open)), h('td', {}, h('code', {}, ev.key)), h('td', {}, ev.dialect), h('td', {}, ev.projectId));
     rows.append(tr);
   }
-  if (!evs.length) rows.append(h('tr', {}, h('td', { colspan: 4, class: 'empty' }, 'No event found.')));
+  if (!rows.children.length) rows.append(h('tr', {}, h('td', { colspan: 4, class: 'empty' }, 'No event found.')));
+  const more = $('#timeline-more');
+  more.hidden = !page.next;
+  more.onclick = () => timeline(form, page.next);
 }
 
 async function eraseProfile(form, out) {
   try {
     const r = await api('DELETE', path(form));
     clear(out);
-    out.append(h('section', { class: 'card' }, h('h2', {}, 'Erased'), r ? jsonBlock(r, 'What was removed') : h('p', {}, 'The profile is gone.')));
+    out.append(h('section', { class: 'card', id: 'erased' }, h('h2', {}, 'Erased'),
+      h('p', {}, r ? `Profile ${r.profile}: ${r.profiles} profiles, ${r.identities} identities, ${r.attributes} attributes and ${r.events} events removed from every read path and from hook deliveries not yet made.` : 'The profile is gone.')));
   } catch (e) {
-    $('#profile-status').textContent = notServed(e) ? 'This server cannot erase profiles yet (it has no DELETE on profiles).' : e.message;
+    $('#profile-status').textContent = e.message;
   }
 }

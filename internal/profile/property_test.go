@@ -1,0 +1,86 @@
+package profile
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/sluicehq/sluice/internal/event"
+)
+
+// randomEvents makes n events of one project over a small universe of
+// identities, so that links, merges and conflicts are common, with facts
+// of every kind.
+func randomEvents(r *rand.Rand, n int) []*event.Event {
+	universe := []string{
+		"user_id=u1", "user_id=u2", "user_id=u3", "custom_user_id=c1", "custom_user_id=c2",
+		"phone_hash=" + h("1"), "phone_hash=" + h("2"), "cuid:crm=k1",
+		"email_hash=" + h("e1"), "email_hash=" + h("e2"),
+		"anonymous_id=a1", "anonymous_id=a2", "anonymous_id=a3", "anonymous_id=a4",
+		"metrix_user_id=m1", "uid=1234567890", "ga_client_id=g1",
+	}
+	shapes := []struct{ key, data string }{
+		{"in.s2s.user", `{"type":"user","city":"C%d","firstName":"F%d"}`},
+		{"in.s2s.revenue.buy", `{"type":"revenue","revenue":%d.5,"currency":"IRR","n":%d}`},
+		{"in.commerce.add-to-cart-v1", `{"properties":{"eventType":"add-to-cart-v1","value":1,"productId":"p%d","quantity":%d}}`},
+		{"in.commerce.remove-from-cart-v1", `{"properties":{"eventType":"remove-from-cart-v1","value":1,"productId":"p%d","quantity":%d}}`},
+		{"in.commerce.sync-cart-v1", `{"properties":{"eventType":"sync-cart-v1","cart":[{"productId":"p%d","quantity":%d,"itemPrice":1}]}}`},
+		{"in.commerce.purchase-v1", `{"properties":{"eventType":"purchase-v1","uniqueTransactionId":"t%d","value":%d,"currency":"RUB"}}`},
+		{"in.commerce.add-to-wishlist-v1", `{"properties":{"eventType":"add-to-wishlist-v1","productId":"w%d","n":%d}}`},
+		{"in.commerce.signup-v1", `{"properties":{"eventType":"signup-v1","plan":"p%d","seats":%d}}`},
+		{"in.track.transaction.completed", `{"event":{"name":"Completed Transaction","transaction":{"total":%d,"currency":"RUB","orderId":"o%d"}}}`},
+		{"in.gen.calltrack.call", `{"n":%d,"m":%d}`},
+	}
+	evs := make([]*event.Event, n)
+	for i := range evs {
+		k := 1 + r.IntN(3)
+		var ids []string
+		for j := 0; j < k; j++ {
+			ids = append(ids, universe[r.IntN(len(universe))])
+		}
+		sh := shapes[r.IntN(len(shapes))]
+		// Times collide now and then: the digest orders those.
+		t := int64(1_000_000 + r.IntN(n*2)*1000)
+		evs[i] = ev(event.ID(1000+i), 1, sh.key, t, fmt.Sprintf(sh.data, r.IntN(4), 1+r.IntN(3)), ids...)
+	}
+	return evs
+}
+
+// The same events in any arrival order, in batches of any size, give the
+// same profiles: the same ids, identities, attributes, traits, merges and
+// conflicts.
+func TestSameEventsAnyOrderSameProfiles(t *testing.T) {
+	seeds := 25
+	if testing.Short() {
+		seeds = 10
+	}
+	for seed := 0; seed < seeds; seed++ {
+		r := rand.New(rand.NewPCG(uint64(seed), 7))
+		evs := randomEvents(r, 30+r.IntN(50))
+		var want string
+		for round := 0; round < 4; round++ {
+			order := append([]*event.Event(nil), evs...)
+			if round > 0 {
+				r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+			}
+			s := openStore(t)
+			for i := 0; i < len(order); {
+				n := 1 + r.IntN(8)
+				if round == 0 {
+					n = 1
+				}
+				n = min(n, len(order)-i)
+				apply(t, s, order[i:i+n]...)
+				i += n
+			}
+			got := dump(t, s, 1)
+			if round == 0 {
+				want = got
+				continue
+			}
+			if got != want {
+				t.Fatalf("seed %d, round %d: the profiles differ from those of the first order\nfirst:\n%s\nthis:\n%s", seed, round, want, got)
+			}
+		}
+	}
+}
