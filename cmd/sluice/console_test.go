@@ -353,6 +353,16 @@ func TestConsoleInABrowser(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#h-custom"), "caller = {{event.data.param}}"),
 		chromedp.Click(chromedp.CSS("#hook-save")),
 		chromedp.WaitVisible(chromedp.CSS(`[data-path="http.url"] .field-error`)))
+	// Another delivery type shows its own fields, and its errors there.
+	eval[bool](b, `(() => { const s = document.querySelector('#h-type'); s.value = 'kafka'; s.dispatchEvent(new Event('change')); return true })()`)
+	b.run("kafka", chromedp.WaitVisible(chromedp.CSS("#k-topic")), chromedp.WaitNotVisible(chromedp.CSS("#h-url")), chromedp.Click(chromedp.CSS("#hook-save")),
+		chromedp.WaitVisible(chromedp.CSS(`fieldset[data-type="kafka"] .field-error`)))
+	if e := b.text(`fieldset[data-type="kafka"]`); !strings.Contains(e, "kafka.") && !strings.Contains(e, "required") {
+		t.Fatalf("kafka errors:\n%s", e)
+	}
+	eval[bool](b, `(() => { const s = document.querySelector('#h-type'); s.value = 'http'; s.dispatchEvent(new Event('change')); return true })()`)
+	b.run("http again", chromedp.WaitVisible(chromedp.CSS("#h-url")), chromedp.Click(chromedp.CSS("#hook-save")),
+		chromedp.WaitVisible(chromedp.CSS(`[data-path="http.url"] .field-error`)))
 	if msg := b.text(`[data-path="http.url"] .field-error`); !strings.Contains(msg, "http") {
 		t.Fatalf("url error %q", msg)
 	}
