@@ -160,6 +160,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 		return err
 	}
 	defer hooks.Close()
+	people.Forget = hooks.Forget // an erasure reaches the deliveries not yet made
 	if err := hooks.Provision(ctx, cfg.Hooks.Provision, logger.With("component", "provision")); err != nil {
 		return fmt.Errorf("provision hooks from %s: %w", cfg.File, err)
 	}

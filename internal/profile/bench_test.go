@@ -115,3 +115,46 @@ func BenchmarkConsumerWithoutIdentities(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkConsumerLag appends events with identities at a steady rate
+// (rate/s, in slices of 100 every 10 ms) for a few seconds while the
+// consumer folds them, and reports the largest lag it saw (head − cursor,
+// by id time) and how long it took to catch up after the last append.
+func BenchmarkConsumerLag(b *testing.B) {
+	for _, rate := range []int{2000, 10000} {
+		b.Run(fmt.Sprintf("rate=%d", rate), func(b *testing.B) {
+			for b.Loop() {
+				evs := benchEvents(rate*4, true)
+				gen, _ := event.NewGenerator(0, nil)
+				l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(b.TempDir(), "events.db")}, gen, nil, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				s := openStore(b)
+				c := &Consumer{Store: s, Log: l}
+				ctx, cancel := context.WithCancel(context.Background())
+				go c.Run(ctx)
+				var maxLag time.Duration
+				tick := time.NewTicker(10 * time.Millisecond)
+				per := rate / 100
+				for i := 0; i < len(evs); i += per {
+					<-tick.C
+					if _, err := l.Append(context.Background(), evs[i:min(i+per, len(evs))]); err != nil {
+						b.Fatal(err)
+					}
+					if head, cur := l.Head(), c.Applied(); head > cur && cur != 0 {
+						maxLag = max(maxLag, time.Duration(head.Millis()-cur.Millis())*time.Millisecond)
+					}
+				}
+				tick.Stop()
+				last := time.Now()
+				c.WaitFor(context.Background(), l.Head())
+				catchUp := time.Since(last)
+				cancel()
+				l.Close()
+				b.ReportMetric(float64(maxLag.Milliseconds()), "max-lag-ms")
+				b.ReportMetric(float64(catchUp.Milliseconds()), "catch-up-ms")
+			}
+		})
+	}
+}

@@ -114,6 +114,21 @@ func (s *state) ids() []event.Identity {
 	return out
 }
 
+// clashWith is what keeps id out of s: s holds another value of id's
+// type, a strong one (the merge rule, for one identity).
+func (s *state) clashWith(id event.Identity) *identity.Clash {
+	k, ok := identity.Lookup(id.Type)
+	if !ok || k.Strength != identity.Strong {
+		return nil
+	}
+	for _, i := range s.Identities {
+		if i.Type == id.Type && i.Value != id.Value {
+			return &identity.Clash{Type: id.Type, Values: [2]string{i.Value, id.Value}}
+		}
+	}
+	return nil
+}
+
 // world is the profiles a fold reads and changes: those of one project
 // that the observations at hand touch, with the ownership of their
 // identities. The store loads it, folds, and writes back what changed.
@@ -164,7 +179,7 @@ func (w *world) fold(o *Observation) *state {
 			if !ok {
 				continue
 			}
-			if ok, _ := identity.Mergeable(w.byID[pid].ids(), []event.Identity{first}); ok {
+			if w.byID[pid].clashWith(first) == nil {
 				p = w.byID[pid]
 				break
 			}
@@ -194,7 +209,7 @@ func (w *world) fold(o *Observation) *state {
 			}
 			p = w.merge(p, q)
 		default:
-			if ok, clash := identity.Mergeable(p.ids(), []event.Identity{id}); !ok {
+			if clash := p.clashWith(id); clash != nil {
 				p.conflict(o, id, clash, "")
 				w.conflicts++
 				continue

@@ -100,6 +100,8 @@ func Open(path string) (*Store, error) {
 	v.Set("_synchronous", "NORMAL") // the log is the source: a lost batch is re-applied from the cursor
 	v.Set("_busy_timeout", "10000")
 	v.Set("_txlock", "immediate")
+	// A page cache for the profiles the consumer keeps touching (64 MiB).
+	v.Set("_cache_size", "-65536")
 	// Kept -wal and -shm files let a start on a full disk open it.
 	db := sqlitefile.Open("file:"+(&url.URL{Path: path}).EscapedPath()+"?"+v.Encode(), sqlitefile.DefaultWALLimit)
 	db.SetMaxOpenConns(1)
