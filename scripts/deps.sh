@@ -19,6 +19,10 @@ need curl curl      # the docs harness (cmd/sluice/docs_test.go) runs the docs' 
 # A real RabbitMQ node for the hook delivery tests (internal/sink/amqpsink):
 # the tests start their own node on free ports in a temp dir.
 [[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]] || command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
+# A real headless browser for the console's tests (cmd/sluice, chromedp),
+# and the curl they send events with.
+need chromium chromium
+need curl curl
 
 if ((${#missing[@]})); then
 	if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
