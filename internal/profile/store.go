@@ -40,8 +40,8 @@ type Store struct {
 	mu      sync.Mutex
 	version int64
 	worlds  map[uint32]*world
-	known  map[uint32]map[string]bool
-	cached int
+	known   map[uint32]map[string]bool
+	cached  int
 }
 
 // maxCached bounds the profiles kept in memory between batches.
@@ -671,6 +671,7 @@ func (s *Store) Timeline(ctx context.Context, projectID uint32, idType, value st
 	}
 	return id, out, nil
 }
+
 // eventsOf returns the ids of a profile's events.
 func (s *Store) eventsOf(ctx context.Context, pid string) ([]event.ID, error) {
 	ids, err := s.db.EventsOf(ctx, pid)
