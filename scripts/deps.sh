@@ -19,6 +19,10 @@ need curl curl      # the docs harness (cmd/sluice/docs_test.go) runs the docs' 
 # A real RabbitMQ node for the hook delivery tests (internal/sink/amqpsink):
 # the tests start their own node on free ports in a temp dir.
 [[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]] || command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
+# A real ClickHouse server for the clickhouse destination's tests
+# (internal/sink/clickhousesink; Debian bookworm's is 18.16.1): the tests
+# start their own on free ports in a temp dir.
+[[ -x /usr/sbin/clickhouse-server ]] || missing+=(clickhouse-server)
 
 if ((${#missing[@]})); then
 	if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
