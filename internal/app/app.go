@@ -37,6 +37,7 @@ import (
 	"github.com/sluicehq/sluice/internal/project"
 	"github.com/sluicehq/sluice/internal/sink"
 	"github.com/sluicehq/sluice/internal/sink/amqpsink"
+	"github.com/sluicehq/sluice/internal/sink/bigquerysink"
 	"github.com/sluicehq/sluice/internal/sink/clickhousesink"
 	"github.com/sluicehq/sluice/internal/sink/ga4sink"
 	"github.com/sluicehq/sluice/internal/sink/httpsink"
@@ -304,6 +305,7 @@ func Destinations() []sink.Destination {
 		amqpsink.ExchangeDestination(),
 		kafkasink.Destination(),
 		ga4sink.Destination(),
+		bigquerysink.Destination(),
 		clickhousesink.Destination(),
 	}
 }

@@ -1,7 +1,8 @@
 // Package clickhousesink inserts hook batches into a ClickHouse table over
 // its HTTP interface: one INSERT … FORMAT JSONEachRow per batch, a row per
 // event (Schema). The table is created when missing, as a
-// ReplacingMergeTree ordered by project, key, time and event id, so that a
+// ReplacingMergeTree ordered by project, key, time and event id (and
+// is_test: a pre-test's row never replaces the event's), so that a
 // batch inserted twice (a retry after a lost answer, a replay) collapses
 // to one row per event when ClickHouse merges (SELECT … FINAL sees it at
 // once). Servers from 22.2 on also get the batch id as the insert's
@@ -52,7 +53,7 @@ const Schema = `CREATE TABLE IF NOT EXISTS %s (
     is_test     UInt8
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(time)
-ORDER BY (project_id, key, time, id)%s`
+ORDER BY (project_id, key, time, id, is_test)%s`
 
 // Config is where and how to insert.
 type Config struct {

@@ -186,7 +186,7 @@ func TestS2SRevenueArrivesAsARow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"ENGINE = ReplacingMergeTree", "PARTITION BY toYYYYMM(time)", "ORDER BY (project_id, key, time, id)", "time DateTime(\\'UTC\\')", "data String"} {
+	for _, want := range []string{"ENGINE = ReplacingMergeTree", "PARTITION BY toYYYYMM(time)", "ORDER BY (project_id, key, time, id, is_test)", "time DateTime(\\'UTC\\')", "data String"} {
 		if !strings.Contains(create, want) {
 			t.Fatalf("%s: no %q", create, want)
 		}
@@ -221,11 +221,20 @@ func TestABatchInsertedTwiceIsOneRowPerEvent(t *testing.T) {
 	if got := rows(t, n, "SELECT count() AS n FROM default.dedup FINAL"); got[0]["n"] != "3" {
 		t.Fatalf("FINAL: %v", got)
 	}
+	// A pre-test of the same event is a row of its own: it never
+	// replaces the event's.
+	test := batch("msg_test", 1)
+	test.Test = true
+	test.Messages[0] = []byte(strings.Replace(string(test.Messages[0]), `"is_test":false`, `"is_test":true`, 1))
+	if _, err := s.Deliver(context.Background(), test); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := n.Query("OPTIMIZE TABLE default.dedup FINAL"); err != nil {
 		t.Fatal(err)
 	}
-	rs := rows(t, n, "SELECT id, data FROM default.dedup ORDER BY id")
-	if len(rs) != 3 || rs[0]["id"] != "7000000000000000000" || rs[2]["data"] != `{"n":2,"text":"quote \" and \\ and ж"}` {
+	rs := rows(t, n, "SELECT id, data, is_test FROM default.dedup ORDER BY id, is_test")
+	if len(rs) != 4 || rs[0]["id"] != "7000000000000000000" || rs[0]["is_test"] != float64(0) || rs[1]["is_test"] != float64(1) ||
+		rs[3]["data"] != `{"n":2,"text":"quote \" and \\ and ж"}` {
 		t.Fatalf("after a merge: %v", rs)
 	}
 	version, _ := n.Query("SELECT version()")

@@ -179,13 +179,13 @@ func TestPreTestShowsTheValidationMessages(t *testing.T) {
 func TestSettings(t *testing.T) {
 	d, _ := hook.NewDestinations([]sink.Destination{ga4sink.Destination()})
 	for js, want := range map[string]string{
-		`{"measurement_id":"G-ABC123","api_secret":"s"}`:                                                "",
-		`{"measurement_id":"UA-1234-1","api_secret":"s"}`:                                               "google_analytics.measurement_id: required: the web stream's measurement id",
-		`{"measurement_id":"G-ABC123"}`:                                                                 "google_analytics.api_secret: required",
-		`{"measurement_id":"G-ABC123","api_secret":"s","endpoint":"us"}`:                                "google_analytics.endpoint: global, eu or custom",
-		`{"measurement_id":"G-ABC123","api_secret":"s","endpoint":"custom"}`:                            "google_analytics.collect_url: required",
-		`{"measurement_id":"G-ABC123","api_secret":"s","collect_url":"https://x.example/"}`:             "google_analytics.collect_url: only with endpoint: custom",
-		`{"measurement_id":"G-ABC123","api_secret":"s","user_properties":["tier","ga_tier"]}`:           `google_analytics.user_properties[1]: user property name "ga_tier" starts with the reserved prefix ga_`,
+		`{"measurement_id":"G-ABC123","api_secret":"s"}`:                                                 "",
+		`{"measurement_id":"UA-1234-1","api_secret":"s"}`:                                                "google_analytics.measurement_id: required: the web stream's measurement id",
+		`{"measurement_id":"G-ABC123"}`:                                                                  "google_analytics.api_secret: required",
+		`{"measurement_id":"G-ABC123","api_secret":"s","endpoint":"us"}`:                                 "google_analytics.endpoint: global, eu or custom",
+		`{"measurement_id":"G-ABC123","api_secret":"s","endpoint":"custom"}`:                             "google_analytics.collect_url: required",
+		`{"measurement_id":"G-ABC123","api_secret":"s","collect_url":"https://x.example/"}`:              "google_analytics.collect_url: only with endpoint: custom",
+		`{"measurement_id":"G-ABC123","api_secret":"s","user_properties":["tier","ga_tier"]}`:            `google_analytics.user_properties[1]: user property name "ga_tier" starts with the reserved prefix ga_`,
 		`{"measurement_id":"G-ABC123","api_secret":"s","user_properties":["a_very_long_name_over_245"]}`: "longer than 24 characters",
 	} {
 		var h hook.Hook
