@@ -23,6 +23,10 @@ need curl curl      # the docs harness (cmd/sluice/docs_test.go) runs the docs' 
 # (internal/sink/clickhousesink; Debian bookworm's is 18.16.1): the tests
 # start their own on free ports in a temp dir.
 [[ -x /usr/sbin/clickhouse-server ]] || missing+=(clickhouse-server)
+# A real headless browser for the console's tests (cmd/sluice, chromedp),
+# and the curl they send events with.
+need chromium chromium
+need curl curl
 
 if ((${#missing[@]})); then
 	if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -652,5 +653,35 @@ func TestHashCommand(t *testing.T) {
 	_, errOut, code := sluice(t, nil, "hash", "phone", "09121122333")
 	if code == 0 || !strings.Contains(errOut, "country code") {
 		t.Fatalf("phone without region: %d %q", code, errOut)
+	}
+}
+
+// A first start that fails before its banner (the ingest port is taken)
+// does not use up the admin token it generated: the next start generates
+// one and shows it.
+func TestFailedFirstStartKeepsTheTokenToShow(t *testing.T) {
+	dir := t.TempDir()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	env := childEnv("SLUICE_ADMIN_TOKEN=")
+	out, errOut, code := sluice(t, env, "serve", "--listen", taken.Addr().String(), "--admin-listen", "127.0.0.1:0", "--data-dir", dir)
+	if code == 0 || !strings.Contains(errOut, "address already in use") || strings.Contains(out, "SLUICE_ADMIN_TOKEN=") {
+		t.Fatalf("first start: exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+	cmd := exec.Command(os.Args[0], "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", dir)
+	cmd.Env = env
+	buf := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = buf, io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(buf.String(), "export SLUICE_ADMIN_TOKEN=sla_"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the second start showed no admin token:\n%s", buf.String())
+		}
 	}
 }

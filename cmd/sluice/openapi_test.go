@@ -258,6 +258,21 @@ func TestAdminAnswersMatchOpenAPI(t *testing.T) {
 	}
 	c.call("GET", "/api/v1/events?limit=100", "", tok, 200)
 	c.call("GET", "/api/v1/events?newest=true&limit=2&key=in.*&project=0", "", tok, 200)
+	var page struct {
+		Events []struct {
+			ID string `json:"id"`
+		} `json:"events"`
+	}
+	json.Unmarshal(c.call("GET", "/api/v1/events?limit=1", "", tok, 200), &page)
+	c.call("GET", "/api/v1/events/"+page.Events[0].ID, "", tok, 200)
+	c.call("GET", "/api/v1/events/1", "", tok, 404)
+	c.call("GET", "/api/v1/events/x", "", tok, 400)
+	c.call("GET", "/api/v1/events?identity=r.akbari&identity_type=custom_user_id", "", tok, 200)
+	c.call("GET", "/api/v1/events/export?limit=2&key=in.*", "", tok, 200)
+	c.call("GET", "/api/v1/events/export?limit=0", "", tok, 400)
+	c.call("GET", "/api/v1/live?backlog=1&limit=1", "", tok, 200)
+	c.call("GET", "/api/v1/live?kinds=nope", "", tok, 400)
+	c.call("GET", "/api/v1/overview", "", tok, 200)
 	c.call("GET", "/api/v1/events?limit=0", "", tok, 400)
 	c.call("GET", "/api/v1/events?newest=maybe", "", tok, 400)
 	for deadline := time.Now().Add(20 * time.Second); ; {

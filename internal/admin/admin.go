@@ -26,6 +26,7 @@ import (
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog"
 	"github.com/sluicehq/sluice/internal/hook"
+	"github.com/sluicehq/sluice/internal/live"
 	"github.com/sluicehq/sluice/internal/profile"
 	"github.com/sluicehq/sluice/internal/project"
 )
@@ -34,7 +35,21 @@ import (
 type EventReader interface {
 	Read(ctx context.Context, q eventlog.Query) ([]eventlog.Record, error)
 	Head() event.ID
-	Changed() <-chan struct{}
+	Contents(ctx context.Context, ids []int64) (map[int64]event.Content, error)
+}
+
+// Live is the one follower of the log, fanning out to the live stream and
+// to the long-polls of GET /api/v1/events?wait= (live.Hub).
+type Live interface {
+	Subscribe(f live.Filter, backlog int) (*live.Subscription, error)
+}
+
+// Sessions authenticates browser requests by the console's session cookie.
+type Sessions interface {
+	// Authenticate reports whether r carries a live session. For a method
+	// that changes state, a session without its CSRF token is an error
+	// (answered 403).
+	Authenticate(r *http.Request) (bool, error)
 }
 
 // People answers the questions about persons: profiles by identity,
@@ -58,6 +73,18 @@ type Config struct {
 	Profiles People
 	// Hooks manages action hooks; nil disables the hook endpoints.
 	Hooks *hook.Manager
+	// Live feeds GET /api/v1/live and the long-polls; nil answers waits at
+	// once and the live stream with 404.
+	Live Live
+	// Sessions, when set, lets the console's signed-in browsers call the
+	// API as holders of the admin token do.
+	Sessions Sessions
+	// Overview samples the server's metrics for GET /api/v1/overview; nil
+	// answers 404.
+	Overview *Sampler
+	// Console serves every path the API and the operational endpoints do
+	// not; nil answers them 404.
+	Console http.Handler
 }
 
 // Server is the admin handler.
@@ -116,6 +143,10 @@ func New(cfg Config, projects *project.Store, events EventReader, gatherer prome
 	s.api("GET /api/v1/projects/{id}/profiles/{idType}/{value}/events", s.profileEvents)
 	s.api("DELETE /api/v1/projects/{id}/profiles/{idType}/{value}", s.eraseProfile)
 	s.api("GET /api/v1/events", s.listEvents)
+	s.api("GET /api/v1/events/{eventID}", s.getEvent)
+	s.api("GET /api/v1/events/export", s.exportEvents)
+	s.api("GET /api/v1/live", s.liveStream)
+	s.api("GET /api/v1/overview", s.overview)
 	s.api("GET /api/v1/hooks", s.listHooks)
 	s.api("POST /api/v1/hooks", s.createHook)
 	s.api("GET /api/v1/hooks/{id}", s.getHook)
@@ -130,7 +161,8 @@ func New(cfg Config, projects *project.Store, events EventReader, gatherer prome
 	s.api("GET /api/v1/hooks/{id}/dead-letters", s.listDeadLetters)
 	s.api("POST /api/v1/hooks/{id}/dead-letters/replay", s.replayDeadLetters)
 	s.api("POST /api/v1/hooks/{id}/dead-letters/{dl}/replay", s.replayDeadLetters)
-	// Profiling, behind the admin token like the API.
+	// Profiling, behind the admin token like the API (not a session: a
+	// browser has no business there).
 	s.mux.Handle("/debug/pprof/", s.guard(http.HandlerFunc(pprof.Index)))
 	s.mux.Handle("/debug/pprof/profile", s.guard(http.HandlerFunc(pprof.Profile)))
 	s.mux.Handle("/debug/pprof/trace", s.guard(http.HandlerFunc(pprof.Trace)))
@@ -139,9 +171,13 @@ func New(cfg Config, projects *project.Store, events EventReader, gatherer prome
 	s.mux.HandleFunc("/api/", s.authenticated(func(r *http.Request) (any, error) {
 		return nil, errorf(http.StatusNotFound, "no API endpoint %s %s", r.Method, r.URL.Path)
 	}))
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, apiError{Status: http.StatusNotFound, Message: "not found; the API is under /api/v1"})
-	})
+	if cfg.Console != nil {
+		s.mux.Handle("/", cfg.Console)
+	} else {
+		s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusNotFound, apiError{Status: http.StatusNotFound, Message: "not found; the API is under /api/v1"})
+		})
+	}
 	return s
 }
 
@@ -158,7 +194,7 @@ func (s *Server) api(pattern string, h handlerFunc) {
 // guard lets only holders of the admin token through to h.
 func (s *Server) guard(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.authorized(r) {
+		if !s.bearer(r) {
 			s.unauthorized(w)
 			return
 		}
@@ -171,10 +207,18 @@ func (s *Server) unauthorized(w http.ResponseWriter) {
 	writeJSON(w, http.StatusUnauthorized, apiError{Status: http.StatusUnauthorized, Message: "admin token required: Authorization: Bearer <token>"})
 }
 
+// streamer is a handler's answer that writes itself (a stream).
+type streamer func(w http.ResponseWriter)
+
 // authenticated checks the admin token and renders the handler's outcome.
 func (s *Server) authenticated(h handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !s.authorized(r) {
+		ok, err := s.authorized(r)
+		if err != nil {
+			writeJSON(w, http.StatusForbidden, apiError{Status: http.StatusForbidden, Message: err.Error()})
+			return
+		}
+		if !ok {
 			s.unauthorized(w)
 			return
 		}
@@ -197,6 +241,8 @@ func (s *Server) authenticated(h handlerFunc) http.HandlerFunc {
 			return
 		}
 		switch v := v.(type) {
+		case streamer:
+			v(w)
 		case nil:
 			w.WriteHeader(http.StatusNoContent)
 		case created:
@@ -212,7 +258,16 @@ func (s *Server) authenticated(h handlerFunc) http.HandlerFunc {
 	}
 }
 
-func (s *Server) authorized(r *http.Request) bool {
+// authorized reports whether r carries the admin token, else a console
+// session (with its CSRF token when it changes state).
+func (s *Server) authorized(r *http.Request) (bool, error) {
+	if r.Header.Get("Authorization") != "" || s.cfg.Sessions == nil {
+		return s.bearer(r), nil
+	}
+	return s.cfg.Sessions.Authenticate(r)
+}
+
+func (s *Server) bearer(r *http.Request) bool {
 	auth := r.Header.Get("Authorization")
 	if len(auth) < 8 || !strings.EqualFold(auth[:7], "bearer ") {
 		return false

@@ -10,14 +10,17 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/eventlog"
 	"github.com/sluicehq/sluice/internal/eventlog/logtest"
 	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
+	"github.com/sluicehq/sluice/internal/live"
 	"github.com/sluicehq/sluice/internal/project"
 )
 
@@ -27,6 +30,31 @@ type fixture struct {
 	srv      *httptest.Server
 	log      *sqlite.Log
 	projects *project.Store
+	reads    *countingLog // the log as the API and the hub read it
+	hub      *live.Hub
+}
+
+// countingLog is the real log, counting reads.
+type countingLog struct {
+	*sqlite.Log
+	reads atomic.Int64
+}
+
+func (c *countingLog) Read(ctx context.Context, q eventlog.Query) ([]eventlog.Record, error) {
+	c.reads.Add(1)
+	return c.Log.Read(ctx, q)
+}
+
+// runHub runs a live hub over l until the test ends.
+func runHub(t *testing.T, l live.Source) *live.Hub {
+	t.Helper()
+	hub := live.New(live.Config{}, l, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); hub.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-hub.Started()
+	return hub
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -42,10 +70,13 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := New(Config{TokenHash: sha256.Sum256([]byte(adminToken)), MaxWait: 5 * time.Second}, ps, l, reg, nil)
+	cl := &countingLog{Log: l}
+	t.Cleanup(func() { l.Close(); ps.Close() })
+	hub := runHub(t, cl)
+	h := New(Config{TokenHash: sha256.Sum256([]byte(adminToken)), MaxWait: 5 * time.Second, Live: hub}, ps, cl, reg, nil)
 	srv := httptest.NewServer(h)
-	t.Cleanup(func() { srv.Close(); l.Close(); ps.Close() })
-	return &fixture{srv: srv, log: l, projects: ps}
+	t.Cleanup(srv.Close)
+	return &fixture{srv: srv, log: l, projects: ps, reads: cl, hub: hub}
 }
 
 func (f *fixture) call(t *testing.T, method, path, body string, token string) (int, []byte, http.Header) {

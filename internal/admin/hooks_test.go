@@ -39,10 +39,12 @@ func newHookFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := New(Config{TokenHash: sha256.Sum256([]byte(adminToken)), MaxWait: 5 * time.Second, Hooks: hooks}, ps, l, reg, nil)
+	t.Cleanup(func() { hooks.Close(); l.Close(); ps.Close() })
+	hub := runHub(t, l)
+	h := New(Config{TokenHash: sha256.Sum256([]byte(adminToken)), MaxWait: 5 * time.Second, Hooks: hooks, Live: hub}, ps, l, reg, nil)
 	srv := httptest.NewServer(h)
-	t.Cleanup(func() { srv.Close(); hooks.Close(); l.Close(); ps.Close() })
-	return &fixture{srv: srv, log: l, projects: ps}
+	t.Cleanup(srv.Close)
+	return &fixture{srv: srv, log: l, projects: ps, hub: hub}
 }
 
 type errorBody struct {

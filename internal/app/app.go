@@ -26,6 +26,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/admin"
 	"github.com/sluicehq/sluice/internal/config"
+	"github.com/sluicehq/sluice/internal/console"
 	"github.com/sluicehq/sluice/internal/datadir"
 	"github.com/sluicehq/sluice/internal/dialect"
 	"github.com/sluicehq/sluice/internal/event"
@@ -33,6 +34,7 @@ import (
 	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
 	"github.com/sluicehq/sluice/internal/hook"
 	"github.com/sluicehq/sluice/internal/ingest"
+	"github.com/sluicehq/sluice/internal/live"
 	"github.com/sluicehq/sluice/internal/profile"
 	"github.com/sluicehq/sluice/internal/project"
 	"github.com/sluicehq/sluice/internal/sink"
@@ -109,6 +111,17 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	if err != nil {
 		return err
 	}
+	// A token generated now is shown once, in the banner. A start that
+	// fails before the banner (a listener's port taken) forgets it, so
+	// the next start generates and shows a new one.
+	shown := false
+	defer func() {
+		if err != nil && newToken != "" && !shown {
+			if rerr := state.SetMeta(context.Background(), metaAdminToken, ""); rerr != nil {
+				logger.Warn("cannot forget the admin token that was never shown; run `sluice admin-token reset`", "err", rerr)
+			}
+		}
+	}()
 
 	gen, err := event.NewGenerator(cfg.WorkerID, nil)
 	if err != nil {
@@ -150,6 +163,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 		return err
 	}
 	defer hooks.Close()
+	people.Forget = hooks.Forget // an erasure reaches the deliveries not yet made
 	if err := hooks.Provision(ctx, cfg.Hooks.Provision, logger.With("component", "provision")); err != nil {
 		return fmt.Errorf("provision hooks from %s: %w", cfg.File, err)
 	}
@@ -163,10 +177,16 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 		}
 		return elog.Health()
 	}
+	// One follower of the log for every live client (the console, SSE,
+	// long-polls), and the refusals of ingest kept in memory beside it.
+	hub := live.New(live.Config{}, elog, reg, logger.With("component", "live"))
+	sampler := admin.NewSampler(admin.SamplerConfig{}, reg)
 	trusted, _ := cfg.TrustedPrefixes() // validated with the config
-	ingestHandler := ingest.New(ingest.Config{TrustedProxies: trusted, Ready: readiness, KeepContent: hooks.KeepContent},
+	ingestHandler := ingest.New(ingest.Config{TrustedProxies: trusted, Ready: readiness, KeepContent: hooks.KeepContent, Refused: refusedTo(hub)},
 		elog, Dialects(cfg, state, gen, logger.With("component", "ingest")), reg, logger.With("component", "ingest"))
-	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: readiness, Profiles: people, Hooks: hooks}, state, elog, reg, logger.With("component", "admin"))
+	web := console.New(console.Config{TokenHash: tokenHash, Version: BuildVersion()}, logger.With("component", "console"))
+	adminHandler := admin.New(admin.Config{TokenHash: tokenHash, Ready: readiness, Profiles: people, Hooks: hooks, Live: hub, Overview: sampler,
+		Sessions: web, Console: web}, state, elog, reg, logger.With("component", "admin"))
 
 	ingestLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -232,6 +252,15 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 		defer bg.Done()
 		consumer.Run(retCtx)
 	}()
+	bg.Add(2)
+	go func() {
+		defer bg.Done()
+		hub.Run(retCtx)
+	}()
+	go func() {
+		defer bg.Done()
+		sampler.Run(retCtx)
+	}()
 	hooks.Start(retCtx)
 
 	serveErr := make(chan error, 2)
@@ -249,6 +278,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	// The banner goes out before the run info that tells the CLI (and
 	// tests) the server is up, so whoever sees one sees both.
 	printBanner(out, cfg, info, newToken)
+	shown = true
 	if err := lock.WriteRunInfo(info); err != nil {
 		logger.Warn("cannot record listener addresses for the CLI", "err", err)
 	}
@@ -281,6 +311,19 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	}
 	logger.Info("stopped", "head", elog.Head().String())
 	return errors.Join(errs...)
+}
+
+// refusedTo hands ingest's refusals to the live hub.
+func refusedTo(hub *live.Hub) func(ingest.Refusal) {
+	return func(r ingest.Refusal) {
+		lr := live.Refusal{Time: r.Time, Status: r.Error.Status, Code: r.Error.Code, Dialect: r.Dialect, Source: r.ClientIP,
+			Method: r.Method, Path: r.Path, Message: r.Error.Message, Errors: r.Error.Errors}
+		if r.Project != nil {
+			id := r.Project.ID
+			lr.ProjectID = &id
+		}
+		hub.Refused(lr)
+	}
 }
 
 // Dialects is the registry of ingest dialects, in the order they are asked
@@ -413,7 +456,7 @@ func printBanner(w io.Writer, cfg *config.Config, info datadir.RunInfo, newToken
 	var b strings.Builder
 	fmt.Fprintf(&b, "sluice %s is ready\n", BuildVersion())
 	fmt.Fprintf(&b, "  ingest  %-28s webhooks: /{service}/{name}/{projectId}\n", info.Ingest)
-	fmt.Fprintf(&b, "  admin   %-28s API /api/v1, /metrics, /healthz, /readyz\n", info.Admin)
+	fmt.Fprintf(&b, "  admin   %-28s console /, API /api/v1, /metrics, /healthz, /readyz\n", info.Admin)
 	fmt.Fprintf(&b, "  data    %s\n", cfg.DataDir)
 	if cfg.File != "" {
 		fmt.Fprintf(&b, "  config  %s\n", cfg.File)

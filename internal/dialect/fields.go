@@ -83,13 +83,14 @@ func (n *node) clone() *node {
 	return &c
 }
 
-// validate checks doc (decoded with UseNumber) against the tree and appends
-// every violation to errs.
-func (n *node) validate(doc map[string]any, path *fieldPath, errs *event.FieldErrors) {
+// validate checks o, a parsed compact JSON object, against the tree and
+// appends every violation to errs. It works on the compact text, never
+// decoding a value it does not check.
+func (n *node) validate(o *object, path *fieldPath, errs *event.FieldErrors) {
 	for _, c := range n.children {
-		v, present := doc[c.name]
+		v, present := o.get(c.name)
 		p := &fieldPath{parent: path, seg: c.seg}
-		if !present || v == nil {
+		if !present || string(v) == "null" {
 			if c.node.required {
 				errs.Add(p.String(), "is required")
 			}
@@ -99,87 +100,102 @@ func (n *node) validate(doc map[string]any, path *fieldPath, errs *event.FieldEr
 	}
 }
 
-func (n *node) validateValue(v any, p *fieldPath, errs *event.FieldErrors) {
+// validateObject parses raw, a compact object, and validates it.
+func (n *node) validateObject(raw []byte, p *fieldPath, errs *event.FieldErrors) {
+	var o object
+	parseCompactObject(raw, &o)
+	n.validate(&o, p, errs)
+}
+
+func (n *node) validateValue(v []byte, p *fieldPath, errs *event.FieldErrors) {
 	switch n.kind {
 	case kAny:
 		// An undeclared container: descend where the shape allows.
-		switch t := v.(type) {
-		case map[string]any:
-			n.validate(t, p, errs)
-		case []any:
-			for i, e := range t {
-				if m, ok := e.(map[string]any); ok {
-					n.validate(m, p.index(i), errs)
+		switch v[0] {
+		case '{':
+			n.validateObject(v, p, errs)
+		case '[':
+			for i, e := range splitArray(v) {
+				if e[0] == '{' {
+					n.validateObject(e, p.index(i), errs)
 				}
 			}
 		}
 		return
 	case kRecord:
-		m, ok := v.(map[string]any)
-		if !ok {
+		if v[0] != '{' {
 			errs.Add(p.String(), "must be an object")
 			return
 		}
-		n.validate(m, p, errs)
+		n.validateObject(v, p, errs)
 		return
 	case kRecordArray:
-		arr, ok := v.([]any)
-		if !ok {
+		if v[0] != '[' {
 			errs.Add(p.String(), "must be an array of objects")
 			return
 		}
-		for i, e := range arr {
-			m, ok := e.(map[string]any)
-			if !ok {
+		for i, e := range splitArray(v) {
+			if e[0] != '{' {
 				errs.Add(p.index(i).String(), "must be an object")
 				continue
 			}
-			n.validate(m, p.index(i), errs)
+			n.validateObject(e, p.index(i), errs)
 		}
 		return
 	}
-	if msg := checkKind(n.kind, v); msg != "" {
+	val, msg := checkKind(n.kind, v)
+	if msg != "" {
 		errs.Add(p.String(), msg)
 		return
 	}
 	if n.check != nil {
-		if msg := n.check(v); msg != "" {
+		if msg := n.check(val); msg != "" {
 			errs.Add(p.String(), msg)
 		}
 	}
 }
 
-func checkKind(k kind, v any) string {
+// checkKind checks a compact JSON value against a kind, and returns it as
+// a check sees it: a string as a Go string, a number as a json.Number.
+func checkKind(k kind, v []byte) (any, string) {
+	isNum := v[0] == '-' || (v[0] >= '0' && v[0] <= '9')
 	switch k {
 	case kString:
-		if _, ok := v.(string); !ok {
-			return "must be a string"
-		}
-	case kNumber:
-		if _, ok := v.(json.Number); !ok {
-			return "must be a number"
-		}
-	case kInteger:
-		n, ok := v.(json.Number)
-		if !ok || !isInteger(n) {
-			return "must be an integer"
-		}
-	case kStringOrNumber:
-		switch v.(type) {
-		case string, json.Number:
-		default:
-			return "must be a string or a number"
-		}
-	case kTimestamp:
-		s, ok := v.(string)
+		s, ok := jsonString(v)
 		if !ok {
-			return "must be an ISO 8601 / RFC 3339 timestamp string"
+			return nil, "must be a string"
+		}
+		return s, ""
+	case kNumber:
+		if !isNum {
+			return nil, "must be a number"
+		}
+		return json.Number(v), ""
+	case kInteger:
+		if !isNum || !isInteger(json.Number(v)) {
+			return nil, "must be an integer"
+		}
+		return json.Number(v), ""
+	case kStringOrNumber:
+		if isNum {
+			return json.Number(v), ""
+		}
+		s, ok := jsonString(v)
+		if !ok {
+			return nil, "must be a string or a number"
+		}
+		return s, ""
+	case kTimestamp:
+		s, ok := jsonString(v)
+		if !ok {
+			return nil, "must be an ISO 8601 / RFC 3339 timestamp string"
 		}
 		if _, err := parseTimestamp(s); err != nil {
-			return "must be an ISO 8601 timestamp with a zone, e.g. 2019-02-21T10:56:10.723Z or 20190221T105610Z"
+			return nil, "must be an ISO 8601 timestamp with a zone, e.g. 2019-02-21T10:56:10.723Z or 20190221T105610Z"
 		}
+		return s, ""
 	}
-	return ""
+	return nil, ""
 }
 
 // isInteger reports whether n has no fractional part and fits in 64 bits.

@@ -1,9 +1,6 @@
 package dialect
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -328,38 +325,47 @@ func (t *Track) decodeHit(p *project.Project, r *Request, raw []byte) (*event.Ev
 	if limit := t.hitLimit(); len(raw) > limit {
 		return nil, nil, Errorf(http.StatusRequestEntityTooLarge, "a hit is larger than the limit of %d bytes", limit)
 	}
-	var compact bytes.Buffer
-	compact.Grow(len(raw))
-	if err := json.Compact(&compact, raw); err != nil {
-		if uerr := json.Unmarshal(raw, new(json.RawMessage)); uerr != nil {
-			err = uerr
-		}
-		return nil, nil, FieldError(http.StatusBadRequest, "body", describeJSONError(raw, err).Error())
+	data, err := compactJSON(raw)
+	if err != nil {
+		return nil, nil, FieldError(http.StatusBadRequest, "body", err.Error())
 	}
-	data := compact.Bytes()
 	if len(data) == 0 || data[0] != '{' {
 		return nil, nil, FieldError(http.StatusBadRequest, "body", "must be a JSON object (one hit)")
 	}
+	return t.decodeCompactHit(p, r, data)
+}
+
+// decodeCompactHit validates one hit, data a compact JSON object.
+func (t *Track) decodeCompactHit(p *project.Project, r *Request, data []byte) (*event.Event, event.FieldErrors, error) {
 	if te := event.CheckJSONText(data); te != nil {
 		return nil, event.FieldErrors{textFieldError(te, "")}, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var doc map[string]any
-	if err := dec.Decode(&doc); err != nil {
-		return nil, nil, FieldError(http.StatusBadRequest, "body", err.Error())
-	}
+	var doc object
+	parseCompactObject(data, &doc)
 	var errs event.FieldErrors
-	t.tree(p).validate(doc, nil, &errs)
+	t.tree(p).validate(&doc, nil, &errs)
 	if len(errs) > 0 {
 		return nil, errs, nil
 	}
-	return buildTrackEvent(p, r, doc, data), nil, nil
+	return buildTrackEvent(p, r, &doc, data), nil, nil
 }
 
 // buildTrackEvent makes the canonical event of a valid hit.
-func buildTrackEvent(p *project.Project, r *Request, doc map[string]any, data []byte) *event.Event {
-	hit, _ := uuid.Parse(doc["hitId"].(string))
+func buildTrackEvent(p *project.Project, r *Request, doc *object, data []byte) *event.Event {
+	str := func(o *object, k string) string {
+		v, _ := o.get(k)
+		s, _ := jsonString(v)
+		return s
+	}
+	sub := func(o *object, k string) *object {
+		v, ok := o.get(k)
+		sub := &object{}
+		if ok && len(v) > 0 && v[0] == '{' {
+			parseCompactObject(v, sub)
+		}
+		return sub
+	}
+	hit, _ := uuid.Parse(str(doc, "hitId"))
 	received := r.ReceivedAt.UnixMilli()
 	ev := &event.Event{
 		Channel:    event.ChannelHTTP,
@@ -372,8 +378,8 @@ func buildTrackEvent(p *project.Project, r *Request, doc map[string]any, data []
 		ReceivedAt: received,
 		DedupKey:   "track:" + hit.String(),
 	}
-	evt, _ := doc["event"].(map[string]any)
-	name, _ := evt["name"].(string)
+	evt := sub(doc, "event")
+	name := str(evt, "name")
 	ev.Name = name
 	if name == TransactionEvent {
 		ev.Key = TrackTransactionKey
@@ -382,30 +388,26 @@ func buildTrackEvent(p *project.Project, r *Request, doc map[string]any, data []
 	}
 	// The event's own time, corrected for the sender's clock skew as
 	// Segment does: timestamp = receivedAt − (sentAt − originalTimestamp).
-	sentAt, _ := parseTimestamp(doc["sentAt"].(string))
+	sentAt, _ := parseTimestamp(str(doc, "sentAt"))
 	for _, k := range []string{"originalTimestamp", "timestamp"} {
-		if s, ok := doc[k].(string); ok {
+		if s := str(doc, k); s != "" {
 			if ts, err := parseTimestamp(s); err == nil {
 				ev.Time = received - (sentAt.UnixMilli() - ts.UnixMilli())
 				break
 			}
 		}
 	}
-	user, _ := evt["user"].(map[string]any)
-	addIdentity(ev, "user_id", user["userId"])
-	addIdentity(ev, "anonymous_id", user["anonymousId"])
-	addIdentity(ev, "email_hash", user["emailHash"])
-	if in, ok := doc["integrations"].(map[string]any); ok {
-		if ga, ok := in["Google Analytics"].(map[string]any); ok {
-			addIdentity(ev, "ga_client_id", ga["clientId"])
-		}
-	}
+	user := sub(evt, "user")
+	addIdentity(ev, "user_id", str(user, "userId"))
+	addIdentity(ev, "anonymous_id", str(user, "anonymousId"))
+	addIdentity(ev, "email_hash", str(user, "emailHash"))
+	addIdentity(ev, "ga_client_id", str(sub(sub(doc, "integrations"), "Google Analytics"), "clientId"))
 	return ev
 }
 
-func addIdentity(ev *event.Event, typ string, v any) {
-	if s, ok := v.(string); ok && s != "" {
-		ev.Identities = append(ev.Identities, event.Identity{Type: typ, Value: s})
+func addIdentity(ev *event.Event, typ, v string) {
+	if v != "" {
+		ev.Identities = append(ev.Identities, event.Identity{Type: typ, Value: v})
 	}
 }
 
@@ -453,42 +455,46 @@ func KeySegment(name string) string {
 // DecodeBatch reads {"batch":[hit, …]}. Every hit is validated on its own:
 // invalid hits do not stop valid ones.
 func (t *Track) DecodeBatch(p *project.Project, r *Request) ([]Item, error) {
-	var env struct {
-		Batch []json.RawMessage `json:"batch"`
+	body, err := compactJSON(r.Body)
+	if err != nil {
+		return nil, FieldError(http.StatusBadRequest, "body", err.Error())
 	}
-	dec := json.NewDecoder(bytes.NewReader(r.Body))
-	if err := dec.Decode(&env); err != nil {
-		var ute *json.UnmarshalTypeError
-		if errors.As(err, &ute) {
-			return nil, FieldError(http.StatusBadRequest, "batch", "must be an array of hits")
-		}
-		return nil, FieldError(http.StatusBadRequest, "body", describeJSONError(r.Body, err).Error())
+	if len(body) == 0 || body[0] != '{' {
+		return nil, FieldError(http.StatusBadRequest, "batch", "must be an array of hits")
 	}
-	if dec.More() {
-		return nil, FieldError(http.StatusBadRequest, "body", "more than one JSON value")
+	var env object
+	parseCompactObject(body, &env)
+	raw, ok := env.get("batch")
+	switch {
+	case !ok || string(raw) == "null":
+		return nil, FieldError(http.StatusBadRequest, "batch", "is required: a non-empty array of hits")
+	case raw[0] != '[':
+		return nil, FieldError(http.StatusBadRequest, "batch", "must be an array of hits")
 	}
-	if len(env.Batch) == 0 {
+	hits := splitArray(raw)
+	if len(hits) == 0 {
 		return nil, FieldError(http.StatusBadRequest, "batch", "is required: a non-empty array of hits")
 	}
-	items := make([]Item, len(env.Batch))
-	for i, raw := range env.Batch {
-		items[i].Raw = raw
-		e, errs, err := t.decodeHit(p, r, raw)
-		var de *Error
+	items := make([]Item, len(hits))
+	limit := t.hitLimit()
+	for i, hit := range hits {
+		items[i].Raw = hit
 		switch {
-		case errors.As(err, &de):
-			items[i].Status = de.Status
-			msg := de.Message
-			if len(de.Errors) > 0 {
-				msg = de.Errors[0].Message
-			}
-			items[i].Errors = event.FieldErrors{{Path: "", Message: msg}}
-		case len(errs) > 0:
+		case len(hit) > limit:
+			items[i].Status = http.StatusRequestEntityTooLarge
+			items[i].Errors = event.FieldErrors{{Message: fmt.Sprintf("a hit is larger than the limit of %d bytes", limit)}}
+			continue
+		case hit[0] != '{':
 			items[i].Status = http.StatusBadRequest
-			items[i].Errors = errs
-		default:
-			items[i].Event = e
+			items[i].Errors = event.FieldErrors{{Message: "must be a JSON object (one hit)"}}
+			continue
 		}
+		e, errs, _ := t.decodeCompactHit(p, r, hit)
+		if len(errs) > 0 {
+			items[i].Status, items[i].Errors = http.StatusBadRequest, errs
+			continue
+		}
+		items[i].Event = e
 	}
 	return items, nil
 }

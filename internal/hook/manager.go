@@ -101,6 +101,8 @@ type Manager struct {
 	// content is which projects keep raw requests: a hook with
 	// include_content wants them (see KeepContent).
 	content atomic.Pointer[contentScope]
+	// forgotten is the erased events deliveries drop (Forget).
+	forgotten forgotten
 }
 
 // contentScope is the projects whose raw requests are kept.

@@ -143,7 +143,9 @@ func TestHookWaitsForTheProfileConsumer(t *testing.T) {
 	h := httpHook(rc.URL)
 	h.ProjectID = &pid
 	h.Events = []string{"in.s2s.user"}
-	h.CustomData = map[string]string{"greeting": "Hello, {{profile.firstName}}!", "profile": "{{profile.id}}"}
+	h.CustomData = map[string]string{"greeting": "Hello, {{profile.firstName}}!", "profile": "{{profile.id}}",
+		"events": "{{profile.traits.events}}", "by_key": "{{profile.traits.eventsByKey}}"}
+	h.Filter = `profile.traits.events >= 1 && profile.traits.eventsByKey["in.s2s.user"] == 1`
 	if _, err := f.m.Create(context.Background(), h, Start{}); err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +166,7 @@ func TestHookWaitsForTheProfileConsumer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cd["greeting"] != "Hello, Ann!" || cd["profile"] != ann.ID {
+	if cd["greeting"] != "Hello, Ann!" || cd["profile"] != ann.ID || cd["events"] != "1" || cd["by_key"] != `{"in.s2s.user":1}` {
 		t.Fatalf("custom_data %v (profile %s)", cd, ann.ID)
 	}
 }

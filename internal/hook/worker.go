@@ -320,6 +320,14 @@ func (w *worker) deliver(p *pending) bool {
 	var msgs [][]byte
 	var meta []sink.Meta
 	for a := 1; ; a++ {
+		if kept := w.m.forgotten.drop(p.records); len(kept) != len(p.records) {
+			p.records, meta = kept, nil
+		}
+		if len(p.records) == 0 {
+			// Every event of the batch was erased: nothing to send.
+			cursor := w.finish(p.seq)
+			return w.persist("commit an erased batch", func() error { return w.m.commit(w.hook.ID, p, nil, nil, cursor) })
+		}
 		msgs = w.m.buildMessages(w.ctx, &w.hook, w.comp, p.records, a-1, false)
 		if meta == nil {
 			meta = w.m.metaFor(w.ctx, w.comp, msgs)

@@ -47,6 +47,23 @@ type Config struct {
 	Ready func() error
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Refused, when set, is told of every refused request, after the
+	// answer is written (the console's live view shows them). It must not
+	// block.
+	Refused func(Refusal)
+}
+
+// Refusal is a refused request, as Config.Refused is told of it.
+type Refusal struct {
+	Time    time.Time
+	Dialect string
+	// Project is the project the request was authenticated to, if any.
+	Project *project.Project
+	// ClientIP is the sender's address; Method and Path (no query) the
+	// request's.
+	ClientIP, Method, Path string
+	// Error is what the sender was answered.
+	Error *dialect.Error
 }
 
 // Server is the ingest handler.
@@ -134,39 +151,39 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, d dialect.Dialect, route string) {
 	limit, err := d.Accept(r, route)
 	if err != nil {
-		s.refuse(w, d, err)
+		s.refuse(w, r, d, nil, err)
 		return
 	}
 	buf, err := s.readBody(w, r, limit)
 	if err != nil {
-		s.refuse(w, d, err)
+		s.refuse(w, r, d, nil, err)
 		return
 	}
 	defer putBuffer(buf)
 	clientIP, secure := s.client(r)
 	req := &dialect.Request{HTTP: r, Route: route, Body: buf.Bytes(), ClientIP: clientIP, Secure: secure, ReceivedAt: s.cfg.Now()}
 	if req.Project, err = d.Authenticate(req); err != nil {
-		s.refuse(w, d, err)
+		s.refuse(w, r, d, req.Project, err)
 		return
 	}
 	dec, err := d.Decode(req)
 	if err != nil {
-		s.refuse(w, d, err)
+		s.refuse(w, r, d, req.Project, err)
 		return
 	}
 	if err := dialect.Identities(req.Project, dec); err != nil {
-		s.refuse(w, d, err)
+		s.refuse(w, r, d, req.Project, err)
 		return
 	}
 	out, err := s.commit(req, dec)
 	if err != nil {
-		s.refuse(w, d, err)
+		s.refuse(w, r, d, req.Project, err)
 		return
 	}
 	if !dec.Batch {
 		for _, o := range out {
 			if o.Conflict {
-				s.refuse(w, d, dialect.IdempotencyConflict())
+				s.refuse(w, r, d, req.Project, dialect.IdempotencyConflict())
 				return
 			}
 		}
@@ -177,8 +194,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, d dialect.Dialect
 
 // refuse renders a refusal, shaped by its dialect: an *Error as its
 // status, headers and JSON body; a failure of the log as a 503 with
-// nothing stored.
-func (s *Server) refuse(w http.ResponseWriter, d dialect.Dialect, err error) {
+// nothing stored. Config.Refused is told.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, d dialect.Dialect, p *project.Project, err error) {
 	var de *dialect.Error
 	switch {
 	case errors.As(err, &de):
@@ -194,6 +211,10 @@ func (s *Server) refuse(w http.ResponseWriter, d dialect.Dialect, err error) {
 		w.Header().Set(k, v)
 	}
 	writeJSON(w, e.Status, e)
+	if s.cfg.Refused != nil {
+		ip, _ := s.client(r)
+		s.cfg.Refused(Refusal{Time: s.cfg.Now(), Dialect: d.Name(), Project: p, ClientIP: ip, Method: r.Method, Path: r.URL.Path, Error: e})
+	}
 }
 
 // keepContent reports whether the raw requests of project p are kept: a

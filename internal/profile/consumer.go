@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tidwall/gjson"
 
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog"
@@ -28,7 +29,7 @@ type Consumer struct {
 	Store  *Store
 	Log    EventReader
 	Logger *slog.Logger
-	// Batch caps the events applied per transaction (default 1000).
+	// Batch caps the events applied per transaction (default 5000).
 	Batch int
 
 	applied   prometheus.Counter
@@ -78,7 +79,7 @@ func (c *Consumer) Run(ctx context.Context) {
 	}
 	batch := c.Batch
 	if batch <= 0 {
-		batch = 1000
+		batch = 5000
 	}
 	cursor, err := c.Store.Cursor(ctx, CursorName)
 	if err != nil {
@@ -135,11 +136,20 @@ func (c *Consumer) Run(ctx context.Context) {
 }
 
 func (c *Consumer) apply(ctx context.Context, recs []eventlog.Record, next event.ID) error {
+	// What a profile needs of an event, read straight from its stored
+	// JSON: its index columns, identities and data.
 	evs := make([]*event.Event, 0, len(recs))
-	for _, r := range recs {
-		e, err := event.Decode(r.Body)
-		if err != nil {
-			return err
+	store := make([]event.Event, len(recs))
+	for i, r := range recs {
+		e := &store[i]
+		e.ID, e.ProjectID, e.Key, e.Time = r.ID, r.ProjectID, r.Key, r.Time
+		doc := gjson.ParseBytes(r.Body)
+		doc.Get("identities").ForEach(func(_, id gjson.Result) bool {
+			e.Identities = append(e.Identities, event.Identity{Type: id.Get("type").String(), Value: id.Get("value").String()})
+			return true
+		})
+		if d := doc.Get("data"); d.Exists() {
+			e.Data = []byte(d.Raw)
 		}
 		evs = append(evs, e)
 	}

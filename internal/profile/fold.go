@@ -114,6 +114,21 @@ func (s *state) ids() []event.Identity {
 	return out
 }
 
+// clashWith is what keeps id out of s: s holds another value of id's
+// type, a strong one (the merge rule, for one identity).
+func (s *state) clashWith(id event.Identity) *identity.Clash {
+	k, ok := identity.Lookup(id.Type)
+	if !ok || k.Strength != identity.Strong {
+		return nil
+	}
+	for _, i := range s.Identities {
+		if i.Type == id.Type && i.Value != id.Value {
+			return &identity.Clash{Type: id.Type, Values: [2]string{i.Value, id.Value}}
+		}
+	}
+	return nil
+}
+
 // world is the profiles a fold reads and changes: those of one project
 // that the observations at hand touch, with the ownership of their
 // identities. The store loads it, folds, and writes back what changed.
@@ -123,16 +138,17 @@ type world struct {
 	owner   map[string]string // identityKey → profile id
 	// What changed: profiles to write, profiles gone (into their
 	// survivor), identities whose owner changed.
-	dirty map[string]bool
-	gone  map[string]string
-	moved map[string]event.Identity
+	dirty   map[string]bool
+	gone    map[string]string
+	moved   map[string]event.Identity
+	created map[string]bool
 	// counts for metrics
 	merges, conflicts int
 }
 
 func newWorld(project uint32) *world {
 	return &world{project: project, byID: map[string]*state{}, owner: map[string]string{},
-		dirty: map[string]bool{}, gone: map[string]string{}, moved: map[string]event.Identity{}}
+		dirty: map[string]bool{}, gone: map[string]string{}, moved: map[string]event.Identity{}, created: map[string]bool{}}
 }
 
 // add puts a loaded profile into the world.
@@ -163,7 +179,7 @@ func (w *world) fold(o *Observation) *state {
 			if !ok {
 				continue
 			}
-			if ok, _ := identity.Mergeable(w.byID[pid].ids(), []event.Identity{first}); ok {
+			if w.byID[pid].clashWith(first) == nil {
 				p = w.byID[pid]
 				break
 			}
@@ -174,6 +190,7 @@ func (w *world) fold(o *Observation) *state {
 		p = &state{ID: profileID(w.project, anchor), ProjectID: w.project, Anchor: anchor, First: o.order(), Last: o.order(),
 			Identities: map[string]*seen{}, Attrs: map[string]*attribute{}, Traits: traits{EventsByKey: map[string]int64{}}}
 		w.byID[p.ID] = p
+		w.created[p.ID] = true
 	}
 	w.dirty[p.ID] = true
 	for _, id := range o.IDs {
@@ -192,7 +209,7 @@ func (w *world) fold(o *Observation) *state {
 			}
 			p = w.merge(p, q)
 		default:
-			if ok, clash := identity.Mergeable(p.ids(), []event.Identity{id}); !ok {
+			if clash := p.clashWith(id); clash != nil {
 				p.conflict(o, id, clash, "")
 				w.conflicts++
 				continue
@@ -235,15 +252,9 @@ func (w *world) merge(a, b *state) *state {
 	}
 	into.Merged = append(append(into.Merged, from.ID), from.Merged...)
 	sort.Strings(into.Merged)
+	// Contested ids naming from resolve, through its alias, to into.
 	for _, c := range from.Contested {
 		into.contest(c)
-	}
-	for _, st := range w.byID {
-		for i, c := range st.Contested {
-			if c == from.ID {
-				st.Contested[i] = into.ID
-			}
-		}
 	}
 	if from.First.less(into.First) {
 		into.First = from.First

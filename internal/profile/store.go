@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/event"
@@ -32,8 +33,21 @@ import (
 // Store holds profiles in SQLite (profiles.db in the data directory).
 type Store struct {
 	db *sql.DB
-	// Rebuilt is told how many profiles a late event rebuilt (metrics).
-	onFold func(merges, conflicts, rebuilt int)
+
+	// mu serialises the writers (the consumer's Apply, Erase). The folded
+	// profiles of recent batches stay in memory (worlds) so that a person
+	// seen again is not read back; any failure or erasure drops them.
+	mu     sync.Mutex
+	worlds map[uint32]*world
+	known  map[uint32]map[string]bool
+	cached int
+}
+
+// maxCached bounds the profiles kept in memory between batches.
+const maxCached = 100_000
+
+func (s *Store) dropCache() {
+	s.worlds, s.known, s.cached = map[uint32]*world{}, map[uint32]map[string]bool{}, 0
 }
 
 // schemaVersion 2 replaced the s2s-only profiles of version 1; a version
@@ -86,6 +100,8 @@ func Open(path string) (*Store, error) {
 	v.Set("_synchronous", "NORMAL") // the log is the source: a lost batch is re-applied from the cursor
 	v.Set("_busy_timeout", "10000")
 	v.Set("_txlock", "immediate")
+	// A page cache for the profiles the consumer keeps touching (64 MiB).
+	v.Set("_cache_size", "-65536")
 	// Kept -wal and -shm files let a start on a full disk open it.
 	db := sqlitefile.Open("file:"+(&url.URL{Path: path}).EscapedPath()+"?"+v.Encode(), sqlitefile.DefaultWALLimit)
 	db.SetMaxOpenConns(1)
@@ -111,7 +127,9 @@ func Open(path string) (*Store, error) {
 			return nil, fmt.Errorf("open profiles %s: %w", path, err)
 		}
 	}
-	return &Store{db: db}, nil
+	st := &Store{db: db}
+	st.dropCache()
+	return st, nil
 }
 
 // Close closes the database.
@@ -144,6 +162,8 @@ func (s *Store) Apply(ctx context.Context, cursor string, after event.ID, evs []
 
 // ApplyStats is Apply, saying what it did.
 func (s *Store) ApplyStats(ctx context.Context, cursor string, after event.ID, evs []*event.Event) (st FoldStats, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return st, fmt.Errorf("apply profiles: %w", err)
@@ -151,9 +171,10 @@ func (s *Store) ApplyStats(ctx context.Context, cursor string, after event.ID, e
 	defer func() {
 		if err != nil {
 			_ = tx.Rollback()
+			s.dropCache() // it holds what was not committed
 		}
 	}()
-	f := &folder{ctx: ctx, tx: tx, worlds: map[uint32]*world{}, known: map[uint32]map[string]bool{}}
+	f := &folder{ctx: ctx, tx: tx, worlds: s.worlds, known: s.known, stmts: map[string]*sql.Stmt{}}
 	// A batch is folded in canonical order: its events are late only if
 	// the stored profiles have seen later ones.
 	obs := make([]Observation, 0, len(evs))
@@ -180,6 +201,13 @@ func (s *Store) ApplyStats(ctx context.Context, cursor string, after event.ID, e
 	if err := tx.Commit(); err != nil {
 		return st, fmt.Errorf("apply profiles: %w", err)
 	}
+	s.cached = 0
+	for _, w := range s.worlds {
+		s.cached += len(w.byID)
+	}
+	if s.cached > maxCached {
+		s.dropCache()
+	}
 	return st, nil
 }
 
@@ -190,10 +218,41 @@ func (s *Store) ApplyStats(ctx context.Context, cursor string, after event.ID, e
 type folder struct {
 	ctx    context.Context
 	tx     *sql.Tx
+	stmts  map[string]*sql.Stmt // prepared in tx, by query
 	worlds map[uint32]*world
 	// known: identities whose owner was looked up (owned or not).
 	known                      map[uint32]map[string]bool
 	merges, conflicts, rebuilt int
+}
+
+// exec and queryRow run a statement prepared once per transaction.
+func (f *folder) stmt(query string) (*sql.Stmt, error) {
+	if st, ok := f.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := f.tx.PrepareContext(f.ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	f.stmts[query] = st
+	return st, nil
+}
+
+func (f *folder) exec(query string, args ...any) error {
+	st, err := f.stmt(query)
+	if err != nil {
+		return err
+	}
+	_, err = st.ExecContext(f.ctx, args...)
+	return err
+}
+
+func (f *folder) queryRow(query string, args ...any) *sql.Row {
+	st, err := f.stmt(query)
+	if err != nil {
+		return f.tx.QueryRowContext(f.ctx, query, args...) // reports err on Scan
+	}
+	return st.QueryRowContext(f.ctx, args...)
 }
 
 func (f *folder) world(project uint32) *world {
@@ -220,7 +279,7 @@ func (f *folder) load(w *world, ids []event.Identity) error {
 			continue
 		}
 		var pid string
-		err := f.tx.QueryRowContext(f.ctx, `SELECT profile_id FROM identities WHERE project_id = ? AND type = ? AND value = ?`,
+		err := f.queryRow(`SELECT profile_id FROM identities WHERE project_id = ? AND type = ? AND value = ?`,
 			int64(w.project), id.Type, id.Value).Scan(&pid)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue
@@ -231,7 +290,11 @@ func (f *folder) load(w *world, ids []event.Identity) error {
 		if _, ok := w.byID[pid]; ok {
 			continue
 		}
-		st, err := loadState(f.ctx, f.tx, pid)
+		var doc string
+		if err := f.queryRow(`SELECT doc FROM profiles WHERE id = ?`, pid).Scan(&doc); err != nil {
+			return fmt.Errorf("read profile %s: %w", pid, err)
+		}
+		st, err := decodeState(pid, doc)
 		if err != nil {
 			return err
 		}
@@ -248,6 +311,10 @@ func loadState(ctx context.Context, q querier, pid string) (*state, error) {
 	if err := q.QueryRowContext(ctx, `SELECT doc FROM profiles WHERE id = ?`, pid).Scan(&doc); err != nil {
 		return nil, fmt.Errorf("read profile %s: %w", pid, err)
 	}
+	return decodeState(pid, doc)
+}
+
+func decodeState(pid, doc string) (*state, error) {
 	st := &state{}
 	if err := json.Unmarshal([]byte(doc), st); err != nil {
 		return nil, fmt.Errorf("read profile %s: %w", pid, err)
@@ -302,10 +369,9 @@ func (f *folder) insertObservation(o *Observation, pid string) error {
 	if err != nil {
 		return err
 	}
-	_, err = f.tx.ExecContext(f.ctx, `INSERT INTO observations(event_id, project_id, profile_id, time, digest, key, doc) VALUES (?, ?, ?, ?, ?, ?, ?)
+	return f.exec(`INSERT INTO observations(event_id, project_id, profile_id, time, digest, key, doc) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(event_id) DO UPDATE SET profile_id = excluded.profile_id`,
 		int64(o.EventID), int64(o.ProjectID), pid, o.Time, o.Digest, o.Key, string(doc))
-	return err
 }
 
 // flushAll writes every world.
@@ -342,22 +408,26 @@ func (f *folder) flush(w *world) error {
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO profiles(id, project_id, doc) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET doc = excluded.doc`,
+		if err := f.exec(`INSERT INTO profiles(id, project_id, doc) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET doc = excluded.doc`,
 			pid, int64(w.project), string(doc)); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM aliases WHERE id = ?`, pid); err != nil {
+	}
+	for pid := range w.created {
+		// A profile made again under an id that named another (an
+		// erased or rebuilt one) is itself again.
+		if err := f.exec(`DELETE FROM aliases WHERE id = ?`, pid); err != nil {
 			return err
 		}
 	}
 	for k, id := range w.moved {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO identities(project_id, type, value, profile_id) VALUES (?, ?, ?, ?)
+		if err := f.exec(`INSERT INTO identities(project_id, type, value, profile_id) VALUES (?, ?, ?, ?)
 			ON CONFLICT(project_id, type, value) DO UPDATE SET profile_id = excluded.profile_id`,
 			int64(w.project), id.Type, id.Value, w.owner[k]); err != nil {
 			return err
 		}
 	}
-	w.dirty, w.gone, w.moved = map[string]bool{}, map[string]string{}, map[string]event.Identity{}
+	w.dirty, w.gone, w.moved, w.created = map[string]bool{}, map[string]string{}, map[string]event.Identity{}, map[string]bool{}
 	return nil
 }
 
@@ -467,7 +537,7 @@ func (f *folder) rebuild(w *world, o *Observation) error {
 		fresh.moved[k] = identityFromKey(k)
 	}
 	for pid := range fresh.byID {
-		fresh.dirty[pid] = true
+		fresh.dirty[pid], fresh.created[pid] = true, true
 	}
 	fresh.gone = map[string]string{}
 	if err := f.flush(fresh); err != nil {
@@ -483,6 +553,7 @@ func (f *folder) rebuild(w *world, o *Observation) error {
 	// The cached world is stale: start it over.
 	delete(f.worlds, w.project)
 	delete(f.known, w.project)
+	f.world(w.project)
 	return nil
 }
 
@@ -778,6 +849,9 @@ type Erased struct {
 // observations. It returns the ids of the person's events, for the log
 // to delete.
 func (s *Store) Erase(ctx context.Context, projectID uint32, idType, value string) (er Erased, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dropCache()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return er, fmt.Errorf("erase profile: %w", err)

@@ -1,0 +1,133 @@
+package hook
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/eventlog"
+)
+
+// Erasure reaches the deliveries not yet made: a batch in flight drops the
+// erased events before its next attempt (and is finished without a
+// request when none is left), and dead letters lose their messages, so a
+// replay cannot send them. Batches rebuilt after a restart come from the
+// log, which no longer holds them.
+
+// forgetFor is how long an erased id is remembered for batches in flight:
+// longer than any hook retries.
+const forgetFor = 24 * time.Hour
+
+// forgotten is the set of erased event ids, with when they were erased.
+type forgotten struct {
+	mu  sync.Mutex
+	ids map[event.ID]time.Time
+}
+
+func (f *forgotten) add(ids []event.ID, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ids == nil {
+		f.ids = map[event.ID]time.Time{}
+	}
+	for id, at := range f.ids {
+		if now.Sub(at) > forgetFor {
+			delete(f.ids, id)
+		}
+	}
+	for _, id := range ids {
+		f.ids[id] = now
+	}
+}
+
+// drop returns recs without the erased ones (recs itself when none is).
+func (f *forgotten) drop(recs []eventlog.Record) []eventlog.Record {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.ids) == 0 {
+		return recs
+	}
+	var out []eventlog.Record
+	for i, r := range recs {
+		if _, gone := f.ids[r.ID]; gone {
+			if out == nil {
+				out = append(make([]eventlog.Record, 0, len(recs)), recs[:i]...)
+			}
+			continue
+		}
+		if out != nil {
+			out = append(out, r)
+		}
+	}
+	if out == nil {
+		return recs
+	}
+	return out
+}
+
+// Forget drops the events ids of a project from every delivery not yet
+// made (see above).
+func (m *Manager) Forget(ctx context.Context, projectID uint32, ids []event.ID) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	m.forgotten.add(ids, time.Now())
+	erased := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		erased[strconv.FormatUint(uint64(id), 10)] = true
+	}
+	rows, err := m.store.db.QueryContext(ctx, `SELECT id, messages FROM dead_letters`)
+	if err != nil {
+		return fmt.Errorf("read dead letters: %w", err)
+	}
+	type change struct {
+		id       int64
+		messages []byte
+		events   int
+	}
+	var changes []change
+	for rows.Next() {
+		var id int64
+		var msgs []byte
+		if err := rows.Scan(&id, &msgs); err != nil {
+			rows.Close()
+			return fmt.Errorf("read dead letters: %w", err)
+		}
+		var kept []json.RawMessage
+		dropped := false
+		gjson.ParseBytes(msgs).ForEach(func(_, m gjson.Result) bool {
+			if erased[m.Get("id").String()] && uint32(m.Get("projectId").Uint()) == projectID {
+				dropped = true
+			} else {
+				kept = append(kept, json.RawMessage(m.Raw))
+			}
+			return true
+		})
+		if dropped {
+			b, _ := json.Marshal(kept)
+			changes = append(changes, change{id: id, messages: b, events: len(kept)})
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read dead letters: %w", err)
+	}
+	for _, c := range changes {
+		var err error
+		if c.events == 0 {
+			_, err = m.store.db.ExecContext(ctx, `DELETE FROM dead_letters WHERE id = ?`, c.id)
+		} else {
+			_, err = m.store.db.ExecContext(ctx, `UPDATE dead_letters SET messages = ?, events = ? WHERE id = ?`, c.messages, c.events, c.id)
+		}
+		if err != nil {
+			return fmt.Errorf("erase from dead letters: %w", err)
+		}
+	}
+	return nil
+}
