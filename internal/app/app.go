@@ -39,6 +39,9 @@ import (
 	"github.com/sluicehq/sluice/internal/project"
 	"github.com/sluicehq/sluice/internal/sink"
 	"github.com/sluicehq/sluice/internal/sink/amqpsink"
+	"github.com/sluicehq/sluice/internal/sink/bigquerysink"
+	"github.com/sluicehq/sluice/internal/sink/clickhousesink"
+	"github.com/sluicehq/sluice/internal/sink/ga4sink"
 	"github.com/sluicehq/sluice/internal/sink/httpsink"
 	"github.com/sluicehq/sluice/internal/sink/kafkasink"
 )
@@ -344,6 +347,9 @@ func Destinations() []sink.Destination {
 		amqpsink.QueueDestination(),
 		amqpsink.ExchangeDestination(),
 		kafkasink.Destination(),
+		ga4sink.Destination(),
+		bigquerysink.Destination(),
+		clickhousesink.Destination(),
 	}
 }
 

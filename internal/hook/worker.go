@@ -359,7 +359,8 @@ func (w *worker) deliver(p *pending) bool {
 		}
 		var next time.Time
 		var wait time.Duration
-		if err != nil && a < attempts && (se == nil || !se.Gone) {
+		permanent := se != nil && se.Permanent
+		if err != nil && a < attempts && (se == nil || !se.Gone) && !permanent {
 			wait = w.backoff(a, se)
 			next = end.Add(wait)
 		}
@@ -382,7 +383,7 @@ func (w *worker) deliver(p *pending) bool {
 			w.m.stopHook(w.hook.ID, "the target answered 410 Gone: "+err.Error())
 			return false
 		}
-		if a >= attempts {
+		if a >= attempts || permanent {
 			break
 		}
 		w.m.recordAttempt(att)
@@ -392,7 +393,7 @@ func (w *worker) deliver(p *pending) bool {
 		}
 	}
 	dl := &deadLetter{HookID: w.hook.ID, BatchID: p.id, Events: len(p.records), FirstID: p.records[0].ID,
-		LastID: p.records[len(p.records)-1].ID, FirstTime: p.records[0].Time, Attempts: attempts, LastStatus: lastStatus, LastError: lastErr.Error()}
+		LastID: p.records[len(p.records)-1].ID, FirstTime: p.records[0].Time, Attempts: lastAtt.n, LastStatus: lastStatus, LastError: lastErr.Error()}
 	dl.messages = msgs
 	cursor := w.finish(p.seq)
 	if !w.persist("park dead letter", func() error { return w.commit(p, dl, lastAtt, cursor) }) {

@@ -271,6 +271,34 @@ type fixture struct {
 	reg *prometheus.Registry
 }
 
+// Host is a hook manager over a real event log and project store (project
+// 7, "shop"), for a destination's own tests of the delivery loop.
+type Host struct {
+	M   *hook.Manager
+	Log *sqlite.Log
+}
+
+// NewHost opens a Host whose hooks reach loopback, with dest registered
+// and project 7 given settings (nil: none).
+func NewHost(t testing.TB, dest sink.Destination, settings *project.Settings) *Host {
+	t.Helper()
+	f := newFixture(t, Target{Destination: dest, Project: settings}, true)
+	return &Host{M: f.m, Log: f.log}
+}
+
+// Append stores events (ids assigned) and returns them.
+func (h *Host) Append(t testing.TB, evs ...*event.Event) []*event.Event {
+	t.Helper()
+	res, err := h.Log.Append(context.Background(), evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		evs[i].ID = r.ID
+	}
+	return evs
+}
+
 func newFixture(t testing.TB, tg Target, allowLoopback bool) *fixture {
 	t.Helper()
 	dir := t.TempDir()
