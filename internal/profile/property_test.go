@@ -50,37 +50,39 @@ func randomEvents(r *rand.Rand, n int) []*event.Event {
 // same profiles: the same ids, identities, attributes, traits, merges and
 // conflicts.
 func TestSameEventsAnyOrderSameProfiles(t *testing.T) {
-	seeds := 25
-	if testing.Short() {
-		seeds = 10
-	}
-	for seed := 0; seed < seeds; seed++ {
-		r := rand.New(rand.NewPCG(uint64(seed), 7))
-		evs := randomEvents(r, 30+r.IntN(50))
-		var want string
-		for round := 0; round < 4; round++ {
-			order := append([]*event.Event(nil), evs...)
-			if round > 0 {
-				r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-			}
-			s := openStore(t)
-			for i := 0; i < len(order); {
-				n := 1 + r.IntN(8)
-				if round == 0 {
-					n = 1
+	forBackends(t, func(t *testing.T, be backend) {
+		seeds := 25
+		if testing.Short() {
+			seeds = 10
+		}
+		for seed := 0; seed < seeds; seed++ {
+			r := rand.New(rand.NewPCG(uint64(seed), 7))
+			evs := randomEvents(r, 30+r.IntN(50))
+			var want string
+			for round := 0; round < 4; round++ {
+				order := append([]*event.Event(nil), evs...)
+				if round > 0 {
+					r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 				}
-				n = min(n, len(order)-i)
-				apply(t, s, order[i:i+n]...)
-				i += n
-			}
-			got := dump(t, s, 1)
-			if round == 0 {
-				want = got
-				continue
-			}
-			if got != want {
-				t.Fatalf("seed %d, round %d: the profiles differ from those of the first order\nfirst:\n%s\nthis:\n%s", seed, round, want, got)
+				s := be.open(t)
+				for i := 0; i < len(order); {
+					n := 1 + r.IntN(8)
+					if round == 0 {
+						n = 1
+					}
+					n = min(n, len(order)-i)
+					apply(t, s, order[i:i+n]...)
+					i += n
+				}
+				got := dump(t, s, 1)
+				if round == 0 {
+					want = got
+					continue
+				}
+				if got != want {
+					t.Fatalf("seed %d, round %d: the profiles differ from those of the first order\nfirst:\n%s\nthis:\n%s", seed, round, want, got)
+				}
 			}
 		}
-	}
+	})
 }
