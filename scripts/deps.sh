@@ -19,6 +19,10 @@ need curl curl      # the docs harness (cmd/sluice/docs_test.go) runs the docs' 
 # A real RabbitMQ node for the hook delivery tests (internal/sink/amqpsink):
 # the tests start their own node on free ports in a temp dir.
 [[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]] || command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
+# A real PostgreSQL 15 for the PostgreSQL backends' tests (internal/pgtest):
+# the tests run initdb and the server themselves, as user postgres, in a temp
+# dir on a free port (the package's own cluster is neither needed nor used).
+[[ -x /usr/lib/postgresql/15/bin/initdb ]] || missing+=(postgresql-15)
 # A real ClickHouse server for the clickhouse destination's tests
 # (internal/sink/clickhousesink; Debian bookworm's is 18.16.1): the tests
 # start their own on free ports in a temp dir.

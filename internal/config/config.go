@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluicehq/sluice/internal/event"
@@ -30,8 +31,14 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// AdminListen is the admin listener's address (API, metrics, health).
 	AdminListen string `yaml:"admin_listen"`
-	// DataDir holds the event log and the state database.
+	// DataDir holds the event log and the state database (with storage
+	// postgres: the lock, the run info and the hooks' key only).
 	DataDir string `yaml:"data_dir"`
+	// Storage is where the state lives: sqlite (files in DataDir, one
+	// node) or postgres (one database that several nodes share).
+	Storage string `yaml:"storage"`
+	// Postgres is the database of storage postgres.
+	Postgres Postgres `yaml:"postgres"`
 	// WorkerID is the 10-bit worker id in every flake id (0..1023).
 	WorkerID int `yaml:"worker_id"`
 	// Retention is how long events are kept; 0 keeps them forever.
@@ -91,6 +98,64 @@ type Hooks struct {
 	Provision []hook.Spec `yaml:"provision"`
 }
 
+// Storage backends.
+const (
+	StorageSQLite   = "sqlite"
+	StoragePostgres = "postgres"
+)
+
+// Postgres configures the PostgreSQL database of storage postgres
+// (docs/operations.md, "Several nodes").
+type Postgres struct {
+	// DSN is the connection string, a URL or key=value pairs (see
+	// PostgreSQL's libpq). It is a secret (it may hold the password):
+	// never logged, printed or put in an error.
+	DSN string `yaml:"dsn"`
+	// MaxConns caps the connections of each pool a node opens (the event
+	// log's readers, each store); MinConns are kept open.
+	MaxConns int `yaml:"max_conns"`
+	MinConns int `yaml:"min_conns"`
+	// MaxConnLifetime closes a pooled connection this old (so that a
+	// pooler or a failover balances again); MaxConnIdleTime one unused
+	// this long.
+	MaxConnLifetime Duration `yaml:"max_conn_lifetime"`
+	MaxConnIdleTime Duration `yaml:"max_conn_idle_time"`
+	// ConnectTimeout bounds one connection attempt.
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+	// AllowSynchronousCommitOff lets sluice start on a server (or a
+	// role, database or DSN) with synchronous_commit or fsync off. Then
+	// a 2xx no longer means the event survives a crash of PostgreSQL:
+	// off by default, sluice refuses such a server.
+	AllowSynchronousCommitOff bool `yaml:"allow_synchronous_commit_off"`
+}
+
+// PoolConfig is the pgx pool configuration of p: the DSN with the pool
+// settings applied. Its error never shows the DSN.
+func (p Postgres) PoolConfig() (*pgxpool.Config, error) {
+	pc, err := pgxpool.ParseConfig(p.DSN)
+	if err != nil {
+		// pgx's parse errors quote the DSN (with the password masked,
+		// as best it can): not even that is shown.
+		return nil, errors.New("postgres.dsn: not a PostgreSQL connection string (a postgres:// URL or key=value pairs); it is not shown, as it may hold a password")
+	}
+	if p.MaxConns > 0 {
+		pc.MaxConns = int32(p.MaxConns)
+	}
+	if p.MinConns > 0 {
+		pc.MinConns = int32(p.MinConns)
+	}
+	if p.MaxConnLifetime > 0 {
+		pc.MaxConnLifetime = time.Duration(p.MaxConnLifetime)
+	}
+	if p.MaxConnIdleTime > 0 {
+		pc.MaxConnIdleTime = time.Duration(p.MaxConnIdleTime)
+	}
+	if p.ConnectTimeout > 0 {
+		pc.ConnConfig.ConnectTimeout = time.Duration(p.ConnectTimeout)
+	}
+	return pc, nil
+}
+
 // AllowPrefixes parses Hooks.AllowNetworks.
 func (h Hooks) AllowPrefixes() ([]netip.Prefix, error) {
 	var out []netip.Prefix
@@ -114,6 +179,8 @@ func Default() Config {
 		Listen:             ":8080",
 		AdminListen:        "127.0.0.1:8081",
 		DataDir:            "./sluice-data",
+		Storage:            StorageSQLite,
+		Postgres:           Postgres{MaxConns: 8, MaxConnLifetime: Duration(time.Hour), MaxConnIdleTime: Duration(30 * time.Minute), ConnectTimeout: Duration(10 * time.Second)},
 		Retention:          Duration(30 * 24 * time.Hour),
 		BodyLimit:          100 << 10,
 		TrackHitLimit:      32 << 10,
@@ -162,6 +229,26 @@ var settings = []setting{
 	{"listen", "ingest listener address", func(c *Config, v string) error { c.Listen = v; return nil }, func(c *Config) string { return c.Listen }},
 	{"admin_listen", "admin listener address (API, metrics, health)", func(c *Config, v string) error { c.AdminListen = v; return nil }, func(c *Config) string { return c.AdminListen }},
 	{"data_dir", "directory of the event log and state database", func(c *Config, v string) error { c.DataDir = v; return nil }, func(c *Config) string { return c.DataDir }},
+	{"storage", "where the state lives: sqlite (files in data_dir) or postgres (shared by several nodes)", func(c *Config, v string) error { c.Storage = v; return nil }, func(c *Config) string { return c.Storage }},
+	{"postgres_dsn", "PostgreSQL connection string of storage postgres (a secret: prefer the environment or the file to the flag, which ps shows)", func(c *Config, v string) error { c.Postgres.DSN = v; return nil }, func(c *Config) string { return "" }},
+	{"postgres_max_conns", "connections of each PostgreSQL pool of a node", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		c.Postgres.MaxConns = n
+		return err
+	}, func(c *Config) string { return strconv.Itoa(c.Postgres.MaxConns) }},
+	{"postgres_min_conns", "connections each PostgreSQL pool keeps open", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		c.Postgres.MinConns = n
+		return err
+	}, func(c *Config) string { return strconv.Itoa(c.Postgres.MinConns) }},
+	{"postgres_max_conn_lifetime", "age at which a pooled PostgreSQL connection is closed", func(c *Config, v string) error { return c.Postgres.MaxConnLifetime.Set(v) }, func(c *Config) string { return c.Postgres.MaxConnLifetime.String() }},
+	{"postgres_max_conn_idle_time", "idle time after which a pooled PostgreSQL connection is closed", func(c *Config, v string) error { return c.Postgres.MaxConnIdleTime.Set(v) }, func(c *Config) string { return c.Postgres.MaxConnIdleTime.String() }},
+	{"postgres_connect_timeout", "bound of one PostgreSQL connection attempt", func(c *Config, v string) error { return c.Postgres.ConnectTimeout.Set(v) }, func(c *Config) string { return c.Postgres.ConnectTimeout.String() }},
+	{"postgres_allow_synchronous_commit_off", "start on a PostgreSQL with synchronous_commit or fsync off, where a 2xx no longer survives its crash (true or false)", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		c.Postgres.AllowSynchronousCommitOff = b
+		return err
+	}, func(c *Config) string { return strconv.FormatBool(c.Postgres.AllowSynchronousCommitOff) }},
 	{"worker_id", "flake id worker id, 0..1023", func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
 		c.WorkerID = n
@@ -341,6 +428,30 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir: empty"))
+	}
+	switch c.Storage {
+	case StorageSQLite:
+	case StoragePostgres:
+		if c.Postgres.DSN == "" {
+			errs = append(errs, errors.New("postgres.dsn: empty, and storage is postgres (set it in the file or SLUICE_POSTGRES_DSN)"))
+		} else if _, err := c.Postgres.PoolConfig(); err != nil {
+			errs = append(errs, err)
+		}
+	default:
+		errs = append(errs, fmt.Errorf("storage: %q is not sqlite or postgres", c.Storage))
+	}
+	pg := c.Postgres
+	if pg.MaxConns < 1 || pg.MaxConns > 1000 {
+		errs = append(errs, fmt.Errorf("postgres.max_conns: %d is outside 1..1000", pg.MaxConns))
+	}
+	if pg.MinConns < 0 || pg.MinConns > pg.MaxConns {
+		errs = append(errs, fmt.Errorf("postgres.min_conns: %d is outside 0..max_conns (%d)", pg.MinConns, pg.MaxConns))
+	}
+	if pg.MaxConnLifetime < 0 || pg.MaxConnIdleTime < 0 {
+		errs = append(errs, errors.New("postgres.max_conn_lifetime and postgres.max_conn_idle_time: negative"))
+	}
+	if pg.ConnectTimeout <= 0 {
+		errs = append(errs, errors.New("postgres.connect_timeout must be positive"))
 	}
 	if c.WorkerID < 0 || c.WorkerID > event.MaxWorker {
 		errs = append(errs, fmt.Errorf("worker_id: %d is outside 0..%d", c.WorkerID, event.MaxWorker))

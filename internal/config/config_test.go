@@ -282,3 +282,87 @@ func TestWebhookCreateProjects(t *testing.T) {
 		t.Fatal("a value that is not a boolean was taken")
 	}
 }
+
+func TestStorage(t *testing.T) {
+	c, _, err := load(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Storage != StorageSQLite || c.Postgres.DSN != "" || c.Postgres.MaxConns != 8 || c.Postgres.AllowSynchronousCommitOff ||
+		time.Duration(c.Postgres.ConnectTimeout) != 10*time.Second || time.Duration(c.Postgres.MaxConnLifetime) != time.Hour {
+		t.Fatalf("storage defaults %q %+v", c.Storage, c.Postgres)
+	}
+
+	file := writeFile(t, "storage: postgres\npostgres:\n  dsn: postgres://sluice:pw@db.example:5432/sluice\n  max_conns: 20\n  min_conns: 2\n  max_conn_lifetime: 30m\n  max_conn_idle_time: 5m\n  connect_timeout: 3s\n  allow_synchronous_commit_off: true\n")
+	c, _, err = load(t, []string{"--config", file}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Postgres{DSN: "postgres://sluice:pw@db.example:5432/sluice", MaxConns: 20, MinConns: 2, MaxConnLifetime: Duration(30 * time.Minute),
+		MaxConnIdleTime: Duration(5 * time.Minute), ConnectTimeout: Duration(3 * time.Second), AllowSynchronousCommitOff: true}
+	if c.Storage != StoragePostgres || c.Postgres != want {
+		t.Fatalf("from the file: %q %+v", c.Storage, c.Postgres)
+	}
+	pc, err := c.Postgres.PoolConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc.MaxConns != 20 || pc.MinConns != 2 || pc.MaxConnLifetime != 30*time.Minute || pc.MaxConnIdleTime != 5*time.Minute ||
+		pc.ConnConfig.ConnectTimeout != 3*time.Second || pc.ConnConfig.Host != "db.example" || pc.ConnConfig.Password != "pw" {
+		t.Fatalf("pool config %+v %+v", pc, pc.ConnConfig)
+	}
+
+	// The environment beats the file, a flag beats the environment; the
+	// switch stands alone as a flag.
+	c, _, err = load(t, []string{"--config", file, "--postgres-max-conns", "5", "--postgres-allow-synchronous-commit-off=false"},
+		map[string]string{"SLUICE_POSTGRES_DSN": "host=other dbname=x", "SLUICE_POSTGRES_MAX_CONNS": "7", "SLUICE_STORAGE": "postgres"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Postgres.DSN != "host=other dbname=x" || c.Postgres.MaxConns != 5 || c.Postgres.AllowSynchronousCommitOff {
+		t.Fatalf("env and flags: %+v", c.Postgres)
+	}
+	c, _, err = load(t, []string{"--storage", "postgres", "--postgres-dsn", "postgres://a@b/c", "--postgres-allow-synchronous-commit-off"}, nil)
+	if err != nil || c.Storage != StoragePostgres || c.Postgres.DSN != "postgres://a@b/c" || !c.Postgres.AllowSynchronousCommitOff {
+		t.Fatalf("flags: %+v, %v", c, err)
+	}
+}
+
+func TestStorageValidation(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"unknown storage", []string{"--storage", "mysql"}, nil, `storage: "mysql" is not sqlite or postgres`},
+		{"postgres without a dsn", []string{"--storage", "postgres"}, nil, "postgres.dsn: empty"},
+		{"bad dsn", []string{"--storage", "postgres"}, map[string]string{"SLUICE_POSTGRES_DSN": "postgres://u:s3cret-pw@host:notaport/db"}, "postgres.dsn: not a PostgreSQL connection string"},
+		{"max conns", []string{"--postgres-max-conns", "0"}, nil, "postgres.max_conns: 0 is outside 1..1000"},
+		{"min conns", []string{"--postgres-min-conns", "9"}, nil, "postgres.min_conns: 9 is outside 0..max_conns (8)"},
+		{"connect timeout", []string{"--postgres-connect-timeout", "0s"}, nil, "postgres.connect_timeout must be positive"},
+		{"switch", []string{"--postgres-allow-synchronous-commit-off=maybe"}, nil, "--postgres-allow-synchronous-commit-off"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := load(t, tc.args, tc.env)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+			// The DSN is a secret: no part of it is in an error.
+			if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "notaport") {
+				t.Fatalf("the error shows the DSN: %v", err)
+			}
+		})
+	}
+	// The usage never shows a DSN, whatever was set.
+	_, _, err := load(t, []string{"--postgres-dsn", "postgres://u:s3cret@h/d", "--nope"}, nil)
+	var ue UsageError
+	if !errors.As(err, &ue) {
+		t.Fatalf("%v", err)
+	}
+	var out bytes.Buffer
+	PrintUsage(&out, ue.FlagSet)
+	if !strings.Contains(out.String(), "-postgres-dsn") || strings.Contains(out.String(), "s3cret") {
+		t.Fatalf("usage:\n%s", out.String())
+	}
+}

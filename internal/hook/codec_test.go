@@ -102,12 +102,14 @@ func TestSecretsSealedByAnEarlierVersion(t *testing.T) {
 	f.m.defaults(&h)
 	h.ID = "hk_old"
 	legacy, _ := json.Marshal(map[string]any{"token": "old-token", "signing": []string{NewSecret()}})
-	nonce := make([]byte, f.m.store.aead.NonceSize())
+	nonce := make([]byte, f.m.seal.aead.NonceSize())
 	rand.Read(nonce)
-	if err := f.m.store.insert(context.Background(), &row{hook: h, secrets: secrets{Signing: []string{NewSecret()}}}); err != nil {
+	sh, err := f.m.seal.stored(&row{hook: h, secrets: secrets{Signing: []string{NewSecret()}}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.m.store.db.Exec(`UPDATE hooks SET secrets = ? WHERE id = ?`, f.m.store.aead.Seal(nonce, nonce, legacy, nil), h.ID); err != nil {
+	sh.Secrets = f.m.seal.aead.Seal(nonce, nonce, legacy, nil)
+	if err := f.m.store.Insert(context.Background(), sh); err != nil {
 		t.Fatal(err)
 	}
 	f.m.Close()
