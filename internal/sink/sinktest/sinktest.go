@@ -346,8 +346,7 @@ func (h *Host) Append(t testing.TB, evs ...*event.Event) []*event.Event {
 func newFixture(t testing.TB, tg Target, allowLoopback bool) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	gen, _ := event.NewGenerator(0, nil)
-	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "events.db")}, gen, nil, nil)
+	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "events.db")}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
