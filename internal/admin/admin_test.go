@@ -60,9 +60,8 @@ func runHub(t *testing.T, l live.Source) *live.Hub {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	gen, _ := event.NewGenerator(0, nil)
 	reg := prometheus.NewRegistry()
-	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "events.db")}, gen, reg, nil)
+	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "events.db")}, reg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

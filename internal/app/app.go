@@ -133,7 +133,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	buildInfo.WithLabelValues(BuildVersion()).Set(1)
 	reg.MustRegister(buildInfo)
 
-	elog, err := sqlite.Open(sqlite.Config{Path: filepath.Join(cfg.DataDir, datadir.EventsFile)}, gen, reg, logger.With("component", "eventlog"))
+	elog, err := sqlite.Open(sqlite.Config{Path: filepath.Join(cfg.DataDir, datadir.EventsFile), Worker: cfg.WorkerID}, reg, logger.With("component", "eventlog"))
 	if err != nil {
 		return err
 	}

@@ -322,8 +322,7 @@ func (l *local) Events(ctx context.Context, q eventlog.Query, _ time.Duration) (
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 			return page{Next: q.After}, nil // no event was ever stored here
 		}
-		gen, _ := event.NewGenerator(0, nil)
-		lg, err := sqlite.Open(sqlite.Config{Path: path}, gen, nil, nil)
+		lg, err := sqlite.Open(sqlite.Config{Path: path}, nil, nil)
 		if err != nil {
 			return page{}, err
 		}

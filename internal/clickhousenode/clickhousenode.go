@@ -30,16 +30,22 @@ const (
 
 // Node is a running server.
 type Node struct {
-	// HTTPPort is the HTTP interface's port.
-	HTTPPort int
-	dir      string
-	cmd      *exec.Cmd
-	exited   chan struct{}
+	// HTTPPort is the HTTP interface's port; HTTPSPort its TLS one
+	// (StartTLS).
+	HTTPPort, HTTPSPort int
+	dir                 string
+	cmd                 *exec.Cmd
+	exited              chan struct{}
 }
 
 // Start starts a server and waits until it answers. It fails the test
 // with what to install when the server is missing.
-func Start(t testing.TB) *Node {
+func Start(t testing.TB) *Node { return start(t, "", "") }
+
+// StartTLS also serves HTTPS with the PEM files certFile and keyFile.
+func StartTLS(t testing.TB, certFile, keyFile string) *Node { return start(t, certFile, keyFile) }
+
+func start(t testing.TB, certFile, keyFile string) *Node {
 	t.Helper()
 	if _, err := os.Stat(Server); err != nil {
 		t.Fatalf("ClickHouse is not installed (%v): run scripts/deps.sh as root, or apt-get install clickhouse-server", err)
@@ -48,13 +54,20 @@ func Start(t testing.TB) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := freePorts(t, 2)
+	ports := freePorts(t, 3)
 	n := &Node{HTTPPort: ports[0], dir: dir}
+	tlsConf := ""
+	if certFile != "" {
+		n.HTTPSPort = ports[2]
+		tlsConf = fmt.Sprintf(`<https_port>%d</https_port>
+    <openSSL><server><certificateFile>%s</certificateFile><privateKeyFile>%s</privateKeyFile><verificationMode>none</verificationMode><loadDefaultCAFile>false</loadDefaultCAFile><disableProtocols>sslv2,sslv3</disableProtocols></server></openSSL>`, ports[2], certFile, keyFile)
+	}
 	conf := fmt.Sprintf(`<?xml version="1.0"?>
 <yandex>
     <logger><level>warning</level><log>%[1]s/server.log</log><errorlog>%[1]s/error.log</errorlog><console>0</console></logger>
     <http_port>%[2]d</http_port>
     <tcp_port>%[3]d</tcp_port>
+    %[4]s
     <listen_host>127.0.0.1</listen_host>
     <path>%[1]s/data/</path>
     <tmp_path>%[1]s/tmp/</tmp_path>
@@ -65,7 +78,7 @@ func Start(t testing.TB) *Node {
     <default_database>default</default_database>
     <mark_cache_size>5368709120</mark_cache_size>
 </yandex>
-`, dir, ports[0], ports[1])
+`, dir, ports[0], ports[1], tlsConf)
 	users := fmt.Sprintf(`<?xml version="1.0"?>
 <yandex>
     <profiles><default></default></profiles>

@@ -18,7 +18,6 @@ import (
 
 	"github.com/sluicehq/sluice/internal/admin"
 	"github.com/sluicehq/sluice/internal/console"
-	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
 	"github.com/sluicehq/sluice/internal/project"
 )
@@ -48,8 +47,7 @@ type fixture struct {
 func newFixture(t *testing.T, tls bool, cfg console.Config) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	gen, _ := event.NewGenerator(0, nil)
-	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "events.db")}, gen, nil, nil)
+	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "events.db")}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

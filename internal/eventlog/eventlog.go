@@ -1,6 +1,7 @@
 // Package eventlog declares the durable log every accepted event is
 // committed to before sluice answers 2xx. Backends live in sub-packages
-// (eventlog/sqlite) and pass the conformance suite in eventlog/logtest.
+// (eventlog/sqlite, the embedded default; eventlog/postgres, shared by
+// several nodes) and pass the conformance suite in eventlog/logtest.
 package eventlog
 
 import (
@@ -11,11 +12,14 @@ import (
 	"github.com/sluicehq/sluice/internal/event"
 )
 
-// Log is the durable, ordered event log.
+// Log is one handle on the durable, ordered event log. Several handles
+// may be open on one store (the nodes of a cluster share one PostgreSQL
+// database); each sees what the others commit.
 //
-// Append assigns ids at commit time, so ids grow in commit order: a reader
-// that has seen every event up to id X and asks for "after X" never misses
-// an event committed later.
+// The backend mints the ids, at commit time, and they grow in commit order
+// across every handle of the store: a reader that has seen every event up
+// to id X and asks for "after X" never misses an event committed later,
+// by whichever handle.
 type Log interface {
 	// Append commits events durably (fsync) and returns one result per
 	// event, in order. It returns only after the commit, or with an error
@@ -27,9 +31,14 @@ type Log interface {
 	Read(ctx context.Context, q Query) ([]Record, error)
 	// Count is how many events Read would return without a limit.
 	Count(ctx context.Context, q Query) (int64, error)
-	// Head is the highest committed id (0 for an empty log).
+	// Head is the highest committed id this handle knows of (0 for an
+	// empty log). Every event at or below it is committed and visible to
+	// Read, and no event committed later gets an id at or below it, so a
+	// follower that found nothing up to Head may move its cursor there.
+	// Another handle's commits raise it shortly after they commit.
 	Head() event.ID
-	// Changed returns a channel that is closed at the next commit.
+	// Changed returns a channel that is closed when Head next moves: at
+	// the next commit of this handle, or when it hears of another's.
 	Changed() <-chan struct{}
 	// DeleteBefore deletes the events stored before t and reports how many.
 	DeleteBefore(ctx context.Context, t time.Time) (int64, error)

@@ -14,8 +14,7 @@ import (
 )
 
 func TestRetentionDeletesExpiredEvents(t *testing.T) {
-	gen, _ := event.NewGenerator(0, nil)
-	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(t.TempDir(), "events.db")}, gen, nil, nil)
+	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(t.TempDir(), "events.db")}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

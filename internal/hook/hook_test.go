@@ -47,8 +47,7 @@ func newFixture(t testing.TB, allowLoopback bool) *fixture {
 func newFixtureWith(t testing.TB, allowLoopback bool, set func(*fixture)) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	gen, _ := event.NewGenerator(0, nil)
-	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "events.db")}, gen, nil, nil)
+	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "events.db")}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,7 +64,7 @@ func goldenServerIn(t *testing.T, at time.Time, dir string) (*Server, *sqlite.Lo
 	t.Helper()
 	clock := func() time.Time { return at }
 	gen, _ := event.NewGenerator(0, clock)
-	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "events.db")}, gen, nil, nil)
+	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "events.db"), Now: clock}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,7 @@ func newFixture(t *testing.T, cfg Config, tls bool) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	gen, _ := event.NewGenerator(0, nil)
-	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "events.db")}, gen, nil, nil)
+	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "events.db")}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,11 +29,7 @@ func (c *counting) Read(ctx context.Context, q eventlog.Query) ([]eventlog.Recor
 
 func openLog(t *testing.T) *counting {
 	t.Helper()
-	gen, err := event.NewGenerator(1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(t.TempDir(), "events.db")}, gen, nil, nil)
+	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(t.TempDir(), "events.db"), Worker: 1}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

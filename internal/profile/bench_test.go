@@ -46,8 +46,7 @@ func benchEvents(n int, withIDs bool) []*event.Event {
 
 func benchLog(b *testing.B, evs []*event.Event) (*sqlite.Log, time.Duration) {
 	b.Helper()
-	gen, _ := event.NewGenerator(0, nil)
-	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(b.TempDir(), "events.db")}, gen, nil, nil)
+	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(b.TempDir(), "events.db")}, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -125,8 +124,7 @@ func BenchmarkConsumerLag(b *testing.B) {
 		b.Run(fmt.Sprintf("rate=%d", rate), func(b *testing.B) {
 			for b.Loop() {
 				evs := benchEvents(rate*4, true)
-				gen, _ := event.NewGenerator(0, nil)
-				l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(b.TempDir(), "events.db")}, gen, nil, nil)
+				l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(b.TempDir(), "events.db")}, nil, nil)
 				if err != nil {
 					b.Fatal(err)
 				}

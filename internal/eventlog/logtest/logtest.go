@@ -1,4 +1,10 @@
 // Package logtest is the conformance suite every eventlog backend passes.
+//
+// A backend hands Run an Opener: it makes a fresh, empty store for a test
+// and returns how to open a handle on it. Every handle opened on one store
+// is another view of the same log (another node of a cluster, for a
+// shared backend): the suite appends through several handles at once and
+// follows the log through another.
 package logtest
 
 import (
@@ -6,22 +12,22 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog"
-	"github.com/sluicehq/sluice/internal/tmpfs"
 )
 
-// Opener opens the backend's log stored under dir (a fresh t.TempDir() per
-// subtest, reused when the suite reopens the log). gen mints the ids.
-type Opener func(t *testing.T, dir string, gen *event.Generator) eventlog.Log
+// Opener makes a fresh, empty store of the backend for t (removed when t
+// ends) and returns its Store.
+type Opener func(t *testing.T) Store
+
+// Store opens a new handle on one store: the suite opens several at once,
+// and again after closing one, and closes every handle it opens.
+type Store func(t *testing.T) eventlog.Log
 
 // Event returns a valid event for project p with key k and a payload that
 // identifies it by n.
@@ -35,20 +41,12 @@ func Event(p uint32, k string, n int) *event.Event {
 	}
 }
 
-func newGen(t *testing.T) *event.Generator {
-	g, err := event.NewGenerator(1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return g
-}
-
 // Run runs the suite.
 func Run(t *testing.T, open Opener) {
 	ctx := context.Background()
 
 	t.Run("AppendThenRead", func(t *testing.T) {
-		l := open(t, t.TempDir(), newGen(t))
+		l := open(t)(t)
 		defer l.Close()
 		evs := []*event.Event{Event(1, "in.gen.a.b", 1), Event(2, "in.gen.a.c", 2)}
 		res, err := l.Append(ctx, evs)
@@ -86,7 +84,7 @@ func Run(t *testing.T, open Opener) {
 	})
 
 	t.Run("RejectsInvalidEvent", func(t *testing.T) {
-		l := open(t, t.TempDir(), newGen(t))
+		l := open(t)(t)
 		defer l.Close()
 		bad := Event(1, "", 1)
 		if _, err := l.Append(ctx, []*event.Event{Event(1, "k", 0), bad}); err == nil {
@@ -98,7 +96,7 @@ func Run(t *testing.T, open Opener) {
 	})
 
 	t.Run("Dedup", func(t *testing.T) {
-		l := open(t, t.TempDir(), newGen(t))
+		l := open(t)(t)
 		defer l.Close()
 		a := Event(1, "k", 1)
 		a.DedupKey = "hit-1"
@@ -133,7 +131,7 @@ func Run(t *testing.T, open Opener) {
 	})
 
 	t.Run("ConcurrentDuplicatesStoreOne", func(t *testing.T) {
-		l := open(t, t.TempDir(), newGen(t))
+		l := open(t)(t)
 		defer l.Close()
 		const n = 32
 		var wg sync.WaitGroup
@@ -171,7 +169,7 @@ func Run(t *testing.T, open Opener) {
 	})
 
 	t.Run("Query", func(t *testing.T) {
-		l := open(t, t.TempDir(), newGen(t))
+		l := open(t)(t)
 		defer l.Close()
 		var evs []*event.Event
 		for i := 0; i < 30; i++ {
@@ -244,19 +242,25 @@ func Run(t *testing.T, open Opener) {
 		// Appenders race while a follower reads "after its cursor": it must
 		// see every event exactly once, which holds only if ids grow in
 		// commit order.
-		l := open(t, t.TempDir(), newGen(t))
+		l := open(t)(t)
 		defer l.Close()
 		const writers, per = 8, 200
 		var wg sync.WaitGroup
+		var ackMu sync.Mutex
+		acked := map[event.ID]bool{}
 		for w := 0; w < writers; w++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for i := 0; i < per; i++ {
-					if _, err := l.Append(ctx, []*event.Event{Event(1, "k", w*per+i)}); err != nil {
+					res, err := l.Append(ctx, []*event.Event{Event(1, "k", w*per+i)})
+					if err != nil {
 						t.Error(err)
 						return
 					}
+					ackMu.Lock()
+					acked[res[0].ID] = true
+					ackMu.Unlock()
 				}
 			}()
 		}
@@ -293,13 +297,13 @@ func Run(t *testing.T, open Opener) {
 			}
 		}
 		all, _ := l.Read(ctx, eventlog.Query{Limit: eventlog.MaxLimit})
-		if len(seen) != writers*per || len(all) != writers*per {
-			t.Fatalf("follower saw %d, log holds %d, want %d", len(seen), len(all), writers*per)
+		if len(seen) != writers*per || len(all) != writers*per || !reflect.DeepEqual(seen, acked) {
+			t.Fatalf("follower saw %d, log holds %d, %d acknowledged, want %d", len(seen), len(all), len(acked), writers*per)
 		}
 	})
 
 	t.Run("ChangedIsClosedByCommit", func(t *testing.T) {
-		l := open(t, t.TempDir(), newGen(t))
+		l := open(t)(t)
 		defer l.Close()
 		ch := l.Changed()
 		select {
@@ -318,7 +322,7 @@ func Run(t *testing.T, open Opener) {
 	})
 
 	t.Run("DeleteBefore", func(t *testing.T) {
-		l := open(t, t.TempDir(), newGen(t))
+		l := open(t)(t)
 		defer l.Close()
 		if _, err := l.Append(ctx, []*event.Event{Event(1, "k", 1), Event(1, "k", 2)}); err != nil {
 			t.Fatal(err)
@@ -340,7 +344,7 @@ func Run(t *testing.T, open Opener) {
 	})
 
 	t.Run("Count", func(t *testing.T) {
-		l := open(t, t.TempDir(), newGen(t))
+		l := open(t)(t)
 		defer l.Close()
 		res, err := l.Append(ctx, []*event.Event{Event(1, "in.gen.a.b", 1), Event(2, "in.gen.a.b", 2), Event(1, "in.gen.a.c", 3), Event(1, "in.gen.a.b", 4)})
 		if err != nil {
@@ -364,7 +368,7 @@ func Run(t *testing.T, open Opener) {
 	})
 
 	t.Run("Contents", func(t *testing.T) {
-		l := open(t, t.TempDir(), newGen(t))
+		l := open(t)(t)
 		defer l.Close()
 		// A request of three events, one of them a duplicate of an event
 		// already stored; another request whose only event is a
@@ -419,7 +423,7 @@ func Run(t *testing.T, open Opener) {
 	})
 
 	t.Run("IdentitiesAndIDs", func(t *testing.T) {
-		l := open(t, t.TempDir(), newGen(t))
+		l := open(t)(t)
 		defer l.Close()
 		var evs []*event.Event
 		for i := 0; i < 10; i++ {
@@ -447,7 +451,7 @@ func Run(t *testing.T, open Opener) {
 	})
 
 	t.Run("Erase", func(t *testing.T) {
-		l := open(t, t.TempDir(), newGen(t))
+		l := open(t)(t)
 		defer l.Close()
 		raw := &event.Content{Body: []byte("shared"), ReceivedAt: 1000}
 		a, b, c, other := Event(1, "k", 1), Event(1, "k", 2), Event(1, "k", 3), Event(2, "k", 4)
@@ -476,8 +480,8 @@ func Run(t *testing.T, open Opener) {
 	})
 
 	t.Run("ReopenKeepsEventsAndOrder", func(t *testing.T) {
-		dir := t.TempDir()
-		l := open(t, dir, newGen(t))
+		store := open(t)
+		l := store(t)
 		res, err := l.Append(ctx, []*event.Event{Event(3, "k", 1), Event(3, "k", 2)})
 		if err != nil {
 			t.Fatal(err)
@@ -488,10 +492,7 @@ func Run(t *testing.T, open Opener) {
 		if _, err := l.Append(ctx, []*event.Event{Event(3, "k", 9)}); !errors.Is(err, eventlog.ErrClosed) {
 			t.Fatalf("append after close: %v", err)
 		}
-		// A generator whose clock is an hour behind must still continue
-		// above the stored ids.
-		behind, _ := event.NewGenerator(0, func() time.Time { return time.Now().Add(-time.Hour) })
-		l = open(t, dir, behind)
+		l = store(t)
 		defer l.Close()
 		if l.Head() != res[1].ID {
 			t.Fatalf("head after reopen %d, want %d", l.Head(), res[1].ID)
@@ -508,68 +509,10 @@ func Run(t *testing.T, open Opener) {
 			t.Fatalf("%d records after reopen", len(recs))
 		}
 	})
-	t.Run("FullDiskRecoversWithoutReopen", func(t *testing.T) {
-		dir := tmpfs.Mount(t, 16<<20, "the log contract on a full disk (ErrUnavailable, reads on a full disk, recovery without reopening)")
-		l := open(t, dir, newGen(t))
-		defer l.Close()
-		if err := l.Health(); err != nil {
-			t.Fatalf("health of a fresh log: %v", err)
-		}
-		// Leave the log 6 MiB of the file system.
-		free := tmpfs.Fill(t, dir)
-		free()
-		ballast := filepath.Join(dir, "ballast")
-		if err := os.WriteFile(ballast, make([]byte, tmpfs.Free(t, dir)-6<<20), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		var acked []event.ID
-		var failed error
-		for n := 0; failed == nil; n++ {
-			if n > 100_000 {
-				t.Fatal("the disk never filled up")
-			}
-			e := Event(1, "in.gen.full.disk", n)
-			e.Data = json.RawMessage(fmt.Sprintf(`{"n":%d,"pad":"%s"}`, n, strings.Repeat("x", 1500)))
-			res, err := l.Append(ctx, []*event.Event{e})
-			if err != nil {
-				failed = err
-				break
-			}
-			acked = append(acked, res[0].ID)
-		}
-		if !errors.Is(failed, eventlog.ErrUnavailable) {
-			t.Fatalf("append on a full disk: %v, want ErrUnavailable", failed)
-		}
-		// Reads go on while the disk is full; the failed append stored
-		// nothing.
-		free = tmpfs.Fill(t, dir)
-		if ids := readIDs(t, l); !reflect.DeepEqual(ids, acked) {
-			t.Fatalf("on the full disk the log holds %d events, %d acknowledged", len(ids), len(acked))
-		}
-		// Space returns: appends are taken again, without reopening.
-		free()
-		if err := os.Remove(ballast); err != nil {
-			t.Fatal(err)
-		}
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			res, err := l.Append(ctx, []*event.Event{Event(1, "in.gen.full.after", 0)})
-			if err == nil {
-				acked = append(acked, res[0].ID)
-				break
-			}
-			if !errors.Is(err, eventlog.ErrUnavailable) || time.Now().After(deadline) {
-				t.Fatalf("append after space returned: %v", err)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		if err := l.Health(); err != nil {
-			t.Fatalf("health after an append succeeded: %v", err)
-		}
-		if ids := readIDs(t, l); !reflect.DeepEqual(ids, acked) {
-			t.Fatalf("after recovery the log holds %d events, %d acknowledged", len(ids), len(acked))
-		}
-	})
+
+	t.Run("HandlesShareOneStore", func(t *testing.T) { handlesShareOneStore(t, open(t)) })
+
+	t.Run("FollowersMissNothingAcrossHandles", func(t *testing.T) { followersMissNothingAcrossHandles(t, open(t)) })
 }
 
 // readIDs returns the ids of every stored event, in order.
@@ -589,5 +532,247 @@ func readIDs(t *testing.T, l eventlog.Log) []event.ID {
 			ids = append(ids, r.ID)
 		}
 		after = recs[len(recs)-1].ID
+	}
+}
+
+// waitChanged waits until ch is closed.
+func waitChanged(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: no change notification within 5 s", what)
+	}
+}
+
+// waitHead waits until l's head reaches id, following Changed.
+func waitHead(t *testing.T, l eventlog.Log, id event.ID, what string) {
+	t.Helper()
+	for {
+		ch := l.Changed()
+		if l.Head() >= id {
+			return
+		}
+		waitChanged(t, ch, what)
+	}
+}
+
+// handlesShareOneStore: what one handle commits, another sees, is told of
+// and continues above; dedup holds across handles; a handle outlives
+// another's close.
+func handlesShareOneStore(t *testing.T, store Store) {
+	ctx := context.Background()
+	a, b := store(t), store(t)
+	defer func() { a.Close(); b.Close() }()
+
+	changed := b.Changed()
+	e := Event(1, "in.gen.a.b", 1)
+	e.Identities = []event.Identity{{Type: "user_id", Value: "u1"}}
+	res, err := a.Append(ctx, []*event.Event{e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitChanged(t, changed, "a commit of the other handle")
+	waitHead(t, b, res[0].ID, "the other handle's head")
+	if h := b.Head(); h != res[0].ID {
+		t.Fatalf("head of the other handle %s, want %s", h, res[0].ID)
+	}
+	recs, err := b.Read(ctx, eventlog.Query{WithIdentities: true})
+	if err != nil || len(recs) != 1 || recs[0].ID != res[0].ID {
+		t.Fatalf("the other handle reads %+v, %v", recs, err)
+	}
+	if got, err := event.Decode(recs[0].Body); err != nil || !reflect.DeepEqual(got, e) {
+		t.Fatalf("body through the other handle: %+v, %v", got, err)
+	}
+
+	// The second handle's ids continue above the first's, and the first
+	// hears of them.
+	res2, err := b.Append(ctx, []*event.Event{Event(1, "k", 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res2[0].ID <= res[0].ID {
+		t.Fatalf("id %s of the second handle not above %s of the first", res2[0].ID, res[0].ID)
+	}
+	waitHead(t, a, res2[0].ID, "the first handle's head")
+
+	// One dedup key sent through both handles at once is stored once, and
+	// both answers name its id.
+	const keys = 20
+	answers := make([][2]eventlog.Result, keys)
+	var wg sync.WaitGroup
+	for i := range keys {
+		for h, l := range []eventlog.Log{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				e := Event(2, "k", 100+i)
+				e.DedupKey = fmt.Sprintf("twice-%d", i)
+				res, err := l.Append(ctx, []*event.Event{e})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				answers[i][h] = res[0]
+			}()
+		}
+	}
+	wg.Wait()
+	var top event.ID
+	for i, ans := range answers {
+		if ans[0].ID == 0 || ans[0].ID != ans[1].ID || ans[0].Duplicate == ans[1].Duplicate {
+			t.Fatalf("key %d: answers %+v, want one stored and one duplicate of the same id", i, ans)
+		}
+		top = max(top, ans[0].ID)
+	}
+	waitHead(t, a, top, "the first handle's head after the twins")
+	if n, err := a.Count(ctx, eventlog.Query{Projects: []uint32{2}}); err != nil || n != keys {
+		t.Fatalf("stored %d events of %d keys sent twice, %v", n, keys, err)
+	}
+
+	// Closing one handle leaves the other working; a new handle sees it all.
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	res3, err := b.Append(ctx, []*event.Event{Event(1, "k", 3)})
+	if err != nil {
+		t.Fatalf("append after the other handle closed: %v", err)
+	}
+	c := store(t)
+	defer c.Close()
+	if c.Head() != res3[0].ID {
+		t.Fatalf("head of a new handle %s, want %s", c.Head(), res3[0].ID)
+	}
+	if n := len(readIDs(t, c)); n != keys+3 {
+		t.Fatalf("a new handle reads %d events, want %d", n, keys+3)
+	}
+}
+
+// followersMissNothingAcrossHandles is the property every consumer relies
+// on, with the writers on three handles (three connections, three nodes):
+// a follower that reads after its cursor sees every acknowledged event
+// exactly once, in id order; and one that, like the profile consumer,
+// reads a selection and moves its cursor to Head when nothing matched
+// misses none of the selection. It holds only if ids grow in commit order
+// across handles and Head never passes a commit still in flight.
+func followersMissNothingAcrossHandles(t *testing.T, store Store) {
+	ctx := context.Background()
+	writers := []eventlog.Log{store(t), store(t), store(t)}
+	follower := store(t)
+	defer func() {
+		for _, l := range writers {
+			l.Close()
+		}
+		follower.Close()
+	}()
+	const perHandle, goroutines, per = 3, 4, 60 // batches of 1 to 3 events
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	acked := map[event.ID]bool{}
+	people := map[event.ID]bool{}
+	for w, l := range writers {
+		for g := range goroutines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range per {
+					var evs []*event.Event
+					for j := range 1 + i%perHandle {
+						e := Event(uint32(w), "k", ((w*goroutines+g)*per+i)*perHandle+j)
+						if (i+j)%3 == 0 {
+							e.Identities = []event.Identity{{Type: "user_id", Value: fmt.Sprint(w, g, i, j)}}
+						}
+						evs = append(evs, e)
+					}
+					res, err := l.Append(ctx, evs)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					for k, r := range res {
+						acked[r.ID] = true
+						if len(evs[k].Identities) > 0 {
+							people[r.ID] = true
+						}
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	stop := make(chan struct{})
+	go func() { wg.Wait(); close(stop) }()
+
+	type cursor struct {
+		q      eventlog.Query
+		toHead bool
+		seen   map[event.ID]bool
+		last   event.ID
+	}
+	all := &cursor{q: eventlog.Query{Limit: 50}, seen: map[event.ID]bool{}}
+	sel := &cursor{q: eventlog.Query{Limit: 20, WithIdentities: true}, toHead: true, seen: map[event.ID]bool{}}
+	// step reads once; it reports whether the follower may have more.
+	step := func(c *cursor) bool {
+		head := follower.Head()
+		q := c.q
+		q.After = c.last
+		recs, err := follower.Read(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if c.seen[r.ID] {
+				t.Fatalf("id %s read twice", r.ID)
+			}
+			if r.ID <= c.last {
+				t.Fatalf("id %s after cursor %s", r.ID, c.last)
+			}
+			c.seen[r.ID] = true
+			c.last = r.ID
+		}
+		if len(recs) == q.Limit {
+			return true
+		}
+		if c.toHead && head > c.last {
+			c.last = head // nothing more up to head: the cursor moves there
+		}
+		return len(recs) > 0
+	}
+	finished := false
+	for {
+		changed := follower.Changed()
+		more := step(all)
+		more = step(sel) || more
+		if more {
+			continue
+		}
+		if finished {
+			break
+		}
+		select {
+		case <-changed:
+		case <-stop:
+			finished = true
+			// The last commits may still be on their way to the follower.
+			mu.Lock()
+			var top event.ID
+			for id := range acked {
+				top = max(top, id)
+			}
+			mu.Unlock()
+			waitHead(t, follower, top, "the follower's head after the last commit")
+		case <-time.After(10 * time.Second):
+			t.Fatal("no change notification within 10 s")
+		}
+	}
+	if want := len(writers) * goroutines * per * 2; len(acked) != want { // 1, 2, 3, 1, 2, 3… events a batch
+		t.Fatalf("%d events acknowledged, want %d", len(acked), want)
+	}
+	if !reflect.DeepEqual(all.seen, acked) {
+		t.Fatalf("the follower saw %d events, %d acknowledged", len(all.seen), len(acked))
+	}
+	if !reflect.DeepEqual(sel.seen, people) {
+		t.Fatalf("the follower of events with identities saw %d of %d", len(sel.seen), len(people))
 	}
 }

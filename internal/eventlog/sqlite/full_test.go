@@ -3,10 +3,13 @@ package sqlite
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +21,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog"
+	"github.com/sluicehq/sluice/internal/eventlog/logtest"
 	"github.com/sluicehq/sluice/internal/tmpfs"
 )
 
@@ -131,7 +135,7 @@ func TestFullDisk(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	logs := &syncLog{}
 	open := func(reg prometheus.Registerer) *Log {
-		l, err := Open(Config{Path: path, RecoverEvery: 10 * time.Millisecond, CheckpointEvery: time.Hour}, gen(t), reg,
+		l, err := Open(Config{Path: path, RecoverEvery: 10 * time.Millisecond, CheckpointEvery: time.Hour}, reg,
 			slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 		if err != nil {
 			t.Fatal(err)
@@ -235,4 +239,91 @@ func TestFullDisk(t *testing.T) {
 		t.Fatalf("append after space returned: %v", err)
 	}
 	exactlyOnce(t, l, append(acked, res[0].ID))
+}
+
+// TestFullDiskRecoversWithoutReopen: on a full disk appends fail with
+// ErrUnavailable and store nothing, reads go on, and appends resume by
+// themselves once space returns.
+func TestFullDiskRecoversWithoutReopen(t *testing.T) {
+	ctx := context.Background()
+	dir := tmpfs.Mount(t, 16<<20, "the log contract on a full disk (ErrUnavailable, reads on a full disk, recovery without reopening)")
+	l := openAt(t, dir)
+	defer l.Close()
+	if err := l.Health(); err != nil {
+		t.Fatalf("health of a fresh log: %v", err)
+	}
+	// Leave the log 6 MiB of the file system.
+	free := tmpfs.Fill(t, dir)
+	free()
+	ballast := filepath.Join(dir, "ballast")
+	if err := os.WriteFile(ballast, make([]byte, tmpfs.Free(t, dir)-6<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var acked []event.ID
+	var failed error
+	for n := 0; failed == nil; n++ {
+		if n > 100_000 {
+			t.Fatal("the disk never filled up")
+		}
+		e := logtest.Event(1, "in.gen.full.disk", n)
+		e.Data = json.RawMessage(fmt.Sprintf(`{"n":%d,"pad":"%s"}`, n, strings.Repeat("x", 1500)))
+		res, err := l.Append(ctx, []*event.Event{e})
+		if err != nil {
+			failed = err
+			break
+		}
+		acked = append(acked, res[0].ID)
+	}
+	if !errors.Is(failed, eventlog.ErrUnavailable) {
+		t.Fatalf("append on a full disk: %v, want ErrUnavailable", failed)
+	}
+	// Reads go on while the disk is full; the failed append stored
+	// nothing.
+	free = tmpfs.Fill(t, dir)
+	if ids := storedIDs(t, l); !reflect.DeepEqual(ids, acked) {
+		t.Fatalf("on the full disk the log holds %d events, %d acknowledged", len(ids), len(acked))
+	}
+	// Space returns: appends are taken again, without reopening.
+	free()
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := l.Append(ctx, []*event.Event{logtest.Event(1, "in.gen.full.after", 0)})
+		if err == nil {
+			acked = append(acked, res[0].ID)
+			break
+		}
+		if !errors.Is(err, eventlog.ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("append after space returned: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := l.Health(); err != nil {
+		t.Fatalf("health after an append succeeded: %v", err)
+	}
+	if ids := storedIDs(t, l); !reflect.DeepEqual(ids, acked) {
+		t.Fatalf("after recovery the log holds %d events, %d acknowledged", len(ids), len(acked))
+	}
+}
+
+// storedIDs returns the ids of every stored event, in order.
+func storedIDs(t *testing.T, l eventlog.Log) []event.ID {
+	t.Helper()
+	var ids []event.ID
+	var after event.ID
+	for {
+		recs, err := l.Read(context.Background(), eventlog.Query{After: after, Limit: eventlog.MaxLimit})
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if len(recs) == 0 {
+			return ids
+		}
+		for _, r := range recs {
+			ids = append(ids, r.ID)
+		}
+		after = recs[len(recs)-1].ID
+	}
 }

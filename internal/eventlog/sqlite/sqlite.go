@@ -2,6 +2,15 @@
 // WAL mode with synchronous=FULL (the WAL is fsynced at every commit), and
 // group commit.
 //
+// The log mints its ids (flake ids of Config.Worker) when it commits: the
+// transaction that takes SQLite's write lock reads the largest stored id
+// and every id it gives is above it, so ids grow in commit order even
+// across several handles on one file (a server holds its data dir alone;
+// tests and tools open a second handle). A handle hears of its own commits
+// at once and of another handle's within WatchEvery, through SQLite's
+// data_version; Head, and what Read returns, never pass what the handle
+// has heard of.
+//
 // Group commit without a writer goroutine: the first Append that finds no
 // commit in progress becomes the leader. It takes every request waiting
 // (its own first), commits them in one transaction, answers the others
@@ -82,6 +91,14 @@ type Config struct {
 	// RecoverEvery is how often an unavailable log retries its recovery
 	// (default 500ms).
 	RecoverEvery time.Duration
+	// Worker is the worker id of the log's flake ids (0..1023).
+	Worker int
+	// Now is the clock of the ids (nil: time.Now). Ids stay above the
+	// stored ones whatever it says.
+	Now func() time.Time
+	// WatchEvery is how often the log looks for commits of other handles
+	// on the same file (default 20ms).
+	WatchEvery time.Duration
 }
 
 func (c *Config) defaults() {
@@ -96,6 +113,9 @@ func (c *Config) defaults() {
 	}
 	if c.RecoverEvery <= 0 {
 		c.RecoverEvery = 500 * time.Millisecond
+	}
+	if c.WatchEvery <= 0 {
+		c.WatchEvery = 20 * time.Millisecond
 	}
 }
 
@@ -113,6 +133,7 @@ type Log struct {
 	insert        *sqlite3.SQLiteStmt
 	insertContent *sqlite3.SQLiteStmt
 	dupOf         *sqlite3.SQLiteStmt
+	maxID         *sqlite3.SQLiteStmt
 	args          [8]driver.NamedValue // the insert's arguments, reused
 	rdb           *sql.DB              // readers
 	cdb           *sql.DB              // checkpointer
@@ -131,7 +152,13 @@ type Log struct {
 	ckpDone chan struct{}
 	stopRec context.CancelFunc
 	recDone chan struct{}
-	wakeRec chan struct{} // tells recoverer that the log went down
+	stopWat context.CancelFunc
+	watDone chan struct{}
+	// The watcher's own connection, whose data_version tells it of other
+	// handles' commits.
+	watch       *sqlite3.SQLiteConn
+	dataVersion int64
+	wakeRec     chan struct{} // tells recoverer that the log went down
 
 	head    atomic.Uint64 // the highest durable id
 	chMu    sync.Mutex
@@ -205,15 +232,18 @@ func dsn(path string, extra url.Values) string {
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + v.Encode()
 }
 
-// Open opens (creating when absent) the log at cfg.Path. gen mints the ids;
-// Open makes it continue above the largest stored id. reg may be nil.
+// Open opens (creating when absent) the log at cfg.Path. reg may be nil.
 //
 // On a full disk (or with an I/O error) a log that exists opens
 // unavailable: it serves reads and refuses appends until it recovers.
-func Open(cfg Config, gen *event.Generator, reg prometheus.Registerer, logger *slog.Logger) (*Log, error) {
+func Open(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Log, error) {
 	cfg.defaults()
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	gen, err := event.NewGenerator(cfg.Worker, cfg.Now)
+	if err != nil {
+		return nil, fmt.Errorf("open log %s: %w", cfg.Path, err)
 	}
 	l := &Log{
 		cfg:     cfg,
@@ -222,6 +252,7 @@ func Open(cfg Config, gen *event.Generator, reg prometheus.Registerer, logger *s
 		walPath: cfg.Path + "-wal",
 		ckpDone: make(chan struct{}),
 		recDone: make(chan struct{}),
+		watDone: make(chan struct{}),
 		wakeRec: make(chan struct{}, 1),
 		changed: make(chan struct{}),
 	}
@@ -240,12 +271,21 @@ func Open(cfg Config, gen *event.Generator, reg prometheus.Registerer, logger *s
 	l.rdb.SetMaxIdleConns(cfg.Readers)
 	l.cdb = sqlitefile.Open(dsn(cfg.Path, nil), walFileLimit)
 	l.cdb.SetMaxOpenConns(1)
+	wc, err := (&sqlite3.SQLiteDriver{}).Open(dsn(cfg.Path, url.Values{"_query_only": {"1"}}))
+	if err != nil {
+		l.cdb.Close()
+		l.rdb.Close()
+		l.wc.Close()
+		return nil, fmt.Errorf("open log %s: %w", cfg.Path, err)
+	}
+	l.watch = wc.(*sqlite3.SQLiteConn)
 	l.metrics = newMetrics(reg)
 
 	// The probe of recovery, once: it also empties a WAL that a crash or
 	// a failed final checkpoint left behind.
 	if err := l.tryRecover(context.Background()); err != nil {
 		if failureReason(err) == reasonOther {
+			l.watch.Close()
 			l.cdb.Close()
 			l.rdb.Close()
 			l.wc.Close()
@@ -262,6 +302,9 @@ func Open(cfg Config, gen *event.Generator, reg prometheus.Registerer, logger *s
 	ctx, cancel = context.WithCancel(context.Background())
 	l.stopRec = cancel
 	go l.recoverer(ctx)
+	ctx, cancel = context.WithCancel(context.Background())
+	l.stopWat = cancel
+	go l.watcher(ctx)
 	return l, nil
 }
 
@@ -346,6 +389,10 @@ func (l *Log) init() error {
 		return fmt.Errorf("prepare dedup lookup: %w", err)
 	}
 	l.dupOf = st.(*sqlite3.SQLiteStmt)
+	if st, err = l.wc.Prepare(`SELECT max(id) FROM events`); err != nil {
+		return fmt.Errorf("prepare head lookup: %w", err)
+	}
+	l.maxID = st.(*sqlite3.SQLiteStmt)
 	for i := range l.args {
 		l.args[i].Ordinal = i + 1
 	}
@@ -460,9 +507,8 @@ func (l *Log) lead() {
 	l.qmu.Unlock()
 
 	head, err := l.commitGroup(group)
-	if err == nil && head > event.ID(l.head.Load()) {
-		l.head.Store(uint64(head))
-		l.notify()
+	if err == nil {
+		l.raiseHead(head)
 	}
 	if err != nil && failureReason(err) != reasonOther {
 		down := l.goDown(err)
@@ -625,6 +671,11 @@ func (l *Log) commit(batch []*request) (last event.ID, err error) {
 		return 0, nil
 	}
 	ctx := context.Background()
+	// Under the write lock: ids go above every stored id, another
+	// handle's included.
+	if err := l.observeStored(ctx); err != nil {
+		return 0, err
+	}
 	events := 0
 	a := l.args[:]
 	// The content rows stored in this transaction: a content takes the id
@@ -708,6 +759,76 @@ func (l *Log) duplicateOf(e *event.Event) (event.ID, error) {
 	}
 	id, _ := dest[0].(int64)
 	return event.ID(id), nil
+}
+
+// observeStored makes the generator continue above the largest stored id.
+func (l *Log) observeStored(ctx context.Context) error {
+	rows, err := l.maxID.QueryContext(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("read log head: %w", err)
+	}
+	defer rows.Close()
+	dest := []driver.Value{nil}
+	if err := rows.Next(dest); err != nil {
+		return fmt.Errorf("read log head: %w", err)
+	}
+	if id, ok := dest[0].(int64); ok {
+		l.gen.Observe(event.ID(id))
+	}
+	return nil
+}
+
+// raiseHead moves the head up to id (never down) and tells the followers.
+func (l *Log) raiseHead(id event.ID) {
+	for {
+		cur := l.head.Load()
+		if uint64(id) <= cur {
+			return
+		}
+		if l.head.CompareAndSwap(cur, uint64(id)) {
+			l.notify()
+			return
+		}
+	}
+}
+
+// watcher raises the head to the commits of other handles on the file,
+// every WatchEvery: SQLite's data_version of its connection changes when
+// another connection committed.
+func (l *Log) watcher(ctx context.Context) {
+	defer close(l.watDone)
+	t := time.NewTicker(l.cfg.WatchEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		v, err := l.watchOne("PRAGMA data_version")
+		if err != nil || v == l.dataVersion {
+			continue
+		}
+		l.dataVersion = v
+		if id, err := l.watchOne("SELECT coalesce(max(id), 0) FROM events"); err == nil {
+			l.raiseHead(event.ID(id))
+		}
+	}
+}
+
+// watchOne is the integer that query returns on the watcher's connection.
+func (l *Log) watchOne(query string) (int64, error) {
+	rows, err := l.watch.QueryContext(context.Background(), query, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	dest := []driver.Value{nil}
+	if err := rows.Next(dest); err != nil {
+		return 0, err
+	}
+	v, _ := dest[0].(int64)
+	return v, nil
 }
 
 func (l *Log) notify() {
@@ -1128,11 +1249,14 @@ func (l *Log) Close() error {
 	<-l.ckpDone
 	l.stopRec()
 	<-l.recDone
+	l.stopWat()
+	<-l.watDone
 	if _, err := l.wc.Exec("PRAGMA wal_checkpoint(TRUNCATE)", nil); err != nil {
 		l.log.Warn("final checkpoint failed; the WAL keeps every committed event and the next start replays it", "err", err)
 	}
 	_ = l.insert.Close()
 	_ = l.insertContent.Close()
 	_ = l.dupOf.Close()
-	return errors.Join(l.cdb.Close(), l.rdb.Close(), l.wc.Close())
+	_ = l.maxID.Close()
+	return errors.Join(l.watch.Close(), l.cdb.Close(), l.rdb.Close(), l.wc.Close())
 }

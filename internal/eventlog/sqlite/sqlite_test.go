@@ -22,31 +22,53 @@ import (
 	"github.com/sluicehq/sluice/internal/eventlog/logtest"
 )
 
-func openAt(t testing.TB, dir string, gen *event.Generator) *Log {
+func openAt(t testing.TB, dir string) *Log {
 	t.Helper()
-	l, err := Open(Config{Path: filepath.Join(dir, "events.db")}, gen, nil, nil)
+	l, err := Open(Config{Path: filepath.Join(dir, "events.db")}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return l
 }
 
-func gen(t testing.TB) *event.Generator {
-	g, err := event.NewGenerator(1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return g
-}
-
 func TestConformance(t *testing.T) {
-	logtest.Run(t, func(t *testing.T, dir string, g *event.Generator) eventlog.Log {
-		return openAt(t, dir, g)
+	logtest.Run(t, func(t *testing.T) logtest.Store {
+		dir := t.TempDir()
+		return func(t *testing.T) eventlog.Log { return openAt(t, dir) }
 	})
 }
 
+// A clock an hour behind the stored ids (a restart after the clock
+// stepped back) still continues above them.
+func TestIDsAboveStoredWhateverTheClock(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	l := openAt(t, dir)
+	res, err := l.Append(ctx, []*event.Event{logtest.Event(1, "k", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	behind := func() time.Time { return time.Now().Add(-time.Hour) }
+	l, err = Open(Config{Path: filepath.Join(dir, "events.db"), Now: behind, Worker: 5}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	res2, err := l.Append(ctx, []*event.Event{logtest.Event(1, "k", 2), logtest.Event(1, "k", 3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res2[0].ID <= res[0].ID || res2[1].ID <= res2[0].ID || res2[0].ID.Worker() != 5 {
+		t.Fatalf("ids %s %s after %s (worker %d)", res2[0].ID, res2[1].ID, res[0].ID, res2[0].ID.Worker())
+	}
+	if _, err := Open(Config{Path: filepath.Join(dir, "events.db"), Worker: 1024}, nil, nil); err == nil {
+		t.Fatal("worker 1024 accepted")
+	}
+}
+
 func TestDurabilitySettings(t *testing.T) {
-	l := openAt(t, t.TempDir(), gen(t))
+	l := openAt(t, t.TempDir())
 	defer l.Close()
 	mode, err := l.queryOne("PRAGMA journal_mode")
 	if err != nil || mode != "wal" {
@@ -61,7 +83,7 @@ func TestDurabilitySettings(t *testing.T) {
 
 func TestGroupCommitSharesTransactions(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	l, err := Open(Config{Path: filepath.Join(t.TempDir(), "events.db")}, gen(t), reg, nil)
+	l, err := Open(Config{Path: filepath.Join(t.TempDir(), "events.db")}, reg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +128,7 @@ func TestTruncatedWALTail(t *testing.T) {
 	for _, cut := range []int64{1, 100, 4000} {
 		t.Run(fmt.Sprintf("cut%d", cut), func(t *testing.T) {
 			src := t.TempDir()
-			l := openAt(t, src, gen(t))
+			l := openAt(t, src)
 			stopCheckpoints(t, l)
 			ctx := context.Background()
 			var ids []event.ID
@@ -132,7 +154,7 @@ func TestTruncatedWALTail(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			l2 := openAt(t, dst, gen(t))
+			l2 := openAt(t, dst)
 			defer l2.Close()
 			recs, err := l2.Read(ctx, eventlog.Query{Limit: 100})
 			if err != nil {
@@ -164,7 +186,7 @@ func TestTruncatedWALTail(t *testing.T) {
 // never completed) are ignored.
 func TestGarbageAfterWALTail(t *testing.T) {
 	src := t.TempDir()
-	l := openAt(t, src, gen(t))
+	l := openAt(t, src)
 	stopCheckpoints(t, l)
 	ctx := context.Background()
 	for i := 0; i < 5; i++ {
@@ -186,7 +208,7 @@ func TestGarbageAfterWALTail(t *testing.T) {
 	}
 	f.Write(junk)
 	f.Close()
-	l2 := openAt(t, dst, gen(t))
+	l2 := openAt(t, dst)
 	defer l2.Close()
 	recs, err := l2.Read(ctx, eventlog.Query{})
 	if err != nil || len(recs) != 5 {
@@ -196,7 +218,7 @@ func TestGarbageAfterWALTail(t *testing.T) {
 
 func TestOpenRejectsNewerSchema(t *testing.T) {
 	dir := t.TempDir()
-	l := openAt(t, dir, gen(t))
+	l := openAt(t, dir)
 	l.Close()
 	db, err := sql.Open("sqlite3", filepath.Join(dir, "events.db"))
 	if err != nil {
@@ -206,14 +228,14 @@ func TestOpenRejectsNewerSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	if _, err := Open(Config{Path: filepath.Join(dir, "events.db")}, gen(t), nil, nil); err == nil {
+	if _, err := Open(Config{Path: filepath.Join(dir, "events.db")}, nil, nil); err == nil {
 		t.Fatal("opened a log with a newer schema")
 	}
 }
 
 func TestCloseCommitsQueued(t *testing.T) {
 	dir := t.TempDir()
-	l := openAt(t, dir, gen(t))
+	l := openAt(t, dir)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	acked := 0
@@ -233,7 +255,7 @@ func TestCloseCommitsQueued(t *testing.T) {
 		t.Fatal(err)
 	}
 	wg.Wait()
-	l2 := openAt(t, dir, gen(t))
+	l2 := openAt(t, dir)
 	defer l2.Close()
 	recs, _ := l2.Read(context.Background(), eventlog.Query{Limit: 1000})
 	if len(recs) != acked {
@@ -274,7 +296,7 @@ func copyFile(t *testing.T, from, to string) {
 // BenchmarkAppendParallel measures the durable commit path: many
 // goroutines appending one event each, as concurrent requests do.
 func BenchmarkAppendParallel(b *testing.B) {
-	l := openAt(b, b.TempDir(), gen(b))
+	l := openAt(b, b.TempDir())
 	defer l.Close()
 	ev := logtest.Event(1, "in.gen.bench.event", 1)
 	ev.Data = []byte(`{"order":"A-1001","amount":1999,"currency":"USD","email":"user@example.com","items":[{"sku":"X1","qty":2},{"sku":"Y2","qty":1}],"utm_source":"newsletter","utm_medium":"email","utm_campaign":"autumn"}`)
@@ -293,7 +315,7 @@ func BenchmarkAppendParallel(b *testing.B) {
 
 // BenchmarkAppendBatch100 measures appends of 100 events, as an s2s batch.
 func BenchmarkAppendBatch100(b *testing.B) {
-	l := openAt(b, b.TempDir(), gen(b))
+	l := openAt(b, b.TempDir())
 	defer l.Close()
 	b.SetParallelism(4)
 	b.ReportAllocs()
@@ -369,7 +391,7 @@ func BenchmarkBaselineFsyncAppend(b *testing.B) {
 // BenchmarkAppendBatch100Dedup appends batches of 100 events that each
 // carry a dedup key, as s2s messages do.
 func BenchmarkAppendBatch100Dedup(b *testing.B) {
-	l := openAt(b, b.TempDir(), gen(b))
+	l := openAt(b, b.TempDir())
 	defer l.Close()
 	var seq atomic.Int64
 	b.SetParallelism(4)
@@ -398,7 +420,7 @@ func BenchmarkAppendBatch100Dedup(b *testing.B) {
 // index a cursor read would fetch and sort every event of the project for
 // each page, which made hook delivery slow down as the log grew.
 func TestReadQueryPlans(t *testing.T) {
-	l := openAt(t, t.TempDir(), gen(t))
+	l := openAt(t, t.TempDir())
 	defer l.Close()
 	for _, tc := range []struct {
 		q    eventlog.Query
@@ -451,7 +473,7 @@ func TestUpgradeFromSchema1(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	l := openAt(t, dir, gen(t))
+	l := openAt(t, dir)
 	defer l.Close()
 	ev := logtest.Event(1, "in.gen.a.c", 2)
 	ev.Content = &event.Content{Body: []byte("a=1&b=2"), ReceivedAt: time.Now().UnixMilli()}
@@ -485,7 +507,7 @@ func TestUpgradeFromSchema2(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	l := openAt(t, dir, gen(t))
+	l := openAt(t, dir)
 	defer l.Close()
 	recs, err := l.Read(context.Background(), eventlog.Query{WithIdentities: true})
 	if err != nil || len(recs) != 1 || recs[0].ID != 4194305 {

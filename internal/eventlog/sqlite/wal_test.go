@@ -84,7 +84,7 @@ func follow(ctx context.Context, l *Log) {
 // grows fastest.
 func BenchmarkAppendWAL(b *testing.B) {
 	dir := b.TempDir()
-	l := openAt(b, dir, gen(b))
+	l := openAt(b, dir)
 	defer l.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	var readers sync.WaitGroup
@@ -126,7 +126,7 @@ func TestWALStaysBounded(t *testing.T) {
 			if fs == "tmpfs" {
 				dir = tmpfs.Mount(t, 256<<20, "the WAL bound on a tmpfs, where commits are most frequent")
 			}
-			l := openAt(t, dir, gen(t))
+			l := openAt(t, dir)
 			defer l.Close()
 			ctx, cancel := context.WithCancel(context.Background())
 			var readers sync.WaitGroup
@@ -168,7 +168,7 @@ func TestWALStaysBounded(t *testing.T) {
 // walFileLimit.
 func TestWALStartsOverAfterALongRead(t *testing.T) {
 	dir := t.TempDir()
-	l := openAt(t, dir, gen(t))
+	l := openAt(t, dir)
 	defer l.Close()
 	load := func(n int) {
 		t.Helper()

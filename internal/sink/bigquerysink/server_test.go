@@ -30,7 +30,6 @@ import (
 // a while), and answers 403 while failing.
 type bqServer struct {
 	*httptest.Server
-	t       *testing.T
 	key     *rsa.PrivateKey
 	email   string
 	project string
@@ -53,12 +52,12 @@ type storedRow struct {
 
 const accessToken = "ya29.loopback-token"
 
-func newBQServer(t *testing.T) *bqServer {
+func newBQServer(t testing.TB) *bqServer {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &bqServer{t: t, key: key, email: "sluice@test-project.iam.gserviceaccount.com", project: "test-project",
+	s := &bqServer{key: key, email: "sluice@test-project.iam.gserviceaccount.com", project: "test-project",
 		tables: map[string]map[string]any{}, rows: map[string][]storedRow{}, insertIDs: map[string]bool{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)

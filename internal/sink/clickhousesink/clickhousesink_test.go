@@ -2,12 +2,21 @@ package clickhousesink_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -305,5 +314,46 @@ func TestSettingsChecks(t *testing.T) {
 		if (want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: got %v, want %q", js, err, want)
 		}
+	}
+}
+
+// Over https, the server's certificate is checked against ca_file; without
+// it (the system's roots) the connection is refused.
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sluice test clickhouse"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+	n := clickhousenode.StartTLS(t, certFile, keyFile)
+	url := fmt.Sprintf("https://127.0.0.1:%d", n.HTTPSPort)
+	for _, c := range []struct {
+		ca string
+		ok bool
+	}{{certFile, true}, {"", false}} {
+		st := settings(url, "tls")
+		st.CAFile = c.ca
+		st.Defaults()
+		s, err := st.NewSink(sink.Env{Guard: loopback})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.Deliver(context.Background(), batch("msg_tls", 2))
+		s.Close()
+		if c.ok != (err == nil) || !c.ok && !strings.Contains(err.Error(), "certificate") {
+			t.Fatalf("ca_file %q: %v", c.ca, err)
+		}
+	}
+	if rs := rows(t, n, "SELECT count() AS n FROM default.tls"); rs[0]["n"] != "2" {
+		t.Fatalf("%v", rs)
 	}
 }

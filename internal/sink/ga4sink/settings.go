@@ -30,7 +30,7 @@ const DefaultTimeout = 10 * time.Second
 // (or a GA-compatible collector) through the Measurement Protocol.
 func Destination() sink.Destination {
 	return sink.Destination{Type: Type, Section: Type, New: func() sink.Settings { return &Settings{} },
-		MaxBatchSize: MaxEventsPerRequest, BatchTimeout: time.Second}
+		MaxBatchSize: 100, BatchTimeout: time.Second}
 }
 
 // Settings are a google_analytics hook's. APISecret is write-only.
