@@ -321,6 +321,18 @@ func (t *pgTx) DeleteObservationsOf(ctx context.Context, pid string) error {
 	return t.exec(ctx, "profile_observations", `DELETE FROM profile_observations WHERE profile_id = $1`, pid)
 }
 
+func (t *pgTx) Cursor(ctx context.Context, name string) (event.ID, error) {
+	if err := t.send(ctx, "consumer_cursors"); err != nil {
+		return 0, err
+	}
+	var after int64
+	err := t.tx.QueryRow(ctx, `SELECT after FROM consumer_cursors WHERE name = $1`, name).Scan(&after)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return event.ID(after), err
+}
+
 func (t *pgTx) SetCursor(ctx context.Context, name string, after event.ID) error {
 	return t.exec(ctx, "consumer_cursors", `INSERT INTO consumer_cursors (name, after) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET after = excluded.after`,
 		name, int64(after))
