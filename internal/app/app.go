@@ -99,11 +99,27 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	}
 	defer lock.Release()
 
-	state, err := project.Open(filepath.Join(cfg.DataDir, datadir.StateFile), nil)
+	stores, err := OpenStores(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer state.Close()
+	defer stores.Close()
+	state := stores.State
+	if stores.Leases != nil {
+		if err := CheckHooksKey(ctx, state, filepath.Join(cfg.DataDir, datadir.HooksKey)); err != nil {
+			return err
+		}
+	}
+	// Nodes that start together provision one after the other, each
+	// seeing what the one before made.
+	unlock, err := stores.provisionLock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := state.Refresh(ctx); err != nil {
+		return err
+	}
 	if err := state.Provision(ctx, cfg.Projects, logger.With("component", "provision")); err != nil {
 		return fmt.Errorf("provision projects from %s: %w", cfg.File, err)
 	}
@@ -143,18 +159,14 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 		}
 	}()
 
-	profiles, err := profile.Open(filepath.Join(cfg.DataDir, datadir.ProfileFile))
-	if err != nil {
-		return err
-	}
-	defer profiles.Close()
+	profiles := stores.Profiles
 	consumer := &profile.Consumer{Store: profiles, Log: elog, Logger: logger.With("component", "profiles")}
 	consumer.Register(reg)
 	people := &profile.People{Store: profiles, Log: elog, Consumer: consumer}
 
 	allow, _ := cfg.Hooks.AllowPrefixes() // validated with the config
 	hooks, err := hook.Open(hook.Config{
-		Path: filepath.Join(cfg.DataDir, datadir.HooksFile), KeyPath: filepath.Join(cfg.DataDir, datadir.HooksKey),
+		Store: stores.Hooks, KeyPath: filepath.Join(cfg.DataDir, datadir.HooksKey), Leases: stores.Leases, Holder: stores.Holder,
 		RetryTimes: cfg.Hooks.RetryTimes, RetryPeriod: time.Duration(cfg.Hooks.RetryPeriod),
 		StopAfterDeadLetters: cfg.Hooks.StopAfterDeadLetters, AllowNetworks: allow, ContentRetention: time.Duration(cfg.Hooks.ContentRetention),
 		Destinations: Destinations(),
@@ -167,6 +179,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	if err := hooks.Provision(ctx, cfg.Hooks.Provision, logger.With("component", "provision")); err != nil {
 		return fmt.Errorf("provision hooks from %s: %w", cfg.File, err)
 	}
+	unlock()
 
 	// Ready while serving and while the event log takes appends; else
 	// /readyz says why.
@@ -223,35 +236,53 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 
 	retCtx, stopRetention := context.WithCancel(ctx)
 	var bg sync.WaitGroup
+	// Retention, content clean-up and the profile consumer run on one
+	// node of a cluster at a time (stores.once).
+	deleted := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_log_retention_deleted_total", Help: "Events deleted by retention."})
+	contentDeleted := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_content_retention_deleted_total", Help: "Raw requests (kept for hooks with include_content) deleted by their retention."})
+	reg.MustRegister(deleted, contentDeleted)
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
-		deleted := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_log_retention_deleted_total", Help: "Events deleted by retention."})
-		reg.MustRegister(deleted)
 		keep := time.Duration(cfg.Retention)
-		eventlog.Retention{
-			Keep: keep, Every: min(max(keep/24, time.Minute), time.Hour),
-			Log: logger.With("component", "retention"), Deleted: func(n int64) { deleted.Add(float64(n)) },
-		}.Run(retCtx, elog)
+		stores.once(retCtx, "retention", logger, func(ctx context.Context) {
+			eventlog.Retention{
+				Keep: keep, Every: min(max(keep/24, time.Minute), time.Hour),
+				Log: logger.With("component", "retention"), Deleted: func(n int64) { deleted.Add(float64(n)) },
+			}.Run(ctx, elog)
+		})
 	}()
 
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
-		deleted := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_content_retention_deleted_total", Help: "Raw requests (kept for hooks with include_content) deleted by their retention."})
-		reg.MustRegister(deleted)
 		keep := hooks.ContentRetention()
-		eventlog.Retention{
-			Keep: keep, Every: min(max(keep/24, time.Minute), time.Hour), Delete: elog.DeleteContentsBefore, What: "raw requests",
-			Log: logger.With("component", "retention"), Deleted: func(n int64) { deleted.Add(float64(n)) },
-		}.Run(retCtx, elog)
+		stores.once(retCtx, "content-retention", logger, func(ctx context.Context) {
+			eventlog.Retention{
+				Keep: keep, Every: min(max(keep/24, time.Minute), time.Hour), Delete: elog.DeleteContentsBefore, What: "raw requests",
+				Log: logger.With("component", "retention"), Deleted: func(n int64) { contentDeleted.Add(float64(n)) },
+			}.Run(ctx, elog)
+		})
 	}()
 
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
-		consumer.Run(retCtx)
+		stores.once(retCtx, "profiles", logger, consumer.Run)
 	}()
+	if stores.Leases != nil {
+		// Changes made through other nodes, and the profile consumer's
+		// progress where it runs elsewhere.
+		bg.Add(2)
+		go func() {
+			defer bg.Done()
+			state.Watch(retCtx, 0, logger.With("component", "projects"))
+		}()
+		go func() {
+			defer bg.Done()
+			consumer.Follow(retCtx)
+		}()
+	}
 	bg.Add(2)
 	go func() {
 		defer bg.Done()

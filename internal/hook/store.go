@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -318,4 +320,16 @@ func (s *sealer) row(sh StoredHook) (*row, error) {
 		return nil, fmt.Errorf("hook %s: %w", sh.ID, err)
 	}
 	return r, nil
+}
+
+// KeyFingerprint is a digest that tells hook secret keys apart without
+// showing them (the key at path is created when absent).
+func KeyFingerprint(path string) (string, error) {
+	key, err := loadKey(path)
+	if err != nil {
+		return "", err
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("sluice hooks.key fingerprint"))
+	return hex.EncodeToString(m.Sum(nil)[:16]), nil
 }

@@ -155,6 +155,14 @@ func (s *Store) reload(ctx context.Context) error {
 	return nil
 }
 
+// Refresh reloads the snapshot now (a node about to provision what other
+// nodes may just have made).
+func (s *Store) Refresh(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reload(ctx)
+}
+
 // Watch reloads the snapshot when another node changed the backend,
 // checking its version every every (250ms when 0), until ctx ends.
 func (s *Store) Watch(ctx context.Context, every time.Duration, logger *slog.Logger) {
