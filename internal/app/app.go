@@ -240,12 +240,14 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	// node of a cluster at a time (stores.once).
 	deleted := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_log_retention_deleted_total", Help: "Events deleted by retention."})
 	contentDeleted := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_content_retention_deleted_total", Help: "Raw requests (kept for hooks with include_content) deleted by their retention."})
-	reg.MustRegister(deleted, contentDeleted)
+	held := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_lease_held",
+		Help: "1 while this node does the job that runs on one node at a time: profiles, retention, content-retention."}, []string{"lease"})
+	reg.MustRegister(deleted, contentDeleted, held)
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
 		keep := time.Duration(cfg.Retention)
-		stores.once(retCtx, "retention", logger, func(ctx context.Context) {
+		stores.once(retCtx, "retention", held, logger, func(ctx context.Context) {
 			eventlog.Retention{
 				Keep: keep, Every: min(max(keep/24, time.Minute), time.Hour),
 				Log: logger.With("component", "retention"), Deleted: func(n int64) { deleted.Add(float64(n)) },
@@ -257,7 +259,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	go func() {
 		defer bg.Done()
 		keep := hooks.ContentRetention()
-		stores.once(retCtx, "content-retention", logger, func(ctx context.Context) {
+		stores.once(retCtx, "content-retention", held, logger, func(ctx context.Context) {
 			eventlog.Retention{
 				Keep: keep, Every: min(max(keep/24, time.Minute), time.Hour), Delete: elog.DeleteContentsBefore, What: "raw requests",
 				Log: logger.With("component", "retention"), Deleted: func(n int64) { contentDeleted.Add(float64(n)) },
@@ -268,7 +270,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
-		stores.once(retCtx, "profiles", logger, consumer.Run)
+		stores.once(retCtx, "profiles", held, logger, consumer.Run)
 	}()
 	if stores.Leases != nil {
 		// Changes made through other nodes, and the profile consumer's

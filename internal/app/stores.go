@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/internal/config"
 	"github.com/sluicehq/sluice/internal/datadir"
@@ -157,13 +158,21 @@ func CheckHooksKey(ctx context.Context, state *project.Store, keyPath string) er
 }
 
 // once runs job on one node of the cluster at a time, while this node
-// holds the lease name (a node alone: always), until ctx ends.
-func (s *Stores) once(ctx context.Context, name string, logger *slog.Logger, job func(ctx context.Context)) {
-	if s.Leases == nil {
+// holds the lease name (a node alone: always), until ctx ends. held, when
+// set, shows it: 1 while the job runs here.
+func (s *Stores) once(ctx context.Context, name string, held *prometheus.GaugeVec, logger *slog.Logger, job func(ctx context.Context)) {
+	run := func(ctx context.Context) {
+		if held != nil {
+			held.WithLabelValues(name).Set(1)
+			defer held.WithLabelValues(name).Set(0)
+		}
 		job(ctx)
+	}
+	if s.Leases == nil {
+		run(ctx)
 		return
 	}
-	lease.Run(ctx, s.Leases, lease.Timing{}, s.Holder, name, logger.With("component", "lease"), job)
+	lease.Run(ctx, s.Leases, lease.Timing{}, s.Holder, name, logger.With("component", "lease"), run)
 }
 
 // provisionKey is the advisory lock nodes provision under.
