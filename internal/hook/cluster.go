@@ -135,8 +135,12 @@ func (m *Manager) claim(ctx context.Context) {
 	for _, id := range held {
 		names = append(names, hookLease(id))
 	}
-	for _, id := range free[:min(len(free), max(share-len(held), 0))] {
-		names = append(names, hookLease(id))
+	// Every free one is asked for (which are free, only the store
+	// knows); those taken beyond the share are given back at once.
+	if len(held) < share {
+		for _, id := range free {
+			names = append(names, hookLease(id))
+		}
 	}
 	asked := time.Now()
 	// An answer that comes after the leases in hand are no longer safe
@@ -188,10 +192,21 @@ func (m *Manager) claim(ctx context.Context) {
 			stop = append(stop, id)
 		}
 	}
+	var extra []string
+	room := share - len(c.held)
 	for _, id := range active {
-		if gotSet[hookLease(id)] {
-			c.held[id] = safe
+		if !gotSet[hookLease(id)] {
+			continue
 		}
+		if _, had := c.held[id]; !had {
+			if room <= 0 {
+				extra = append(extra, hookLease(id))
+				continue
+			}
+			room--
+			m.logger.Info("hook lease taken", "hook", id, "share", share, "nodes", nodes)
+		}
+		c.held[id] = safe
 	}
 	for id := range c.held {
 		if w := m.workers[id]; w != nil {
@@ -213,6 +228,9 @@ func (m *Manager) claim(ctx context.Context) {
 		}
 	}
 	m.mu.Unlock()
+	if len(extra) > 0 {
+		_ = c.leases.Release(ctx, c.holder, extra)
+	}
 	for _, id := range append(stop, shed...) {
 		m.stopWorker(id)
 	}
@@ -306,6 +324,7 @@ func (m *Manager) reload(ctx context.Context) error {
 	m.scopeContentLocked()
 	m.mu.Unlock()
 	for _, id := range restart {
+		m.logger.Debug("hook changed through another node", "hook", id)
 		m.stopWorker(id)
 	}
 	m.mu.Lock()
