@@ -76,6 +76,7 @@ var skipRules = []struct {
 	{regexp.MustCompile(`^(make|go (test|build|vet))\b`), "builds and the test suite: `make test` runs them"},
 	{regexp.MustCompile(`^(wrk|sluice bench)\b`), "a load test, measured by hand (docs/benchmarks.md)"},
 	{regexp.MustCompile(`^sluice admin-token reset\b`), "needs the server stopped"},
+	{regexp.MustCompile(`(^|[\s;&|(])sluice migrate\b`), "needs a PostgreSQL server and a stopped data directory (cmd/sluice/migrate_test.go runs it)"},
 }
 
 const (
