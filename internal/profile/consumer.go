@@ -2,6 +2,7 @@ package profile
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -111,11 +112,19 @@ func (c *Consumer) Run(ctx context.Context) {
 				next = recs[len(recs)-1].ID // committed after Head was read
 			}
 			if next > cursor {
-				err = c.apply(ctx, recs, next)
+				err = c.apply(ctx, recs, cursor, next)
 				if err == nil {
 					cursor = next
 					c.moved(next)
 				}
+			}
+		}
+		if errors.Is(err, ErrCursorMoved) {
+			// Another node folded these: go on from where it stopped.
+			logger.Warn("the profile cursor was moved by another node; going on from it", "after", cursor.String())
+			if cursor, err = c.Store.Cursor(ctx, CursorName); err == nil {
+				c.moved(cursor)
+				continue
 			}
 		}
 		if err != nil {
@@ -150,7 +159,7 @@ func (c *Consumer) Run(ctx context.Context) {
 	}
 }
 
-func (c *Consumer) apply(ctx context.Context, recs []eventlog.Record, next event.ID) error {
+func (c *Consumer) apply(ctx context.Context, recs []eventlog.Record, from, next event.ID) error {
 	// What a profile needs of an event, read straight from its stored
 	// JSON: its index columns, identities and data.
 	evs := make([]*event.Event, 0, len(recs))
@@ -168,7 +177,7 @@ func (c *Consumer) apply(ctx context.Context, recs []eventlog.Record, next event
 		}
 		evs = append(evs, e)
 	}
-	st, err := c.Store.ApplyStats(ctx, CursorName, next, evs)
+	st, err := c.Store.ApplyFrom(ctx, CursorName, from, next, evs)
 	if err != nil {
 		return err
 	}
@@ -179,6 +188,34 @@ func (c *Consumer) apply(ctx context.Context, recs []eventlog.Record, next event
 		c.rebuilt.Add(float64(st.Rebuilt))
 	}
 	return nil
+}
+
+// Follow keeps Applied and WaitFor up to date with the stored cursor on
+// a node whose consumer runs elsewhere (another node holds its lease):
+// it reads the cursor every 100ms while a caller of WaitFor waits, and
+// every second otherwise, until ctx ends.
+func (c *Consumer) Follow(ctx context.Context) {
+	for n := 0; ; n++ {
+		c.mu.Lock()
+		waiting := c.passed != nil
+		c.mu.Unlock()
+		if waiting || n%10 == 0 {
+			if at, err := c.Store.Cursor(ctx, CursorName); err == nil && (at > event.ID(c.cursor.Load()) || !c.isStarted()) {
+				c.moved(at)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Consumer) isStarted() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.started
 }
 
 // moved records that everything up to id is folded, and wakes waiters.

@@ -94,6 +94,22 @@ func (s *Store) Apply(ctx context.Context, cursor string, after event.ID, evs []
 
 // ApplyStats is Apply, saying what it did.
 func (s *Store) ApplyStats(ctx context.Context, cursor string, after event.ID, evs []*event.Event) (st FoldStats, err error) {
+	return s.apply(ctx, cursor, nil, after, evs)
+}
+
+// ErrCursorMoved is an ApplyFrom whose cursor is not where it was read:
+// another node applied those events.
+var ErrCursorMoved = errors.New("the cursor was moved by another writer")
+
+// ApplyFrom is ApplyStats for events after from: it applies nothing and
+// fails with ErrCursorMoved unless the named cursor is at from, so that a
+// consumer that lost its turn to another node's never folds an event
+// twice.
+func (s *Store) ApplyFrom(ctx context.Context, cursor string, from, after event.ID, evs []*event.Event) (FoldStats, error) {
+	return s.apply(ctx, cursor, &from, after, evs)
+}
+
+func (s *Store) apply(ctx context.Context, cursor string, from *event.ID, after event.ID, evs []*event.Event) (st FoldStats, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	tx, err := s.db.Begin(ctx)
@@ -106,6 +122,15 @@ func (s *Store) ApplyStats(ctx context.Context, cursor string, after event.ID, e
 			s.dropCache() // it holds what was not committed
 		}
 	}()
+	if from != nil {
+		at, err := tx.Cursor(ctx, cursor)
+		if err != nil {
+			return st, fmt.Errorf("read cursor %s: %w", cursor, err)
+		}
+		if at != *from {
+			return st, fmt.Errorf("cursor %s at %s, not %s: %w", cursor, at, *from, ErrCursorMoved)
+		}
+	}
 	if tx.Version() != s.version {
 		s.dropCache() // another writer came between
 	}
