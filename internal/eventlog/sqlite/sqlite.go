@@ -145,8 +145,14 @@ type Log struct {
 	maxID         *sqlite3.SQLiteStmt
 	args          [8]driver.NamedValue // the insert's arguments, reused
 	rdb           *sql.DB              // readers
-	cdb           *sql.DB              // checkpointer
-	wal           *walSyncer
+	// reads are the prepared statements of the readers' usual queries,
+	// by their text (at most maxPreparedReads): a follower reads the same
+	// query after every commit, and preparing it cost as much as reading
+	// a few events.
+	readsMu sync.Mutex
+	reads   map[string]*sql.Stmt
+	cdb     *sql.DB // checkpointer
+	wal     *walSyncer
 
 	// committed is the highest id this handle committed (synced or not):
 	// the watcher leaves those to the leaders that sync them.
@@ -175,13 +181,21 @@ type Log struct {
 	dataVersion int64
 	wakeRec     chan struct{} // tells recoverer that the log went down
 
-	head    atomic.Uint64 // the highest durable id
-	chMu    sync.Mutex
-	changed chan struct{}
+	head atomic.Uint64 // the highest durable id
+	// peopleHead is the highest durable id of an event with identities
+	// (or above: another handle's commits raise it to their head), raised
+	// before head: a read of events with identities after it finds none
+	// and need not ask SQLite (the profile consumer's read after each
+	// commit of events without identities).
+	peopleHead atomic.Uint64
+	chMu       sync.Mutex
+	changed    chan struct{}
 
-	// The leader's own (one leader at a time): its scratch buffer and the
-	// WAL file's last stat and restart.
+	// The leader's own (one leader at a time): its scratch buffer, the
+	// highest id with identities of its group, and the WAL file's last
+	// stat and restart.
 	body       []byte
+	people     event.ID
 	walPath    string
 	walStat    syscall.Stat_t
 	walRetryAt time.Time // no restart attempt before (boundWAL)
@@ -391,6 +405,7 @@ func (l *Log) init() error {
 	}
 	if id, ok := maxID.(int64); ok {
 		l.head.Store(uint64(id))
+		l.peopleHead.Store(uint64(id))
 		l.committed.Store(uint64(id))
 		l.gen.Observe(event.ID(id))
 	}
@@ -529,7 +544,9 @@ func (l *Log) lead() {
 	l.qmu.Unlock()
 
 	start := time.Now()
+	l.people = 0
 	head, err := l.commitGroup(group)
+	people := l.people
 	if err == nil {
 		l.boundWAL()
 	}
@@ -558,6 +575,7 @@ func (l *Log) lead() {
 		l.takeDown(group, serr)
 	} else if head != 0 {
 		l.metrics.latency.Observe(time.Since(start).Seconds())
+		raise(&l.peopleHead, people)
 		l.raiseHead(head)
 	}
 	// group[0] is the leader's own request: it returns without a signal.
@@ -794,6 +812,9 @@ func (l *Log) commit(batch []*request) (last event.ID, err error) {
 			}
 			r.res[i] = eventlog.Result{ID: id}
 			last = id
+			if len(e.Identities) > 0 {
+				l.people = id
+			}
 			events++
 		}
 	}
@@ -838,6 +859,16 @@ func (l *Log) observeStored(ctx context.Context) error {
 	return nil
 }
 
+// raise moves v up to id, never down.
+func raise(v *atomic.Uint64, id event.ID) {
+	for {
+		cur := v.Load()
+		if uint64(id) <= cur || v.CompareAndSwap(cur, uint64(id)) {
+			return
+		}
+	}
+}
+
 // raiseHead moves the head up to id (never down) and tells the followers.
 func (l *Log) raiseHead(id event.ID) {
 	for {
@@ -878,6 +909,7 @@ func (l *Log) watcher(ctx context.Context) {
 			continue
 		}
 		if err := l.wal.Sync(); err == nil {
+			raise(&l.peopleHead, event.ID(id))
 			l.raiseHead(event.ID(id))
 		}
 	}
@@ -920,8 +952,17 @@ func (l *Log) Read(ctx context.Context, q eventlog.Query) ([]eventlog.Record, er
 	if err := q.Normalize(); err != nil {
 		return nil, err
 	}
+	if q.WithIdentities && !q.Newest && q.After != 0 && uint64(q.After) >= l.peopleHead.Load() {
+		return nil, nil // nothing with identities was committed after it
+	}
 	stmt, args := l.readQuery(q)
-	rows, err := l.rdb.QueryContext(ctx, stmt, args...)
+	var rows *sql.Rows
+	var err error
+	if ps := l.prepared(stmt, q); ps != nil {
+		rows, err = ps.QueryContext(ctx, args...)
+	} else {
+		rows, err = l.rdb.QueryContext(ctx, stmt, args...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read log: %w", err)
 	}
@@ -944,6 +985,35 @@ func (l *Log) Read(ctx context.Context, q eventlog.Query) ([]eventlog.Record, er
 		return nil, fmt.Errorf("read log: %w", err)
 	}
 	return out, nil
+}
+
+// maxPreparedReads bounds the reads kept prepared.
+const maxPreparedReads = 64
+
+// prepared is the prepared statement of stmt, the text of q, or nil for a
+// query whose text depends on the length of a list of ids, or when
+// maxPreparedReads are kept already.
+func (l *Log) prepared(stmt string, q eventlog.Query) *sql.Stmt {
+	if len(q.IDs) > 0 || len(q.Projects) > 8 {
+		return nil
+	}
+	l.readsMu.Lock()
+	defer l.readsMu.Unlock()
+	if ps, ok := l.reads[stmt]; ok {
+		return ps
+	}
+	if len(l.reads) >= maxPreparedReads {
+		return nil
+	}
+	ps, err := l.rdb.Prepare(stmt)
+	if err != nil {
+		return nil // the query itself will say why
+	}
+	if l.reads == nil {
+		l.reads = map[string]*sql.Stmt{}
+	}
+	l.reads[stmt] = ps
+	return ps
 }
 
 // readQuery is the SELECT of a normalized query.
@@ -1332,5 +1402,11 @@ func (l *Log) Close() error {
 	_ = l.insertContent.Close()
 	_ = l.dupOf.Close()
 	_ = l.maxID.Close()
+	l.readsMu.Lock()
+	for _, ps := range l.reads {
+		_ = ps.Close()
+	}
+	l.reads = nil
+	l.readsMu.Unlock()
 	return errors.Join(l.watch.Close(), l.cdb.Close(), l.rdb.Close(), l.wc.Close(), l.wal.Close())
 }
