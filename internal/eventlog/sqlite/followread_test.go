@@ -9,6 +9,10 @@ import (
 	"github.com/sluicehq/sluice/internal/eventlog/logtest"
 )
 
+// BenchmarkFollowRead is what a follower pays at low rates: one event
+// appended (not timed), then read after the cursor, as a hook reads it
+// (hook) and as the profile consumer reads events with identities, of
+// which there are none (people).
 func BenchmarkFollowRead(b *testing.B) {
 	for _, q := range []struct {
 		name string
