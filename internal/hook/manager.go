@@ -825,8 +825,10 @@ func (m *Manager) Update(ctx context.Context, id string, h Hook) (Hook, error) {
 	if nr.hook.Active {
 		m.startLocked(id)
 	}
+	// Read under the lock: the worker just started moves the cursor.
+	out := public(nr.hook)
 	m.mu.Unlock()
-	return public(nr.hook), nil
+	return out, nil
 }
 
 // Activate switches a hook on: from its place when s is nil, else from s

@@ -96,6 +96,15 @@ func (c *Consumer) Run(ctx context.Context) {
 		return
 	}
 	c.moved(cursor)
+	// stored is the cursor as stored. Past events without identities it
+	// moves in memory only, and is stored at most every cursorSaveEvery:
+	// a commit of profiles.db for each wake-up that found nothing was most
+	// of what an event without identities cost at low rates. Nothing is
+	// lost: the events between stored and cursor have no identities, and
+	// after a restart the consumer walks past them again in the index of
+	// events with identities, which holds none of them.
+	stored, savedAt := cursor, time.Now()
+	var save <-chan time.Time
 	backoff := time.Second
 	for ctx.Err() == nil {
 		changed := c.Log.Changed()
@@ -111,10 +120,17 @@ func (c *Consumer) Run(ctx context.Context) {
 			case len(recs) > 0 && recs[len(recs)-1].ID > next:
 				next = recs[len(recs)-1].ID // committed after Head was read
 			}
-			if next > cursor {
-				err = c.apply(ctx, recs, cursor, next)
+			switch {
+			case next > cursor && len(recs) == 0 && time.Since(savedAt) < cursorSaveEvery:
+				cursor = next
+				c.moved(next)
+				if save == nil {
+					save = time.After(cursorSaveEvery - time.Since(savedAt))
+				}
+			case next > cursor || (save == nil && cursor > stored):
+				err = c.apply(ctx, recs, stored, next)
 				if err == nil {
-					cursor = next
+					cursor, stored, savedAt, save = next, next, time.Now(), nil
 					c.moved(next)
 				}
 			}
@@ -123,6 +139,7 @@ func (c *Consumer) Run(ctx context.Context) {
 			// Another node folded these: go on from where it stopped.
 			logger.Warn("the profile cursor was moved by another node; going on from it", "after", cursor.String())
 			if cursor, err = c.Store.Cursor(ctx, CursorName); err == nil {
+				stored, savedAt, save = cursor, time.Now(), nil
 				c.moved(cursor)
 				continue
 			}
@@ -148,6 +165,9 @@ func (c *Consumer) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-changed:
+		case <-save:
+			save = nil // store the cursor in the next pass
+			continue
 		}
 		if coalesce > 0 {
 			select {
@@ -158,6 +178,10 @@ func (c *Consumer) Run(ctx context.Context) {
 		}
 	}
 }
+
+// cursorSaveEvery bounds how long the stored cursor stays behind past
+// events without identities.
+const cursorSaveEvery = time.Second
 
 func (c *Consumer) apply(ctx context.Context, recs []eventlog.Record, from, next event.ID) error {
 	// What a profile needs of an event, read straight from its stored

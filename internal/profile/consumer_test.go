@@ -124,3 +124,87 @@ func TestFollowSeesTheOtherNodesFold(t *testing.T) {
 		}
 	})
 }
+
+// Past events without identities the consumer moves its cursor in memory
+// (Applied, WaitFor) and stores it within a second, not at each wake-up;
+// an event with identities is folded and stored at once, and a consumer
+// started again from the stored cursor folds what followed exactly once.
+func TestCursorPastEventsWithoutIdentitiesIsStoredLazily(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(t.TempDir(), "events.db")}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	s := openStore(t)
+	c := &Consumer{Store: s, Log: l}
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	plain := func(n int) event.ID {
+		var last event.ID
+		for i := 0; i < n; i++ {
+			res, err := l.Append(ctx, []*event.Event{{Key: "in.gen.x.y", ProjectID: 1, Time: 1, Dialect: "gen", Data: json.RawMessage(`{}`)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			last = res[0].ID
+		}
+		return last
+	}
+	head := plain(20)
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	if err := c.WaitFor(wctx, head); err != nil {
+		t.Fatal(err)
+	}
+	if stored, _ := s.Cursor(ctx, CursorName); stored >= head {
+		t.Fatalf("cursor stored at once (%s) past events without identities", stored)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if stored, _ := s.Cursor(ctx, CursorName); stored == head {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the cursor was never stored")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	plain(3)
+	res, err := l.Append(ctx, []*event.Event{{Key: "in.s2s.user", ProjectID: 1, Time: 5, Dialect: "s2s", Data: json.RawMessage(`{}`),
+		Identities: []event.Identity{{Type: "user_id", Value: "u"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitFor(wctx, res[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if stored, _ := s.Cursor(ctx, CursorName); stored != res[0].ID {
+		t.Fatalf("cursor %s after folding %s", stored, res[0].ID)
+	}
+	// Stopped with an advance in memory only, started again.
+	head = plain(5)
+	if err := c.WaitFor(wctx, head); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
+	res2, err := l.Append(context.Background(), []*event.Event{{Key: "in.s2s.user", ProjectID: 1, Time: 6, Dialect: "s2s", Data: json.RawMessage(`{}`),
+		Identities: []event.Identity{{Type: "user_id", Value: "u"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	c2 := &Consumer{Store: s, Log: l}
+	go c2.Run(ctx2)
+	w2, wc2 := context.WithTimeout(ctx2, 5*time.Second)
+	defer wc2()
+	if err := c2.WaitFor(w2, res2[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if p := find(t, s, 1, "user_id", "u"); p.Traits.Events != 2 {
+		t.Fatalf("%d events folded, want 2", p.Traits.Events)
+	}
+}
