@@ -158,6 +158,9 @@ func runAdminToken(ctx context.Context, args []string, env *Env) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
+	if env.Getenv(envStorage) == config.StoragePostgres {
+		return resetAdminTokenPostgres(ctx, env)
+	}
 	c, err := (&target{dataDir: t.dataDir}).open(&Env{Getenv: func(string) string { return "" }})
 	if err != nil {
 		return fmt.Errorf("%w (stop the server first: the admin token can only be reset offline)", err)
@@ -172,5 +175,27 @@ func runAdminToken(ctx context.Context, args []string, env *Env) error {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "new admin token (shown once; only its SHA-256 is stored):\n  export %s=%s\n", config.EnvAdminToken, tok)
+	return nil
+}
+
+// resetAdminTokenPostgres resets the admin token of a cluster, in the
+// database of SLUICE_POSTGRES_DSN (and the rest of the environment and
+// SLUICE_CONFIG, as serve reads them). The nodes read the token's hash
+// at start: stop them all first, start them after.
+func resetAdminTokenPostgres(ctx context.Context, env *Env) error {
+	cfg, err := config.Load("admin-token", nil, env.Getenv, env.Environ, io.Discard)
+	if err != nil {
+		return err
+	}
+	st, err := app.OpenStores(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	tok, err := app.ResetAdminToken(ctx, st.State)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "new admin token of the cluster (shown once; only its SHA-256 is stored; restart every node):\n  export %s=%s\n", config.EnvAdminToken, tok)
 	return nil
 }

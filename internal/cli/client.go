@@ -68,14 +68,23 @@ func (t *target) register(fs *flag.FlagSet, env *Env) {
 	fs.StringVar(&t.adminURL, "admin", env.Getenv(config.EnvAdminURL), "admin API base URL of a running server (env "+config.EnvAdminURL+"); found from the data directory when unset")
 }
 
+// envStorage is the variable of the storage setting.
+const envStorage = "SLUICE_STORAGE"
+
 // open picks the running server's API when there is one, else the data
-// directory itself.
+// directory itself (storage sqlite).
 func (t *target) open(env *Env) (client, error) {
 	token := env.Getenv(config.EnvAdminToken)
 	if t.adminURL != "" {
 		return newRemote(t.adminURL, token)
 	}
 	lock, err := datadir.Acquire(t.dataDir)
+	if err == nil && env.Getenv(envStorage) == config.StoragePostgres {
+		// The state is in PostgreSQL, not in the data directory.
+		lock.Release()
+		return nil, fmt.Errorf("no server runs on %s, and with %s=postgres the CLI works through a node's admin API: pass --admin (or %s) with the URL of any node",
+			t.dataDir, envStorage, config.EnvAdminURL)
+	}
 	if err == nil {
 		st, err := project.Open(filepath.Join(t.dataDir, datadir.StateFile), nil)
 		if err != nil {
