@@ -106,7 +106,9 @@ type Config struct {
 	// stored ones whatever it says.
 	Now func() time.Time
 	// WatchEvery is how often the log looks for commits of other handles
-	// on the same file (default 20ms).
+	// on the same file (default 100ms: a server holds its data directory
+	// alone, so they are tools' and tests'; each look is a query, which an
+	// idle server should not run 50 times a second).
 	WatchEvery time.Duration
 }
 
@@ -124,7 +126,7 @@ func (c *Config) defaults() {
 		c.RecoverEvery = 500 * time.Millisecond
 	}
 	if c.WatchEvery <= 0 {
-		c.WatchEvery = 20 * time.Millisecond
+		c.WatchEvery = 100 * time.Millisecond
 	}
 }
 
@@ -190,6 +192,9 @@ type Log struct {
 	peopleHead atomic.Uint64
 	chMu       sync.Mutex
 	changed    chan struct{}
+	// peopleChanged is closed after a commit of events with identities
+	// (PeopleChanged), once the head includes them.
+	peopleChanged chan struct{}
 
 	// The leader's own (one leader at a time): its scratch buffer, the
 	// highest id with identities of its group, and the WAL file's last
@@ -286,6 +291,8 @@ func Open(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Log, err
 		watDone: make(chan struct{}),
 		wakeRec: make(chan struct{}, 1),
 		changed: make(chan struct{}),
+
+		peopleChanged: make(chan struct{}),
 	}
 	l.idle = sync.NewCond(&l.qmu)
 	dc, err := (&sqlite3.SQLiteDriver{}).Open(dsn(cfg.Path, url.Values{"_synchronous": {"NORMAL"}}))
@@ -575,8 +582,7 @@ func (l *Log) lead() {
 		l.takeDown(group, serr)
 	} else if head != 0 {
 		l.metrics.latency.Observe(time.Since(start).Seconds())
-		raise(&l.peopleHead, people)
-		l.raiseHead(head)
+		l.raiseHeads(head, people)
 	}
 	// group[0] is the leader's own request: it returns without a signal.
 	for _, r := range group[1:] {
@@ -859,14 +865,43 @@ func (l *Log) observeStored(ctx context.Context) error {
 	return nil
 }
 
-// raise moves v up to id, never down.
-func raise(v *atomic.Uint64, id event.ID) {
+// raise moves v up to id, never down, and reports whether it moved.
+func raise(v *atomic.Uint64, id event.ID) bool {
 	for {
 		cur := v.Load()
-		if uint64(id) <= cur || v.CompareAndSwap(cur, uint64(id)) {
-			return
+		if uint64(id) <= cur {
+			return false
+		}
+		if v.CompareAndSwap(cur, uint64(id)) {
+			return true
 		}
 	}
+}
+
+// raiseHeads raises the head of events with identities to people, then
+// the head to head, and tells the followers of each.
+func (l *Log) raiseHeads(head, people event.ID) {
+	moved := raise(&l.peopleHead, people)
+	l.raiseHead(head)
+	if moved {
+		l.chMu.Lock()
+		close(l.peopleChanged)
+		l.peopleChanged = make(chan struct{})
+		l.chMu.Unlock()
+	}
+}
+
+// PeopleHead is the highest durable id of an event with identities, or
+// above it (never below); it is raised before Head.
+func (l *Log) PeopleHead() event.ID { return event.ID(l.peopleHead.Load()) }
+
+// PeopleChanged is closed once an event with identities was committed
+// after the call, and is under the head: a follower of those alone (the
+// profile consumer) need not wake for the others.
+func (l *Log) PeopleChanged() <-chan struct{} {
+	l.chMu.Lock()
+	defer l.chMu.Unlock()
+	return l.peopleChanged
 }
 
 // raiseHead moves the head up to id (never down) and tells the followers.
@@ -909,8 +944,7 @@ func (l *Log) watcher(ctx context.Context) {
 			continue
 		}
 		if err := l.wal.Sync(); err == nil {
-			raise(&l.peopleHead, event.ID(id))
-			l.raiseHead(event.ID(id))
+			l.raiseHeads(event.ID(id), event.ID(id))
 		}
 	}
 }
