@@ -152,7 +152,8 @@ func (m *Manager) scopeContentLocked() {
 	m.content.Store(c)
 }
 
-// Open opens hooks.db and loads the hooks; Start runs the active ones.
+// Open opens the hooks' store (cfg.Store, else hooks.db at cfg.Path) and
+// loads the hooks; Start runs the active ones.
 func Open(cfg Config, log Log, projects Projects, profiles Profiles, reg prometheus.Registerer, logger *slog.Logger) (*Manager, error) {
 	if cfg.RetryTimes == 0 {
 		cfg.RetryTimes = DefaultRetryTimes
