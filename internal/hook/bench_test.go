@@ -12,12 +12,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/pgmigrate"
+	"github.com/sluicehq/sluice/internal/pgtest"
 	"github.com/sluicehq/sluice/internal/rabbitnode"
 	"github.com/sluicehq/sluice/internal/sink/amqpsink"
 	"github.com/sluicehq/sluice/internal/sink/httpsink"
@@ -61,8 +64,24 @@ func fillLog(f *fixture, n int) {
 // BenchmarkHookDeliver500 delivers 100k stored events through one hook in
 // batches of 500 (signed, custom_data rendered) to a loopback receiver,
 // with one batch in flight (log order) and with four.
-func BenchmarkHookDeliver500(b *testing.B) {
-	f := newFixture(b, true)
+func BenchmarkHookDeliver500(b *testing.B) { benchDeliver500(b, newFixture(b, true)) }
+
+// BenchmarkHookDeliver500Postgres is BenchmarkHookDeliver500 with the
+// hooks' state in PostgreSQL (pgtest's server: fsync and
+// synchronous_commit on).
+func BenchmarkHookDeliver500Postgres(b *testing.B) {
+	pool, err := pgxpool.New(context.Background(), pgtest.Start(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	if err := pgmigrate.Apply(context.Background(), pool, Migrations); err != nil {
+		b.Fatal(err)
+	}
+	benchDeliver500(b, newFixtureWith(b, true, func(f *fixture) { f.store = NewPostgres(pool) }))
+}
+
+func benchDeliver500(b *testing.B, f *fixture) {
 	srv, got := benchReceiver(b)
 	fillLog(f, benchEvents)
 	from := time.UnixMilli(0)

@@ -32,9 +32,11 @@ type fixture struct {
 	m        *Manager
 	dir      string
 	profiles Profiles // nil: no profiles
-	// hooksPath is hooks.db (default: in dir); logger the manager's.
+	// hooksPath is hooks.db (default: in dir); logger the manager's;
+	// store, when set, the hooks' store instead of hooks.db.
 	hooksPath string
 	logger    *slog.Logger
+	store     Store
 }
 
 func newFixture(t testing.TB, allowLoopback bool) *fixture {
@@ -71,6 +73,7 @@ func (f *fixture) open(allowLoopback bool) {
 	if f.hooksPath != "" {
 		cfg.Path = f.hooksPath
 	}
+	cfg.Store = f.store
 	if allowLoopback {
 		cfg.AllowNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	}
