@@ -248,6 +248,33 @@ func (c *Config) build(base string) (request, error) {
 	return request{}, fmt.Errorf("dialect %q: the load tool knows %s", c.Dialect, strings.Join(Dialects, ", "))
 }
 
+// Requests returns the requests the load tool sends for cfg, for loading
+// a handler in process (Go benchmarks): each call of newWorker gives one
+// worker's own request maker (each request with fresh ids where the
+// dialect needs them, from 127.0.0.1), and events is what each request
+// carries.
+func Requests(cfg Config) (newWorker func() func() *http.Request, events int, err error) {
+	req, err := cfg.build("http://sluice.test")
+	if err != nil {
+		return nil, 0, err
+	}
+	return func() func() *http.Request {
+		body := bytes.Clone(req.body)
+		return func() *http.Request {
+			switch {
+			case req.fresh != nil:
+				req.fresh(body)
+			case req.gen != nil:
+				body = req.gen(body)
+			}
+			r, _ := http.NewRequest(req.method, req.url, bytes.NewReader(body))
+			r.Header = req.header.Clone()
+			r.RemoteAddr = "127.0.0.1:40000"
+			return r
+		}
+	}, int(req.events), nil
+}
+
 // Result is one measured run.
 type Result struct {
 	Name      string         `json:"name"`
