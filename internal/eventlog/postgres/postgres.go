@@ -1,0 +1,1180 @@
+// Package postgres is the event log in PostgreSQL: one database that every
+// sluice node of a cluster appends to and follows.
+//
+// Ids grow in commit order across nodes. A commit that stores events first
+// locks the one row of event_log (SELECT … FOR UPDATE, a row lock held
+// until the transaction ends), which returns the largest id ever
+// committed; the node mints its ids above it (flake ids of Config.Worker),
+// inserts, raises the row to its last id and commits. PostgreSQL makes a
+// transaction visible before it releases its locks, so the next commit
+// takes its turn only after the previous one is visible, and takes larger
+// ids: whenever a reader sees an event, it sees every event with a
+// smaller id that will ever exist. A follower that read everything after
+// its cursor X never misses an event committed later with an id below X,
+// whichever node committed it (logtest's FollowersMissNothingAcrossHandles
+// runs three nodes at once). The price is that commits take turns across
+// the cluster; each node group-commits, so one turn carries the node's
+// whole group, and a turn lasts one round trip and the commit's WAL flush.
+//
+// Dedup holds across nodes: the lookup of a group's dedup keys runs under
+// the lock, in a statement that starts after the lock is held (READ
+// COMMITTED takes a fresh snapshot per statement), so it sees every
+// earlier commit; two nodes sent one key at once store it once and both
+// answer its id. The unique index (project_id, dedup) stands behind it.
+//
+// Head and Changed: a node's own commits raise its head at once; each
+// commit also NOTIFYs sluice_events with its last id, which PostgreSQL
+// delivers after the commit, and every handle keeps a connection that
+// LISTENs and raises its head. After (re)connecting it LISTENs, then reads
+// event_log, so a commit made while it was away is not missed. Head is
+// always a committed id, and a commit still in flight holds the lock and
+// takes ids above it, so no event can land at or below Head later.
+//
+// Durability: Append answers after COMMIT returned. Open refuses a server
+// (or a role, database or DSN) with synchronous_commit or fsync off, where
+// a commit can be lost in a crash after it returned, unless
+// Config.AllowSynchronousCommitOff says the operator accepts that.
+//
+// A commit that fails because the server cannot be reached, is shutting
+// down, is read-only (a standby, after a failover), is out of disk or
+// reports an I/O error makes the log unavailable: appends fail at once
+// with eventlog.ErrUnavailable (Health says why and since when), reads go
+// on when they can, and a background loop reconnects and commits a probe
+// write every RecoverEvery until it succeeds; then appends resume. A
+// commit whose answer was lost with its connection may have been stored:
+// the sender is told it failed and sends again, and a dedup key keeps the
+// second copy out.
+//
+// The tables are created and upgraded by versioned migrations embedded in
+// the binary (migrations/), applied at Open under pgmigrate's advisory
+// lock.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/eventlog"
+	"github.com/sluicehq/sluice/internal/pgmigrate"
+)
+
+var _ eventlog.Log = (*Log)(nil)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations are the log's tables, for pgmigrate (and `sluice migrate`).
+func Migrations() pgmigrate.Component {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		panic(err) // the embedded directory exists
+	}
+	return pgmigrate.Component{Name: "eventlog", FS: sub}
+}
+
+// Channel is the LISTEN/NOTIFY channel of commits; the payload is the
+// commit's last id.
+const Channel = "sluice_events"
+
+// Config configures the PostgreSQL log.
+type Config struct {
+	// Pool is the database and its pool settings (config's
+	// Postgres.PoolConfig). Readers and maintenance use a pool of it; the
+	// committer and the listener a connection each.
+	Pool *pgxpool.Config
+	// Worker is the worker id of the node's flake ids (0..1023). Ids are
+	// unique whatever it is (each commit takes ids above the last).
+	Worker int
+	// Now is the clock of the ids (nil: time.Now). Ids stay above the
+	// stored ones whatever it says.
+	Now func() time.Time
+	// MaxBatch caps the events in one commit (default 4096).
+	MaxBatch int
+	// AllowSynchronousCommitOff opens the log on a server with
+	// synchronous_commit or fsync off (see the package comment).
+	AllowSynchronousCommitOff bool
+	// RecoverEvery is how often an unavailable log tries to recover, and
+	// how long the listener waits between reconnections (default 500ms).
+	RecoverEvery time.Duration
+	// CommitTimeout bounds one commit (default 15s): a server that stops
+	// answering makes the log unavailable instead of holding every
+	// append.
+	CommitTimeout time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 4096
+	}
+	if c.RecoverEvery <= 0 {
+		c.RecoverEvery = 500 * time.Millisecond
+	}
+	if c.CommitTimeout <= 0 {
+		c.CommitTimeout = 15 * time.Second
+	}
+}
+
+// Log is the PostgreSQL event log.
+type Log struct {
+	cfg     Config
+	gen     *event.Generator
+	log     *slog.Logger
+	metrics *metrics
+	pool    *pgxpool.Pool
+
+	// wc is the committing connection, the leader's (or the recoverer's
+	// while the log is down); wcMu hands it over.
+	wcMu sync.Mutex
+	wc   *pgx.Conn
+	// The leader's scratch: the columns of one group, reused.
+	cols columns
+
+	qmu     sync.Mutex
+	idle    *sync.Cond // signalled when the last leader steps down
+	queue   []*request // waiting for a leader, oldest first
+	leading bool
+	closed  bool
+	down    *unavailable
+
+	head    atomic.Uint64
+	chMu    sync.Mutex
+	changed chan struct{}
+
+	stop    context.CancelFunc
+	bg      sync.WaitGroup
+	wakeRec chan struct{}
+}
+
+// request is one Append waiting to be committed.
+type request struct {
+	events []*event.Event
+	enc    []event.Encoded
+	res    []eventlog.Result
+	err    error
+	// done receives false when the request is committed (or failed), and
+	// true when its goroutine must take over as leader.
+	done chan bool
+}
+
+var requestPool = sync.Pool{New: func() any { return &request{done: make(chan bool, 1)} }}
+
+// Open opens the log in the database of cfg.Pool, creating or upgrading
+// its tables. reg may be nil.
+func Open(ctx context.Context, cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Log, error) {
+	cfg.defaults()
+	if cfg.Pool == nil {
+		return nil, errors.New("open log: no database configured")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	gen, err := event.NewGenerator(cfg.Worker, cfg.Now)
+	if err != nil {
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	l := &Log{cfg: cfg, gen: gen, log: logger, changed: make(chan struct{}), wakeRec: make(chan struct{}, 1)}
+	l.idle = sync.NewCond(&l.qmu)
+	if l.pool, err = pgxpool.NewWithConfig(ctx, cfg.Pool); err != nil {
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	if err := pgmigrate.Apply(ctx, l.pool, Migrations()); err != nil {
+		l.pool.Close()
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	if l.wc, err = l.connect(ctx, "sluice event log commits"); err != nil {
+		l.pool.Close()
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	var head int64
+	if err := l.wc.QueryRow(ctx, "SELECT head FROM event_log").Scan(&head); err != nil {
+		l.wc.Close(ctx)
+		l.pool.Close()
+		return nil, fmt.Errorf("open log: read head: %w", err)
+	}
+	l.head.Store(uint64(head))
+
+	bgCtx, cancel := context.WithCancel(context.Background())
+	l.stop = cancel
+	first := make(chan error, 1)
+	l.bg.Add(2)
+	go l.listener(bgCtx, first)
+	go l.recoverer(bgCtx)
+	// Commits of other nodes are heard of from here on.
+	select {
+	case err = <-first:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		l.Close()
+		return nil, fmt.Errorf("open log: listen for commits: %w", err)
+	}
+	l.metrics = newMetrics(reg)
+	return l, nil
+}
+
+// connConfig is the pool's connection configuration, named for
+// pg_stat_activity unless the DSN names it.
+func (l *Log) connConfig(name string) *pgx.ConnConfig {
+	cc := l.cfg.Pool.ConnConfig.Copy()
+	if _, ok := cc.RuntimeParams["application_name"]; !ok {
+		cc.RuntimeParams["application_name"] = name
+	}
+	return cc
+}
+
+// connect opens a connection of the pool's configuration and checks that
+// its commits are durable.
+func (l *Log) connect(ctx context.Context, name string) (*pgx.Conn, error) {
+	c, err := pgx.ConnectConfig(ctx, l.connConfig(name))
+	if err != nil {
+		return nil, err
+	}
+	if err := l.checkDurable(ctx, c); err != nil {
+		c.Close(ctx)
+		return nil, err
+	}
+	return c, nil
+}
+
+// ErrNotDurable is wrapped by the error of Open on a server whose commits
+// can be lost in a crash after they returned.
+var ErrNotDurable = errors.New("commits are not durable")
+
+func (l *Log) checkDurable(ctx context.Context, c *pgx.Conn) error {
+	var syncCommit, fsync string
+	if err := c.QueryRow(ctx, "SELECT current_setting('synchronous_commit'), current_setting('fsync')").Scan(&syncCommit, &fsync); err != nil {
+		return fmt.Errorf("read durability settings: %w", err)
+	}
+	var off []string
+	if syncCommit == "off" {
+		off = append(off, "synchronous_commit")
+	}
+	if fsync == "off" {
+		off = append(off, "fsync")
+	}
+	if len(off) == 0 {
+		return nil
+	}
+	what := strings.Join(off, " and ")
+	if l.cfg.AllowSynchronousCommitOff {
+		l.log.Warn("PostgreSQL runs with "+what+" off, allowed by postgres.allow_synchronous_commit_off: an acknowledged event can be lost in a crash of PostgreSQL", "off", what)
+		return nil
+	}
+	return fmt.Errorf("%w: PostgreSQL runs with %s off (in its configuration, or for this role, database or connection string), so an event answered 2xx could be lost in a crash of PostgreSQL; turn it on, or set postgres.allow_synchronous_commit_off to accept that", ErrNotDurable, what)
+}
+
+// Append implements eventlog.Log. Each event's Data must be a compact JSON
+// object, as every decoder produces; the log checks the framing only.
+func (l *Log) Append(ctx context.Context, events []*event.Event) ([]eventlog.Result, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	for i, e := range events {
+		if err := e.CheckEnvelope(); err != nil {
+			return nil, fmt.Errorf("event %d: %w", i, err)
+		}
+	}
+	r := requestPool.Get().(*request)
+	r.events = events
+	r.enc = r.enc[:0]
+	for _, e := range events {
+		r.enc = append(r.enc, e.Encode(nil))
+	}
+	err := l.submit(ctx, r)
+	res := r.res
+	if err == nil {
+		err = r.err
+	}
+	if err != nil {
+		l.metrics.appendFailed(failureReason(err))
+		res = nil
+	} else {
+		for i, e := range events {
+			e.ID = res[i].ID
+		}
+	}
+	r.events, r.res, r.err = nil, nil, nil
+	clear(r.enc)
+	r.enc = r.enc[:0]
+	requestPool.Put(r)
+	return res, err
+}
+
+// submit queues r and returns once r is committed (or failed): as the
+// leader that committed it, or woken by one.
+func (l *Log) submit(ctx context.Context, r *request) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	l.qmu.Lock()
+	if l.closed {
+		l.qmu.Unlock()
+		return eventlog.ErrClosed
+	}
+	if l.down != nil {
+		down := l.down
+		l.qmu.Unlock()
+		return down
+	}
+	l.queue = append(l.queue, r)
+	if l.leading {
+		l.qmu.Unlock()
+		if lead := <-r.done; !lead {
+			return nil
+		}
+	} else {
+		l.leading = true
+		l.qmu.Unlock()
+	}
+	l.lead()
+	return nil
+}
+
+// lead commits one group, led by the oldest waiting request, whose
+// goroutine runs this; then it wakes the group and passes the leadership
+// on, or steps down. A commit that failed for the database's sake takes
+// the log down: the requests still queued fail with it, and recoverer is
+// told.
+func (l *Log) lead() {
+	l.qmu.Lock()
+	group := l.takeGroup()
+	l.qmu.Unlock()
+
+	head, err := l.commitGroup(group)
+	if err == nil {
+		l.raiseHead(head)
+	}
+	if err != nil && failureReason(err) != reasonOther && failureReason(err) != reasonClosed {
+		down := l.goDown(err)
+		for _, r := range group {
+			if r.err != nil && failureReason(r.err) != reasonOther {
+				r.err = down
+			}
+		}
+	}
+	for _, r := range group[1:] {
+		r.done <- false
+	}
+
+	l.qmu.Lock()
+	var refused []*request
+	down := l.down
+	if down != nil {
+		refused, l.queue = l.queue, nil
+	}
+	var next *request
+	if len(l.queue) > 0 {
+		next = l.queue[0]
+	} else {
+		l.leading = false
+		l.idle.Broadcast()
+	}
+	l.qmu.Unlock()
+	for _, r := range refused {
+		r.err = down
+		r.done <- false
+	}
+	if next != nil {
+		next.done <- true
+	}
+}
+
+// takeGroup removes the next group from the queue: requests up to
+// MaxBatch events (at least one request). qmu is held.
+func (l *Log) takeGroup() []*request {
+	n, events := 1, len(l.queue[0].events)
+	for n < len(l.queue) && events+len(l.queue[n].events) <= l.cfg.MaxBatch {
+		events += len(l.queue[n].events)
+		n++
+	}
+	group := make([]*request, n)
+	copy(group, l.queue[:n])
+	rest := copy(l.queue, l.queue[n:])
+	clear(l.queue[rest:])
+	l.queue = l.queue[:rest]
+	return group
+}
+
+// commitGroup commits the group in one transaction. When that fails for a
+// reason that is not the database's, each request is retried alone, so one
+// bad request cannot fail its neighbours. It returns the highest id
+// stored, and an error when some request failed.
+func (l *Log) commitGroup(group []*request) (event.ID, error) {
+	last, err := l.commit(group)
+	switch {
+	case err == nil:
+		return last, nil
+	case len(group) == 1 || failureReason(err) != reasonOther:
+		for _, r := range group {
+			r.err = err
+		}
+		return 0, err
+	}
+	l.log.Warn("group commit failed; committing requests one by one", "requests", len(group), "err", err)
+	var first error
+	for _, r := range group {
+		var id event.ID
+		id, r.err = l.commit([]*request{r})
+		last = max(last, id)
+		if r.err != nil && (first == nil || failureReason(first) == reasonOther) {
+			first = r.err
+		}
+	}
+	return last, first
+}
+
+// columns are the rows of one commit, column by column, for unnest.
+type columns struct {
+	ids, projects, times, contentIDs []int64
+	keys                             []string
+	dedups, bodies                   [][]byte
+	people                           []int32
+	arena                            []byte // the bodies, back to back
+
+	cIDs, cReceived []int64
+	cBodies         [][]byte
+
+	lookupProjects []int64
+	lookupKeys     [][]byte
+}
+
+func (c *columns) reset() {
+	c.ids, c.projects, c.times, c.contentIDs = c.ids[:0], c.projects[:0], c.times[:0], c.contentIDs[:0]
+	clear(c.keys)
+	c.keys = c.keys[:0]
+	clear(c.dedups)
+	c.dedups = c.dedups[:0]
+	clear(c.bodies)
+	c.bodies = c.bodies[:0]
+	c.people = c.people[:0]
+	c.arena = c.arena[:0]
+	c.cIDs, c.cReceived = c.cIDs[:0], c.cReceived[:0]
+	clear(c.cBodies)
+	c.cBodies = c.cBodies[:0]
+	c.lookupProjects = c.lookupProjects[:0]
+	clear(c.lookupKeys)
+	c.lookupKeys = c.lookupKeys[:0]
+}
+
+type dedupKey struct {
+	project uint32
+	key     string
+}
+
+const (
+	sqlLockHead = `SELECT head FROM event_log FOR UPDATE`
+	sqlLookup   = `SELECT e.project_id, e.dedup, e.id FROM events e
+		JOIN unnest($1::bigint[], $2::bytea[]) AS k(project_id, dedup) ON e.project_id = k.project_id AND e.dedup = k.dedup
+		WHERE e.dedup IS NOT NULL`
+	sqlInsert = `INSERT INTO events (id, project_id, key, time, dedup, body, content_id, people)
+		SELECT id, project_id, key, time, dedup, body, nullif(content_id, 0), people
+		FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bytea[], $6::bytea[], $7::bigint[], $8::int[])
+			AS u(id, project_id, key, time, dedup, body, content_id, people)`
+	sqlInsertContents = `INSERT INTO event_contents (id, received_at, body) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])`
+	sqlRaiseHead      = `UPDATE event_log SET head = $1`
+	sqlNotify         = `SELECT pg_notify('` + Channel + `', $1)`
+)
+
+// commit stores the batch in one transaction on the committing
+// connection. When the connection turns out to be gone before the
+// transaction got its lock (the server restarted, or failed over, since
+// the last commit), nothing was stored: it connects again, once, and
+// retries.
+func (l *Log) commit(batch []*request) (event.ID, error) {
+	l.wcMu.Lock()
+	defer l.wcMu.Unlock()
+	last, err := l.commitOn(batch)
+	var early *beforeLock
+	if !errors.As(err, &early) || failureReason(err) != reasonUnavailable {
+		return last, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.CommitTimeout)
+	defer cancel()
+	if l.wc != nil {
+		l.wc.Close(ctx)
+		l.wc = nil
+	}
+	c, cerr := l.connect(ctx, "sluice event log commits")
+	if cerr != nil {
+		return 0, fmt.Errorf("%w (and again: %w)", err, cerr)
+	}
+	l.wc = c
+	return l.commitOn(batch)
+}
+
+// beforeLock is an error of a commit before it held the lock on the
+// head: nothing of it was stored.
+type beforeLock struct{ err error }
+
+func (e *beforeLock) Error() string { return "lock the log head: " + e.err.Error() }
+func (e *beforeLock) Unwrap() error { return e.err }
+
+// commitOn stores the batch in one transaction on l.wc (wcMu is held), in
+// two round trips: BEGIN, the lock on event_log and the lookup of the
+// dedup keys; then the rows, the new head, the notification and COMMIT.
+// It returns the last id stored (0 when every event was a duplicate).
+func (l *Log) commitOn(batch []*request) (last event.ID, err error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.CommitTimeout)
+	defer cancel()
+	wc := l.wc
+	if wc == nil || wc.IsClosed() {
+		return 0, &beforeLock{errNoConnection}
+	}
+	c := &l.cols
+	c.reset()
+	seen := map[dedupKey]bool{}
+	for _, r := range batch {
+		for _, e := range r.events {
+			if e.DedupKey == "" {
+				continue
+			}
+			k := dedupKey{e.ProjectID, e.DedupKey}
+			if !seen[k] {
+				seen[k] = true
+				c.lookupProjects = append(c.lookupProjects, int64(e.ProjectID))
+				c.lookupKeys = append(c.lookupKeys, []byte(e.DedupKey))
+			}
+		}
+	}
+
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(sqlLockHead)
+	if len(c.lookupKeys) > 0 {
+		b.Queue(sqlLookup, c.lookupProjects, c.lookupKeys)
+	}
+	br := wc.SendBatch(ctx, b)
+	stored := map[dedupKey]event.ID{}
+	var head int64
+	_, err = br.Exec()
+	if err == nil {
+		err = br.QueryRow().Scan(&head)
+	}
+	if err == nil && len(c.lookupKeys) > 0 {
+		var rows pgx.Rows
+		rows, err = br.Query()
+		if err == nil {
+			for rows.Next() {
+				var project, id int64
+				var key []byte
+				if err = rows.Scan(&project, &key, &id); err != nil {
+					break
+				}
+				stored[dedupKey{uint32(project), string(key)}] = event.ID(id)
+			}
+			rows.Close()
+			if err == nil {
+				err = rows.Err()
+			}
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	defer func() {
+		if err != nil && !wc.IsClosed() {
+			rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, _ = wc.Exec(rctx, "ROLLBACK")
+			cancel()
+		}
+	}()
+	if err != nil {
+		return 0, &beforeLock{err}
+	}
+
+	// Under the lock: ids above every committed id, duplicates known.
+	l.gen.Observe(event.ID(head))
+	var contents map[*event.Content]int64
+	for _, r := range batch {
+		r.res = make([]eventlog.Result, len(r.events))
+		for i, e := range r.events {
+			if e.DedupKey != "" {
+				k := dedupKey{e.ProjectID, e.DedupKey}
+				if orig, ok := stored[k]; ok {
+					r.res[i] = eventlog.Result{ID: orig, Duplicate: true}
+					continue
+				}
+			}
+			id := l.gen.Next()
+			if e.DedupKey != "" {
+				stored[dedupKey{e.ProjectID, e.DedupKey}] = id
+			}
+			r.res[i] = eventlog.Result{ID: id}
+			last = id
+			var contentID int64
+			if e.Content != nil {
+				if contents == nil {
+					contents = map[*event.Content]int64{}
+				}
+				if contentID = contents[e.Content]; contentID == 0 {
+					// A content takes the id of its first stored event.
+					contentID = int64(id)
+					contents[e.Content] = contentID
+					c.cIDs = append(c.cIDs, contentID)
+					c.cReceived = append(c.cReceived, e.Content.ReceivedAt)
+					c.cBodies = append(c.cBodies, e.Content.Body)
+				}
+			}
+			var dedup []byte
+			if e.DedupKey != "" {
+				dedup = []byte(e.DedupKey)
+			}
+			start := len(c.arena)
+			c.arena = r.enc[i].WithID(c.arena, id)
+			c.bodies = append(c.bodies, c.arena[start:len(c.arena):len(c.arena)])
+			c.ids = append(c.ids, int64(id))
+			c.projects = append(c.projects, int64(e.ProjectID))
+			c.keys = append(c.keys, e.Key)
+			c.times = append(c.times, e.Time)
+			c.dedups = append(c.dedups, dedup)
+			c.contentIDs = append(c.contentIDs, contentID)
+			c.people = append(c.people, int32(len(e.Identities)))
+		}
+	}
+	// The arena may have moved while it grew: cut the bodies again.
+	off := 0
+	for i, body := range c.bodies {
+		c.bodies[i] = c.arena[off : off+len(body) : off+len(body)]
+		off += len(body)
+	}
+
+	b = &pgx.Batch{}
+	if len(c.ids) > 0 {
+		b.Queue(sqlInsert, c.ids, c.projects, c.keys, c.times, c.dedups, c.bodies, c.contentIDs, c.people)
+		if len(c.cIDs) > 0 {
+			b.Queue(sqlInsertContents, c.cIDs, c.cReceived, c.cBodies)
+		}
+		b.Queue(sqlRaiseHead, int64(last))
+		b.Queue(sqlNotify, last.String())
+	}
+	b.Queue("COMMIT")
+	if err = wc.SendBatch(ctx, b).Close(); err != nil {
+		return 0, fmt.Errorf("commit: %w", err)
+	}
+	l.metrics.observeCommit(len(c.ids), time.Since(start))
+	return last, nil
+}
+
+var errNoConnection = errors.New("no connection to PostgreSQL")
+
+// raiseHead moves the head up to id (never down) and tells the followers.
+func (l *Log) raiseHead(id event.ID) {
+	for {
+		cur := l.head.Load()
+		if uint64(id) <= cur {
+			return
+		}
+		if l.head.CompareAndSwap(cur, uint64(id)) {
+			l.chMu.Lock()
+			close(l.changed)
+			l.changed = make(chan struct{})
+			l.chMu.Unlock()
+			return
+		}
+	}
+}
+
+// Head implements eventlog.Log.
+func (l *Log) Head() event.ID { return event.ID(l.head.Load()) }
+
+// Changed implements eventlog.Log.
+func (l *Log) Changed() <-chan struct{} {
+	l.chMu.Lock()
+	defer l.chMu.Unlock()
+	return l.changed
+}
+
+// listener raises the head to the commits of every node, as PostgreSQL
+// notifies them, until ctx ends. first receives the outcome of its first
+// attempt: nil once it listens.
+func (l *Log) listener(ctx context.Context, first chan<- error) {
+	defer l.bg.Done()
+	for ctx.Err() == nil {
+		err := l.listen(ctx, func() {
+			if first != nil {
+				first <- nil
+				first = nil
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if first != nil {
+			first <- err
+			return
+		}
+		l.log.Warn("listening for commits of other nodes; reconnecting", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(l.cfg.RecoverEvery):
+		}
+	}
+}
+
+func (l *Log) listen(ctx context.Context, listening func()) error {
+	c, err := pgx.ConnectConfig(ctx, l.connConfig("sluice event log notifications"))
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(ctx, "LISTEN "+Channel); err != nil {
+		return err
+	}
+	// What was committed before LISTEN took effect is in event_log.
+	var head int64
+	if err := c.QueryRow(ctx, "SELECT head FROM event_log").Scan(&head); err != nil {
+		return err
+	}
+	l.raiseHead(event.ID(head))
+	listening()
+	for {
+		n, err := c.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		if id, err := strconv.ParseUint(n.Payload, 10, 64); err == nil {
+			l.raiseHead(event.ID(id))
+		}
+	}
+}
+
+// again runs op, and once more when it failed for want of a connection:
+// after a restart (or a failover) of the server, the pool hands out each
+// connection the server ended once before it notices. Reads and deletes
+// are safe to repeat.
+func again[T any](ctx context.Context, op func() (T, error)) (T, error) {
+	v, err := op()
+	if err != nil && ctx.Err() == nil && failureReason(err) == reasonUnavailable {
+		return op()
+	}
+	return v, err
+}
+
+// Read implements eventlog.Log.
+func (l *Log) Read(ctx context.Context, q eventlog.Query) ([]eventlog.Record, error) {
+	if err := q.Normalize(); err != nil {
+		return nil, err
+	}
+	return again(ctx, func() ([]eventlog.Record, error) { return l.read(ctx, q) })
+}
+
+func (l *Log) read(ctx context.Context, q eventlog.Query) ([]eventlog.Record, error) {
+	where, args := whereOf(q)
+	stmt := "SELECT id, project_id, key, time, body, coalesce(content_id, 0) FROM events" + where
+	if q.Newest {
+		stmt += " ORDER BY id DESC"
+	} else {
+		stmt += " ORDER BY id"
+	}
+	args = append(args, q.Limit)
+	stmt += " LIMIT $" + strconv.Itoa(len(args))
+	rows, err := l.pool.Query(ctx, stmt, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read log: %w", err)
+	}
+	defer rows.Close()
+	var out []eventlog.Record
+	for rows.Next() {
+		var r eventlog.Record
+		var id, project int64
+		if err := rows.Scan(&id, &project, &r.Key, &r.Time, &r.Body, &r.ContentID); err != nil {
+			return nil, fmt.Errorf("read log: %w", err)
+		}
+		r.ID, r.ProjectID = event.ID(id), uint32(project)
+		r.Body = event.SanitizeJSONText(r.Body)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read log: %w", err)
+	}
+	if q.Newest {
+		slices.Reverse(out)
+	}
+	return out, nil
+}
+
+// whereOf is the WHERE clause of a normalized query and its arguments.
+func whereOf(q eventlog.Query) (string, []any) {
+	var where []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if len(q.Projects) > 0 {
+		ps := make([]int64, len(q.Projects))
+		for i, p := range q.Projects {
+			ps[i] = int64(p)
+		}
+		where = append(where, "project_id = ANY("+arg(ps)+"::bigint[])")
+	}
+	if q.KeyGlob != "" {
+		where = append(where, "key LIKE "+arg(likePattern(q.KeyGlob)))
+	}
+	if q.Since != 0 {
+		where = append(where, "time >= "+arg(q.Since))
+	}
+	if q.Until != 0 {
+		where = append(where, "time < "+arg(q.Until))
+	}
+	if q.After != 0 {
+		where = append(where, "id > "+arg(int64(q.After)))
+	}
+	if q.WithIdentities {
+		where = append(where, "people > 0")
+	}
+	if len(q.IDs) > 0 {
+		ids := make([]int64, len(q.IDs))
+		for i, id := range q.IDs {
+			ids[i] = int64(id)
+		}
+		where = append(where, "id = ANY("+arg(ids)+"::bigint[])")
+	}
+	if len(where) == 0 {
+		return "", args
+	}
+	return " WHERE " + strings.Join(where, " AND "), args
+}
+
+// likePattern translates a key glob (event.MatchGlob) into a LIKE pattern
+// (backslash escapes).
+func likePattern(glob string) string {
+	var b strings.Builder
+	for _, c := range glob {
+		switch c {
+		case '*':
+			b.WriteByte('%')
+		case '?':
+			b.WriteByte('_')
+		case '%', '_', '\\':
+			b.WriteByte('\\')
+			b.WriteRune(c)
+		default:
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
+}
+
+// Count implements eventlog.Log.
+func (l *Log) Count(ctx context.Context, q eventlog.Query) (int64, error) {
+	q.Limit, q.Newest = 1, false
+	if err := q.Normalize(); err != nil {
+		return 0, err
+	}
+	where, args := whereOf(q)
+	return again(ctx, func() (int64, error) {
+		var n int64
+		if err := l.pool.QueryRow(ctx, "SELECT count(*) FROM events"+where, args...).Scan(&n); err != nil {
+			return 0, fmt.Errorf("count events: %w", err)
+		}
+		return n, nil
+	})
+}
+
+// Contents implements eventlog.Log.
+func (l *Log) Contents(ctx context.Context, ids []int64) (map[int64]event.Content, error) {
+	return again(ctx, func() (map[int64]event.Content, error) { return l.contents(ctx, ids) })
+}
+
+func (l *Log) contents(ctx context.Context, ids []int64) (map[int64]event.Content, error) {
+	out := make(map[int64]event.Content, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := l.pool.Query(ctx, "SELECT id, received_at, body FROM event_contents WHERE id = ANY($1::bigint[])", ids)
+	if err != nil {
+		return nil, fmt.Errorf("read contents: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var c event.Content
+		if err := rows.Scan(&id, &c.ReceivedAt, &c.Body); err != nil {
+			return nil, fmt.Errorf("read contents: %w", err)
+		}
+		out[id] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read contents: %w", err)
+	}
+	return out, nil
+}
+
+// deleteChunk bounds how many rows one retention transaction removes.
+const deleteChunk = 5000
+
+// DeleteBefore implements eventlog.Log. Ids carry their commit time, so
+// "stored before t" is an id range on the primary key.
+func (l *Log) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
+	return l.deleteChunks(ctx, `DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id < $1 ORDER BY id LIMIT $2)`, int64(event.FirstIDAt(t)))
+}
+
+// DeleteContentsBefore implements eventlog.Log.
+func (l *Log) DeleteContentsBefore(ctx context.Context, t time.Time) (int64, error) {
+	return l.deleteChunks(ctx, `DELETE FROM event_contents WHERE id IN (SELECT id FROM event_contents WHERE received_at < $1 ORDER BY received_at LIMIT $2)`, t.UnixMilli())
+}
+
+// deleteChunks runs a DELETE of at most deleteChunk rows below bound
+// until it deletes fewer, one transaction each.
+func (l *Log) deleteChunks(ctx context.Context, stmt string, bound int64) (int64, error) {
+	var total int64
+	for {
+		tag, err := again(ctx, func() (pgconn.CommandTag, error) { return l.pool.Exec(ctx, stmt, bound, deleteChunk) })
+		if err != nil {
+			return total, fmt.Errorf("delete expired rows: %w", err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < deleteChunk {
+			return total, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+	}
+}
+
+// Erase implements eventlog.Log: the events, then the raw requests no
+// remaining event refers to, a chunk per transaction.
+func (l *Log) Erase(ctx context.Context, projectID uint32, ids []event.ID) (int64, error) {
+	var total int64
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		chunk := make([]int64, n)
+		for i, id := range ids[:n] {
+			chunk[i] = int64(id)
+		}
+		ids = ids[n:]
+		erased, err := again(ctx, func() (int64, error) { return l.eraseChunk(ctx, projectID, chunk) })
+		total += erased
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// eraseChunk erases one chunk in one transaction and says how many events
+// it deleted.
+func (l *Log) eraseChunk(ctx context.Context, projectID uint32, chunk []int64) (int64, error) {
+	var n int64
+	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM event_contents c WHERE c.id IN (
+				SELECT content_id FROM events WHERE project_id = $1 AND id = ANY($2::bigint[]) AND content_id IS NOT NULL)
+			AND NOT EXISTS (SELECT 1 FROM events e WHERE e.content_id = c.id AND NOT (e.id = ANY($2::bigint[])))`, int64(projectID), chunk); err != nil {
+			return fmt.Errorf("erase raw requests: %w", err)
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM events WHERE project_id = $1 AND id = ANY($2::bigint[])`, int64(projectID), chunk)
+		if err != nil {
+			return fmt.Errorf("erase events: %w", err)
+		}
+		n = tag.RowsAffected()
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// Health implements eventlog.Log: nil while appends are taken, else the
+// error that they fail with (errors.Is eventlog.ErrUnavailable).
+func (l *Log) Health() error {
+	l.qmu.Lock()
+	defer l.qmu.Unlock()
+	if l.down == nil {
+		return nil
+	}
+	return l.down
+}
+
+// goDown makes the log refuse appends because of err (unless it already
+// does) and tells recoverer. It returns the error appends fail with.
+func (l *Log) goDown(err error) *unavailable {
+	l.qmu.Lock()
+	down, was := l.down, l.down != nil
+	if !was {
+		down = &unavailable{reason: failureReason(err), since: time.Now(), cause: err}
+		l.down = down
+	}
+	queued := len(l.queue)
+	l.qmu.Unlock()
+	if !was {
+		l.log.Error("event log unavailable: appends refused until PostgreSQL takes a probe write", "err", err, "refused_queued", queued)
+		select {
+		case l.wakeRec <- struct{}{}:
+		default:
+		}
+	}
+	return down
+}
+
+// recoverer brings the log back after it went down: at once, then every
+// RecoverEvery until a probe write commits.
+func (l *Log) recoverer(ctx context.Context) {
+	defer l.bg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.wakeRec:
+		}
+		for attempt := 1; ; attempt++ {
+			err := l.tryRecover(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil {
+				l.qmu.Lock()
+				since := l.down.since
+				l.down = nil
+				l.qmu.Unlock()
+				l.log.Info("event log recovered: appends resume", "unavailable_for", time.Since(since).Round(time.Millisecond).String(), "attempts", attempt)
+				break
+			}
+			l.log.Debug("event log still unavailable", "err", err, "attempt", attempt)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(l.cfg.RecoverEvery):
+			}
+		}
+	}
+}
+
+// tryRecover reconnects the committer when its connection is gone and
+// commits a probe write (the head, unchanged, under its lock).
+func (l *Log) tryRecover(ctx context.Context) error {
+	l.wcMu.Lock()
+	defer l.wcMu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if l.wc == nil || l.wc.IsClosed() {
+		if l.wc != nil {
+			l.wc.Close(ctx)
+			l.wc = nil
+		}
+		c, err := l.connect(ctx, "sluice event log commits")
+		if err != nil {
+			return err
+		}
+		l.wc = c
+	}
+	err := pgx.BeginFunc(ctx, l.wc, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "UPDATE event_log SET head = head")
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("probe write: %w", err)
+	}
+	return nil
+}
+
+// Reasons of failed appends (the metric's label values).
+const (
+	reasonUnavailable = "unavailable"
+	reasonDiskFull    = "disk_full"
+	reasonIO          = "io"
+	reasonClosed      = "closed"
+	reasonOther       = "other"
+)
+
+// failureReason classifies an error of a commit or an append.
+func failureReason(err error) string {
+	var pe *pgconn.PgError
+	var ne net.Error
+	var ce *pgconn.ConnectError
+	var un *unavailable
+	switch {
+	case errors.As(err, &un):
+		return un.reason
+	case errors.Is(err, eventlog.ErrClosed):
+		return reasonClosed
+	case errors.As(err, &pe):
+		switch {
+		case pe.Code == "53100": // disk_full
+			return reasonDiskFull
+		case strings.HasPrefix(pe.Code, "58"): // system_error, io_error
+			return reasonIO
+		case strings.HasPrefix(pe.Code, "08"), // connection_exception
+			strings.HasPrefix(pe.Code, "57P"), // admin_shutdown, crash_shutdown, cannot_connect_now
+			strings.HasPrefix(pe.Code, "53"),  // out of memory, too many connections
+			pe.Code == "25006":                // read_only_sql_transaction: a standby
+			return reasonUnavailable
+		}
+	case errors.Is(err, errNoConnection), errors.As(err, &ce), errors.As(err, &ne), pgconn.SafeToRetry(err), pgconn.Timeout(err),
+		errors.Is(err, net.ErrClosed), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, context.DeadlineExceeded):
+		return reasonUnavailable
+	}
+	return reasonOther
+}
+
+// unavailable is the error of appends (and of Health) while the log is
+// down.
+type unavailable struct {
+	reason string
+	since  time.Time
+	cause  error // the failed commit's
+}
+
+func (u *unavailable) Error() string {
+	what := "PostgreSQL unavailable"
+	switch u.reason {
+	case reasonDiskFull:
+		what = "PostgreSQL's disk is full"
+	case reasonIO:
+		what = "PostgreSQL reports an I/O error"
+	}
+	return fmt.Sprintf("event log: %s; appends refused since %s (%v)", what, u.since.UTC().Format(time.RFC3339), u.cause)
+}
+
+func (u *unavailable) Is(target error) bool { return target == eventlog.ErrUnavailable }
+func (u *unavailable) Unwrap() error        { return u.cause }
+
+// Close stops accepting appends, waits for the commit in progress and
+// closes the connections.
+func (l *Log) Close() error {
+	l.qmu.Lock()
+	if l.closed {
+		l.qmu.Unlock()
+		return nil
+	}
+	l.closed = true
+	for l.leading {
+		l.idle.Wait()
+	}
+	l.qmu.Unlock()
+	l.stop()
+	l.bg.Wait()
+	l.wcMu.Lock()
+	if l.wc != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		l.wc.Close(ctx)
+		cancel()
+		l.wc = nil
+	}
+	l.wcMu.Unlock()
+	l.pool.Close()
+	return nil
+}
