@@ -23,6 +23,10 @@ need curl curl      # the docs harness (cmd/sluice/docs_test.go) runs the docs' 
 # the tests run initdb and the server themselves, as user postgres, in a temp
 # dir on a free port (the package's own cluster is neither needed nor used).
 [[ -x /usr/lib/postgresql/15/bin/initdb ]] || missing+=(postgresql-15)
+# A real ClickHouse server for the clickhouse destination's tests
+# (internal/sink/clickhousesink; Debian bookworm's is 18.16.1): the tests
+# start their own on free ports in a temp dir.
+[[ -x /usr/sbin/clickhouse-server ]] || missing+=(clickhouse-server)
 # A real headless browser for the console's tests (cmd/sluice, chromedp),
 # and the curl they send events with.
 need chromium chromium

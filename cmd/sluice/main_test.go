@@ -490,7 +490,7 @@ func TestStartBannerAndFirstCurl(t *testing.T) {
 	metrics := string(do(t, "GET", s.admin+"/metrics", "", "").body)
 	for _, m := range []string{
 		`sluice_ingest_requests_total{dialect="webhook",route="webhook",status="200"} 1`,
-		`sluice_ingest_events_total{dialect="webhook",result="stored"} 1`,
+		`sluice_ingest_events_total{dialect="webhook",project="0",result="stored"} 1`,
 		"sluice_log_commit_batch_events_count",
 		"sluice_log_commit_duration_seconds_bucket",
 		"sluice_ingest_request_duration_seconds_bucket",

@@ -324,7 +324,7 @@ func TestExportJSONLines(t *testing.T) {
 // buckets into quantiles, and reports each hook's gauges.
 func TestOverviewSamples(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	events := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_live_events_total"}, []string{"project", "dialect"})
+	events := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_ingest_events_total"}, []string{"dialect", "project", "result"})
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_ingest_requests_total"}, []string{"dialect", "route", "status"})
 	commit := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sluice_log_commit_duration_seconds", Buckets: []float64{0.001, 0.002, 0.004}})
 	lag := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_hook_lag_events"}, []string{"hook"})
@@ -332,10 +332,11 @@ func TestOverviewSamples(t *testing.T) {
 	reg.MustRegister(events, requests, commit, lag, failures)
 	s := NewSampler(SamplerConfig{Interval: 2 * time.Second, Keep: 2}, reg)
 	t0 := time.UnixMilli(1_700_000_000_000)
-	events.WithLabelValues("0", "webhook").Add(100) // before the first sample: not a rate
+	events.WithLabelValues("webhook", "0", "stored").Add(100) // before the first sample: not a rate
 	s.Sample(t0)
-	events.WithLabelValues("0", "webhook").Add(10)
-	events.WithLabelValues("3", "track").Add(4)
+	events.WithLabelValues("webhook", "0", "stored").Add(10)
+	events.WithLabelValues("webhook", "0", "duplicate").Add(8) // not stored: not counted
+	events.WithLabelValues("track", "3", "stored").Add(4)
 	requests.WithLabelValues("track", "hit", "400").Add(6)
 	requests.WithLabelValues("track", "hit", "200").Add(50)
 	for range 99 {

@@ -170,8 +170,8 @@ func (s *Sampler) Sample(now time.Time) {
 			key := metricKey(name, m)
 			cur[key] = m
 			switch name {
-			case "sluice_live_events_total":
-				if !first {
+			case "sluice_ingest_events_total":
+				if !first && label(m, "result") == "stored" {
 					d := increase(key, m.GetCounter().GetValue()) / dt
 					pt.charts["events_by_dialect"][label(m, "dialect")] += d
 					pt.charts["events_by_project"][label(m, "project")] += d

@@ -40,6 +40,9 @@ import (
 	"github.com/sluicehq/sluice/internal/project"
 	"github.com/sluicehq/sluice/internal/sink"
 	"github.com/sluicehq/sluice/internal/sink/amqpsink"
+	"github.com/sluicehq/sluice/internal/sink/bigquerysink"
+	"github.com/sluicehq/sluice/internal/sink/clickhousesink"
+	"github.com/sluicehq/sluice/internal/sink/ga4sink"
 	"github.com/sluicehq/sluice/internal/sink/httpsink"
 	"github.com/sluicehq/sluice/internal/sink/kafkasink"
 )
@@ -370,6 +373,9 @@ func Destinations() []sink.Destination {
 		amqpsink.QueueDestination(),
 		amqpsink.ExchangeDestination(),
 		kafkasink.Destination(),
+		ga4sink.Destination(),
+		bigquerysink.Destination(),
+		clickhousesink.Destination(),
 	}
 }
 
@@ -428,12 +434,7 @@ func AdminToken(ctx context.Context, state *project.Store, fromEnv string) (hash
 		return hash, "", err
 	}
 	if stored != "" {
-		b, err := hex.DecodeString(stored)
-		if err != nil || len(b) != 32 {
-			return hash, "", fmt.Errorf("stored admin token hash is damaged; set %s", config.EnvAdminToken)
-		}
-		copy(hash[:], b)
-		return hash, "", nil
+		return storedAdminToken(stored)
 	}
 	var raw [24]byte
 	if _, err := rand.Read(raw[:]); err != nil {
@@ -441,10 +442,26 @@ func AdminToken(ctx context.Context, state *project.Store, fromEnv string) (hash
 	}
 	generated = "sla_" + hex.EncodeToString(raw[:])
 	hash = sha256.Sum256([]byte(generated))
-	if err := state.SetMeta(ctx, metaAdminToken, hex.EncodeToString(hash[:])); err != nil {
+	// Nodes starting at once on one database agree on the first one
+	// stored; only its node shows it.
+	kept, err := state.SetMetaOnce(ctx, metaAdminToken, hex.EncodeToString(hash[:]))
+	if err != nil {
 		return hash, "", err
 	}
+	if kept != hex.EncodeToString(hash[:]) {
+		return storedAdminToken(kept)
+	}
 	return hash, generated, nil
+}
+
+// storedAdminToken reads the stored hash of the admin token.
+func storedAdminToken(stored string) (hash [32]byte, generated string, err error) {
+	b, err := hex.DecodeString(stored)
+	if err != nil || len(b) != 32 {
+		return hash, "", fmt.Errorf("stored admin token hash is damaged; set %s", config.EnvAdminToken)
+	}
+	copy(hash[:], b)
+	return hash, "", nil
 }
 
 // ResetAdminToken replaces the stored admin token with a new one and

@@ -102,7 +102,7 @@ func TestDestinations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"http", "rabbitmq_queue", "rabbitmq_exchange", "kafka"}
+	want := []string{"http", "rabbitmq_queue", "rabbitmq_exchange", "kafka", "google_analytics", "bigquery", "clickhouse"}
 	if got := d.Types(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("types %v, want %v", got, want)
 	}
@@ -114,7 +114,7 @@ func TestCheckHooks(t *testing.T) {
 	for yml, want := range map[string]string{
 		"- {id: ok, name: ok, events: [a], http: {url: 'http://x/'}}":                           "",
 		"- {id: x, name: x, events: [a], http: {url: 'ftp://x'}}":                               "hooks.provision[0] (x): invalid hook: http.url: an http:// or https:// URL",
-		"- {id: x, name: x, events: [a], type: smtp, smtp: {host: x}}":                          "hooks.provision[0] (x): invalid hook: type: http, rabbitmq_queue, rabbitmq_exchange or kafka",
+		"- {id: x, name: x, events: [a], type: smtp, smtp: {host: x}}":                          "hooks.provision[0] (x): invalid hook: type: http, rabbitmq_queue, rabbitmq_exchange, kafka, google_analytics, bigquery or clickhouse",
 		"- {id: x, name: x, events: [a], type: kafka, kafka: {brokers: [k:1], topic: t, x: 1}}": "kafka.x: unknown field",
 		"- {id: x, name: x, events: [a], http: {url: 'http://x/', headers: {X-Version: 2}}}":    "",
 	} {

@@ -56,6 +56,11 @@ type Config struct {
 	Token   string
 	// Baseline also loads a bare handler after each target run.
 	Baseline bool
+	// Floor also loads a floor server after each target run: FloorSQLite
+	// is the bare handler plus group commit to SQLite (floor.go), its
+	// database under FloorDir.
+	Floor    string
+	FloorDir string
 	// Rounds alternates target and baseline runs this many times.
 	Rounds int
 }
@@ -282,6 +287,15 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		defer srv.Close()
 		baseURL = url
 	}
+	var floorURL string
+	if cfg.Floor != FloorNone {
+		f, err := startFloor(cfg.Floor, cfg.FloorDir)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		floorURL = f.url
+	}
 	var out []Result
 	for round := 0; round < cfg.Rounds; round++ {
 		r, err := load(ctx, cfg, "target", target)
@@ -289,6 +303,14 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 			return out, err
 		}
 		out = append(out, r)
+		if floorURL != "" {
+			b, _ := cfg.build(floorURL)
+			r, err := load(ctx, cfg, "floor", b)
+			if err != nil {
+				return out, err
+			}
+			out = append(out, r)
+		}
 		if cfg.Baseline {
 			b, _ := cfg.build(baseURL)
 			r, err := load(ctx, cfg, "baseline", b)
@@ -521,13 +543,17 @@ func Report(w io.Writer, cfg Config, results []Result) {
 		dialect = "webhook"
 	}
 	fmt.Fprintf(w, "dialect %s, %s\n", dialect, mode)
-	var tEPS, bEPS float64
+	var tEPS, bEPS, fEPS float64
 	for _, r := range results {
 		label := r.Name
-		if r.Name == "baseline" {
+		switch r.Name {
+		case "baseline":
 			label = "baseline (bare net/http handler, same body)"
 			bEPS += r.EPS
-		} else {
+		case "floor":
+			label = "floor (" + cfg.Floor + ": the bare handler plus group commit of the body)"
+			fEPS += r.EPS
+		default:
 			tEPS += r.EPS
 		}
 		fmt.Fprintf(w, "%s  %s\n", label, r.URL)
@@ -551,6 +577,12 @@ func Report(w io.Writer, cfg Config, results []Result) {
 	}
 	if bEPS > 0 {
 		fmt.Fprintf(w, "ratio target/baseline: %.2f\n", tEPS/bEPS)
+	}
+	if fEPS > 0 {
+		fmt.Fprintf(w, "ratio target/floor: %.2f\n", tEPS/fEPS)
+	}
+	if fEPS > 0 && bEPS > 0 {
+		fmt.Fprintf(w, "ratio floor/baseline: %.2f\n", fEPS/bEPS)
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 )
 
 func runBench(ctx context.Context, args []string, env *Env) error {
-	const synopsis = "bench [--url URL] [-c N] [-d DURATION | -n COUNT] [--dialect D] [--payload JSON|@FILE] [--baseline]"
+	const synopsis = "bench [--url URL] [-c N] [-d DURATION | -n COUNT] [--dialect D] [--payload JSON|@FILE] [--baseline] [--floor sqlite]"
 	fs := newFlags("bench", synopsis, env)
 	var cfg bench.Config
 	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080", "ingest base URL of the server under load")
@@ -28,6 +28,8 @@ func runBench(ctx context.Context, args []string, env *Env) error {
 	project := fs.Uint("project", 0, "project id")
 	fs.StringVar(&cfg.Token, "token", "", "project token (required for track, s2s and commerce)")
 	fs.BoolVar(&cfg.Baseline, "baseline", false, "also load a bare net/http handler in this process, the same way, and print the ratio")
+	fs.StringVar(&cfg.Floor, "floor", "", "also load a durable floor server in this process and print the ratio: "+strings.Join(bench.Floors, ", ")+" (the bare handler plus group commit of the body)")
+	fs.StringVar(&cfg.FloorDir, "floor-dir", ".", "where the floor keeps its database: put it on the disk of the server's data directory")
 	fs.IntVar(&cfg.Rounds, "rounds", 1, "alternate target and baseline runs this many times")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	serveBaseline := fs.String("serve-baseline", "", "only serve the bare baseline handler on this address (for another load tool) until interrupted")

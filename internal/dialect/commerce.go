@@ -303,7 +303,9 @@ func (c *Commerce) decodeEvent(p *project.Project, r *Request, top *object, late
 				add("properties.value", "must be a number or a numeric string (a monetary value)")
 			}
 		}
-		if sch != nil {
+		if sch != nil && !sch.ValidFast(props.json()) {
+			// Not surely valid: the library finds and words every
+			// violation (a valid event, the common case, skips it).
 			doc, err := decodeAny(props.json())
 			if err != nil {
 				add("properties", err.Error())
@@ -314,6 +316,8 @@ func (c *Commerce) decodeEvent(p *project.Project, r *Request, top *object, late
 					}
 				}
 			}
+		}
+		if sch != nil {
 			if ce.typ == commercePurchaseType {
 				if v, ok := get(&props, "uniqueTransactionId"); ok {
 					ce.txID, _ = jsonString(v)

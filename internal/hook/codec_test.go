@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluicehq/sluice/internal/sink/httpsink"
+	"github.com/sluicehq/sluice/internal/sink/kafkasink"
 )
 
 // Definitions of every type read the same from JSON and from YAML, and
@@ -100,12 +102,14 @@ func TestSecretsSealedByAnEarlierVersion(t *testing.T) {
 	f.m.defaults(&h)
 	h.ID = "hk_old"
 	legacy, _ := json.Marshal(map[string]any{"token": "old-token", "signing": []string{NewSecret()}})
-	nonce := make([]byte, f.m.store.aead.NonceSize())
+	nonce := make([]byte, f.m.seal.aead.NonceSize())
 	rand.Read(nonce)
-	if err := f.m.store.insert(context.Background(), &row{hook: h, secrets: secrets{Signing: []string{NewSecret()}}}); err != nil {
+	sh, err := f.m.seal.stored(&row{hook: h, secrets: secrets{Signing: []string{NewSecret()}}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.m.store.db.Exec(`UPDATE hooks SET secrets = ? WHERE id = ?`, f.m.store.aead.Seal(nonce, nonce, legacy, nil), h.ID); err != nil {
+	sh.Secrets = f.m.seal.aead.Seal(nonce, nonce, legacy, nil)
+	if err := f.m.store.Insert(context.Background(), sh); err != nil {
 		t.Fatal(err)
 	}
 	f.m.Close()
@@ -114,5 +118,33 @@ func TestSecretsSealedByAnEarlierVersion(t *testing.T) {
 	waitFor(t, "a delivery", func() bool { return len(rc.requests()) == 1 })
 	if got := rc.requests()[0].header.Get("Authorization"); got != "Bearer old-token" {
 		t.Fatalf("Authorization %q", got)
+	}
+}
+
+// A stored hook whose type is no longer registered is kept as stored,
+// stopped, with the reason; it is shown with its settings as they were.
+func TestAStoredHookOfAnUnknownTypeIsStoppedAndKept(t *testing.T) {
+	f := newFixture(t, true)
+	h := brokerHook(TypeKafka)
+	h.Settings = &kafkasink.Settings{Brokers: []string{"127.0.0.1:1"}, Topic: "t"}
+	created, err := f.m.Create(context.Background(), h, Start{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.m.Close()
+	cfg := Config{Path: filepath.Join(f.dir, "hooks.db"), KeyPath: filepath.Join(f.dir, "hooks.key"), Destinations: testDestinations()[:1]}
+	m, err := Open(cfg, f.log, f.ps, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Start(context.Background())
+	f.m = m
+	g, err := m.Get(created.ID)
+	if err != nil || g.Active || !strings.Contains(g.StoppedReason, "the definition is no longer valid") || !strings.Contains(g.StoppedReason, "type: http") {
+		t.Fatalf("%+v %v", g, err)
+	}
+	b, err := json.Marshal(g)
+	if err != nil || !strings.Contains(string(b), `"type":"kafka","kafka":{"brokers":["127.0.0.1:1"],"topic":"t"`) {
+		t.Fatalf("%s %v", b, err)
 	}
 }

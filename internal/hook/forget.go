@@ -3,7 +3,6 @@ package hook
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -82,23 +81,7 @@ func (m *Manager) Forget(ctx context.Context, projectID uint32, ids []event.ID) 
 	for _, id := range ids {
 		erased[strconv.FormatUint(uint64(id), 10)] = true
 	}
-	rows, err := m.store.db.QueryContext(ctx, `SELECT id, messages FROM dead_letters`)
-	if err != nil {
-		return fmt.Errorf("read dead letters: %w", err)
-	}
-	type change struct {
-		id       int64
-		messages []byte
-		events   int
-	}
-	var changes []change
-	for rows.Next() {
-		var id int64
-		var msgs []byte
-		if err := rows.Scan(&id, &msgs); err != nil {
-			rows.Close()
-			return fmt.Errorf("read dead letters: %w", err)
-		}
+	return m.store.EachDeadLetter(ctx, func(id int64, msgs []byte) error {
 		var kept []json.RawMessage
 		dropped := false
 		gjson.ParseBytes(msgs).ForEach(func(_, m gjson.Result) bool {
@@ -109,25 +92,10 @@ func (m *Manager) Forget(ctx context.Context, projectID uint32, ids []event.ID) 
 			}
 			return true
 		})
-		if dropped {
-			b, _ := json.Marshal(kept)
-			changes = append(changes, change{id: id, messages: b, events: len(kept)})
+		if !dropped {
+			return nil
 		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read dead letters: %w", err)
-	}
-	for _, c := range changes {
-		var err error
-		if c.events == 0 {
-			_, err = m.store.db.ExecContext(ctx, `DELETE FROM dead_letters WHERE id = ?`, c.id)
-		} else {
-			_, err = m.store.db.ExecContext(ctx, `UPDATE dead_letters SET messages = ?, events = ? WHERE id = ?`, c.messages, c.events, c.id)
-		}
-		if err != nil {
-			return fmt.Errorf("erase from dead letters: %w", err)
-		}
-	}
-	return nil
+		b, _ := json.Marshal(kept)
+		return m.store.RewriteDeadLetter(ctx, id, b, len(kept))
+	})
 }

@@ -2,7 +2,6 @@ package hook
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,7 +57,9 @@ const profileWait = 2 * time.Second
 
 // Config configures hooks.
 type Config struct {
-	// Path is hooks.db; KeyPath the key that seals hook secrets.
+	// Store keeps the hooks' state (the manager closes it); nil opens
+	// hooks.db at Path. KeyPath is the key that seals hook secrets.
+	Store         Store
 	Path, KeyPath string
 	// RetryTimes and RetryPeriod are the defaults of hooks that set none
 	// (the seed's HOOK_RETRY_TIMES 4 and HOOK_RETRY_PERIOD_SEC 15).
@@ -84,7 +85,8 @@ type Config struct {
 // Manager owns the hooks: their store, and one worker per active hook.
 type Manager struct {
 	cfg      Config
-	store    *store
+	store    Store
+	seal     *sealer
 	log      Log
 	projects Projects
 	profiles Profiles
@@ -168,18 +170,29 @@ func Open(cfg Config, log Log, projects Projects, profiles Profiles, reg prometh
 	if err != nil {
 		return nil, err
 	}
-	st, err := openStore(cfg.Path, cfg.KeyPath)
+	seal, err := newSealer(cfg.KeyPath)
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{cfg: cfg, store: st, log: log, projects: projects, profiles: profiles, logger: logger,
+	st := cfg.Store
+	if st == nil {
+		if st, err = OpenSQLite(cfg.Path); err != nil {
+			return nil, err
+		}
+	}
+	m := &Manager{cfg: cfg, store: st, seal: seal, log: log, projects: projects, profiles: profiles, logger: logger,
 		met: newMetrics(reg), dests: dests, rows: map[string]*row{}, workers: map[string]*worker{}}
-	rows, err := st.list(context.Background())
+	stored, err := st.Hooks(context.Background())
 	if err != nil {
-		st.db.Close()
+		st.Close()
 		return nil, err
 	}
-	for _, r := range rows {
+	for _, sh := range stored {
+		r, err := seal.row(sh)
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
 		// A type that is no longer registered stops the hook at Start,
 		// with the reason; its definition is kept as stored.
 		if m.dests.Resolve(&r.hook) == nil {
@@ -219,7 +232,26 @@ func (m *Manager) Close() error {
 		w.cancel()
 		<-w.done
 	}
-	return m.store.db.Close()
+	return m.store.Close()
+}
+
+// insert stores a new hook.
+func (m *Manager) insert(ctx context.Context, r *row) error {
+	sh, err := m.seal.stored(r)
+	if err != nil {
+		return fmt.Errorf("insert hook: %w", err)
+	}
+	return m.store.Insert(ctx, sh)
+}
+
+// update writes the spec, secrets and switch of a hook (not its cursor,
+// which only the delivery loop moves, unless cursor is set).
+func (m *Manager) update(ctx context.Context, r *row, cursor *event.ID) error {
+	sh, err := m.seal.stored(r)
+	if err != nil {
+		return fmt.Errorf("update hook: %w", err)
+	}
+	return m.store.Update(ctx, sh, cursor)
 }
 
 func (m *Manager) defaults(h *Hook) {
@@ -246,7 +278,7 @@ func (m *Manager) startLocked(id string) {
 		// Saved under other bounds: stopped, and the API says why.
 		m.logger.Error("hook definition is no longer valid; stopped", "hook", id, "err", err)
 		r.hook.Active, r.hook.StoppedReason = false, "the definition is no longer valid: "+err.Error()
-		if err := m.store.update(context.Background(), r, nil); err != nil {
+		if err := m.update(context.Background(), r, nil); err != nil {
 			m.logger.Error("stop hook", "hook", id, "err", err)
 		}
 		return
@@ -257,7 +289,7 @@ func (m *Manager) startLocked(id string) {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &worker{m: m, hook: r.hook, comp: comp, sink: s, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	w := &worker{m: m, store: m.store, hook: r.hook, comp: comp, sink: s, ctx: ctx, cancel: cancel, done: make(chan struct{})}
 	m.workers[id] = w
 	m.met.active.WithLabelValues(id).Set(1)
 	go w.run()
@@ -282,7 +314,7 @@ func (m *Manager) stopHook(id, reason string) {
 	r := m.rows[id]
 	if r != nil {
 		r.hook.Active, r.hook.StoppedReason, r.hook.UpdatedAt = false, reason, m.cfg.Now().UTC()
-		if err := m.store.update(context.Background(), r, nil); err != nil {
+		if err := m.update(context.Background(), r, nil); err != nil {
 			m.logger.Error("stop hook", "hook", id, "err", err)
 		}
 	}
@@ -293,100 +325,6 @@ func (m *Manager) stopHook(id, reason string) {
 	m.logger.Warn("hook stopped", "hook", id, "reason", reason)
 }
 
-// ---- the store side of the loop
-
-func (m *Manager) loadInflight(ctx context.Context, hookID string) ([]*pending, error) {
-	rows, err := m.store.db.QueryContext(ctx, `SELECT seq, batch_id, ids, last_id FROM inflight WHERE hook_id = ? ORDER BY seq`, hookID)
-	if err != nil {
-		return nil, err
-	}
-	type fl struct {
-		p   *pending
-		ids []event.ID
-	}
-	var fls []fl
-	for rows.Next() {
-		var f fl
-		f.p = &pending{}
-		var ids string
-		var last int64
-		if err := rows.Scan(&f.p.seq, &f.p.id, &ids, &last); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		f.p.upTo = event.ID(last)
-		if err := json.Unmarshal([]byte(ids), &f.ids); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		fls = append(fls, f)
-	}
-	rows.Close()
-	var out []*pending
-	for _, f := range fls {
-		// Rebuild the batch from the log: the same events, the same id.
-		want := map[event.ID]bool{}
-		for _, id := range f.ids {
-			want[id] = true
-		}
-		after := f.ids[0] - 1
-		for len(f.p.records) < len(f.ids) {
-			recs, err := m.log.Read(ctx, eventlog.Query{After: after, Limit: eventlog.MaxLimit})
-			if err != nil {
-				return nil, err
-			}
-			for _, r := range recs {
-				if want[r.ID] {
-					f.p.records = append(f.p.records, r)
-				}
-			}
-			if len(recs) < eventlog.MaxLimit || recs[len(recs)-1].ID >= f.ids[len(f.ids)-1] {
-				break
-			}
-			after = recs[len(recs)-1].ID
-		}
-		if len(f.p.records) == 0 { // removed by retention meanwhile
-			if err := m.commit(hookID, f.p, nil, nil, 0); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		out = append(out, f.p)
-	}
-	return out, nil
-}
-
-// saveInflight records p before its first attempt, with the scan
-// position after it (where a restart resumes forming batches).
-func (m *Manager) saveInflight(ctx context.Context, hookID string, p *pending) error {
-	ids := make([]event.ID, len(p.records))
-	for i, r := range p.records {
-		ids[i] = r.ID
-	}
-	b, _ := json.Marshal(ids)
-	tx, err := m.store.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if _, err := tx.Exec(`INSERT INTO inflight(hook_id, seq, batch_id, ids, last_id) VALUES (?, ?, ?, ?, ?)`,
-		hookID, p.seq, p.id, string(b), int64(p.upTo)); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(`UPDATE hooks SET scan = max(scan, ?) WHERE id = ?`, int64(p.upTo), hookID); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	if r := m.rows[hookID]; r != nil && p.upTo > r.hook.scan {
-		r.hook.scan = p.upTo
-	}
-	m.mu.Unlock()
-	return nil
-}
-
 // cursorOf is the hook's cursor as last committed.
 func (m *Manager) cursorOf(id string) event.ID {
 	m.mu.Lock()
@@ -395,14 +333,6 @@ func (m *Manager) cursorOf(id string) event.ID {
 		return r.hook.Cursor
 	}
 	return 0
-}
-
-func (m *Manager) saveCursor(ctx context.Context, hookID string, c event.ID) error {
-	if _, err := m.store.db.ExecContext(ctx, `UPDATE hooks SET cursor = ? WHERE id = ? AND cursor < ?`, int64(c), hookID, int64(c)); err != nil {
-		return err
-	}
-	m.noteCursor(hookID, c)
-	return nil
 }
 
 // deadLetter is a parked batch.
@@ -423,49 +353,6 @@ type deadLetter struct {
 
 // DeadLetter is a parked batch, as the API shows it.
 type DeadLetter = deadLetter
-
-// commit ends batch p in one transaction: its in-flight record goes, its
-// last attempt is logged, it is parked as a dead letter when dl is set,
-// and the cursor moves to cursor when that is not 0 (the end of the run
-// of finished batches that p completed).
-func (m *Manager) commit(hookID string, p *pending, dl *deadLetter, att *attempt, cursor event.ID) error {
-	tx, err := m.store.db.Begin()
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if _, err := tx.Exec(`DELETE FROM inflight WHERE hook_id = ? AND seq = ?`, hookID, p.seq); err != nil {
-		return err
-	}
-	if cursor > 0 {
-		if _, err := tx.Exec(`UPDATE hooks SET cursor = max(cursor, ?) WHERE id = ?`, int64(cursor), hookID); err != nil {
-			return err
-		}
-	}
-	if att != nil {
-		if err := m.insertAttempt(tx, att); err != nil {
-			return err
-		}
-	}
-	if dl != nil {
-		body := jsonArray(dl.messages)
-		if _, err := tx.Exec(`INSERT INTO dead_letters(hook_id, batch_id, created_at, events, first_id, last_id, first_time, messages, attempts, last_status, last_error)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, hookID, dl.BatchID, m.cfg.Now().UnixMilli(), dl.Events, int64(dl.FirstID), int64(dl.LastID),
-			dl.FirstTime, body, dl.Attempts, dl.LastStatus, dl.LastError); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(`UPDATE hooks SET consecutive_dead = consecutive_dead + 1 WHERE id = ?`, hookID); err != nil {
-			return err
-		}
-	} else if _, err := tx.Exec(`UPDATE hooks SET consecutive_dead = 0 WHERE id = ? AND consecutive_dead != 0`, hookID); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	m.noteCursor(hookID, cursor)
-	return nil
-}
 
 // jsonArray writes msgs as one JSON array.
 func jsonArray(msgs [][]byte) []byte {
@@ -493,14 +380,15 @@ func (m *Manager) noteCursor(hookID string, c event.ID) {
 	}
 }
 
-func (m *Manager) deadStreak(hookID string) int {
-	var n int
-	_ = m.store.db.QueryRow(`SELECT consecutive_dead FROM hooks WHERE id = ?`, hookID).Scan(&n)
-	return n
+// noteScan moves the hook's scan position in memory to c, once c is
+// stored.
+func (m *Manager) noteScan(hookID string, c event.ID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r := m.rows[hookID]; r != nil && c > r.hook.scan {
+		r.hook.scan = c
+	}
 }
-
-// attemptLogKeep is how many attempts are kept per hook.
-const attemptLogKeep = 1000
 
 // attempt is one row of the attempt log.
 type attempt struct {
@@ -514,37 +402,22 @@ type attempt struct {
 	kind            string
 }
 
-type execer interface {
-	Exec(query string, args ...any) (sql.Result, error)
-}
-
 // recordAttempt logs an attempt on its own (one that is retried, or a
 // replay); the last attempt of a batch is logged in its commit.
 func (m *Manager) recordAttempt(a *attempt) {
-	if err := m.insertAttempt(m.store.db, a); err != nil {
+	if err := m.store.AddAttempt(context.Background(), *a.record()); err != nil {
 		m.logger.Error("attempt log", "hook", a.hookID, "err", err)
 	}
 }
 
-func (m *Manager) insertAttempt(db execer, a *attempt) error {
+// record is a as the attempt log keeps it.
+func (a *attempt) record() *Attempt {
 	class, msg := "", ""
 	if a.err != nil {
 		class, msg = sink.Classify(a.err), a.err.Error()
 	}
-	var nextMs int64
-	if !a.next.IsZero() {
-		nextMs = a.next.UnixMilli()
-	}
-	res, err := db.Exec(`INSERT INTO deliveries(hook_id, batch_id, attempt, events, started_at, ended_at, status, error_class, error, response, next_attempt_at, kind)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, a.hookID, a.batchID, a.n, a.events, a.start.UnixMicro(), a.end.UnixMicro(), a.status, class, msg, a.resp, nextMs, a.kind)
-	if err != nil {
-		return err
-	}
-	if id, _ := res.LastInsertId(); id%100 == 0 {
-		_, err = db.Exec(`DELETE FROM deliveries WHERE hook_id = ? AND id <= (SELECT id FROM deliveries WHERE hook_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`,
-			a.hookID, a.hookID, attemptLogKeep)
-	}
-	return err
+	return &Attempt{HookID: a.hookID, BatchID: a.batchID, N: a.n, Events: a.events, Start: a.start, End: a.end, Status: a.status,
+		ErrorClass: class, Error: msg, Response: a.resp, Next: a.next, Kind: a.kind}
 }
 
 // ---- messages
@@ -867,8 +740,9 @@ func (m *Manager) create(ctx context.Context, h Hook, s Start, id, secret string
 	now := m.cfg.Now().UTC().Truncate(time.Millisecond)
 	h.ID, h.CreatedAt, h.UpdatedAt, h.StoppedReason = id, now, now, ""
 	h.Cursor = m.position(s)
+	h.scan = h.Cursor
 	r := &row{hook: h, secrets: secrets{Signing: []string{secret}, Values: h.givenSecrets()}}
-	if err := m.store.insert(ctx, r); err != nil {
+	if err := m.insert(ctx, r); err != nil {
 		return Hook{}, err
 	}
 	m.mu.Lock()
@@ -906,7 +780,7 @@ func (m *Manager) Update(ctx context.Context, id string, h Hook) (Hook, error) {
 		return Hook{}, err
 	}
 	m.stopWorker(id)
-	if err := m.store.update(ctx, nr, nil); err != nil {
+	if err := m.update(ctx, nr, nil); err != nil {
 		return Hook{}, err
 	}
 	m.mu.Lock()
@@ -934,13 +808,10 @@ func (m *Manager) Activate(ctx context.Context, id string, s *Start) (Hook, erro
 		c := m.position(*s)
 		cursor = &c
 		// A new place: batches formed at the old one are dropped.
-		if _, err := m.store.db.ExecContext(ctx, `DELETE FROM inflight WHERE hook_id = ?`, id); err != nil {
-			return Hook{}, err
-		}
 		r.hook.Cursor, r.hook.scan = c, c
 	}
 	r.hook.Active, r.hook.StoppedReason, r.hook.UpdatedAt = true, "", m.cfg.Now().UTC().Truncate(time.Millisecond)
-	if err := m.store.update(ctx, r, cursor); err != nil {
+	if err := m.update(ctx, r, cursor); err != nil {
 		return Hook{}, err
 	}
 	m.startLocked(id)
@@ -957,7 +828,7 @@ func (m *Manager) Stop(ctx context.Context, id string) (Hook, error) {
 		return Hook{}, fmt.Errorf("hook %s: %w", id, ErrNotFound)
 	}
 	r.hook.Active, r.hook.StoppedReason, r.hook.UpdatedAt = false, "stopped by an operator", m.cfg.Now().UTC().Truncate(time.Millisecond)
-	if err := m.store.update(ctx, r, nil); err != nil {
+	if err := m.update(ctx, r, nil); err != nil {
 		return Hook{}, err
 	}
 	return public(r.hook), nil
@@ -980,7 +851,7 @@ func (m *Manager) Clone(ctx context.Context, id string) (Hook, error) {
 // Delete removes a hook with its dead letters and attempt log.
 func (m *Manager) Delete(ctx context.Context, id string) error {
 	m.stopWorker(id)
-	if err := m.store.delete(ctx, id); err != nil {
+	if err := m.store.Delete(ctx, id); err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("hook %s: %w", id, ErrNotFound)
 		}
@@ -1012,7 +883,7 @@ func (m *Manager) rotateTo(ctx context.Context, id, secret string) (Hook, error)
 	r.secrets.Signing = []string{secret, r.secrets.Signing[0]}
 	r.secrets.PreviousUntil = m.cfg.Now().Add(m.cfg.RotationGrace).UnixMilli()
 	r.hook.UpdatedAt = m.cfg.Now().UTC().Truncate(time.Millisecond)
-	if err := m.store.update(ctx, r, nil); err != nil {
+	if err := m.update(ctx, r, nil); err != nil {
 		return Hook{}, err
 	}
 	if r.hook.Active {
@@ -1044,30 +915,10 @@ func (m *Manager) Deliveries(ctx context.Context, id string, limit int) ([]Deliv
 	if _, err := m.Get(id); err != nil {
 		return nil, err
 	}
-	if limit <= 0 || limit > attemptLogKeep {
+	if limit <= 0 || limit > AttemptLogKeep {
 		limit = 100
 	}
-	rows, err := m.store.db.QueryContext(ctx, `SELECT id, batch_id, kind, attempt, events, started_at, ended_at, status, error_class, error, response, next_attempt_at
-		FROM deliveries WHERE hook_id = ? ORDER BY id DESC LIMIT ?`, id, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []Delivery{}
-	for rows.Next() {
-		var d Delivery
-		var s, e, next int64
-		if err := rows.Scan(&d.ID, &d.BatchID, &d.Kind, &d.Attempt, &d.Events, &s, &e, &d.Status, &d.ErrorClass, &d.Error, &d.Response, &next); err != nil {
-			return nil, err
-		}
-		d.StartedAt, d.EndedAt = time.UnixMicro(s).UTC(), time.UnixMicro(e).UTC()
-		if next > 0 {
-			t := time.UnixMilli(next).UTC()
-			d.NextAttemptAt = &t
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return m.store.Attempts(ctx, id, limit)
 }
 
 // DeadLetterQuery selects dead letters: all, one, or a time range of when
@@ -1077,52 +928,12 @@ type DeadLetterQuery struct {
 	Since, Until time.Time
 }
 
-func (q DeadLetterQuery) where() (string, []any) {
-	w, args := "", []any{}
-	if q.ID != 0 {
-		w += " AND id = ?"
-		args = append(args, q.ID)
-	}
-	if !q.Since.IsZero() {
-		w += " AND created_at >= ?"
-		args = append(args, q.Since.UnixMilli())
-	}
-	if !q.Until.IsZero() {
-		w += " AND created_at < ?"
-		args = append(args, q.Until.UnixMilli())
-	}
-	return w, args
-}
-
 // DeadLetters lists a hook's parked batches, oldest first.
 func (m *Manager) DeadLetters(ctx context.Context, id string, q DeadLetterQuery) ([]DeadLetter, error) {
 	if _, err := m.Get(id); err != nil {
 		return nil, err
 	}
-	w, args := q.where()
-	rows, err := m.store.db.QueryContext(ctx, `SELECT id, batch_id, created_at, events, first_id, last_id, first_time, attempts, last_status, last_error, messages
-		FROM dead_letters WHERE hook_id = ?`+w+` ORDER BY id`, append([]any{id}, args...)...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []DeadLetter{}
-	for rows.Next() {
-		var d DeadLetter
-		var created, first, last int64
-		var body []byte
-		if err := rows.Scan(&d.ID, &d.BatchID, &created, &d.Events, &first, &last, &d.FirstTime, &d.Attempts, &d.LastStatus, &d.LastError, &body); err != nil {
-			return nil, err
-		}
-		d.HookID, d.CreatedAt, d.FirstID, d.LastID = id, time.UnixMilli(created).UTC(), event.ID(first), event.ID(last)
-		var msgs []json.RawMessage
-		_ = json.Unmarshal(body, &msgs)
-		for _, mm := range msgs {
-			d.messages = append(d.messages, mm)
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return m.store.DeadLetters(ctx, id, q)
 }
 
 // ReplayResult is the outcome of replaying one dead letter.
@@ -1170,14 +981,13 @@ func (m *Manager) Replay(ctx context.Context, id string, q DeadLetterQuery) ([]R
 		}
 		m.recordAttempt(&attempt{hookID: id, batchID: d.BatchID, n: d.Attempts + 1, events: d.Events, start: start, end: end, status: res.Status, err: err, resp: resp, kind: "replay"})
 		if err == nil {
-			if _, err := m.store.db.ExecContext(ctx, `DELETE FROM dead_letters WHERE id = ?`, d.ID); err != nil {
+			if err := m.store.RemoveDeadLetter(ctx, d.ID); err != nil {
 				return out, err
 			}
 			m.met.delivered.WithLabelValues(id).Add(float64(d.Events))
 		} else {
 			res.Error = err.Error()
-			_, _ = m.store.db.ExecContext(ctx, `UPDATE dead_letters SET attempts = attempts + 1, last_status = ?, last_error = ? WHERE id = ?`,
-				res.Status, err.Error(), d.ID)
+			_ = m.store.DeadLetterFailed(ctx, d.ID, res.Status, err.Error())
 		}
 		out = append(out, res)
 	}

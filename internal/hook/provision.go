@@ -135,7 +135,7 @@ func (m *Manager) Provision(ctx context.Context, specs []Spec, logger *slog.Logg
 		if err := errors.Join(aerr, berr); err != nil {
 			return fmt.Errorf("hooks.provision[%d] (%s): %w", i, sp.ID, err)
 		}
-		if a != b || authChanged(want, r.secrets) {
+		if string(a) != string(b) || authChanged(want, r.secrets) {
 			if _, err := m.Update(ctx, sp.ID, want); err != nil {
 				return fmt.Errorf("hooks.provision[%d] (%s): %w", i, sp.ID, err)
 			}

@@ -5,75 +5,163 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
-	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/event"
-	"github.com/sluicehq/sluice/internal/sqlitefile"
 )
 
-const hooksSchema = `
-CREATE TABLE IF NOT EXISTS hooks (
-	id               TEXT PRIMARY KEY,
-	spec             TEXT NOT NULL,    -- the hook as JSON, without secrets
-	secrets          BLOB NOT NULL,    -- AES-GCM sealed JSON of the secrets
-	active           INTEGER NOT NULL,
-	cursor           INTEGER NOT NULL, -- every event up to here is delivered or parked
-	scan             INTEGER NOT NULL DEFAULT 0, -- batches are formed after here
-	stopped_reason   TEXT NOT NULL DEFAULT '',
-	consecutive_dead INTEGER NOT NULL DEFAULT 0,
-	created_at       INTEGER NOT NULL,
-	updated_at       INTEGER NOT NULL
-);
--- A batch between "formed" and "delivered or parked": rebuilt exactly,
--- with the same id, after a restart.
-CREATE TABLE IF NOT EXISTS inflight (
-	hook_id  TEXT NOT NULL,
-	seq      INTEGER NOT NULL,
-	batch_id TEXT NOT NULL,
-	ids      TEXT NOT NULL,            -- JSON array of event ids
-	last_id  INTEGER NOT NULL,
-	PRIMARY KEY (hook_id, seq)
-);
-CREATE TABLE IF NOT EXISTS dead_letters (
-	id          INTEGER PRIMARY KEY AUTOINCREMENT,
-	hook_id     TEXT NOT NULL,
-	batch_id    TEXT NOT NULL,
-	created_at  INTEGER NOT NULL,
-	events      INTEGER NOT NULL,
-	first_id    INTEGER NOT NULL,
-	last_id     INTEGER NOT NULL,
-	first_time  INTEGER NOT NULL,      -- event time of the first event
-	messages    BLOB NOT NULL,         -- JSON array of the messages as last sent
-	attempts    INTEGER NOT NULL,
-	last_status INTEGER NOT NULL,
-	last_error  TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS dead_letters_hook ON dead_letters(hook_id, id);
-CREATE TABLE IF NOT EXISTS deliveries (
-	id              INTEGER PRIMARY KEY AUTOINCREMENT,
-	hook_id         TEXT NOT NULL,
-	batch_id        TEXT NOT NULL,
-	attempt         INTEGER NOT NULL,
-	events          INTEGER NOT NULL,
-	started_at      INTEGER NOT NULL,  -- Unix µs
-	ended_at        INTEGER NOT NULL,
-	status          INTEGER NOT NULL,
-	error_class     TEXT NOT NULL,
-	error           TEXT NOT NULL,
-	response        TEXT NOT NULL,     -- the first 1 KiB
-	next_attempt_at INTEGER NOT NULL,  -- Unix ms, 0 when none
-	kind            TEXT NOT NULL      -- delivery, replay
-);
-CREATE INDEX IF NOT EXISTS deliveries_hook ON deliveries(hook_id, id);
-`
+// Store keeps the state of the hooks: their definitions with their sealed
+// secrets, cursors and scan positions, the batches in flight, the attempt
+// log and the dead letters. hooks.db (SQLiteStore) and PostgreSQL
+// (PostgresStore) implement it and pass one conformance suite
+// (store_test.go).
+//
+// The delivery loop of a hook writes its state with the generation its
+// Claim returned: a write of an older generation (the hook was claimed
+// again, by another node or after a repositioning) changes nothing and
+// fails with ErrFenced, so a loop that lost its hook cannot move the
+// state of the one that took it over.
+type Store interface {
+	// Hooks returns every stored hook, oldest first.
+	Hooks(ctx context.Context) ([]StoredHook, error)
+	// Insert stores a new hook with its state as given.
+	Insert(ctx context.Context, h StoredHook) error
+	// Update writes the definition, secrets and switch of a hook (not its
+	// cursor, which only the delivery loop moves). A hook switched on
+	// loses its streak of dead letters. With cursor set, the hook starts
+	// again there: cursor and scan position move to it, its batches in
+	// flight are dropped and its generation moves on, in one
+	// transaction. ErrNotFound when there is no such hook.
+	Update(ctx context.Context, h StoredHook, cursor *event.ID) error
+	// Delete removes a hook with its batches in flight, dead letters and
+	// attempts. ErrNotFound when there is no such hook.
+	Delete(ctx context.Context, id string) error
+	// Cursors returns every hook's cursor, for the hooks delivered
+	// elsewhere.
+	Cursors(ctx context.Context) (map[string]event.ID, error)
+
+	// Claim starts a new generation of the hook's delivery loop: it
+	// returns the generation with the cursor and scan position as stored
+	// (those of the loop before, on this node or another).
+	Claim(ctx context.Context, hookID string) (Claim, error)
+	// Inflight returns the hook's batches in flight, in order.
+	Inflight(ctx context.Context, hookID string) ([]InflightBatch, error)
+	// SaveInflight records a batch before its first attempt, and moves the
+	// scan position to its end.
+	SaveInflight(ctx context.Context, hookID string, gen int64, b InflightBatch) error
+	// SaveCursor moves the cursor forward to c (never back).
+	SaveCursor(ctx context.Context, hookID string, gen int64, c event.ID) error
+	// Finish ends a batch in one transaction (see Finish).
+	Finish(ctx context.Context, hookID string, gen int64, f Finish) error
+	// DeadStreak is the hook's run of dead letters since its last
+	// delivered batch.
+	DeadStreak(ctx context.Context, hookID string) (int, error)
+
+	// AddAttempt logs an attempt; the newest AttemptLogKeep of a hook are
+	// kept.
+	AddAttempt(ctx context.Context, a Attempt) error
+	// Attempts returns the newest limit attempts of a hook, newest first.
+	Attempts(ctx context.Context, hookID string, limit int) ([]Delivery, error)
+
+	// DeadLetters returns the hook's dead letters that q selects, oldest
+	// first, with their messages.
+	DeadLetters(ctx context.Context, hookID string, q DeadLetterQuery) ([]DeadLetter, error)
+	// RemoveDeadLetter removes a dead letter (replayed).
+	RemoveDeadLetter(ctx context.Context, id int64) error
+	// DeadLetterFailed counts one more attempt of a dead letter, with its
+	// outcome.
+	DeadLetterFailed(ctx context.Context, id int64, status int, msg string) error
+	// EachDeadLetter calls fn with every dead letter of every hook and
+	// its messages (a JSON array), for an erasure.
+	EachDeadLetter(ctx context.Context, fn func(id int64, messages []byte) error) error
+	// RewriteDeadLetter replaces a dead letter's messages; with events 0
+	// it removes it.
+	RewriteDeadLetter(ctx context.Context, id int64, messages []byte, events int) error
+
+	// Export returns the whole state of one hook, Import stores it as it
+	// was (dead letter ids kept), for moving an installation from one
+	// store to another.
+	Export(ctx context.Context, hookID string) (*HookState, error)
+	Import(ctx context.Context, s *HookState) error
+
+	Close() error
+}
+
+// StoredHook is a hook as stored: its definition as JSON (without state
+// and secrets), its secrets sealed, and its state.
+type StoredHook struct {
+	ID            string
+	Spec          []byte
+	Secrets       []byte
+	Active        bool
+	Cursor, Scan  event.ID
+	StoppedReason string
+	DeadStreak    int
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+// Claim is a delivery loop's generation and where it starts.
+type Claim struct {
+	Generation   int64
+	Cursor, Scan event.ID
+}
+
+// InflightBatch is a batch between "formed" and "delivered or parked":
+// rebuilt exactly, with the same id, after a restart or by the node that
+// takes the hook over.
+type InflightBatch struct {
+	Seq     int64
+	BatchID string
+	IDs     []event.ID
+	UpTo    event.ID // the scan position after it
+}
+
+// Finish is how a batch ends: its in-flight record goes, its last attempt
+// is logged (when Attempt is set), it is parked (when DeadLetter is set;
+// else the dead streak ends), and the cursor moves to Cursor when that is
+// not 0.
+type Finish struct {
+	Seq        int64
+	Cursor     event.ID
+	Attempt    *Attempt
+	DeadLetter *DeadLetter
+}
+
+// Attempt is one row of the attempt log, as written.
+type Attempt struct {
+	HookID, BatchID   string
+	N, Events         int
+	Start, End        time.Time
+	Status            int
+	ErrorClass, Error string
+	Response          string
+	Next              time.Time // zero when none
+	Kind              string    // delivery, replay
+}
+
+// HookState is everything stored of one hook.
+type HookState struct {
+	Hook        StoredHook
+	Inflight    []InflightBatch
+	Attempts    []Delivery // oldest first
+	DeadLetters []DeadLetter
+}
+
+// AttemptLogKeep is how many attempts are kept per hook.
+const AttemptLogKeep = 1000
+
+// ErrFenced is a write of a delivery loop whose generation is over.
+var ErrFenced = errors.New("the hook was claimed by a newer delivery loop")
+
+// ErrNotFound is an unknown hook or dead letter.
+var ErrNotFound = errors.New("not found")
 
 // secrets is what a hook keeps sealed.
 type secrets struct {
@@ -89,50 +177,17 @@ type secrets struct {
 	PreviousUntil int64 `json:"previous_until,omitempty"`
 }
 
-// store is hooks.db.
-type store struct {
-	db   *sql.DB
-	aead cipher.AEAD
-}
+// sealer seals hook secrets with the key of hooks.key (AES-256-GCM).
+type sealer struct{ aead cipher.AEAD }
 
-func openStore(path, keyPath string) (*store, error) {
+func newSealer(keyPath string) (*sealer, error) {
 	key, err := loadKey(keyPath)
 	if err != nil {
 		return nil, err
 	}
 	block, _ := aes.NewCipher(key)
 	aead, _ := cipher.NewGCM(block)
-	v := url.Values{}
-	v.Set("_journal_mode", "WAL")
-	v.Set("_synchronous", "FULL") // the cursor is the at-least-once promise
-	v.Set("_busy_timeout", "10000")
-	v.Set("_txlock", "immediate")
-	// Kept -wal and -shm files let a start on a full disk open it.
-	db := sqlitefile.Open("file:"+(&url.URL{Path: path}).EscapedPath()+"?"+v.Encode(), sqlitefile.DefaultWALLimit)
-	db.SetMaxOpenConns(1)
-	if _, err := db.Exec(hooksSchema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open hooks %s: %w", path, err)
-	}
-	if err := migrate(db); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open hooks %s: %w", path, err)
-	}
-	return &store{db: db, aead: aead}, nil
-}
-
-// migrate brings a hooks.db of an earlier version up to date.
-func migrate(db *sql.DB) error {
-	var n int
-	if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info('hooks') WHERE name = 'scan'`).Scan(&n); err != nil {
-		return err
-	}
-	if n == 0 {
-		if _, err := db.Exec(`ALTER TABLE hooks ADD COLUMN scan INTEGER NOT NULL DEFAULT 0`); err != nil {
-			return err
-		}
-	}
-	return nil
+	return &sealer{aead: aead}, nil
 }
 
 // loadKey reads the 32-byte key that seals hook secrets, creating it (0600)
@@ -164,14 +219,14 @@ func trimNL(b []byte) []byte {
 	return b
 }
 
-func (s *store) seal(sec secrets) []byte {
+func (s *sealer) seal(sec secrets) []byte {
 	plain, _ := json.Marshal(sec)
 	nonce := make([]byte, s.aead.NonceSize())
 	rand.Read(nonce)
 	return s.aead.Seal(nonce, nonce, plain, nil)
 }
 
-func (s *store) open(b []byte) (secrets, error) {
+func (s *sealer) open(b []byte) (secrets, error) {
 	var sec secrets
 	n := s.aead.NonceSize()
 	if len(b) < n {
@@ -224,112 +279,35 @@ type row struct {
 	dead    int // consecutive dead letters
 }
 
-func (s *store) list(ctx context.Context) ([]*row, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, spec, secrets, active, cursor, scan, stopped_reason, consecutive_dead, created_at, updated_at FROM hooks ORDER BY created_at, id`)
-	if err != nil {
-		return nil, fmt.Errorf("list hooks: %w", err)
-	}
-	defer rows.Close()
-	var out []*row
-	for rows.Next() {
-		var r row
-		var spec string
-		var sealed []byte
-		var active int
-		var cursor, scan, created, updated int64
-		if err := rows.Scan(&r.hook.ID, &spec, &sealed, &active, &cursor, &scan, &r.hook.StoppedReason, &r.dead, &created, &updated); err != nil {
-			return nil, err
-		}
-		id, reason := r.hook.ID, r.hook.StoppedReason
-		if err := json.Unmarshal([]byte(spec), &r.hook); err != nil {
-			return nil, fmt.Errorf("hook %s: %w", id, err)
-		}
-		r.hook.ID, r.hook.StoppedReason = id, reason
-		r.hook.Active, r.hook.Cursor, r.hook.scan = active == 1, event.ID(cursor), event.ID(scan)
-		r.hook.CreatedAt, r.hook.UpdatedAt = time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()
-		if r.secrets, err = s.open(sealed); err != nil {
-			return nil, fmt.Errorf("hook %s: %w", id, err)
-		}
-		out = append(out, &r)
-	}
-	return out, rows.Err()
-}
-
 // specJSON is the hook without state and secrets.
-func specJSON(h Hook) (string, error) {
+func specJSON(h Hook) ([]byte, error) {
 	h = h.withoutSecrets()
 	h.Cursor, h.StoppedReason, h.CreatedAt, h.UpdatedAt, h.SigningSecret, h.Active = 0, "", time.Time{}, time.Time{}, "", false
-	b, err := json.Marshal(h)
-	return string(b), err
+	return json.Marshal(h)
 }
 
-func (s *store) insert(ctx context.Context, r *row) error {
+// stored is r as the store keeps it.
+func (s *sealer) stored(r *row) (StoredHook, error) {
 	spec, err := specJSON(r.hook)
 	if err != nil {
-		return fmt.Errorf("insert hook: %w", err)
+		return StoredHook{}, err
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO hooks(id, spec, secrets, active, cursor, scan, stopped_reason, consecutive_dead, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, '', 0, ?, ?)`, r.hook.ID, spec, s.seal(r.secrets), b2i(r.hook.Active), int64(r.hook.Cursor), int64(r.hook.Cursor),
-		r.hook.CreatedAt.UnixMilli(), r.hook.UpdatedAt.UnixMilli())
-	if err != nil {
-		return fmt.Errorf("insert hook: %w", err)
-	}
-	return nil
+	return StoredHook{ID: r.hook.ID, Spec: spec, Secrets: s.seal(r.secrets), Active: r.hook.Active, Cursor: r.hook.Cursor,
+		Scan: r.hook.scan, StoppedReason: r.hook.StoppedReason, DeadStreak: r.dead, CreatedAt: r.hook.CreatedAt, UpdatedAt: r.hook.UpdatedAt}, nil
 }
 
-// update writes the spec, secrets and switch of a hook (not its cursor,
-// which only the delivery loop moves, unless cursor is set).
-func (s *store) update(ctx context.Context, r *row, cursor *event.ID) error {
-	spec, err := specJSON(r.hook)
-	if err != nil {
-		return fmt.Errorf("update hook: %w", err)
+// row reads a stored hook.
+func (s *sealer) row(sh StoredHook) (*row, error) {
+	r := &row{dead: sh.DeadStreak}
+	if err := json.Unmarshal(sh.Spec, &r.hook); err != nil {
+		return nil, fmt.Errorf("hook %s: %w", sh.ID, err)
 	}
-	q := `UPDATE hooks SET spec = ?, secrets = ?, active = ?, stopped_reason = ?, updated_at = ?`
-	args := []any{spec, s.seal(r.secrets), b2i(r.hook.Active), r.hook.StoppedReason, r.hook.UpdatedAt.UnixMilli()}
-	if cursor != nil {
-		q += `, cursor = ?, scan = ?`
-		args = append(args, int64(*cursor), int64(*cursor))
+	r.hook.ID, r.hook.StoppedReason = sh.ID, sh.StoppedReason
+	r.hook.Active, r.hook.Cursor, r.hook.scan = sh.Active, sh.Cursor, sh.Scan
+	r.hook.CreatedAt, r.hook.UpdatedAt = sh.CreatedAt.UTC(), sh.UpdatedAt.UTC()
+	var err error
+	if r.secrets, err = s.open(sh.Secrets); err != nil {
+		return nil, fmt.Errorf("hook %s: %w", sh.ID, err)
 	}
-	if r.hook.Active {
-		q += `, consecutive_dead = 0`
-	}
-	res, err := s.db.ExecContext(ctx, q+` WHERE id = ?`, append(args, r.hook.ID)...)
-	if err != nil {
-		return fmt.Errorf("update hook: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
-	}
-	return nil
+	return r, nil
 }
-
-func (s *store) delete(ctx context.Context, id string) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	res, err := tx.Exec(`DELETE FROM hooks WHERE id = ?`, id)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
-	}
-	for _, t := range []string{"inflight", "dead_letters", "deliveries"} {
-		if _, err := tx.Exec(`DELETE FROM `+t+` WHERE hook_id = ?`, id); err != nil {
-			return err
-		}
-	}
-	return tx.Commit()
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-// ErrNotFound is an unknown hook or dead letter.
-var ErrNotFound = errors.New("not found")

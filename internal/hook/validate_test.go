@@ -241,7 +241,7 @@ func TestAStoredHookOutsideTheBoundsIsStoppedWithItsReason(t *testing.T) {
 	f.m.defaults(&h)
 	h.ID, h.Active = "hk_legacy", true
 	httpOf(&h).Headers = map[string]string{"X-Foo": "a\r\nb"}
-	if err := f.m.store.insert(context.Background(), &row{hook: h, secrets: secrets{Signing: []string{NewSecret()}}}); err != nil {
+	if err := f.m.insert(context.Background(), &row{hook: h, secrets: secrets{Signing: []string{NewSecret()}}}); err != nil {
 		t.Fatal(err)
 	}
 	f.m.Close()

@@ -27,6 +27,8 @@ import (
 // that is still in flight.
 type worker struct {
 	m      *Manager
+	store  Store
+	gen    int64 // of this loop (Store.Claim)
 	hook   Hook
 	comp   *compiled
 	sink   sink.Sink
@@ -68,10 +70,13 @@ func (w *worker) run() {
 	defer w.sink.Close()
 	defer w.wg.Wait() // runs first: every delivery has returned before the sink closes
 	log := w.m.logger.With("hook", w.hook.ID)
+	if !w.persist("claim the hook", func() error { return w.claim(w.ctx) }) {
+		return
+	}
 	// Batches formed before a restart go first, exactly as they were.
 	var inflight []*pending
 	if !w.persist("load in-flight batches", func() (err error) {
-		inflight, err = w.m.loadInflight(w.ctx, w.hook.ID)
+		inflight, err = w.loadInflight(w.ctx)
 		return err
 	}) {
 		return
@@ -113,8 +118,12 @@ func (w *worker) run() {
 		case <-w.ctx.Done():
 			return
 		}
-		if err := w.m.saveInflight(w.ctx, w.hook.ID, p); err != nil {
+		if err := w.saveInflight(w.ctx, p); err != nil {
 			<-sem
+			if fenced(err) {
+				log.Warn("the hook was claimed by a newer delivery loop; this one stops")
+				return
+			}
 			if w.ctx.Err() == nil {
 				log.Error("save in-flight batch", "err", err)
 				w.sleep(time.Second)
@@ -254,8 +263,10 @@ func (w *worker) collect(scan *event.ID, lastSave *time.Time) ([]eventlog.Record
 						defer t.Stop()
 						saveLater = t.C
 					}
-				} else if err := w.m.saveCursor(w.ctx, w.hook.ID, w.unsaved); err == nil {
+				} else if err := w.saveCursor(w.ctx, w.unsaved); err == nil {
 					w.unsaved, *lastSave = 0, time.Now()
+				} else if fenced(err) {
+					w.cancel()
 				}
 			}
 		}
@@ -326,7 +337,7 @@ func (w *worker) deliver(p *pending) bool {
 		if len(p.records) == 0 {
 			// Every event of the batch was erased: nothing to send.
 			cursor := w.finish(p.seq)
-			return w.persist("commit an erased batch", func() error { return w.m.commit(w.hook.ID, p, nil, nil, cursor) })
+			return w.persist("commit an erased batch", func() error { return w.commit(p, nil, nil, cursor) })
 		}
 		msgs = w.m.buildMessages(w.ctx, &w.hook, w.comp, p.records, a-1, false)
 		if meta == nil {
@@ -348,7 +359,8 @@ func (w *worker) deliver(p *pending) bool {
 		}
 		var next time.Time
 		var wait time.Duration
-		if err != nil && a < attempts && (se == nil || !se.Gone) {
+		permanent := se != nil && se.Permanent
+		if err != nil && a < attempts && (se == nil || !se.Gone) && !permanent {
 			wait = w.backoff(a, se)
 			next = end.Add(wait)
 		}
@@ -357,7 +369,7 @@ func (w *worker) deliver(p *pending) bool {
 		w.m.met.latency.WithLabelValues(w.hook.ID).Observe(end.Sub(start).Seconds())
 		if err == nil {
 			cursor := w.finish(p.seq)
-			if !w.persist("commit delivered batch", func() error { return w.m.commit(w.hook.ID, p, nil, att, cursor) }) {
+			if !w.persist("commit delivered batch", func() error { return w.commit(p, nil, att, cursor) }) {
 				return false
 			}
 			w.m.met.delivered.WithLabelValues(w.hook.ID).Add(float64(len(p.records)))
@@ -371,7 +383,7 @@ func (w *worker) deliver(p *pending) bool {
 			w.m.stopHook(w.hook.ID, "the target answered 410 Gone: "+err.Error())
 			return false
 		}
-		if a >= attempts {
+		if a >= attempts || permanent {
 			break
 		}
 		w.m.recordAttempt(att)
@@ -381,15 +393,15 @@ func (w *worker) deliver(p *pending) bool {
 		}
 	}
 	dl := &deadLetter{HookID: w.hook.ID, BatchID: p.id, Events: len(p.records), FirstID: p.records[0].ID,
-		LastID: p.records[len(p.records)-1].ID, FirstTime: p.records[0].Time, Attempts: attempts, LastStatus: lastStatus, LastError: lastErr.Error()}
+		LastID: p.records[len(p.records)-1].ID, FirstTime: p.records[0].Time, Attempts: lastAtt.n, LastStatus: lastStatus, LastError: lastErr.Error()}
 	dl.messages = msgs
 	cursor := w.finish(p.seq)
-	if !w.persist("park dead letter", func() error { return w.m.commit(w.hook.ID, p, dl, lastAtt, cursor) }) {
+	if !w.persist("park dead letter", func() error { return w.commit(p, dl, lastAtt, cursor) }) {
 		return false
 	}
 	w.m.met.deadLetters.WithLabelValues(w.hook.ID).Inc()
 	w.m.logger.Warn("batch parked as a dead letter", "hook", w.hook.ID, "batch", p.id, "events", len(p.records), "err", lastErr)
-	if n := w.m.deadStreak(w.hook.ID); n >= w.hook.StopAfterDeadLetters {
+	if n := w.deadStreak(); n >= w.hook.StopAfterDeadLetters {
 		w.m.stopHook(w.hook.ID, strconv.Itoa(n)+" consecutive dead letters; last error: "+lastErr.Error())
 		return false
 	}
@@ -413,6 +425,11 @@ func (w *worker) persist(what string, write func() error) bool {
 			return true
 		}
 		if w.ctx.Err() != nil {
+			return false
+		}
+		if fenced(err) {
+			w.m.logger.Warn(what+": the hook was claimed by a newer delivery loop; this one stops", "hook", w.hook.ID)
+			w.cancel()
 			return false
 		}
 		if n == 1 || n%20 == 0 {

@@ -188,7 +188,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, d dialect.Dialect
 			}
 		}
 	}
-	s.m.events(d.Name(), out)
+	s.m.events(d.Name(), req.Project.ID, out)
 	d.Answer(w, req, dec, out)
 }
 

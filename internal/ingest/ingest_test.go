@@ -145,7 +145,7 @@ func TestWebhookStoresAndAnswers(t *testing.T) {
 	if n := testutil.ToFloat64(f.srv.m.requests.WithLabelValues("webhook", "webhook", "200")); n != 1 {
 		t.Fatalf("request counter %v", n)
 	}
-	if n := testutil.ToFloat64(f.srv.m.appended.WithLabelValues("webhook", "stored")); n != 1 {
+	if n := testutil.ToFloat64(f.srv.m.appended.WithLabelValues("webhook", "0", "stored")); n != 1 {
 		t.Fatalf("events counter %v", n)
 	}
 }

@@ -28,8 +28,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"dialect"}),
 		appended: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_ingest_events_total",
-			Help: "Events accepted at the door by dialect; result is stored or duplicate.",
-		}, []string{"dialect", "result"}),
+			Help: "Events accepted at the door by dialect and project; result is stored or duplicate.",
+		}, []string{"dialect", "project", "result"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.latency, m.appended)
@@ -42,7 +42,7 @@ func (m *metrics) observe(dialect, route string, status int, d time.Duration) {
 	m.latency.WithLabelValues(dialect).Observe(d.Seconds())
 }
 
-func (m *metrics) events(dialectName string, out []dialect.Outcome) {
+func (m *metrics) events(dialectName string, projectID uint32, out []dialect.Outcome) {
 	var stored, dup float64
 	for _, o := range out {
 		switch {
@@ -53,10 +53,11 @@ func (m *metrics) events(dialectName string, out []dialect.Outcome) {
 			stored++
 		}
 	}
+	project := strconv.FormatUint(uint64(projectID), 10)
 	if stored > 0 {
-		m.appended.WithLabelValues(dialectName, "stored").Add(stored)
+		m.appended.WithLabelValues(dialectName, project, "stored").Add(stored)
 	}
 	if dup > 0 {
-		m.appended.WithLabelValues(dialectName, "duplicate").Add(dup)
+		m.appended.WithLabelValues(dialectName, project, "duplicate").Add(dup)
 	}
 }

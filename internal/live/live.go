@@ -112,6 +112,15 @@ func (it Item) seq() uint64 {
 	return it.Refusal.seq
 }
 
+// at is when the item happened, Unix ms: an event's commit (its id's
+// time), a refusal's time.
+func (it Item) at() int64 {
+	if it.Event != nil {
+		return it.Event.ID.Millis()
+	}
+	return it.Refusal.Time.UnixMilli()
+}
+
 // Filter selects what a subscriber receives. Zero values mean "no
 // condition"; an item passes every condition that is set.
 type Filter struct {
@@ -240,12 +249,17 @@ type Hub struct {
 	refSeq   uint64   // Refusal.Seq
 	pos      event.ID // every event up to pos has been published
 	started  chan struct{}
+	// cold: no subscriber, so the hub does not follow the log (an event
+	// nobody watches costs it nothing); the first subscriber warms it: the
+	// newest events are read for the backlog, and following resumes there.
+	cold bool
+	wake chan struct{}
+	ctx  context.Context
 
 	m metrics
 }
 
 type metrics struct {
-	events      *prometheus.CounterVec
 	subscribers prometheus.GaugeFunc
 	missed      prometheus.Counter
 }
@@ -270,12 +284,8 @@ func New(cfg Config, src Source, reg prometheus.Registerer, logger *slog.Logger)
 	h := &Hub{
 		cfg: cfg, src: src, logger: logger, subs: map[*Subscription]struct{}{},
 		recent: newRing[*Event](cfg.Recent), refusals: newRing[*Refusal](cfg.Refusals),
-		started: make(chan struct{}),
+		started: make(chan struct{}), cold: true, wake: make(chan struct{}, 1), ctx: context.Background(),
 	}
-	h.m.events = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "sluice_live_events_total",
-		Help: "Committed events by project and dialect, counted by the live follower of the log.",
-	}, []string{"project", "dialect"})
 	h.m.subscribers = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "sluice_live_subscribers", Help: "Live subscribers (SSE streams and waiting long-polls).",
 	}, func() float64 {
@@ -287,37 +297,35 @@ func New(cfg Config, src Source, reg prometheus.Registerer, logger *slog.Logger)
 		Name: "sluice_live_missed_total", Help: "Items not handed to a subscriber whose queue was full.",
 	})
 	if reg != nil {
-		reg.MustRegister(h.m.events, h.m.subscribers, h.m.missed)
+		reg.MustRegister(h.m.subscribers, h.m.missed)
 	}
 	return h
 }
 
-// Run follows the log from its head until ctx ends, publishing every
-// event committed meanwhile. It first keeps the newest Recent events for
-// the backlog of subscribers.
+// Run follows the log until ctx ends, publishing every event committed
+// while anyone subscribes. Without subscribers it only waits.
 func (h *Hub) Run(ctx context.Context) {
-	pos := h.src.Head()
-	if recs, err := h.src.Read(ctx, eventlog.Query{Newest: true, Limit: h.cfg.Recent}); err == nil {
-		h.mu.Lock()
-		for _, r := range recs {
-			if r.ID <= pos {
-				h.seq++
-				e := decode(r)
-				e.seq = h.seq
-				h.recent.add(e)
-			}
-		}
-		h.mu.Unlock()
-	} else if ctx.Err() == nil {
-		h.logger.Warn("read the newest events for the live backlog", "err", err)
-	}
 	h.mu.Lock()
-	h.pos = pos
+	h.ctx = ctx
 	h.mu.Unlock()
 	close(h.started)
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		changed := h.src.Changed()
+		h.mu.Lock()
+		if len(h.subs) == 0 {
+			h.cold = true
+		}
+		cold, pos := h.cold, h.pos
+		h.mu.Unlock()
+		if cold {
+			select {
+			case <-ctx.Done():
+				return
+			case <-h.wake:
+			}
+			continue
+		}
 		recs, err := h.src.Read(ctx, eventlog.Query{After: pos, Limit: h.cfg.Page})
 		if err != nil {
 			if ctx.Err() != nil {
@@ -334,8 +342,7 @@ func (h *Hub) Run(ctx context.Context) {
 		}
 		backoff = 100 * time.Millisecond
 		if len(recs) > 0 {
-			pos = recs[len(recs)-1].ID
-			h.publish(recs)
+			h.publish(pos, recs)
 		}
 		if len(recs) == h.cfg.Page {
 			continue
@@ -344,7 +351,30 @@ func (h *Hub) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-changed:
+		case <-h.wake:
 		}
+	}
+}
+
+// warmLocked makes a cold hub follow again: it keeps the newest Recent
+// events for the backlog and resumes after the log's head. h.mu is held.
+func (h *Hub) warmLocked() {
+	head := h.src.Head()
+	h.recent = newRing[*Event](h.cfg.Recent)
+	if recs, err := h.src.Read(h.ctx, eventlog.Query{Newest: true, Limit: h.cfg.Recent}); err == nil {
+		for _, r := range recs {
+			if r.ID <= head {
+				// seq 0: before every refusal of the same millisecond.
+				h.recent.add(decode(r))
+			}
+		}
+	} else {
+		h.logger.Warn("read the newest events for the live backlog", "err", err)
+	}
+	h.pos, h.cold = head, false
+	select {
+	case h.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -363,14 +393,16 @@ func decode(r eventlog.Record) *Event {
 	return e
 }
 
-func (h *Hub) publish(recs []eventlog.Record) {
+func (h *Hub) publish(after event.ID, recs []eventlog.Record) {
 	evs := make([]*Event, len(recs))
 	for i, r := range recs {
 		evs[i] = decode(r)
-		h.m.events.WithLabelValues(strconv.FormatUint(uint64(r.ProjectID), 10), evs[i].Dialect).Inc()
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.cold || h.pos != after {
+		return // the hub went cold, or a warm-up moved on meanwhile
+	}
 	for _, e := range evs {
 		h.seq++
 		e.seq = h.seq
@@ -402,8 +434,15 @@ func (h *Hub) Refused(r Refusal) {
 }
 
 // Position is the id of the last event published: every event up to it
-// has reached the subscribers that were there.
+// has reached the subscribers that were there. A cold hub, with nobody
+// to reach, is at the log's head.
 func (h *Hub) Position() event.ID {
+	h.mu.Lock()
+	cold := h.cold
+	h.mu.Unlock()
+	if cold {
+		return h.src.Head()
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.pos
@@ -423,6 +462,9 @@ func (h *Hub) Subscribe(f Filter, backlog int) (*Subscription, error) {
 	s := &Subscription{h: h, f: f, ready: make(chan struct{}, 1), limit: h.cfg.Queue}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.cold {
+		h.warmLocked()
+	}
 	if backlog > 0 {
 		s.queue = h.backlogLocked(&f, min(backlog, h.cfg.Queue))
 		if len(s.queue) > 0 {
@@ -431,6 +473,18 @@ func (h *Hub) Subscribe(f Filter, backlog int) (*Subscription, error) {
 	}
 	h.subs[s] = struct{}{}
 	return s, nil
+}
+
+// later reports whether it came after other: by the time each happened
+// (an event's commit time, a refusal's), then by arrival. Events kept for
+// the backlog may arrive after refusals they preceded (a hub warms up
+// when its first subscriber comes).
+func later(it, other Item) bool {
+	ti, to := it.at(), other.at()
+	if ti != to {
+		return ti > to
+	}
+	return it.seq() > other.seq()
 }
 
 // backlogLocked merges the newest n kept items that pass f, oldest first.
@@ -454,7 +508,7 @@ func (h *Hub) backlogLocked(f *Filter, n int) []Item {
 	out := make([]Item, 0, min(n, len(evs)+len(refs)))
 	i, j := 0, 0
 	for len(out) < n && (i < len(evs) || j < len(refs)) {
-		if j >= len(refs) || (i < len(evs) && evs[i].seq() > refs[j].seq()) {
+		if j >= len(refs) || (i < len(evs) && later(evs[i], refs[j])) {
 			out = append(out, evs[i])
 			i++
 		} else {

@@ -15,11 +15,9 @@ package profile
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -27,20 +25,23 @@ import (
 
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/identity"
-	"github.com/sluicehq/sluice/internal/sqlitefile"
 )
 
-// Store holds profiles in SQLite (profiles.db in the data directory).
+// Store holds profiles in a Backend: profiles.db in the data directory,
+// or PostgreSQL shared by several nodes.
 type Store struct {
-	db *sql.DB
+	db Backend
 
-	// mu serialises the writers (the consumer's Apply, Erase). The folded
-	// profiles of recent batches stay in memory (worlds) so that a person
-	// seen again is not read back; any failure or erasure drops them.
-	mu     sync.Mutex
-	worlds map[uint32]*world
-	known  map[uint32]map[string]bool
-	cached int
+	// mu serialises the writers of this node (the consumer's Apply,
+	// Erase). The folded profiles of recent batches stay in memory
+	// (worlds) so that a person seen again is not read back; any failure
+	// or erasure drops them, and so does a write by another node (the
+	// backend's version is not the one the last commit here left).
+	mu      sync.Mutex
+	version int64
+	worlds  map[uint32]*world
+	known   map[uint32]map[string]bool
+	cached  int
 }
 
 // maxCached bounds the profiles kept in memory between batches.
@@ -50,86 +51,21 @@ func (s *Store) dropCache() {
 	s.worlds, s.known, s.cached = map[uint32]*world{}, map[uint32]map[string]bool{}, 0
 }
 
-// schemaVersion 2 replaced the s2s-only profiles of version 1; a version
-// 1 database is emptied and rebuilt from the log.
-const schemaVersion = 2
-
-const schema = `
-CREATE TABLE IF NOT EXISTS profiles (
-	id         TEXT    PRIMARY KEY,   -- prf_…: named after the identity that created it
-	project_id INTEGER NOT NULL,
-	doc        TEXT    NOT NULL       -- the fold's state (fold.go), JSON
-);
-CREATE TABLE IF NOT EXISTS identities (
-	project_id INTEGER NOT NULL,
-	type       TEXT    NOT NULL,
-	value      TEXT    NOT NULL,
-	profile_id TEXT    NOT NULL,
-	PRIMARY KEY (project_id, type, value)
-);
-CREATE INDEX IF NOT EXISTS identities_profile ON identities(profile_id);
--- What each event with identities said of its person, and the profile
--- it belongs to: the source a profile is rebuilt from, and its timeline.
-CREATE TABLE IF NOT EXISTS observations (
-	event_id   INTEGER PRIMARY KEY,
-	project_id INTEGER NOT NULL,
-	profile_id TEXT    NOT NULL,
-	time       INTEGER NOT NULL, -- event time, Unix ms
-	digest     TEXT    NOT NULL,
-	key        TEXT    NOT NULL,
-	doc        TEXT    NOT NULL  -- ids, attributes, facts
-);
-CREATE INDEX IF NOT EXISTS observations_profile ON observations(profile_id, time, event_id);
--- Ids of profiles that were merged into (or rebuilt as) another.
-CREATE TABLE IF NOT EXISTS aliases (
-	id         TEXT    PRIMARY KEY,
-	project_id INTEGER NOT NULL,
-	into_id    TEXT    NOT NULL
-);
-CREATE TABLE IF NOT EXISTS cursors (
-	name  TEXT PRIMARY KEY,
-	after INTEGER NOT NULL
-);
-`
-
 // Open opens (creating when absent) the profile store at path. A store
 // of the older schema is emptied: the consumer rebuilds it from the log.
 func Open(path string) (*Store, error) {
-	v := url.Values{}
-	v.Set("_journal_mode", "WAL")
-	v.Set("_synchronous", "NORMAL") // the log is the source: a lost batch is re-applied from the cursor
-	v.Set("_busy_timeout", "10000")
-	v.Set("_txlock", "immediate")
-	// A page cache for the profiles the consumer keeps touching (64 MiB).
-	v.Set("_cache_size", "-65536")
-	// Kept -wal and -shm files let a start on a full disk open it.
-	db := sqlitefile.Open("file:"+(&url.URL{Path: path}).EscapedPath()+"?"+v.Encode(), sqlitefile.DefaultWALLimit)
-	db.SetMaxOpenConns(1)
-	var version int
-	if err := db.QueryRow(`PRAGMA user_version`).Scan(&version); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open profiles %s: %w", path, err)
+	b, err := OpenSQLite(path)
+	if err != nil {
+		return nil, err
 	}
-	switch {
-	case version > schemaVersion:
-		db.Close()
-		return nil, fmt.Errorf("open profiles %s: schema version %d is newer than this binary's %d", path, version, schemaVersion)
-	case version < schemaVersion:
-		// Version 1 (or none): s2s-only profiles with integer ids. The
-		// log is the source: start over and refold it.
-		if _, err := db.Exec(`DROP TABLE IF EXISTS attributes; DROP TABLE IF EXISTS identities; DROP TABLE IF EXISTS profiles;
-			DROP TABLE IF EXISTS observations; DROP TABLE IF EXISTS aliases; DROP TABLE IF EXISTS cursors;`); err != nil {
-			db.Close()
-			return nil, fmt.Errorf("upgrade profiles %s: %w", path, err)
-		}
-		if _, err := db.Exec(schema + fmt.Sprintf("PRAGMA user_version=%d;", schemaVersion)); err != nil {
-			db.Close()
-			return nil, fmt.Errorf("open profiles %s: %w", path, err)
-		}
-	}
-	st := &Store{db: db}
+	return New(b), nil
+}
+
+// New keeps profiles in b; Close closes it.
+func New(b Backend) *Store {
+	st := &Store{db: b, version: -1}
 	st.dropCache()
-	return st, nil
+	return st
 }
 
 // Close closes the database.
@@ -137,15 +73,11 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // Cursor returns the id after which the named consumer resumes.
 func (s *Store) Cursor(ctx context.Context, name string) (event.ID, error) {
-	var after int64
-	err := s.db.QueryRowContext(ctx, `SELECT after FROM cursors WHERE name = ?`, name).Scan(&after)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
-	}
+	c, err := s.db.Cursor(ctx, name)
 	if err != nil {
 		return 0, fmt.Errorf("read cursor %s: %w", name, err)
 	}
-	return event.ID(after), nil
+	return c, nil
 }
 
 // FoldStats counts what one Apply did.
@@ -164,7 +96,7 @@ func (s *Store) Apply(ctx context.Context, cursor string, after event.ID, evs []
 func (s *Store) ApplyStats(ctx context.Context, cursor string, after event.ID, evs []*event.Event) (st FoldStats, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.db.Begin(ctx)
 	if err != nil {
 		return st, fmt.Errorf("apply profiles: %w", err)
 	}
@@ -174,7 +106,10 @@ func (s *Store) ApplyStats(ctx context.Context, cursor string, after event.ID, e
 			s.dropCache() // it holds what was not committed
 		}
 	}()
-	f := &folder{ctx: ctx, tx: tx, worlds: s.worlds, known: s.known, stmts: map[string]*sql.Stmt{}}
+	if tx.Version() != s.version {
+		s.dropCache() // another writer came between
+	}
+	f := &folder{ctx: ctx, tx: tx, worlds: s.worlds, known: s.known}
 	// A batch is folded in canonical order: its events are late only if
 	// the stored profiles have seen later ones.
 	obs := make([]Observation, 0, len(evs))
@@ -194,13 +129,13 @@ func (s *Store) ApplyStats(ctx context.Context, cursor string, after event.ID, e
 		return st, err
 	}
 	st.Merges, st.Conflicts, st.Rebuilt = f.merges, f.conflicts, f.rebuilt
-	if _, err := tx.ExecContext(ctx, `INSERT INTO cursors(name, after) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET after = excluded.after`,
-		cursor, int64(after)); err != nil {
+	if err := tx.SetCursor(ctx, cursor, after); err != nil {
 		return st, fmt.Errorf("move cursor: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return st, fmt.Errorf("apply profiles: %w", err)
 	}
+	s.version = tx.Version() + 1
 	s.cached = 0
 	for _, w := range s.worlds {
 		s.cached += len(w.byID)
@@ -217,42 +152,11 @@ func (s *Store) ApplyStats(ctx context.Context, cursor string, after event.ID, e
 // database).
 type folder struct {
 	ctx    context.Context
-	tx     *sql.Tx
-	stmts  map[string]*sql.Stmt // prepared in tx, by query
+	tx     Tx
 	worlds map[uint32]*world
 	// known: identities whose owner was looked up (owned or not).
 	known                      map[uint32]map[string]bool
 	merges, conflicts, rebuilt int
-}
-
-// exec and queryRow run a statement prepared once per transaction.
-func (f *folder) stmt(query string) (*sql.Stmt, error) {
-	if st, ok := f.stmts[query]; ok {
-		return st, nil
-	}
-	st, err := f.tx.PrepareContext(f.ctx, query)
-	if err != nil {
-		return nil, err
-	}
-	f.stmts[query] = st
-	return st, nil
-}
-
-func (f *folder) exec(query string, args ...any) error {
-	st, err := f.stmt(query)
-	if err != nil {
-		return err
-	}
-	_, err = st.ExecContext(f.ctx, args...)
-	return err
-}
-
-func (f *folder) queryRow(query string, args ...any) *sql.Row {
-	st, err := f.stmt(query)
-	if err != nil {
-		return f.tx.QueryRowContext(f.ctx, query, args...) // reports err on Scan
-	}
-	return st.QueryRowContext(f.ctx, args...)
 }
 
 func (f *folder) world(project uint32) *world {
@@ -278,23 +182,17 @@ func (f *folder) load(w *world, ids []event.Identity) error {
 		if _, ok := w.owner[k]; ok {
 			continue
 		}
-		var pid string
-		err := f.queryRow(`SELECT profile_id FROM identities WHERE project_id = ? AND type = ? AND value = ?`,
-			int64(w.project), id.Type, id.Value).Scan(&pid)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue
-		}
+		pid, err := f.tx.Owner(f.ctx, w.project, id.Type, id.Value)
 		if err != nil {
 			return fmt.Errorf("look up identity: %w", err)
+		}
+		if pid == "" {
+			continue
 		}
 		if _, ok := w.byID[pid]; ok {
 			continue
 		}
-		var doc string
-		if err := f.queryRow(`SELECT doc FROM profiles WHERE id = ?`, pid).Scan(&doc); err != nil {
-			return fmt.Errorf("read profile %s: %w", pid, err)
-		}
-		st, err := decodeState(pid, doc)
+		st, err := loadState(f.ctx, f.tx, pid)
 		if err != nil {
 			return err
 		}
@@ -306,29 +204,26 @@ func (f *folder) load(w *world, ids []event.Identity) error {
 	return nil
 }
 
-func loadState(ctx context.Context, q querier, pid string) (*state, error) {
-	var doc string
-	if err := q.QueryRowContext(ctx, `SELECT doc FROM profiles WHERE id = ?`, pid).Scan(&doc); err != nil {
+func loadState(ctx context.Context, q Reader, pid string) (*state, error) {
+	_, doc, found, err := q.Profile(ctx, pid)
+	if err != nil {
 		return nil, fmt.Errorf("read profile %s: %w", pid, err)
+	}
+	if !found {
+		return nil, fmt.Errorf("read profile %s: %w", pid, ErrNotFound)
 	}
 	return decodeState(pid, doc)
 }
 
-func decodeState(pid, doc string) (*state, error) {
+func decodeState(pid string, doc []byte) (*state, error) {
 	st := &state{}
-	if err := json.Unmarshal([]byte(doc), st); err != nil {
+	if err := json.Unmarshal(doc, st); err != nil {
 		return nil, fmt.Errorf("read profile %s: %w", pid, err)
 	}
 	if st.Traits.EventsByKey == nil {
 		st.Traits.EventsByKey = map[string]int64{}
 	}
 	return st, nil
-}
-
-type querier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
 // observe folds one observation: in place when it comes in canonical
@@ -369,9 +264,8 @@ func (f *folder) insertObservation(o *Observation, pid string) error {
 	if err != nil {
 		return err
 	}
-	return f.exec(`INSERT INTO observations(event_id, project_id, profile_id, time, digest, key, doc) VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT(event_id) DO UPDATE SET profile_id = excluded.profile_id`,
-		int64(o.EventID), int64(o.ProjectID), pid, o.Time, o.Digest, o.Key, string(doc))
+	return f.tx.PutObservation(f.ctx, StoredObservation{EventID: o.EventID, ProjectID: o.ProjectID, ProfileID: pid, Time: o.Time,
+		Digest: o.Digest, Key: o.Key, Doc: doc})
 }
 
 // flushAll writes every world.
@@ -389,17 +283,16 @@ func (f *folder) flushAll() error {
 func (f *folder) flush(w *world) error {
 	ctx, tx := f.ctx, f.tx
 	for from, into := range w.gone {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM profiles WHERE id = ?`, from); err != nil {
+		if err := tx.DeleteProfile(ctx, from); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO aliases(id, project_id, into_id) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET into_id = excluded.into_id`,
-			from, int64(w.project), into); err != nil {
+		if err := tx.PutAlias(ctx, from, w.project, into); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE aliases SET into_id = ? WHERE into_id = ?`, into, from); err != nil {
+		if err := tx.RedirectAliases(ctx, from, into); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE observations SET profile_id = ? WHERE profile_id = ?`, into, from); err != nil {
+		if err := tx.MoveObservations(ctx, from, into); err != nil {
 			return err
 		}
 	}
@@ -408,22 +301,19 @@ func (f *folder) flush(w *world) error {
 		if err != nil {
 			return err
 		}
-		if err := f.exec(`INSERT INTO profiles(id, project_id, doc) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET doc = excluded.doc`,
-			pid, int64(w.project), string(doc)); err != nil {
+		if err := tx.PutProfile(ctx, pid, w.project, doc); err != nil {
 			return err
 		}
 	}
 	for pid := range w.created {
 		// A profile made again under an id that named another (an
 		// erased or rebuilt one) is itself again.
-		if err := f.exec(`DELETE FROM aliases WHERE id = ?`, pid); err != nil {
+		if err := tx.DeleteAlias(ctx, pid); err != nil {
 			return err
 		}
 	}
 	for k, id := range w.moved {
-		if err := f.exec(`INSERT INTO identities(project_id, type, value, profile_id) VALUES (?, ?, ?, ?)
-			ON CONFLICT(project_id, type, value) DO UPDATE SET profile_id = excluded.profile_id`,
-			int64(w.project), id.Type, id.Value, w.owner[k]); err != nil {
+		if err := tx.PutIdentity(ctx, w.project, id.Type, id.Value, w.owner[k]); err != nil {
 			return err
 		}
 	}
@@ -472,10 +362,8 @@ func (f *folder) rebuild(w *world, o *Observation) error {
 		for _, b := range batch {
 			obs = append(obs, b)
 			for _, id := range b.IDs {
-				var owner string
-				err := tx.QueryRowContext(ctx, `SELECT profile_id FROM identities WHERE project_id = ? AND type = ? AND value = ?`,
-					int64(w.project), id.Type, id.Value).Scan(&owner)
-				if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				owner, err := tx.Owner(ctx, w.project, id.Type, id.Value)
+				if err != nil {
 					return err
 				}
 				if owner != "" && !set[owner] {
@@ -506,10 +394,11 @@ func (f *folder) rebuild(w *world, o *Observation) error {
 	}
 	// Replace the old profiles by the new ones.
 	for pid := range set {
-		for _, stmt := range []string{`DELETE FROM profiles WHERE id = ?`, `DELETE FROM identities WHERE profile_id = ?`} {
-			if _, err := tx.ExecContext(ctx, stmt, pid); err != nil {
-				return err
-			}
+		if err := tx.DeleteProfile(ctx, pid); err != nil {
+			return err
+		}
+		if err := tx.DeleteIdentitiesOf(ctx, pid); err != nil {
+			return err
 		}
 	}
 	for pid := range set {
@@ -525,11 +414,10 @@ func (f *folder) rebuild(w *world, o *Observation) error {
 		if into == "" {
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO aliases(id, project_id, into_id) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET into_id = excluded.into_id`,
-			pid, int64(w.project), into); err != nil {
+		if err := tx.PutAlias(ctx, pid, w.project, into); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE aliases SET into_id = ? WHERE into_id = ?`, into, pid); err != nil {
+		if err := tx.RedirectAliases(ctx, pid, into); err != nil {
 			return err
 		}
 	}
@@ -563,27 +451,21 @@ func identityFromKey(k string) event.Identity {
 }
 
 // observationsOf reads the observations of a profile.
-func observationsOf(ctx context.Context, q querier, pid string) ([]*Observation, error) {
-	rows, err := q.QueryContext(ctx, `SELECT event_id, project_id, time, digest, key, doc FROM observations WHERE profile_id = ?`, pid)
+func observationsOf(ctx context.Context, q Reader, pid string) ([]*Observation, error) {
+	stored, err := q.Observations(ctx, pid)
 	if err != nil {
 		return nil, fmt.Errorf("read observations: %w", err)
 	}
-	defer rows.Close()
-	var out []*Observation
-	for rows.Next() {
+	out := make([]*Observation, 0, len(stored))
+	for _, so := range stored {
 		o := &Observation{}
-		var id, project int64
-		var doc string
-		if err := rows.Scan(&id, &project, &o.Time, &o.Digest, &o.Key, &doc); err != nil {
-			return nil, err
+		if err := json.Unmarshal(so.Doc, o); err != nil {
+			return nil, fmt.Errorf("read observation %s: %w", so.EventID, err)
 		}
-		if err := json.Unmarshal([]byte(doc), o); err != nil {
-			return nil, err
-		}
-		o.EventID, o.ProjectID = event.ID(id), uint32(project)
+		o.EventID, o.ProjectID, o.Time, o.Digest, o.Key = so.EventID, so.ProjectID, so.Time, so.Digest, so.Key
 		out = append(out, o)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Profile is one person as the API shows it.
@@ -699,16 +581,14 @@ var ErrNotFound = errors.New("no profile")
 const LookupProfile = "profile"
 
 // resolve returns the id of the live profile that (idType, value) names.
-func (s *Store) resolve(ctx context.Context, q querier, projectID uint32, idType, value string) (string, error) {
+func (s *Store) resolve(ctx context.Context, q Reader, projectID uint32, idType, value string) (string, error) {
 	if idType != LookupProfile {
-		var id string
-		err := q.QueryRowContext(ctx, `SELECT profile_id FROM identities WHERE project_id = ? AND type = ? AND value = ?`,
-			int64(projectID), idType, value).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return "", ErrNotFound
-		}
+		id, err := q.Owner(ctx, projectID, idType, value)
 		if err != nil {
 			return "", fmt.Errorf("find profile: %w", err)
+		}
+		if id == "" {
+			return "", ErrNotFound
 		}
 		return id, nil
 	}
@@ -716,26 +596,24 @@ func (s *Store) resolve(ctx context.Context, q querier, projectID uint32, idType
 }
 
 // resolveAlias follows the aliases of a profile id to a live profile.
-func resolveAlias(ctx context.Context, q querier, projectID uint32, id string) (string, error) {
+func resolveAlias(ctx context.Context, q Reader, projectID uint32, id string) (string, error) {
 	for hop := 0; hop < 64; hop++ {
-		var project int64
-		err := q.QueryRowContext(ctx, `SELECT project_id FROM profiles WHERE id = ?`, id).Scan(&project)
-		if err == nil {
-			if uint32(project) != projectID {
+		project, _, found, err := q.Profile(ctx, id)
+		if err != nil {
+			return "", fmt.Errorf("find profile: %w", err)
+		}
+		if found {
+			if project != projectID {
 				return "", ErrNotFound
 			}
 			return id, nil
 		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return "", fmt.Errorf("find profile: %w", err)
-		}
-		var into string
-		err = q.QueryRowContext(ctx, `SELECT into_id FROM aliases WHERE id = ? AND project_id = ?`, id, int64(projectID)).Scan(&into)
-		if errors.Is(err, sql.ErrNoRows) {
-			return "", ErrNotFound
-		}
+		into, err := q.AliasInto(ctx, projectID, id)
 		if err != nil {
 			return "", fmt.Errorf("find profile: %w", err)
+		}
+		if into == "" {
+			return "", ErrNotFound
 		}
 		id = into
 	}
@@ -787,52 +665,20 @@ func (s *Store) Timeline(ctx context.Context, projectID uint32, idType, value st
 		q.Limit = 50
 	}
 	q.Limit = min(q.Limit, 1000)
-	stmt := `SELECT event_id, time, key FROM observations WHERE profile_id = ?`
-	args := []any{id}
-	if q.BeforeTime != 0 || q.BeforeID != 0 {
-		stmt += ` AND (time < ? OR (time = ? AND event_id < ?))`
-		args = append(args, q.BeforeTime, q.BeforeTime, int64(q.BeforeID))
-	}
-	if q.KeyGlob != "" {
-		stmt += ` AND key GLOB ?`
-		args = append(args, event.SQLiteGlob(q.KeyGlob))
-	}
-	stmt += ` ORDER BY time DESC, event_id DESC LIMIT ?`
-	args = append(args, q.Limit)
-	rows, err := s.db.QueryContext(ctx, stmt, args...)
+	out, err := s.db.Timeline(ctx, id, q)
 	if err != nil {
 		return "", nil, fmt.Errorf("read timeline: %w", err)
 	}
-	defer rows.Close()
-	var out []TimelineEntry
-	for rows.Next() {
-		var e TimelineEntry
-		var eid int64
-		if err := rows.Scan(&eid, &e.Time, &e.Key); err != nil {
-			return "", nil, err
-		}
-		e.EventID = event.ID(eid)
-		out = append(out, e)
-	}
-	return id, out, rows.Err()
+	return id, out, nil
 }
 
 // eventsOf returns the ids of a profile's events.
 func (s *Store) eventsOf(ctx context.Context, pid string) ([]event.ID, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT event_id FROM observations WHERE profile_id = ? ORDER BY event_id`, pid)
+	ids, err := s.db.EventsOf(ctx, pid)
 	if err != nil {
 		return nil, fmt.Errorf("read observations: %w", err)
 	}
-	defer rows.Close()
-	var ids []event.ID
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, event.ID(id))
-	}
-	return ids, rows.Err()
+	return ids, nil
 }
 
 // Erased says what an erasure removed.
@@ -852,7 +698,7 @@ func (s *Store) Erase(ctx context.Context, projectID uint32, idType, value strin
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.dropCache()
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.db.Begin(ctx)
 	if err != nil {
 		return er, fmt.Errorf("erase profile: %w", err)
 	}
@@ -870,32 +716,23 @@ func (s *Store) Erase(ctx context.Context, projectID uint32, idType, value strin
 		return er, err
 	}
 	er.Profile, er.Profiles, er.Identities, er.Attributes = id, 1+len(st.Merged), len(st.Identities), len(st.Attrs)
-	rows, err := tx.QueryContext(ctx, `SELECT event_id FROM observations WHERE profile_id = ? ORDER BY event_id`, id)
+	obs, err := tx.Observations(ctx, id)
 	if err != nil {
 		return er, fmt.Errorf("erase profile: %w", err)
 	}
-	for rows.Next() {
-		var eid int64
-		if err := rows.Scan(&eid); err != nil {
-			rows.Close()
-			return er, err
-		}
-		er.Events = append(er.Events, event.ID(eid))
+	for _, o := range obs {
+		er.Events = append(er.Events, o.EventID)
 	}
-	rows.Close()
-	for _, stmt := range []string{
-		`DELETE FROM observations WHERE profile_id = ?`,
-		`DELETE FROM identities WHERE profile_id = ?`,
-		`DELETE FROM aliases WHERE into_id = ?`,
-		`DELETE FROM profiles WHERE id = ?`,
-	} {
-		if _, err := tx.ExecContext(ctx, stmt, id); err != nil {
+	sortIDs(er.Events)
+	for _, del := range []func(context.Context, string) error{tx.DeleteObservationsOf, tx.DeleteIdentitiesOf, tx.DeleteAliasesInto, tx.DeleteProfile} {
+		if err := del(ctx, id); err != nil {
 			return er, fmt.Errorf("erase profile: %w", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return er, fmt.Errorf("erase profile: %w", err)
 	}
+	s.version = tx.Version() + 1
 	return er, nil
 }
 

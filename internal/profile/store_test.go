@@ -248,17 +248,10 @@ func TestLateEventRebuilds(t *testing.T) {
 // dump renders every profile of project as JSON, sorted by id.
 func dump(t testing.TB, s *Store, project uint32) string {
 	t.Helper()
-	rows, err := s.db.Query(`SELECT id FROM profiles WHERE project_id = ? ORDER BY id`, project)
+	ids, err := s.db.ProfileIDs(context.Background(), project)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ids []string
-	for rows.Next() {
-		var id string
-		rows.Scan(&id)
-		ids = append(ids, id)
-	}
-	rows.Close()
 	var b strings.Builder
 	for _, id := range ids {
 		p := find(t, s, project, LookupProfile, id)
@@ -313,7 +306,7 @@ func TestOldSchemaIsRebuilt(t *testing.T) {
 		t.Fatal(err)
 	}
 	apply(t, s, ev(1, 1, "in.s2s.user", 1, `{}`, "custom_user_id=c"))
-	s.db.Exec(`PRAGMA user_version=1`)
+	s.db.(*SQLiteBackend).db.Exec(`PRAGMA user_version=1`)
 	s.Close()
 	s, err = Open(path)
 	if err != nil {

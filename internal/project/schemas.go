@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -28,24 +29,13 @@ func (r *SchemaRecord) Compiled() *schema.Schema { return r.compiled }
 
 // loadSchemas fills snap with the registered schemas, reusing what the
 // previous snapshot compiled.
-func (s *Store) loadSchemas(ctx context.Context, snap *snapshot) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT project_id, type, body, created_at FROM schemas`)
-	if err != nil {
-		return fmt.Errorf("load schemas: %w", err)
-	}
-	defer rows.Close()
+func (s *Store) loadSchemas(stored []StoredSchema, snap *snapshot) error {
 	var prev map[uint32]map[string]*SchemaRecord
 	if old := s.snap.Load(); old != nil {
 		prev = old.schemas
 	}
-	for rows.Next() {
-		var r SchemaRecord
-		var body string
-		var created int64
-		if err := rows.Scan(&r.ProjectID, &r.Type, &body, &created); err != nil {
-			return fmt.Errorf("load schemas: %w", err)
-		}
-		r.Schema, r.CreatedAt = json.RawMessage(body), time.UnixMilli(created).UTC()
+	for _, st := range stored {
+		r := SchemaRecord{ProjectID: st.ProjectID, Type: st.Type, Schema: json.RawMessage(st.Body), CreatedAt: st.CreatedAt.UTC()}
 		if old, ok := prev[r.ProjectID][r.Type]; ok && bytes.Equal(old.Schema, r.Schema) {
 			r.compiled, r.Title = old.compiled, old.Title
 		} else {
@@ -62,7 +52,7 @@ func (s *Store) loadSchemas(ctx context.Context, snap *snapshot) error {
 		}
 		m[r.Type] = &r
 	}
-	return rows.Err()
+	return nil
 }
 
 // Schema returns a project's registered schema.
@@ -110,8 +100,7 @@ func (s *Store) RegisterSchema(ctx context.Context, projectID uint32, typ string
 			typ, typ, ErrExists)
 	}
 	now := s.now().UTC().Truncate(time.Millisecond)
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO schemas(project_id, type, body, created_at) VALUES (?, ?, ?, ?)`,
-		projectID, typ, string(c.Doc), now.UnixMilli()); err != nil {
+	if err := s.db.InsertSchema(ctx, StoredSchema{ProjectID: projectID, Type: typ, Body: c.Doc, CreatedAt: now}); err != nil {
 		return nil, false, fmt.Errorf("register schema: %w", err)
 	}
 	if err := s.reload(ctx); err != nil {
@@ -126,12 +115,11 @@ func (s *Store) RegisterSchema(ctx context.Context, projectID uint32, typ string
 func (s *Store) DeleteSchema(ctx context.Context, projectID uint32, typ string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	res, err := s.db.ExecContext(ctx, `DELETE FROM schemas WHERE project_id = ? AND type = ?`, projectID, typ)
-	if err != nil {
+	if err := s.db.DeleteSchema(ctx, projectID, typ); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("schema %s of project %d: %w", typ, projectID, ErrNotFound)
+		}
 		return fmt.Errorf("delete schema: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("schema %s of project %d: %w", typ, projectID, ErrNotFound)
 	}
 	return s.reload(ctx)
 }

@@ -5,25 +5,24 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
+	"log/slog"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/sluicehq/sluice/internal/sqlitefile"
 )
 
-// Store persists projects and tokens in SQLite and serves lookups from an
-// in-memory snapshot that every change replaces.
+// Store persists projects and tokens in a Backend (state.db, or
+// PostgreSQL shared by several nodes) and serves lookups from an
+// in-memory snapshot that every change replaces. A change made by
+// another node is seen once Watch notices the backend's version move.
 type Store struct {
-	db  *sql.DB
+	db  Backend
 	now func() time.Time
 
 	mu   sync.Mutex // serialises changes
@@ -31,6 +30,7 @@ type Store struct {
 }
 
 type snapshot struct {
+	version    int64 // of the backend when it was read
 	projects   map[uint32]*Project
 	tokens     map[[32]byte]tokenEntry
 	appIDs     map[string]uint32
@@ -44,72 +44,34 @@ type tokenEntry struct {
 	projectID uint32
 }
 
-const stateSchema = `
-CREATE TABLE IF NOT EXISTS projects (
-	id         INTEGER PRIMARY KEY,
-	name       TEXT NOT NULL,
-	settings   TEXT NOT NULL DEFAULT '{}',
-	created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tokens (
-	id         TEXT PRIMARY KEY,
-	project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
-	name       TEXT NOT NULL,
-	hash       BLOB NOT NULL UNIQUE, -- SHA-256 of the secret; the secret is never stored
-	hint       TEXT NOT NULL,
-	created_at INTEGER NOT NULL,
-	revoked_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS tokens_project ON tokens(project_id);
-CREATE TABLE IF NOT EXISTS event_types (
-	project_id  INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
-	slug        TEXT NOT NULL,
-	kind        TEXT NOT NULL,
-	name        TEXT NOT NULL DEFAULT '',
-	description TEXT NOT NULL DEFAULT '',
-	created_at  INTEGER NOT NULL,
-	PRIMARY KEY (project_id, slug)
-);
-CREATE TABLE IF NOT EXISTS schemas (
-	project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
-	type       TEXT NOT NULL, -- <name>-v<N>
-	body       TEXT NOT NULL, -- the JSON Schema, compacted
-	created_at INTEGER NOT NULL,
-	PRIMARY KEY (project_id, type)
-);
-CREATE TABLE IF NOT EXISTS meta (
-	key   TEXT PRIMARY KEY,
-	value TEXT NOT NULL
-);
-`
-
-// Open opens (creating when absent) the store at path and makes sure the
-// default project exists. now is the clock; nil means time.Now.
+// Open opens (creating when absent) the SQLite store at path and makes
+// sure the default project exists. now is the clock; nil means time.Now.
 func Open(path string, now func() time.Time) (*Store, error) {
+	b, err := OpenSQLite(path)
+	if err != nil {
+		return nil, err
+	}
+	s, err := New(b, now)
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// New serves the projects kept in b and makes sure the default project
+// exists. now is the clock; nil means time.Now. Close closes b.
+func New(b Backend, now func() time.Time) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
-	v := url.Values{}
-	v.Set("_journal_mode", "WAL")
-	v.Set("_synchronous", "FULL")
-	v.Set("_busy_timeout", "10000")
-	v.Set("_foreign_keys", "1")
-	v.Set("_txlock", "immediate")
-	// Kept -wal and -shm files let a start on a full disk open it.
-	db := sqlitefile.Open("file:"+(&url.URL{Path: path}).EscapedPath()+"?"+v.Encode(), sqlitefile.DefaultWALLimit)
-	db.SetMaxOpenConns(1)
-	s := &Store{db: db, now: now}
-	if _, err := db.Exec(stateSchema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open state %s: %w", path, err)
-	}
-	if _, err := db.Exec(`INSERT INTO projects(id, name, settings, created_at) VALUES (0, 'default', ?, ?) ON CONFLICT(id) DO NOTHING`,
-		`{"app_id":"`+NewAppID()+`"}`, now().UnixMilli()); err != nil {
-		db.Close()
+	s := &Store{db: b, now: now}
+	ctx := context.Background()
+	err := b.InsertProject(ctx, StoredProject{ID: DefaultID, Name: "default", Settings: []byte(`{"app_id":"` + NewAppID() + `"}`), CreatedAt: now()})
+	if err != nil && !errors.Is(err, ErrExists) {
 		return nil, fmt.Errorf("create default project: %w", err)
 	}
-	if err := s.ensureAppIDs(context.Background()); err != nil {
-		db.Close()
+	if err := s.ensureAppIDs(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -138,7 +100,7 @@ func (s *Store) ensureAppIDs(ctx context.Context) error {
 		missing = true
 		p.Settings.AppID = NewAppID()
 		b, _ := json.Marshal(p.Settings)
-		if _, err := s.db.ExecContext(ctx, `UPDATE projects SET settings = ? WHERE id = ?`, string(b), p.ID); err != nil {
+		if err := s.db.UpdateProject(ctx, p.ID, p.Name, b); err != nil {
 			return fmt.Errorf("give project %d an app id: %w", p.ID, err)
 		}
 	}
@@ -153,29 +115,32 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // reload rebuilds the in-memory snapshot from the database.
 func (s *Store) reload(ctx context.Context) error {
-	ps, err := s.queryProjects(ctx)
+	st, err := s.db.Load(ctx)
 	if err != nil {
 		return err
 	}
 	snap := &snapshot{
-		projects: make(map[uint32]*Project, len(ps)), tokens: map[[32]byte]tokenEntry{},
+		version:  st.Version,
+		projects: make(map[uint32]*Project, len(st.Projects)), tokens: map[[32]byte]tokenEntry{},
 		appIDs: map[string]uint32{}, eventTypes: map[uint32]map[string]EventType{},
 		schemas: map[uint32]map[string]*SchemaRecord{},
 	}
-	for i := range ps {
-		snap.projects[ps[i].ID] = &ps[i]
-		if ps[i].Settings.AppID != "" {
-			snap.appIDs[ps[i].Settings.AppID] = ps[i].ID
+	for _, sp := range st.Projects {
+		p := &Project{ID: sp.ID, Name: sp.Name, CreatedAt: sp.CreatedAt.UTC()}
+		// Stored settings were validated when written; decode leniently so
+		// that a downgrade does not lock an operator out.
+		if err := json.Unmarshal(sp.Settings, &p.Settings); err != nil {
+			return fmt.Errorf("project %d settings: %w", p.ID, err)
+		}
+		snap.projects[p.ID] = p
+		if p.Settings.AppID != "" {
+			snap.appIDs[p.Settings.AppID] = p.ID
 		}
 	}
-	ets, err := s.queryEventTypes(ctx, "")
-	if err != nil {
+	if err := s.loadSchemas(st.Schemas, snap); err != nil {
 		return err
 	}
-	if err := s.loadSchemas(ctx, snap); err != nil {
-		return err
-	}
-	for _, et := range ets {
+	for _, et := range st.EventTypes {
 		m := snap.eventTypes[et.ProjectID]
 		if m == nil {
 			m = map[string]EventType{}
@@ -183,50 +148,44 @@ func (s *Store) reload(ctx context.Context) error {
 		}
 		m[et.Slug] = et
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT id, project_id, hash FROM tokens WHERE revoked_at IS NULL`)
-	if err != nil {
-		return fmt.Errorf("load tokens: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var e tokenEntry
-		var hash []byte
-		if err := rows.Scan(&e.id, &e.projectID, &hash); err != nil {
-			return fmt.Errorf("load tokens: %w", err)
-		}
-		copy(e.hash[:], hash)
-		snap.tokens[e.hash] = e
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("load tokens: %w", err)
+	for _, t := range st.Tokens {
+		snap.tokens[t.Hash] = tokenEntry{hash: t.Hash, id: t.ID, projectID: t.ProjectID}
 	}
 	s.snap.Store(snap)
 	return nil
 }
 
-func (s *Store) queryProjects(ctx context.Context) ([]Project, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, name, settings, created_at FROM projects ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("load projects: %w", err)
+// Watch reloads the snapshot when another node changed the backend,
+// checking its version every every (250ms when 0), until ctx ends.
+func (s *Store) Watch(ctx context.Context, every time.Duration, logger *slog.Logger) {
+	if every <= 0 {
+		every = 250 * time.Millisecond
 	}
-	defer rows.Close()
-	var out []Project
-	for rows.Next() {
-		var p Project
-		var settings string
-		var created int64
-		if err := rows.Scan(&p.ID, &p.Name, &settings, &created); err != nil {
-			return nil, fmt.Errorf("load projects: %w", err)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
-		// Stored settings were validated when written; decode leniently so
-		// that a downgrade does not lock an operator out.
-		if err := json.Unmarshal([]byte(settings), &p.Settings); err != nil {
-			return nil, fmt.Errorf("project %d settings: %w", p.ID, err)
+		v, err := s.db.Version(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				logger.Warn("read the projects' version", "err", err)
+			}
+			continue
 		}
-		p.CreatedAt = time.UnixMilli(created).UTC()
-		out = append(out, p)
+		if v == s.snap.Load().version {
+			continue
+		}
+		s.mu.Lock()
+		err = s.reload(ctx)
+		s.mu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			logger.Warn("reload projects changed by another node", "err", err)
+		}
 	}
-	return out, rows.Err()
 }
 
 // Get returns project id from memory.
@@ -263,14 +222,14 @@ func (s *Store) Create(ctx context.Context, id *uint32, name string, settings Se
 			return Project{}, fmt.Errorf("project %d: %w", pid, ErrExists)
 		}
 	} else {
-		var max sql.NullInt64
-		if err := s.db.QueryRowContext(ctx, `SELECT max(id) FROM projects`).Scan(&max); err != nil {
+		max, err := s.db.MaxProjectID(ctx)
+		if err != nil {
 			return Project{}, fmt.Errorf("next project id: %w", err)
 		}
-		if max.Int64 >= 1<<32-1 {
-			return Project{}, fmt.Errorf("%w: no free project id above %d; give one explicitly", ErrInvalid, max.Int64)
+		if max >= 1<<32-1 {
+			return Project{}, fmt.Errorf("%w: no free project id above %d; give one explicitly", ErrInvalid, max)
 		}
-		pid = uint32(max.Int64 + 1)
+		pid = uint32(max + 1)
 	}
 	if settings.AppID == "" {
 		settings.AppID = NewAppID()
@@ -279,8 +238,13 @@ func (s *Store) Create(ctx context.Context, id *uint32, name string, settings Se
 	}
 	p := Project{ID: pid, Name: name, Settings: settings, CreatedAt: s.now().UTC().Truncate(time.Millisecond)}
 	b, _ := json.Marshal(p.Settings)
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO projects(id, name, settings, created_at) VALUES (?, ?, ?, ?)`,
-		pid, name, string(b), p.CreatedAt.UnixMilli()); err != nil {
+	if err := s.db.InsertProject(ctx, StoredProject{ID: pid, Name: name, Settings: b, CreatedAt: p.CreatedAt}); err != nil {
+		if errors.Is(err, ErrExists) {
+			// Made meanwhile by another node: the snapshot shows it.
+			if rerr := s.reload(ctx); rerr != nil {
+				return Project{}, rerr
+			}
+		}
 		return Project{}, fmt.Errorf("create project %d: %w", pid, err)
 	}
 	return p, s.reload(ctx)
@@ -314,7 +278,7 @@ func (s *Store) Update(ctx context.Context, id uint32, name *string, settings *S
 		p.Settings = next
 	}
 	b, _ := json.Marshal(p.Settings)
-	if _, err := s.db.ExecContext(ctx, `UPDATE projects SET name = ?, settings = ? WHERE id = ?`, p.Name, string(b), id); err != nil {
+	if err := s.db.UpdateProject(ctx, id, p.Name, b); err != nil {
 		return Project{}, fmt.Errorf("update project %d: %w", id, err)
 	}
 	return p, s.reload(ctx)
@@ -328,12 +292,11 @@ func (s *Store) Delete(ctx context.Context, id uint32) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	res, err := s.db.ExecContext(ctx, `DELETE FROM projects WHERE id = ?`, id)
-	if err != nil {
+	if err := s.db.DeleteProject(ctx, id); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("project %d: %w", id, ErrNotFound)
+		}
 		return fmt.Errorf("delete project %d: %w", id, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("project %d: %w", id, ErrNotFound)
 	}
 	return s.reload(ctx)
 }
@@ -401,13 +364,12 @@ func (s *Store) addToken(ctx context.Context, projectID uint32, name string, has
 	if _, ok := s.Get(projectID); !ok {
 		return Token{}, "", fmt.Errorf("project %d: %w", projectID, ErrNotFound)
 	}
-	var existing string
-	err := s.db.QueryRowContext(ctx, `SELECT id FROM tokens WHERE hash = ?`, hash[:]).Scan(&existing)
-	if err == nil {
-		return Token{}, "", fmt.Errorf("token with this secret: %w (%s)", ErrExists, existing)
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
+	existing, err := s.db.Tokens(ctx, TokenQuery{Hash: &hash})
+	if err != nil {
 		return Token{}, "", fmt.Errorf("look up token: %w", err)
+	}
+	if len(existing) > 0 {
+		return Token{}, "", fmt.Errorf("token with this secret: %w (%s)", ErrExists, existing[0].ID)
 	}
 	var idb [6]byte
 	_, _ = rand.Read(idb[:])
@@ -415,8 +377,7 @@ func (s *Store) addToken(ctx context.Context, projectID uint32, name string, has
 		ID: "tok_" + hex.EncodeToString(idb[:]), ProjectID: projectID, Name: name, Hint: hint,
 		CreatedAt: s.now().UTC().Truncate(time.Millisecond),
 	}
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO tokens(id, project_id, name, hash, hint, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		t.ID, projectID, name, hash[:], hint, t.CreatedAt.UnixMilli()); err != nil {
+	if err := s.db.InsertToken(ctx, t, hash); err != nil {
 		return Token{}, "", fmt.Errorf("create token: %w", err)
 	}
 	return t, secret, s.reload(ctx)
@@ -424,9 +385,9 @@ func (s *Store) addToken(ctx context.Context, projectID uint32, name string, has
 
 // TokenByHash returns the token (revoked or not) stored with hash.
 func (s *Store) TokenByHash(ctx context.Context, hash [32]byte) (Token, error) {
-	ts, err := s.queryTokens(ctx, `WHERE hash = ?`, hash[:])
+	ts, err := s.db.Tokens(ctx, TokenQuery{Hash: &hash})
 	if err != nil {
-		return Token{}, err
+		return Token{}, fmt.Errorf("list tokens: %w", err)
 	}
 	if len(ts) == 0 {
 		return Token{}, ErrNotFound
@@ -439,31 +400,11 @@ func (s *Store) Tokens(ctx context.Context, projectID uint32) ([]Token, error) {
 	if _, ok := s.Get(projectID); !ok {
 		return nil, fmt.Errorf("project %d: %w", projectID, ErrNotFound)
 	}
-	return s.queryTokens(ctx, `WHERE project_id = ?`, projectID)
-}
-
-func (s *Store) queryTokens(ctx context.Context, where string, args ...any) ([]Token, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, project_id, name, hint, created_at, revoked_at FROM tokens `+where+` ORDER BY created_at, id`, args...)
+	ts, err := s.db.Tokens(ctx, TokenQuery{ProjectID: &projectID})
 	if err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
-	defer rows.Close()
-	out := []Token{}
-	for rows.Next() {
-		var t Token
-		var created int64
-		var revoked sql.NullInt64
-		if err := rows.Scan(&t.ID, &t.ProjectID, &t.Name, &t.Hint, &created, &revoked); err != nil {
-			return nil, fmt.Errorf("list tokens: %w", err)
-		}
-		t.CreatedAt = time.UnixMilli(created).UTC()
-		if revoked.Valid {
-			r := time.UnixMilli(revoked.Int64).UTC()
-			t.RevokedAt = &r
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return ts, nil
 }
 
 // RevokeToken revokes a token of project: it stops working at once.
@@ -471,14 +412,12 @@ func (s *Store) queryTokens(ctx context.Context, where string, args ...any) ([]T
 func (s *Store) RevokeToken(ctx context.Context, projectID uint32, tokenID string) (Token, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, err := s.db.ExecContext(ctx, `UPDATE tokens SET revoked_at = ? WHERE id = ? AND project_id = ? AND revoked_at IS NULL`,
-		s.now().UnixMilli(), tokenID, projectID)
-	if err != nil {
+	if err := s.db.RevokeToken(ctx, projectID, tokenID, s.now()); err != nil {
 		return Token{}, fmt.Errorf("revoke token: %w", err)
 	}
-	ts, err := s.queryTokens(ctx, `WHERE id = ? AND project_id = ?`, tokenID, projectID)
+	ts, err := s.db.Tokens(ctx, TokenQuery{ProjectID: &projectID, ID: tokenID})
 	if err != nil {
-		return Token{}, err
+		return Token{}, fmt.Errorf("list tokens: %w", err)
 	}
 	if len(ts) == 0 {
 		return Token{}, fmt.Errorf("token %s of project %d: %w", tokenID, projectID, ErrNotFound)
@@ -538,25 +477,6 @@ func (s *Store) EventTypes(projectID uint32) ([]EventType, error) {
 	return out, nil
 }
 
-func (s *Store) queryEventTypes(ctx context.Context, where string, args ...any) ([]EventType, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT project_id, slug, kind, name, description, created_at FROM event_types `+where, args...)
-	if err != nil {
-		return nil, fmt.Errorf("load event types: %w", err)
-	}
-	defer rows.Close()
-	var out []EventType
-	for rows.Next() {
-		var et EventType
-		var created int64
-		if err := rows.Scan(&et.ProjectID, &et.Slug, &et.Kind, &et.Name, &et.Description, &created); err != nil {
-			return nil, fmt.Errorf("load event types: %w", err)
-		}
-		et.CreatedAt = time.UnixMilli(created).UTC()
-		out = append(out, et)
-	}
-	return out, rows.Err()
-}
-
 // CreateEventType declares an event type; a slug that exists is ErrExists.
 func (s *Store) CreateEventType(ctx context.Context, et EventType) (EventType, error) {
 	if err := et.Validate(); err != nil {
@@ -571,8 +491,7 @@ func (s *Store) CreateEventType(ctx context.Context, et EventType) (EventType, e
 		return EventType{}, fmt.Errorf("event type %q of project %d: %w", et.Slug, et.ProjectID, ErrExists)
 	}
 	et.CreatedAt = s.now().UTC().Truncate(time.Millisecond)
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO event_types(project_id, slug, kind, name, description, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		et.ProjectID, et.Slug, et.Kind, et.Name, et.Description, et.CreatedAt.UnixMilli()); err != nil {
+	if err := s.db.InsertEventType(ctx, et); err != nil {
 		return EventType{}, fmt.Errorf("create event type: %w", err)
 	}
 	return et, s.reload(ctx)
@@ -590,8 +509,7 @@ func (s *Store) UpdateEventType(ctx context.Context, et EventType) (EventType, e
 		return EventType{}, fmt.Errorf("event type %q of project %d: %w", et.Slug, et.ProjectID, ErrNotFound)
 	}
 	et.CreatedAt = cur.CreatedAt
-	if _, err := s.db.ExecContext(ctx, `UPDATE event_types SET kind = ?, name = ?, description = ? WHERE project_id = ? AND slug = ?`,
-		et.Kind, et.Name, et.Description, et.ProjectID, et.Slug); err != nil {
+	if err := s.db.UpdateEventType(ctx, et); err != nil {
 		return EventType{}, fmt.Errorf("update event type: %w", err)
 	}
 	return et, s.reload(ctx)
@@ -602,23 +520,18 @@ func (s *Store) UpdateEventType(ctx context.Context, et EventType) (EventType, e
 func (s *Store) DeleteEventType(ctx context.Context, projectID uint32, slug string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	res, err := s.db.ExecContext(ctx, `DELETE FROM event_types WHERE project_id = ? AND slug = ?`, projectID, slug)
-	if err != nil {
+	if err := s.db.DeleteEventType(ctx, projectID, slug); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("event type %q of project %d: %w", slug, projectID, ErrNotFound)
+		}
 		return fmt.Errorf("delete event type: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("event type %q of project %d: %w", slug, projectID, ErrNotFound)
 	}
 	return s.reload(ctx)
 }
 
 // Meta returns a stored value ("" when absent).
 func (s *Store) Meta(ctx context.Context, key string) (string, error) {
-	var v string
-	err := s.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", nil
-	}
+	v, err := s.db.Meta(ctx, key)
 	if err != nil {
 		return "", fmt.Errorf("read %s: %w", key, err)
 	}
@@ -627,9 +540,18 @@ func (s *Store) Meta(ctx context.Context, key string) (string, error) {
 
 // SetMeta stores a value.
 func (s *Store) SetMeta(ctx context.Context, key, value string) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value)
-	if err != nil {
+	if err := s.db.SetMeta(ctx, key, value); err != nil {
 		return fmt.Errorf("write %s: %w", key, err)
 	}
 	return nil
+}
+
+// SetMetaOnce stores value unless key holds a value already, and returns
+// the value key holds after (value, or the one another node stored first).
+func (s *Store) SetMetaOnce(ctx context.Context, key, value string) (string, error) {
+	v, err := s.db.SetMetaOnce(ctx, key, value)
+	if err != nil {
+		return "", fmt.Errorf("write %s: %w", key, err)
+	}
+	return v, nil
 }

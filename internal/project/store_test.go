@@ -134,11 +134,11 @@ func TestTokens(t *testing.T) {
 	}
 	// The secret is never stored.
 	var n int
-	if err := s.db.QueryRow(`SELECT count(*) FROM tokens WHERE hash = ? OR hint = ? OR name = ?`, []byte(secret), secret, secret).Scan(&n); err != nil || n != 0 {
+	if err := s.db.(*SQLiteBackend).db.QueryRow(`SELECT count(*) FROM tokens WHERE hash = ? OR hint = ? OR name = ?`, []byte(secret), secret, secret).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("secret found in the database (%d, %v)", n, err)
 	}
 	h := HashSecret(secret)
-	if err := s.db.QueryRow(`SELECT count(*) FROM tokens WHERE hash = ?`, h[:]).Scan(&n); err != nil || n != 1 {
+	if err := s.db.(*SQLiteBackend).db.QueryRow(`SELECT count(*) FROM tokens WHERE hash = ?`, h[:]).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("hash not stored (%d, %v)", n, err)
 	}
 

@@ -38,6 +38,7 @@ type Schema struct {
 	Doc json.RawMessage `json:"schema"`
 
 	compiled *jsonschema.Schema
+	fast     *fastCheck // nil: every event goes to the library
 }
 
 // TypeRE is the form of an event type: a lower-case name and a version.
@@ -132,6 +133,7 @@ func Compile(typ string, doc []byte) (*Schema, error) {
 	s := &Schema{Type: typ, Doc: compact.Bytes(), compiled: compiled}
 	if m, ok := parsed.(map[string]any); ok {
 		s.Title, _ = m["title"].(string)
+		s.fast = compileFast(m)
 	}
 	return s, nil
 }

@@ -111,6 +111,7 @@ const (
 	ClassRegex   = "regex"
 	ClassBroker  = "broker"
 	ClassBlocked = "blocked" // the SSRF guard refused the address
+	ClassInvalid = "invalid" // the target's protocol cannot carry the batch as it is
 )
 
 // Error is a failed delivery.
@@ -121,7 +122,11 @@ type Error struct {
 	// Gone: the target said it will never accept (HTTP 410); the hook
 	// stops.
 	Gone bool
-	Err  error
+	// Permanent: the batch can never be delivered as it is (an event
+	// breaks a limit of the target's protocol); it is parked as a dead
+	// letter at once, without the retries.
+	Permanent bool
+	Err       error
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%s: %v", e.Class, e.Err) }

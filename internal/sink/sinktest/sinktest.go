@@ -271,6 +271,78 @@ type fixture struct {
 	reg *prometheus.Registry
 }
 
+// Host is a hook manager over a real event log and project store (project
+// 7, "shop"), for a destination's own tests of the delivery loop.
+type Host struct {
+	M   *hook.Manager
+	Log *sqlite.Log
+	f   *fixture
+}
+
+// NewHost opens a Host whose hooks reach loopback, with dest registered
+// and project 7 given settings (nil: none).
+func NewHost(t testing.TB, dest sink.Destination, settings *project.Settings) *Host {
+	t.Helper()
+	f := newFixture(t, Target{Destination: dest, Project: settings}, true)
+	return &Host{M: f.m, Log: f.log, f: f}
+}
+
+// Delivered is sluice_hook_events_delivered_total of a hook.
+func (h *Host) Delivered(hookID string) float64 {
+	return h.f.counter("sluice_hook_events_delivered_total", hookID)
+}
+
+// Fill stores n webhook-sized calltrack calls of project 7, of users
+// users (u-0 … u-<users-1>, in turn), at one time.
+func (h *Host) Fill(t testing.TB, n, users int) {
+	t.Helper()
+	now := time.Now().UnixMilli()
+	for i := 0; i < n; i += 5000 {
+		var evs []*event.Event
+		for j := i; j < min(i+5000, n); j++ {
+			evs = append(evs, &event.Event{Key: "in.gen.calltrack.call", Channel: event.ChannelHTTP, Service: "calltrack", Name: "call", ProjectID: ProjectID,
+				Data: json.RawMessage(fmt.Sprintf(`{"amount":%d,"phone":"79990000000","campaign":"black-friday"}`, j)), Time: now, Dialect: "webhook",
+				ReceivedAt: now, TD: event.TD{IP: "203.0.113.7", UA: "curl/8.5"}, Identities: []event.Identity{{Type: "user_id", Value: fmt.Sprintf("u-%d", j%users)}}})
+		}
+		h.Append(t, evs...)
+	}
+}
+
+// Bench delivers the n stored events through a new hook of mk, b.N
+// times from the start of the log, and reports events/s.
+func (h *Host) Bench(b *testing.B, n int, mk func() hook.Hook) {
+	from := time.UnixMilli(1)
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		created, err := h.M.Create(context.Background(), mk(), hook.Start{From: &from})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for h.Delivered(created.ID) < float64(n) {
+			time.Sleep(time.Millisecond)
+		}
+		b.StopTimer()
+		if err := h.M.Delete(context.Background(), created.ID); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(n*b.N)/time.Since(start).Seconds(), "events/s")
+}
+
+// Append stores events (ids assigned) and returns them.
+func (h *Host) Append(t testing.TB, evs ...*event.Event) []*event.Event {
+	t.Helper()
+	res, err := h.Log.Append(context.Background(), evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		evs[i].ID = r.ID
+	}
+	return evs
+}
+
 func newFixture(t testing.TB, tg Target, allowLoopback bool) *fixture {
 	t.Helper()
 	dir := t.TempDir()
