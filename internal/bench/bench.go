@@ -58,9 +58,11 @@ type Config struct {
 	Baseline bool
 	// Floor also loads a floor server after each target run: FloorSQLite
 	// is the bare handler plus group commit to SQLite (floor.go), its
-	// database under FloorDir.
+	// database under FloorDir; FloorPostgres the same to the PostgreSQL
+	// of FloorDSN (a secret: never printed).
 	Floor    string
 	FloorDir string
+	FloorDSN string `json:"-"`
 	// Rounds alternates target and baseline runs this many times.
 	Rounds int
 }
@@ -289,7 +291,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	}
 	var floorURL string
 	if cfg.Floor != FloorNone {
-		f, err := startFloor(cfg.Floor, cfg.FloorDir)
+		f, err := startFloor(cfg.Floor, cfg.FloorDir, cfg.FloorDSN)
 		if err != nil {
 			return nil, err
 		}
