@@ -3,9 +3,14 @@
 //
 // Ids grow in commit order across nodes. A commit that stores events first
 // locks the one row of event_log (SELECT … FOR UPDATE, a row lock held
-// until the transaction ends), which returns the largest id ever
-// committed; the node mints its ids above it (flake ids of Config.Worker),
-// inserts, raises the row to its last id and commits. PostgreSQL makes a
+// until the transaction ends), which holds the largest id ever given; the
+// n-th event of the group gets greatest(head + n, the node's flake id for
+// it) — its own time and worker (Config.Worker) unless the head is ahead,
+// and above the head and its predecessors in any case — and the row is
+// raised to the last id before the commit. The whole commit is one round
+// trip: the statements go out together and the server computes the ids
+// (and splices them into the bodies) from the head it locked, as the node
+// does from the head the lock returned. PostgreSQL makes a
 // transaction visible before it releases its locks, so the next commit
 // takes its turn only after the previous one is visible, and takes larger
 // ids: whenever a reader sees an event, it sees every event with a
@@ -15,6 +20,8 @@
 // runs three nodes at once). The price is that commits take turns across
 // the cluster; each node group-commits, so one turn carries the node's
 // whole group, and a turn lasts one round trip and the commit's WAL flush.
+// Ids are never reused, even after the newest events were erased: the head
+// is a row of its own, not max(id).
 //
 // Dedup holds across nodes: the lookup of a group's dedup keys runs under
 // the lock, in a statement that starts after the lock is held (READ
@@ -444,32 +451,33 @@ func (l *Log) commitGroup(group []*request) (event.ID, error) {
 
 // columns are the rows of one commit, column by column, for unnest.
 type columns struct {
-	ids, projects, times, contentIDs []int64
-	keys                             []string
-	dedups, bodies                   [][]byte
-	people                           []int32
-	arena                            []byte // the bodies, back to back
-
-	cIDs, cReceived []int64
-	cBodies         [][]byte
+	// Per event: the generator's id (the event's id unless the head is
+	// above it), and for an event with a raw request the ordinal and
+	// generator's id of the request's first event (0 without).
+	gids, projects, times, cOrds, cGids []int64
+	keys                                []string
+	dedups, bodies                      [][]byte // bodies without their id
+	splits, people                      []int32  // where the id goes in the body
+	// Per raw request: its first event's ordinal and generator's id.
+	contOrds, contGids, contReceived []int64
+	contBodies                       [][]byte
 
 	lookupProjects []int64
 	lookupKeys     [][]byte
 }
 
 func (c *columns) reset() {
-	c.ids, c.projects, c.times, c.contentIDs = c.ids[:0], c.projects[:0], c.times[:0], c.contentIDs[:0]
+	c.gids, c.projects, c.times, c.cOrds, c.cGids = c.gids[:0], c.projects[:0], c.times[:0], c.cOrds[:0], c.cGids[:0]
 	clear(c.keys)
 	c.keys = c.keys[:0]
 	clear(c.dedups)
 	c.dedups = c.dedups[:0]
 	clear(c.bodies)
 	c.bodies = c.bodies[:0]
-	c.people = c.people[:0]
-	c.arena = c.arena[:0]
-	c.cIDs, c.cReceived = c.cIDs[:0], c.cReceived[:0]
-	clear(c.cBodies)
-	c.cBodies = c.cBodies[:0]
+	c.splits, c.people = c.splits[:0], c.people[:0]
+	c.contOrds, c.contGids, c.contReceived = c.contOrds[:0], c.contGids[:0], c.contReceived[:0]
+	clear(c.contBodies)
+	c.contBodies = c.contBodies[:0]
 	c.lookupProjects = c.lookupProjects[:0]
 	clear(c.lookupKeys)
 	c.lookupKeys = c.lookupKeys[:0]
@@ -480,18 +488,35 @@ type dedupKey struct {
 	key     string
 }
 
+// The statements of a commit, sent together (see commitOn). The event of
+// ordinal n (from 1) in the group gets the id greatest(head + n, gid):
+// above the head and every id before it in the group, and the
+// generator's own (its time, its worker) whenever the head is below it.
+// The server splices the id into the body, as the client computes it.
 const (
 	sqlLockHead = `SELECT head FROM event_log FOR UPDATE`
-	sqlLookup   = `SELECT e.project_id, e.dedup, e.id FROM events e
+	sqlInsert   = `INSERT INTO events (id, project_id, key, time, dedup, body, content_id, people)
+		SELECT v.id, u.project_id, u.key, u.time, u.dedup, overlay(u.body PLACING convert_to(v.id::text, 'UTF8') FROM u.split + 1 FOR 0), v.content_id, u.people
+		FROM (SELECT head FROM event_log) h,
+			unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bytea[], $6::bytea[], $7::int[], $8::bigint[], $9::bigint[], $10::int[])
+				WITH ORDINALITY AS u(gid, project_id, key, time, dedup, body, split, cord, cgid, people, ord),
+			LATERAL (SELECT greatest(h.head + u.ord, u.gid) AS id,
+				CASE WHEN u.cord > 0 THEN greatest(h.head + u.cord, u.cgid) END AS content_id) v
+		ORDER BY u.ord
+		ON CONFLICT (project_id, dedup) WHERE dedup IS NOT NULL DO NOTHING`
+	// A raw request is kept when one of its events was stored (not a
+	// duplicate); it takes the id of its first event in the group.
+	sqlInsertContents = `INSERT INTO event_contents (id, received_at, body)
+		SELECT v.id, c.received_at, c.body
+		FROM (SELECT head FROM event_log) h,
+			unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[]) AS c(ord, gid, received_at, body),
+			LATERAL (SELECT greatest(h.head + c.ord, c.gid) AS id) v
+		WHERE EXISTS (SELECT 1 FROM events e WHERE e.content_id = v.id)`
+	sqlLookup = `SELECT e.project_id, e.dedup, e.id FROM events e
 		JOIN unnest($1::bigint[], $2::bytea[]) AS k(project_id, dedup) ON e.project_id = k.project_id AND e.dedup = k.dedup
 		WHERE e.dedup IS NOT NULL`
-	sqlInsert = `INSERT INTO events (id, project_id, key, time, dedup, body, content_id, people)
-		SELECT id, project_id, key, time, dedup, body, nullif(content_id, 0), people
-		FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bytea[], $6::bytea[], $7::bigint[], $8::int[])
-			AS u(id, project_id, key, time, dedup, body, content_id, people)`
-	sqlInsertContents = `INSERT INTO event_contents (id, received_at, body) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])`
-	sqlRaiseHead      = `UPDATE event_log SET head = $1`
-	sqlNotify         = `SELECT pg_notify('` + Channel + `', $1)`
+	sqlRaiseHead = `UPDATE event_log SET head = greatest(head + $1, $2)`
+	sqlNotify    = `SELECT pg_notify('` + Channel + `', head::text) FROM event_log`
 )
 
 // commit stores the batch in one transaction on the committing
@@ -529,10 +554,12 @@ func (e *beforeLock) Error() string { return "lock the log head: " + e.err.Error
 func (e *beforeLock) Unwrap() error { return e.err }
 
 // commitOn stores the batch in one transaction on l.wc (wcMu is held), in
-// two round trips: BEGIN, the lock on event_log and the lookup of the
-// dedup keys; then the rows, the new head, the notification and COMMIT.
-// It returns the last id stored (0 when every event was a duplicate).
-func (l *Log) commitOn(batch []*request) (last event.ID, err error) {
+// one round trip: BEGIN; the lock on event_log, which returns the head;
+// the events; the raw requests; the lookup of the group's dedup keys; the
+// new head; the notification; COMMIT. The ids follow from the head (see
+// sqlInsert); an event whose dedup key the lookup names with another id
+// is a duplicate of that id. It returns the new head, the last id given.
+func (l *Log) commitOn(batch []*request) (head event.ID, err error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.CommitTimeout)
 	defer cancel()
@@ -542,38 +569,85 @@ func (l *Log) commitOn(batch []*request) (last event.ID, err error) {
 	}
 	c := &l.cols
 	c.reset()
+	var contents map[*event.Content]int // a raw request → its first event's ordinal
 	seen := map[dedupKey]bool{}
 	for _, r := range batch {
-		for _, e := range r.events {
-			if e.DedupKey == "" {
-				continue
+		for i, e := range r.events {
+			gid := int64(l.gen.Next())
+			enc := r.enc[i]
+			c.gids = append(c.gids, gid)
+			c.projects = append(c.projects, int64(e.ProjectID))
+			c.keys = append(c.keys, e.Key)
+			c.times = append(c.times, e.Time)
+			c.bodies = append(c.bodies, enc.Head()[:enc.Len()])
+			c.splits = append(c.splits, int32(len(enc.Head())))
+			c.people = append(c.people, int32(len(e.Identities)))
+			var dedup []byte
+			if e.DedupKey != "" {
+				dedup = []byte(e.DedupKey)
+				if k := (dedupKey{e.ProjectID, e.DedupKey}); !seen[k] {
+					seen[k] = true
+					c.lookupProjects = append(c.lookupProjects, int64(e.ProjectID))
+					c.lookupKeys = append(c.lookupKeys, dedup)
+				}
 			}
-			k := dedupKey{e.ProjectID, e.DedupKey}
-			if !seen[k] {
-				seen[k] = true
-				c.lookupProjects = append(c.lookupProjects, int64(e.ProjectID))
-				c.lookupKeys = append(c.lookupKeys, []byte(e.DedupKey))
+			c.dedups = append(c.dedups, dedup)
+			var cord, cgid int64
+			if e.Content != nil {
+				if contents == nil {
+					contents = map[*event.Content]int{}
+				}
+				first, ok := contents[e.Content]
+				if !ok {
+					first = len(c.gids) - 1
+					contents[e.Content] = first
+					c.contOrds = append(c.contOrds, int64(first+1))
+					c.contGids = append(c.contGids, gid)
+					c.contReceived = append(c.contReceived, e.Content.ReceivedAt)
+					c.contBodies = append(c.contBodies, e.Content.Body)
+				}
+				cord, cgid = int64(first+1), c.gids[first]
 			}
+			c.cOrds = append(c.cOrds, cord)
+			c.cGids = append(c.cGids, cgid)
 		}
 	}
+	n := len(c.gids)
 
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(sqlLockHead)
+	b.Queue(sqlInsert, c.gids, c.projects, c.keys, c.times, c.dedups, c.bodies, c.splits, c.cOrds, c.cGids, c.people)
+	if len(c.contOrds) > 0 {
+		b.Queue(sqlInsertContents, c.contOrds, c.contGids, c.contReceived, c.contBodies)
+	}
 	if len(c.lookupKeys) > 0 {
 		b.Queue(sqlLookup, c.lookupProjects, c.lookupKeys)
 	}
+	b.Queue(sqlRaiseHead, n, c.gids[n-1])
+	b.Queue(sqlNotify)
+	b.Queue("COMMIT")
 	br := wc.SendBatch(ctx, b)
 	stored := map[dedupKey]event.ID{}
-	var head int64
-	_, err = br.Exec()
+	var locked int64
+	var inserted int64
+	if _, err = br.Exec(); err != nil {
+		err = &beforeLock{err}
+	}
 	if err == nil {
-		err = br.QueryRow().Scan(&head)
+		err = br.QueryRow().Scan(&locked)
+	}
+	if err == nil {
+		var tag pgconn.CommandTag
+		tag, err = br.Exec()
+		inserted = tag.RowsAffected()
+	}
+	if err == nil && len(c.contOrds) > 0 {
+		_, err = br.Exec()
 	}
 	if err == nil && len(c.lookupKeys) > 0 {
 		var rows pgx.Rows
-		rows, err = br.Query()
-		if err == nil {
+		if rows, err = br.Query(); err == nil {
 			for rows.Next() {
 				var project, id int64
 				var key []byte
@@ -588,91 +662,43 @@ func (l *Log) commitOn(batch []*request) (last event.ID, err error) {
 			}
 		}
 	}
-	if cerr := br.Close(); err == nil {
+	for i := 0; err == nil && i < 3; i++ { // the head, the notification, COMMIT
+		_, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
-	defer func() {
-		if err != nil && !wc.IsClosed() {
+	if err != nil {
+		if !wc.IsClosed() {
 			rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			_, _ = wc.Exec(rctx, "ROLLBACK")
 			cancel()
 		}
-	}()
-	if err != nil {
-		return 0, &beforeLock{err}
+		var early *beforeLock
+		if errors.As(err, &early) {
+			return 0, err
+		}
+		return 0, fmt.Errorf("commit: %w", err)
 	}
 
-	// Under the lock: ids above every committed id, duplicates known.
-	l.gen.Observe(event.ID(head))
-	var contents map[*event.Content]int64
+	// The ids, as the server gave them.
+	ord := 0
 	for _, r := range batch {
 		r.res = make([]eventlog.Result, len(r.events))
 		for i, e := range r.events {
-			if e.DedupKey != "" {
-				k := dedupKey{e.ProjectID, e.DedupKey}
-				if orig, ok := stored[k]; ok {
-					r.res[i] = eventlog.Result{ID: orig, Duplicate: true}
-					continue
-				}
-			}
-			id := l.gen.Next()
-			if e.DedupKey != "" {
-				stored[dedupKey{e.ProjectID, e.DedupKey}] = id
-			}
+			ord++
+			id := event.ID(max(locked+int64(ord), c.gids[ord-1]))
 			r.res[i] = eventlog.Result{ID: id}
-			last = id
-			var contentID int64
-			if e.Content != nil {
-				if contents == nil {
-					contents = map[*event.Content]int64{}
-				}
-				if contentID = contents[e.Content]; contentID == 0 {
-					// A content takes the id of its first stored event.
-					contentID = int64(id)
-					contents[e.Content] = contentID
-					c.cIDs = append(c.cIDs, contentID)
-					c.cReceived = append(c.cReceived, e.Content.ReceivedAt)
-					c.cBodies = append(c.cBodies, e.Content.Body)
-				}
-			}
-			var dedup []byte
 			if e.DedupKey != "" {
-				dedup = []byte(e.DedupKey)
+				if orig := stored[dedupKey{e.ProjectID, e.DedupKey}]; orig != id {
+					r.res[i] = eventlog.Result{ID: orig, Duplicate: true}
+				}
 			}
-			start := len(c.arena)
-			c.arena = r.enc[i].WithID(c.arena, id)
-			c.bodies = append(c.bodies, c.arena[start:len(c.arena):len(c.arena)])
-			c.ids = append(c.ids, int64(id))
-			c.projects = append(c.projects, int64(e.ProjectID))
-			c.keys = append(c.keys, e.Key)
-			c.times = append(c.times, e.Time)
-			c.dedups = append(c.dedups, dedup)
-			c.contentIDs = append(c.contentIDs, contentID)
-			c.people = append(c.people, int32(len(e.Identities)))
+			head = id
 		}
 	}
-	// The arena may have moved while it grew: cut the bodies again.
-	off := 0
-	for i, body := range c.bodies {
-		c.bodies[i] = c.arena[off : off+len(body) : off+len(body)]
-		off += len(body)
-	}
-
-	b = &pgx.Batch{}
-	if len(c.ids) > 0 {
-		b.Queue(sqlInsert, c.ids, c.projects, c.keys, c.times, c.dedups, c.bodies, c.contentIDs, c.people)
-		if len(c.cIDs) > 0 {
-			b.Queue(sqlInsertContents, c.cIDs, c.cReceived, c.cBodies)
-		}
-		b.Queue(sqlRaiseHead, int64(last))
-		b.Queue(sqlNotify, last.String())
-	}
-	b.Queue("COMMIT")
-	if err = wc.SendBatch(ctx, b).Close(); err != nil {
-		return 0, fmt.Errorf("commit: %w", err)
-	}
-	l.metrics.observeCommit(len(c.ids), time.Since(start))
-	return last, nil
+	l.metrics.observeCommit(int(inserted), time.Since(start))
+	return head, nil
 }
 
 var errNoConnection = errors.New("no connection to PostgreSQL")

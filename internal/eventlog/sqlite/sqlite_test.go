@@ -20,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog"
 	"github.com/sluicehq/sluice/internal/eventlog/logtest"
+	"github.com/sluicehq/sluice/internal/tmpfs"
 )
 
 func openAt(t testing.TB, dir string) *Log {
@@ -526,5 +527,28 @@ func TestUpgradeFromSchema2(t *testing.T) {
 	var people int
 	if err := l.rdb.QueryRow(`SELECT people FROM events WHERE id = 4194305`).Scan(&people); err != nil || people != 2 {
 		t.Fatalf("people %d %v", people, err)
+	}
+}
+
+// Ids keep their time when commits come faster than one a millisecond
+// (on a tmpfs, where fsync is free): minting above the stored ids must not
+// move the id clock a millisecond a commit.
+func TestIDsKeepTheirTimeAtHighCommitRates(t *testing.T) {
+	ctx := context.Background()
+	l := openAt(t, tmpfs.Mount(t, 64<<20, "ids at commit rates above one a millisecond"))
+	defer l.Close()
+	start := time.Now()
+	const n = 5000
+	var last event.ID
+	for i := range n {
+		res, err := l.Append(ctx, []*event.Event{logtest.Event(1, "k", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = res[0].ID
+	}
+	elapsed := time.Since(start)
+	if ahead := last.Time().Sub(time.Now()); ahead > 50*time.Millisecond {
+		t.Fatalf("after %d commits in %s the last id is %s ahead of the clock", n, elapsed, ahead)
 	}
 }
