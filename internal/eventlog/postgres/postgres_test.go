@@ -153,12 +153,46 @@ func TestMigrationsAtOpen(t *testing.T) {
 		logs[i].Close()
 	}
 	c := conn(t, dsn)
-	if v, err := pgmigrate.Version(context.Background(), c, "eventlog"); err != nil || v != 1 {
-		t.Fatalf("version %d, %v", v, err)
+	ms, _ := Migrations().Migrations()
+	if v, err := pgmigrate.Version(context.Background(), c, "eventlog"); err != nil || v != len(ms) || v < 2 {
+		t.Fatalf("version %d, %v; want %d", v, err, len(ms))
 	}
 	exec(t, c, "UPDATE schema_migrations SET version = 99 WHERE component = 'eventlog'")
 	if _, err := tryOpen(dsn); !errors.Is(err, pgmigrate.ErrNewer) {
 		t.Fatalf("open of a newer schema: %v", err)
+	}
+}
+
+// A log stored by the first schema (no prev in event_log) opens, keeps
+// its events and head, and continues above them.
+func TestUpgradeFromSchema1(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.Start(t)
+	c := conn(t, dsn)
+	if err := pgmigrate.ApplyUpTo(ctx, c, Migrations(), 1); err != nil {
+		t.Fatal(err)
+	}
+	// What a binary of schema 1 left: an event and the head.
+	old := event.FirstIDAt(time.Now()) + 7
+	e := logtest.Event(1, "in.gen.old.one", 1)
+	e.ID = old
+	exec(t, c, "INSERT INTO events (id, project_id, key, time, body) VALUES ($1, 1, $2, $3, $4)", int64(old), e.Key, e.Time, e.AppendJSON(nil))
+	exec(t, c, "UPDATE event_log SET head = $1", int64(old))
+	l := open(t, dsn)
+	defer l.Close()
+	if l.Head() != old {
+		t.Fatalf("head %s after the upgrade, want %s", l.Head(), old)
+	}
+	res, err := l.Append(ctx, []*event.Event{logtest.Event(1, "k", 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := l.Read(ctx, eventlog.Query{})
+	if err != nil || len(recs) != 2 || recs[0].ID != old || recs[1].ID != res[0].ID || res[0].ID <= old {
+		t.Fatalf("after the upgrade: %+v, %v", recs, err)
+	}
+	if got, err := event.Decode(recs[0].Body); err != nil || got.Key != "in.gen.old.one" || got.ID != old {
+		t.Fatalf("the old event: %+v, %v", got, err)
 	}
 }
 
