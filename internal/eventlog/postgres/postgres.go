@@ -508,16 +508,21 @@ const (
 	sqlInsertDedup = insertHead + `
 		ON CONFLICT (project_id, dedup) WHERE dedup IS NOT NULL DO NOTHING`
 	// A raw request is kept when one of its events was stored (not a
-	// duplicate); it takes the id of its first event in the group.
+	// duplicate); it takes the id of its first event in the group. (A
+	// subquery with LIMIT, not EXISTS, which the planner may turn into a
+	// scan of every kept request.)
 	sqlInsertContents = `INSERT INTO event_contents (id, received_at, body)
 		SELECT v.id, c.received_at, c.body
 		FROM (SELECT prev FROM event_log) h,
 			unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[]) AS c(ord, gid, received_at, body),
 			LATERAL (SELECT greatest(h.prev + c.ord, c.gid) AS id) v
-		WHERE EXISTS (SELECT 1 FROM events e WHERE e.content_id = v.id)`
-	sqlLookup = `SELECT e.project_id, e.dedup, e.id FROM events e
-		JOIN unnest($1::bigint[], $2::bytea[]) AS k(project_id, dedup) ON e.project_id = k.project_id AND e.dedup = k.dedup
-		WHERE e.dedup IS NOT NULL`
+		WHERE (SELECT true FROM events e WHERE e.content_id = v.id AND e.content_id IS NOT NULL LIMIT 1)`
+	// One probe of the unique index per key, whatever the planner thinks
+	// of the array's size (a join, planned once for any size, scanned the
+	// whole table).
+	sqlLookup = `SELECT k.project_id, k.dedup,
+			(SELECT e.id FROM events e WHERE e.project_id = k.project_id AND e.dedup = k.dedup AND e.dedup IS NOT NULL)
+		FROM unnest($1::bigint[], $2::bytea[]) AS k(project_id, dedup)`
 	sqlNotify = `SELECT pg_notify('` + Channel + `', $1)`
 )
 
@@ -720,12 +725,15 @@ func (l *Log) commitOn(batch []*request) (head event.ID, err error) {
 		var rows pgx.Rows
 		if rows, err = br.Query(); err == nil {
 			for rows.Next() {
-				var project, id int64
+				var project int64
+				var id *int64
 				var key []byte
 				if err = rows.Scan(&project, &key, &id); err != nil {
 					break
 				}
-				stored[dedupKey{uint32(project), string(key)}] = event.ID(id)
+				if id != nil {
+					stored[dedupKey{uint32(project), string(key)}] = event.ID(*id)
+				}
 			}
 			rows.Close()
 			if err == nil {
