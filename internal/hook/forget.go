@@ -77,6 +77,12 @@ func (m *Manager) Forget(ctx context.Context, projectID uint32, ids []event.ID) 
 		return nil
 	}
 	m.forgotten.add(ids, time.Now())
+	if m.cluster != nil {
+		// Batches in flight on the other nodes drop them too.
+		if err := m.store.Forget(ctx, ids, m.cfg.Now()); err != nil {
+			return err
+		}
+	}
 	erased := make(map[string]bool, len(ids))
 	for _, id := range ids {
 		erased[strconv.FormatUint(uint64(id), 10)] = true

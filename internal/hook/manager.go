@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog"
+	"github.com/sluicehq/sluice/internal/lease"
 	"github.com/sluicehq/sluice/internal/profile"
 	"github.com/sluicehq/sluice/internal/project"
 	"github.com/sluicehq/sluice/internal/sink"
@@ -80,6 +81,13 @@ type Config struct {
 	// Destinations are the delivery types (app.Destinations).
 	Destinations []sink.Destination
 	Now          func() time.Time
+	// Leases, when set, share the hooks with the other nodes of a
+	// cluster on one Store (cluster.go): each hook is delivered by the
+	// node that holds its lease, and changes made through any node reach
+	// every node. Holder names this node; Timing is the leases'.
+	Leases lease.Leaser
+	Holder string
+	Timing lease.Timing
 }
 
 // Manager owns the hooks: their store, and one worker per active hook.
@@ -99,6 +107,7 @@ type Manager struct {
 	rows    map[string]*row
 	workers map[string]*worker
 	closed  bool
+	cluster *cluster // nil: this node delivers every hook
 
 	// content is which projects keep raw requests: a hook with
 	// include_content wants them (see KeepContent).
@@ -202,14 +211,28 @@ func Open(cfg Config, log Log, projects Projects, profiles Profiles, reg prometh
 	}
 	m.scopeContentLocked()
 	m.guard = m.guardFor(cfg.AllowNetworks)
+	if cfg.Leases != nil {
+		m.cluster = &cluster{leases: cfg.Leases, holder: cfg.Holder, timing: cfg.Timing.WithDefaults(), held: map[string]time.Time{},
+			wake: make(chan struct{}, 1)}
+		if m.cluster.version, err = st.Version(context.Background()); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
 	return m, nil
 }
 
 // guardFor is the SSRF guard with allow as its exceptions.
 func (m *Manager) guardFor(allow []netip.Prefix) *sink.Guard { return &sink.Guard{Allow: allow} }
 
-// Start runs a worker for every active hook, and the lag gauges.
+// Start runs a worker for every active hook (of a cluster: for those
+// whose leases this node takes, until ctx ends), and the lag gauges.
 func (m *Manager) Start(ctx context.Context) {
+	if m.cluster != nil {
+		go m.runCluster(ctx)
+		go m.watchLag(ctx)
+		return
+	}
 	m.mu.Lock()
 	for id, r := range m.rows {
 		if r.hook.Active {
@@ -231,6 +254,19 @@ func (m *Manager) Close() error {
 	for _, w := range ws {
 		w.cancel()
 		<-w.done
+	}
+	if c := m.cluster; c != nil {
+		// Stopped here, the hooks are taken over at once.
+		m.mu.Lock()
+		names := []string{"node:" + c.holder}
+		for id := range c.held {
+			names = append(names, hookLease(id))
+		}
+		c.held = map[string]time.Time{}
+		m.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), c.timing.Renew)
+		_ = c.leases.Release(ctx, c.holder, names)
+		cancel()
 	}
 	return m.store.Close()
 }
@@ -269,7 +305,7 @@ func (m *Manager) defaults(h *Hook) {
 }
 
 func (m *Manager) startLocked(id string) {
-	if m.closed || m.workers[id] != nil {
+	if m.closed || m.workers[id] != nil || !m.holdsLocked(id) {
 		return
 	}
 	r := m.rows[id]
@@ -789,8 +825,10 @@ func (m *Manager) Update(ctx context.Context, id string, h Hook) (Hook, error) {
 	if nr.hook.Active {
 		m.startLocked(id)
 	}
+	// Read under the lock: the worker just started moves the cursor.
+	out := public(nr.hook)
 	m.mu.Unlock()
-	return public(nr.hook), nil
+	return out, nil
 }
 
 // Activate switches a hook on: from its place when s is nil, else from s

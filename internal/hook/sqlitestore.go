@@ -68,6 +68,17 @@ CREATE TABLE IF NOT EXISTS deliveries (
 	kind            TEXT NOT NULL      -- delivery, replay
 );
 CREATE INDEX IF NOT EXISTS deliveries_hook ON deliveries(hook_id, id);
+-- Moved by every change of a definition (Store.Version).
+CREATE TABLE IF NOT EXISTS hooks_version (
+	id      INTEGER PRIMARY KEY CHECK (id = 0),
+	version INTEGER NOT NULL
+);
+INSERT INTO hooks_version(id, version) VALUES (0, 0) ON CONFLICT(id) DO NOTHING;
+-- Events erased while batches holding them may be in flight.
+CREATE TABLE IF NOT EXISTS forgotten (
+	event_id  INTEGER PRIMARY KEY,
+	erased_at INTEGER NOT NULL -- Unix ms
+);
 `
 
 // SQLiteStore is hooks.db: the Store of one node.
@@ -165,66 +176,127 @@ func (s *SQLiteStore) Cursors(ctx context.Context) (map[string]event.ID, error) 
 }
 
 func (s *SQLiteStore) Insert(ctx context.Context, h StoredHook) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO hooks(id, spec, secrets, active, cursor, scan, stopped_reason, consecutive_dead, created_at, updated_at)
+	err := s.change(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO hooks(id, spec, secrets, active, cursor, scan, stopped_reason, consecutive_dead, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, h.ID, string(h.Spec), h.Secrets, b2i(h.Active), int64(h.Cursor), int64(h.Scan),
-		h.StoppedReason, h.DeadStreak, h.CreatedAt.UnixMilli(), h.UpdatedAt.UnixMilli())
+			h.StoppedReason, h.DeadStreak, h.CreatedAt.UnixMilli(), h.UpdatedAt.UnixMilli())
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("insert hook %s: %w", h.ID, err)
 	}
 	return nil
 }
 
-func (s *SQLiteStore) Update(ctx context.Context, h StoredHook, cursor *event.ID) error {
+// change runs fn in a transaction that moves the version.
+func (s *SQLiteStore) change(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("update hook %s: %w", h.ID, err)
+		return err
 	}
 	defer tx.Rollback()
-	q := `UPDATE hooks SET spec = ?, secrets = ?, active = ?, stopped_reason = ?, updated_at = ?`
-	args := []any{string(h.Spec), h.Secrets, b2i(h.Active), h.StoppedReason, h.UpdatedAt.UnixMilli()}
-	if cursor != nil {
-		// A new place: batches formed at the old one are dropped.
-		if _, err := tx.ExecContext(ctx, `DELETE FROM inflight WHERE hook_id = ?`, h.ID); err != nil {
-			return fmt.Errorf("update hook %s: %w", h.ID, err)
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE hooks_version SET version = version + 1`); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func (s *SQLiteStore) Version(ctx context.Context) (int64, error) {
+	var v int64
+	err := s.db.QueryRowContext(ctx, `SELECT version FROM hooks_version`).Scan(&v)
+	return v, err
+}
+
+func (s *SQLiteStore) Forget(ctx context.Context, ids []event.ID, at time.Time) error {
+	err := s.change(ctx, func(tx *sql.Tx) error {
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO forgotten(event_id, erased_at) VALUES (?, ?) ON CONFLICT(event_id) DO UPDATE SET erased_at = excluded.erased_at`,
+				int64(id), at.UnixMilli()); err != nil {
+				return err
+			}
 		}
-		q += `, cursor = ?, scan = ?, generation = generation + 1`
-		args = append(args, int64(*cursor), int64(*cursor))
-	}
-	if h.Active {
-		q += `, consecutive_dead = 0`
-	}
-	res, err := tx.ExecContext(ctx, q+` WHERE id = ?`, append(args, h.ID)...)
+		_, err := tx.ExecContext(ctx, `DELETE FROM forgotten WHERE erased_at < ?`, at.Add(-forgetFor).UnixMilli())
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("update hook %s: %w", h.ID, err)
+		return fmt.Errorf("forget erased events: %w", err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	return nil
+}
+
+func (s *SQLiteStore) Forgotten(ctx context.Context, since time.Time) ([]event.ID, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT event_id FROM forgotten WHERE erased_at >= ? ORDER BY event_id`, since.UnixMilli())
+	if err != nil {
+		return nil, fmt.Errorf("read erased events: %w", err)
+	}
+	defer rows.Close()
+	var out []event.ID
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("read erased events: %w", err)
+		}
+		out = append(out, event.ID(id))
+	}
+	return out, rows.Err()
+}
+
+func (s *SQLiteStore) Update(ctx context.Context, h StoredHook, cursor *event.ID) error {
+	err := s.change(ctx, func(tx *sql.Tx) error {
+		q := `UPDATE hooks SET spec = ?, secrets = ?, active = ?, stopped_reason = ?, updated_at = ?`
+		args := []any{string(h.Spec), h.Secrets, b2i(h.Active), h.StoppedReason, h.UpdatedAt.UnixMilli()}
+		if cursor != nil {
+			// A new place: batches formed at the old one are dropped.
+			if _, err := tx.ExecContext(ctx, `DELETE FROM inflight WHERE hook_id = ?`, h.ID); err != nil {
+				return err
+			}
+			q += `, cursor = ?, scan = ?, generation = generation + 1`
+			args = append(args, int64(*cursor), int64(*cursor))
+		}
+		if h.Active {
+			q += `, consecutive_dead = 0`
+		}
+		res, err := tx.ExecContext(ctx, q+` WHERE id = ?`, append(args, h.ID)...)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
 		return ErrNotFound
 	}
-	if err := tx.Commit(); err != nil {
+	if err != nil {
 		return fmt.Errorf("update hook %s: %w", h.ID, err)
 	}
 	return nil
 }
 
 func (s *SQLiteStore) Delete(ctx context.Context, id string) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("delete hook %s: %w", id, err)
-	}
-	defer tx.Rollback()
-	res, err := tx.Exec(`DELETE FROM hooks WHERE id = ?`, id)
-	if err != nil {
-		return fmt.Errorf("delete hook %s: %w", id, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	err := s.change(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM hooks WHERE id = ?`, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		for _, t := range []string{"inflight", "dead_letters", "deliveries"} {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM `+t+` WHERE hook_id = ?`, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
 		return ErrNotFound
 	}
-	for _, t := range []string{"inflight", "dead_letters", "deliveries"} {
-		if _, err := tx.Exec(`DELETE FROM `+t+` WHERE hook_id = ?`, id); err != nil {
-			return fmt.Errorf("delete hook %s: %w", id, err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
+	if err != nil {
 		return fmt.Errorf("delete hook %s: %w", id, err)
 	}
 	return nil

@@ -45,6 +45,14 @@ type Store interface {
 	// Cursors returns every hook's cursor, for the hooks delivered
 	// elsewhere.
 	Cursors(ctx context.Context) (map[string]event.ID, error)
+	// Version is moved by every change of a definition (Insert, Update,
+	// Delete) and by Forget, not by the delivery loops' writes: a node
+	// that sees it move reloads.
+	Version(ctx context.Context) (int64, error)
+	// Forget records erased events for the delivery loops of every node;
+	// Forgotten returns those erased at or after since.
+	Forget(ctx context.Context, ids []event.ID, at time.Time) error
+	Forgotten(ctx context.Context, since time.Time) ([]event.ID, error)
 
 	// Claim starts a new generation of the hook's delivery loop: it
 	// returns the generation with the cursor and scan position as stored

@@ -75,7 +75,8 @@ type Tx interface {
 	// MoveObservations moves every observation of from to into.
 	MoveObservations(ctx context.Context, from, into string) error
 	DeleteObservationsOf(ctx context.Context, pid string) error
-	// SetCursor moves the named consumer's cursor.
+	// Cursor reads and SetCursor moves the named consumer's cursor.
+	Cursor(ctx context.Context, name string) (event.ID, error)
 	SetCursor(ctx context.Context, name string, after event.ID) error
 	// Commit ends the Tx, moving the version on; Rollback drops it.
 	Commit() error

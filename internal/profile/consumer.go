@@ -2,6 +2,7 @@ package profile
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -95,6 +96,15 @@ func (c *Consumer) Run(ctx context.Context) {
 		return
 	}
 	c.moved(cursor)
+	// stored is the cursor as stored. Past events without identities it
+	// moves in memory only, and is stored at most every cursorSaveEvery:
+	// a commit of profiles.db for each wake-up that found nothing was most
+	// of what an event without identities cost at low rates. Nothing is
+	// lost: the events between stored and cursor have no identities, and
+	// after a restart the consumer walks past them again in the index of
+	// events with identities, which holds none of them.
+	stored, savedAt := cursor, time.Now()
+	var save <-chan time.Time
 	backoff := time.Second
 	for ctx.Err() == nil {
 		changed := c.Log.Changed()
@@ -110,12 +120,28 @@ func (c *Consumer) Run(ctx context.Context) {
 			case len(recs) > 0 && recs[len(recs)-1].ID > next:
 				next = recs[len(recs)-1].ID // committed after Head was read
 			}
-			if next > cursor {
-				err = c.apply(ctx, recs, next)
+			switch {
+			case next > cursor && len(recs) == 0 && time.Since(savedAt) < cursorSaveEvery:
+				cursor = next
+				c.moved(next)
+				if save == nil {
+					save = time.After(cursorSaveEvery - time.Since(savedAt))
+				}
+			case next > cursor || (save == nil && cursor > stored):
+				err = c.apply(ctx, recs, stored, next)
 				if err == nil {
-					cursor = next
+					cursor, stored, savedAt, save = next, next, time.Now(), nil
 					c.moved(next)
 				}
+			}
+		}
+		if errors.Is(err, ErrCursorMoved) {
+			// Another node folded these: go on from where it stopped.
+			logger.Warn("the profile cursor was moved by another node; going on from it", "after", cursor.String())
+			if cursor, err = c.Store.Cursor(ctx, CursorName); err == nil {
+				stored, savedAt, save = cursor, time.Now(), nil
+				c.moved(cursor)
+				continue
 			}
 		}
 		if err != nil {
@@ -139,6 +165,9 @@ func (c *Consumer) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-changed:
+		case <-save:
+			save = nil // store the cursor in the next pass
+			continue
 		}
 		if coalesce > 0 {
 			select {
@@ -150,7 +179,11 @@ func (c *Consumer) Run(ctx context.Context) {
 	}
 }
 
-func (c *Consumer) apply(ctx context.Context, recs []eventlog.Record, next event.ID) error {
+// cursorSaveEvery bounds how long the stored cursor stays behind past
+// events without identities.
+const cursorSaveEvery = time.Second
+
+func (c *Consumer) apply(ctx context.Context, recs []eventlog.Record, from, next event.ID) error {
 	// What a profile needs of an event, read straight from its stored
 	// JSON: its index columns, identities and data.
 	evs := make([]*event.Event, 0, len(recs))
@@ -168,7 +201,7 @@ func (c *Consumer) apply(ctx context.Context, recs []eventlog.Record, next event
 		}
 		evs = append(evs, e)
 	}
-	st, err := c.Store.ApplyStats(ctx, CursorName, next, evs)
+	st, err := c.Store.ApplyFrom(ctx, CursorName, from, next, evs)
 	if err != nil {
 		return err
 	}
@@ -179,6 +212,34 @@ func (c *Consumer) apply(ctx context.Context, recs []eventlog.Record, next event
 		c.rebuilt.Add(float64(st.Rebuilt))
 	}
 	return nil
+}
+
+// Follow keeps Applied and WaitFor up to date with the stored cursor on
+// a node whose consumer runs elsewhere (another node holds its lease):
+// it reads the cursor every 100ms while a caller of WaitFor waits, and
+// every second otherwise, until ctx ends.
+func (c *Consumer) Follow(ctx context.Context) {
+	for n := 0; ; n++ {
+		c.mu.Lock()
+		waiting := c.passed != nil
+		c.mu.Unlock()
+		if waiting || n%10 == 0 {
+			if at, err := c.Store.Cursor(ctx, CursorName); err == nil && (at > event.ID(c.cursor.Load()) || !c.isStarted()) {
+				c.moved(at)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Consumer) isStarted() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.started
 }
 
 // moved records that everything up to id is folded, and wakes waiters.

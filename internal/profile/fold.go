@@ -45,6 +45,9 @@ type state struct {
 	Traits     traits                `json:"traits"`
 	Conflicts  []conflict            `json:"conflicts,omitempty"`
 	Merged     []string              `json:"merged,omitempty"`
+	// MergedAt is the order of the observation that made the last merge
+	// into this profile (zero: none, or a state stored before it was kept).
+	MergedAt order `json:"mergedAt,omitzero"`
 	// Contested names the profiles whose events linked an identity this
 	// one holds, refused (their conflicts name it): a rebuild of this
 	// profile rebuilds them too.
@@ -56,6 +59,10 @@ type seen struct {
 	Value string `json:"value"`
 	First int64  `json:"first"`
 	Last  int64  `json:"last"`
+	// Since is the order of the observation that brought the identity
+	// into this profile or one merged into it (zero in a state stored
+	// before it was kept).
+	Since order `json:"since,omitzero"`
 }
 
 type attribute struct {
@@ -207,14 +214,14 @@ func (w *world) fold(o *Observation) *state {
 				w.conflicts++
 				continue
 			}
-			p = w.merge(p, q)
+			p = w.merge(p, q, o.order())
 		default:
 			if clash := p.clashWith(id); clash != nil {
 				p.conflict(o, id, clash, "")
 				w.conflicts++
 				continue
 			}
-			p.Identities[k] = &seen{Type: id.Type, Value: id.Value, First: o.Time, Last: o.Time}
+			p.Identities[k] = &seen{Type: id.Type, Value: id.Value, First: o.Time, Last: o.Time, Since: o.order()}
 			w.setOwner(id, p.ID)
 		}
 	}
@@ -222,8 +229,9 @@ func (w *world) fold(o *Observation) *state {
 	return p
 }
 
-// merge merges two profiles; the one first seen survives (rule 4).
-func (w *world) merge(a, b *state) *state {
+// merge merges two profiles, at the order of the observation that links
+// them; the one first seen survives (rule 4).
+func (w *world) merge(a, b *state, at order) *state {
 	into, from := a, b
 	if b.First.less(a.First) {
 		into, from = b, a
@@ -231,6 +239,11 @@ func (w *world) merge(a, b *state) *state {
 	for k, i := range from.Identities {
 		if cur, ok := into.Identities[k]; ok {
 			cur.First, cur.Last = min(cur.First, i.First), max(cur.Last, i.Last)
+			if cur.Since.zero() || i.Since.zero() {
+				cur.Since = order{}
+			} else if i.Since.less(cur.Since) {
+				cur.Since = i.Since
+			}
 		} else {
 			into.Identities[k] = i
 		}
@@ -261,6 +274,11 @@ func (w *world) merge(a, b *state) *state {
 	}
 	if into.Last.less(from.Last) {
 		into.Last = from.Last
+	}
+	for _, m := range []order{from.MergedAt, at} {
+		if into.MergedAt.less(m) {
+			into.MergedAt = m
+		}
 	}
 	delete(w.byID, from.ID)
 	delete(w.dirty, from.ID)

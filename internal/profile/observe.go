@@ -81,6 +81,8 @@ type order struct {
 
 func (o *Observation) order() order { return order{Time: o.Time, Digest: o.Digest, ID: o.EventID} }
 
+func (a order) zero() bool { return a == order{} }
+
 func (a order) less(b order) bool {
 	if a.Time != b.Time {
 		return a.Time < b.Time

@@ -1,8 +1,11 @@
 package profile
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/internal/event"
@@ -50,37 +53,119 @@ func randomEvents(r *rand.Rand, n int) []*event.Event {
 // same profiles: the same ids, identities, attributes, traits, merges and
 // conflicts.
 func TestSameEventsAnyOrderSameProfiles(t *testing.T) {
-	seeds := 25
-	if testing.Short() {
-		seeds = 10
-	}
-	for seed := 0; seed < seeds; seed++ {
-		r := rand.New(rand.NewPCG(uint64(seed), 7))
-		evs := randomEvents(r, 30+r.IntN(50))
-		var want string
-		for round := 0; round < 4; round++ {
-			order := append([]*event.Event(nil), evs...)
-			if round > 0 {
-				r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-			}
-			s := openStore(t)
-			for i := 0; i < len(order); {
-				n := 1 + r.IntN(8)
-				if round == 0 {
-					n = 1
+	forBackends(t, func(t *testing.T, be backend) {
+		seeds := 25
+		if testing.Short() {
+			seeds = 10
+		}
+		for seed := 0; seed < seeds; seed++ {
+			r := rand.New(rand.NewPCG(uint64(seed), 7))
+			evs := randomEvents(r, 30+r.IntN(50))
+			var want string
+			for round := 0; round < 4; round++ {
+				order := append([]*event.Event(nil), evs...)
+				if round > 0 {
+					r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 				}
-				n = min(n, len(order)-i)
-				apply(t, s, order[i:i+n]...)
-				i += n
-			}
-			got := dump(t, s, 1)
-			if round == 0 {
-				want = got
-				continue
-			}
-			if got != want {
-				t.Fatalf("seed %d, round %d: the profiles differ from those of the first order\nfirst:\n%s\nthis:\n%s", seed, round, want, got)
+				s := be.open(t)
+				for i := 0; i < len(order); {
+					n := 1 + r.IntN(8)
+					if round == 0 {
+						n = 1
+					}
+					n = min(n, len(order)-i)
+					apply(t, s, order[i:i+n]...)
+					i += n
+				}
+				// The stored states too, with what decides whether a late
+				// event folds in place (when each identity came, the last
+				// merge).
+				got := dump(t, s, 1) + dumpStates(t, s, 1)
+				if round == 0 {
+					want = got
+					continue
+				}
+				if got != want {
+					t.Fatalf("seed %d, round %d: the profiles differ from those of the first order\nfirst:\n%s\nthis:\n%s", seed, round, want, got)
+				}
 			}
 		}
+	})
+}
+
+// dumpStates is the stored state of each profile of project, as the fold
+// keeps it.
+func dumpStates(t testing.TB, s *Store, project uint32) string {
+	t.Helper()
+	ids, err := s.db.ProfileIDs(context.Background(), project)
+	if err != nil {
+		t.Fatal(err)
 	}
+	var b strings.Builder
+	for _, id := range ids {
+		_, doc, ok, err := s.db.Profile(context.Background(), id)
+		if err != nil || !ok {
+			t.Fatalf("profile %s: %v %v", id, ok, err)
+		}
+		var st state
+		if err := json.Unmarshal(doc, &st); err != nil {
+			t.Fatal(err)
+		}
+		out, _ := json.MarshalIndent(&st, "", "  ")
+		b.Write(out)
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// A person with a long history whose events arrive slightly out of
+// order, as concurrent senders deliver them (the same identities on every
+// event, times that collide or step back a little): the late ones fold in
+// place, without a rebuild, and the profile is the one of the canonical
+// order. The one late event that links a new identity before the
+// profile's start is rebuilt.
+func TestLateEventsOfAKnownPersonFoldInPlace(t *testing.T) {
+	forBackends(t, func(t *testing.T, be backend) {
+		r := rand.New(rand.NewPCG(3, 9))
+		var evs []*event.Event
+		for i := 0; i < 400; i++ {
+			// Within 3 ms windows the arrival order is any.
+			tm := int64(1_000_000 + i/3*1)
+			data := fmt.Sprintf(`{"type":"user","city":"C%d"}`, r.IntN(5))
+			if i%7 == 0 {
+				data = fmt.Sprintf(`{"type":"revenue","revenue":%d.25,"currency":"USD"}`, 1+r.IntN(9))
+			}
+			evs = append(evs, ev(event.ID(5000+i), 1, "in.s2s.user", tm, data, "user_id=hot", "email_hash="+h("hot")))
+		}
+		arrived := append([]*event.Event(nil), evs...)
+		for i := 0; i+3 <= len(arrived); i += 3 {
+			r.Shuffle(3, func(a, b int) { arrived[i+a], arrived[i+b] = arrived[i+b], arrived[i+a] })
+		}
+		canon := be.open(t)
+		for _, e := range evs {
+			apply(t, canon, e)
+		}
+		s := be.open(t)
+		rebuilt := 0
+		for i := 0; i < len(arrived); i += 4 {
+			st := apply(t, s, arrived[i:min(i+4, len(arrived))]...)
+			rebuilt += st.Rebuilt
+		}
+		if rebuilt != 0 {
+			t.Fatalf("%d rebuilds for late events that link nothing", rebuilt)
+		}
+		if got, want := dump(t, s, 1)+dumpStates(t, s, 1), dump(t, canon, 1)+dumpStates(t, canon, 1); got != want {
+			t.Fatalf("late events folded in place differ from the canonical order\ncanonical:\n%s\nin place:\n%s", want, got)
+		}
+		// A late event that brings a new identity, earlier than the
+		// profile's first event, is not one of those.
+		early := ev(4999, 1, "in.s2s.user", 999_000, `{"type":"user"}`, "user_id=hot", "phone_hash="+h("p"))
+		if st := apply(t, s, early); st.Rebuilt != 1 {
+			t.Fatalf("rebuilt %d for an early event that links a phone", st.Rebuilt)
+		}
+		apply(t, canon, early)
+		if got, want := dump(t, s, 1), dump(t, canon, 1); got != want {
+			t.Fatalf("after the early event\ncanonical:\n%s\ngot:\n%s", want, got)
+		}
+	})
 }

@@ -406,6 +406,15 @@ func (t *sqliteTx) DeleteObservationsOf(ctx context.Context, pid string) error {
 	return t.exec(ctx, `DELETE FROM observations WHERE profile_id = ?`, pid)
 }
 
+func (t *sqliteTx) Cursor(ctx context.Context, name string) (event.ID, error) {
+	var after int64
+	err := t.QueryRowContext(ctx, `SELECT after FROM cursors WHERE name = ?`, name).Scan(&after)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return event.ID(after), err
+}
+
 func (t *sqliteTx) SetCursor(ctx context.Context, name string, after event.ID) error {
 	return t.exec(ctx, `INSERT INTO cursors(name, after) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET after = excluded.after`,
 		name, int64(after))

@@ -94,6 +94,22 @@ func (s *Store) Apply(ctx context.Context, cursor string, after event.ID, evs []
 
 // ApplyStats is Apply, saying what it did.
 func (s *Store) ApplyStats(ctx context.Context, cursor string, after event.ID, evs []*event.Event) (st FoldStats, err error) {
+	return s.apply(ctx, cursor, nil, after, evs)
+}
+
+// ErrCursorMoved is an ApplyFrom whose cursor is not where it was read:
+// another node applied those events.
+var ErrCursorMoved = errors.New("the cursor was moved by another writer")
+
+// ApplyFrom is ApplyStats for events after from: it applies nothing and
+// fails with ErrCursorMoved unless the named cursor is at from, so that a
+// consumer that lost its turn to another node's never folds an event
+// twice.
+func (s *Store) ApplyFrom(ctx context.Context, cursor string, from, after event.ID, evs []*event.Event) (FoldStats, error) {
+	return s.apply(ctx, cursor, &from, after, evs)
+}
+
+func (s *Store) apply(ctx context.Context, cursor string, from *event.ID, after event.ID, evs []*event.Event) (st FoldStats, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	tx, err := s.db.Begin(ctx)
@@ -106,6 +122,15 @@ func (s *Store) ApplyStats(ctx context.Context, cursor string, after event.ID, e
 			s.dropCache() // it holds what was not committed
 		}
 	}()
+	if from != nil {
+		at, err := tx.Cursor(ctx, cursor)
+		if err != nil {
+			return st, fmt.Errorf("read cursor %s: %w", cursor, err)
+		}
+		if at != *from {
+			return st, fmt.Errorf("cursor %s at %s, not %s: %w", cursor, at, *from, ErrCursorMoved)
+		}
+	}
 	if tx.Version() != s.version {
 		s.dropCache() // another writer came between
 	}
@@ -244,17 +269,47 @@ func (f *folder) observe(o *Observation) error {
 	return f.insertObservation(o, p.ID)
 }
 
-// inOrder reports whether o comes, in canonical order, after everything
-// the profiles it touches have seen: then folding it in place gives what
-// a fold of all their events in canonical order gives. Anything earlier
-// could have linked, refused or created profiles otherwise, so it makes
-// them be rebuilt.
+// inOrder reports whether folding o in place gives what a fold of all
+// the events of the profiles it touches in canonical order gives. It
+// does when o comes after everything those profiles have seen. It does
+// too when o is late but changes nothing that depends on order: every
+// identity it carries was already in one profile at o's place in the
+// order (brought in, and merged in, by earlier observations), so o links
+// nothing, and its attributes (the later writer wins), counts, sums and
+// wishlist do not care when they are folded; unless it changes the cart
+// before the cart's last change. Anything else could have linked,
+// refused or created profiles otherwise, so it makes them be rebuilt.
+// So a person with a long history is not rebuilt for each of the events
+// that arrive slightly out of order, as concurrent senders make them.
 func (f *folder) inOrder(w *world, o *Observation) bool {
 	at := o.order()
+	late := false
 	for _, id := range o.IDs {
 		if pid, ok := w.owner[identityKey(id)]; ok && at.less(w.byID[pid].Last) {
+			late = true
+			break
+		}
+	}
+	if !late {
+		return true
+	}
+	var p *state
+	for _, id := range o.IDs {
+		pid, ok := w.owner[identityKey(id)]
+		if !ok || (p != nil && pid != p.ID) {
 			return false
 		}
+		p = w.byID[pid]
+		// Zero: a state stored before Since was kept.
+		if s := p.Identities[identityKey(id)]; s == nil || s.Since.zero() || !s.Since.less(at) {
+			return false
+		}
+	}
+	if len(p.Merged) > 0 && (p.MergedAt.zero() || !p.MergedAt.less(at)) {
+		return false
+	}
+	if o.Facts.Cart != nil && p.Traits.CartAt != nil && at.less(*p.Traits.CartAt) {
+		return false
 	}
 	return true
 }

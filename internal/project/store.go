@@ -215,39 +215,48 @@ func (s *Store) Create(ctx context.Context, id *uint32, name string, settings Se
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var pid uint32
 	if id != nil {
-		pid = *id
-		if _, ok := s.Get(pid); ok {
-			return Project{}, fmt.Errorf("project %d: %w", pid, ErrExists)
+		if _, ok := s.Get(*id); ok {
+			return Project{}, fmt.Errorf("project %d: %w", *id, ErrExists)
 		}
-	} else {
-		max, err := s.db.MaxProjectID(ctx)
-		if err != nil {
-			return Project{}, fmt.Errorf("next project id: %w", err)
-		}
-		if max >= 1<<32-1 {
-			return Project{}, fmt.Errorf("%w: no free project id above %d; give one explicitly", ErrInvalid, max)
-		}
-		pid = uint32(max + 1)
 	}
 	if settings.AppID == "" {
 		settings.AppID = NewAppID()
 	} else if other, taken := s.snap.Load().appIDs[settings.AppID]; taken {
 		return Project{}, fmt.Errorf("app_id %q belongs to project %d: %w", settings.AppID, other, ErrExists)
 	}
-	p := Project{ID: pid, Name: name, Settings: settings, CreatedAt: s.now().UTC().Truncate(time.Millisecond)}
-	b, _ := json.Marshal(p.Settings)
-	if err := s.db.InsertProject(ctx, StoredProject{ID: pid, Name: name, Settings: b, CreatedAt: p.CreatedAt}); err != nil {
-		if errors.Is(err, ErrExists) {
-			// Made meanwhile by another node: the snapshot shows it.
-			if rerr := s.reload(ctx); rerr != nil {
-				return Project{}, rerr
+	b, _ := json.Marshal(settings)
+	for try := 1; ; try++ {
+		var pid uint32
+		if id != nil {
+			pid = *id
+		} else {
+			max, err := s.db.MaxProjectID(ctx)
+			if err != nil {
+				return Project{}, fmt.Errorf("next project id: %w", err)
 			}
+			if max >= 1<<32-1 {
+				return Project{}, fmt.Errorf("%w: no free project id above %d; give one explicitly", ErrInvalid, max)
+			}
+			pid = uint32(max + 1)
 		}
-		return Project{}, fmt.Errorf("create project %d: %w", pid, err)
+		p := Project{ID: pid, Name: name, Settings: settings, CreatedAt: s.now().UTC().Truncate(time.Millisecond)}
+		err := s.db.InsertProject(ctx, StoredProject{ID: pid, Name: name, Settings: b, CreatedAt: p.CreatedAt})
+		if err == nil {
+			return p, s.reload(ctx)
+		}
+		if !errors.Is(err, ErrExists) {
+			return Project{}, fmt.Errorf("create project %d: %w", pid, err)
+		}
+		// Made meanwhile by another node: the snapshot shows it, and
+		// the next free id is taken instead.
+		if rerr := s.reload(ctx); rerr != nil {
+			return Project{}, rerr
+		}
+		if id != nil || try == 10 {
+			return Project{}, fmt.Errorf("project %d: %w", pid, ErrExists)
+		}
 	}
-	return p, s.reload(ctx)
 }
 
 // Update changes a project's name and/or settings; nil leaves a field as is.

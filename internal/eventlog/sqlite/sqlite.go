@@ -1,6 +1,6 @@
 // Package sqlite is the embedded, default event log: one SQLite database in
-// WAL mode with synchronous=FULL (the WAL is fsynced at every commit), and
-// group commit.
+// WAL mode, group commit, and the WAL fsynced after every commit before
+// anyone hears of it.
 //
 // The log mints its ids (flake ids of Config.Worker) when it commits: the
 // transaction that takes SQLite's write lock reads the largest stored id
@@ -19,7 +19,16 @@
 // oldest of them. Requests that arrive during a commit wait and join the
 // next group, so the group grows with the load and one fsync covers all of
 // it. No event is answered, or visible to readers, before its group's
-// commit returned.
+// commit returned and the WAL was synced.
+//
+// Pipelined fsync: the committing connection runs with synchronous=NORMAL
+// (SQLite writes a commit's WAL frames without syncing them) and the
+// leader syncs the WAL itself (walSyncer) after it has passed the write
+// lock to the next group: the next group's inserts and commit overlap
+// this group's fsync, and syncs that overlap are grouped too. Until its
+// sync returned a group is neither answered nor under the head, and
+// readers read only up to the head. A failed sync takes the log down like
+// a failed commit.
 //
 // The WAL is bounded by its length, not by a clock. A commit that leaves
 // walCheckpointFrames frames (4 MiB of pages) or more in the WAL
@@ -138,11 +147,17 @@ type Log struct {
 	args          [8]driver.NamedValue // the insert's arguments, reused
 	rdb           *sql.DB              // readers
 	cdb           *sql.DB              // checkpointer
+	wal           *walSyncer
+
+	// committed is the highest id this handle committed (synced or not):
+	// the watcher leaves those to the leaders that sync them.
+	committed atomic.Uint64
 
 	qmu     sync.Mutex
-	idle    *sync.Cond // signalled when the last leader steps down
+	idle    *sync.Cond // signalled when the last leader steps down or the last sync ends
 	queue   []*request // waiting for a leader, oldest first
 	leading bool       // a leader is committing
+	syncing int        // former leaders syncing their groups
 	closed  bool
 	// down is why appends are refused, nil while they are taken: set by
 	// a commit that failed for lack of space or an I/O error, cleared by
@@ -224,7 +239,8 @@ const schemaVersion = 3
 func dsn(path string, extra url.Values) string {
 	v := url.Values{}
 	v.Set("_journal_mode", "WAL")
-	// FULL: every commit fsyncs the WAL before it returns.
+	// FULL: every commit fsyncs the WAL before it returns. The committing
+	// connection overrides it with NORMAL and syncs the WAL itself.
 	v.Set("_synchronous", "FULL")
 	v.Set("_busy_timeout", "10000")
 	for k, vs := range extra {
@@ -251,6 +267,7 @@ func Open(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Log, err
 		gen:     gen,
 		log:     logger,
 		walPath: cfg.Path + "-wal",
+		wal:     newWALSyncer(cfg.Path + "-wal"),
 		ckpDone: make(chan struct{}),
 		recDone: make(chan struct{}),
 		watDone: make(chan struct{}),
@@ -258,7 +275,7 @@ func Open(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Log, err
 		changed: make(chan struct{}),
 	}
 	l.idle = sync.NewCond(&l.qmu)
-	dc, err := (&sqlite3.SQLiteDriver{}).Open(dsn(cfg.Path, nil))
+	dc, err := (&sqlite3.SQLiteDriver{}).Open(dsn(cfg.Path, url.Values{"_synchronous": {"NORMAL"}}))
 	if err != nil {
 		return nil, fmt.Errorf("open log %s: %w", cfg.Path, err)
 	}
@@ -281,6 +298,7 @@ func Open(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Log, err
 	}
 	l.watch = wc.(*sqlite3.SQLiteConn)
 	l.metrics = newMetrics(reg)
+	l.wal.observe = func(d time.Duration) { l.metrics.sync.Observe(d.Seconds()) }
 
 	// The probe of recovery, once: it also empties a WAL that a crash or
 	// a failed final checkpoint left behind.
@@ -323,8 +341,8 @@ func (l *Log) init() error {
 	if err != nil {
 		return fmt.Errorf("open log %s: %w", l.cfg.Path, err)
 	}
-	if sync != int64(2) { // FULL
-		return fmt.Errorf("open log %s: synchronous is %v, want 2 (FULL)", l.cfg.Path, sync)
+	if sync != int64(1) { // NORMAL: the leaders sync the WAL (walSyncer)
+		return fmt.Errorf("open log %s: synchronous is %v, want 1 (NORMAL)", l.cfg.Path, sync)
 	}
 	// A commit that leaves walCheckpointFrames or more in the WAL
 	// checkpoints it (PASSIVE, in the committing connection, before the
@@ -374,6 +392,7 @@ func (l *Log) init() error {
 	}
 	if id, ok := maxID.(int64); ok {
 		l.head.Store(uint64(id))
+		l.committed.Store(uint64(id))
 		l.gen.Observe(event.ID(id))
 	}
 	st, err := l.wc.Prepare(`INSERT INTO events(id, project_id, key, time, dedup, body, content_id, people) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -498,38 +517,68 @@ func (l *Log) submit(ctx context.Context, r *request) error {
 }
 
 // lead commits one group, led by the oldest waiting request, whose
-// goroutine runs this. Then it wakes the group, keeps the WAL bounded and
-// passes the leadership on, or steps down when nobody waits. A commit
-// that failed for lack of space or with an I/O error takes the log down:
-// the requests still queued fail with it too, and recoverer is told.
+// goroutine runs this. Then it keeps the WAL bounded and passes the
+// leadership on (or steps down when nobody waits), syncs the WAL while
+// the next leader commits, and only then raises the head and wakes the
+// group. A commit or a sync that failed for lack of space or with an I/O
+// error takes the log down: the requests still queued fail with it too,
+// and recoverer is told.
 func (l *Log) lead() {
+	l.wal.waitRoom()
 	l.qmu.Lock()
 	group := l.takeGroup()
 	l.qmu.Unlock()
 
+	start := time.Now()
 	head, err := l.commitGroup(group)
 	if err == nil {
-		l.raiseHead(head)
+		l.boundWAL()
+	}
+	if head != 0 {
+		l.committed.Store(uint64(head))
 	}
 	if err != nil && failureReason(err) != reasonOther {
-		down := l.goDown(err)
-		// Every append that fails while the log is down says so, the
-		// ones of the failed commit included.
+		l.takeDown(group, err)
+	}
+	l.handOff()
+
+	// Sync what the group committed; the next group commits meanwhile.
+	var serr error
+	for _, r := range group {
+		if r.err == nil {
+			serr = l.wal.Sync()
+			break
+		}
+	}
+	if serr != nil {
 		for _, r := range group {
-			if r.err != nil && failureReason(r.err) != reasonOther {
-				r.err = down
+			if r.err == nil {
+				r.err = serr
 			}
 		}
+		l.takeDown(group, serr)
+	} else if head != 0 {
+		l.metrics.latency.Observe(time.Since(start).Seconds())
+		l.raiseHead(head)
 	}
 	// group[0] is the leader's own request: it returns without a signal.
 	for _, r := range group[1:] {
 		r.done <- false
 	}
-	if err == nil {
-		l.boundWAL()
-	}
-
 	l.qmu.Lock()
+	l.syncing--
+	if !l.leading && l.syncing == 0 {
+		l.idle.Broadcast()
+	}
+	l.qmu.Unlock()
+}
+
+// handOff passes the leadership to the oldest waiting request, or steps
+// down; a log that is down refuses the queue instead. The caller goes on
+// to sync its group (syncing counts it until it is done).
+func (l *Log) handOff() {
+	l.qmu.Lock()
+	l.syncing++
 	var refused []*request
 	down := l.down
 	if down != nil {
@@ -540,7 +589,6 @@ func (l *Log) lead() {
 		next = l.queue[0]
 	} else {
 		l.leading = false
-		l.idle.Broadcast()
 	}
 	l.qmu.Unlock()
 	for _, r := range refused {
@@ -549,6 +597,19 @@ func (l *Log) lead() {
 	}
 	if next != nil {
 		next.done <- true
+	}
+}
+
+// takeDown makes the log refuse appends because of err, and makes every
+// request of group that failed for lack of space or an I/O error fail with
+// the log's error: every append that fails while the log is down says so,
+// the ones of the failed commit included.
+func (l *Log) takeDown(group []*request, err error) {
+	down := l.goDown(err)
+	for _, r := range group {
+		if r.err != nil && failureReason(r.err) != reasonOther {
+			r.err = down
+		}
 	}
 }
 
@@ -653,7 +714,6 @@ func (l *Log) commitGroup(group []*request) (event.ID, error) {
 }
 
 func (l *Log) commit(batch []*request) (last event.ID, err error) {
-	start := time.Now()
 	if _, err := l.wc.Exec("BEGIN IMMEDIATE", nil); err != nil {
 		return 0, fmt.Errorf("begin: %w", err)
 	}
@@ -745,7 +805,7 @@ func (l *Log) commit(batch []*request) (last event.ID, err error) {
 	if _, err := l.wc.Exec("COMMIT", nil); err != nil {
 		return 0, fmt.Errorf("commit: %w", err)
 	}
-	l.metrics.observeCommit(events, time.Since(start))
+	l.metrics.observeCommit(events)
 	return last, nil
 }
 
@@ -813,7 +873,14 @@ func (l *Log) watcher(ctx context.Context) {
 			continue
 		}
 		l.dataVersion = v
-		if id, err := l.watchOne("SELECT coalesce(max(id), 0) FROM events"); err == nil {
+		id, err := l.watchOne("SELECT coalesce(max(id), 0) FROM events")
+		// This handle's own commits are raised by the leaders that sync
+		// them; another handle's may not be synced yet: a sync that
+		// begins now covers them.
+		if err != nil || uint64(id) <= l.committed.Load() {
+			continue
+		}
+		if err := l.wal.Sync(); err == nil {
 			l.raiseHead(event.ID(id))
 		}
 	}
@@ -1121,6 +1188,7 @@ func (l *Log) recoverer(ctx context.Context) {
 				l.qmu.Lock()
 				since := l.down.since
 				l.down = nil
+				l.wal.Reset()
 				l.qmu.Unlock()
 				l.log.Info("event log recovered: appends resume", "unavailable_for", time.Since(since).Round(time.Millisecond).String(), "attempts", attempt)
 				break
@@ -1194,11 +1262,17 @@ const (
 // failureReason classifies an error of a commit or an append.
 func failureReason(err error) string {
 	var se sqlite3.Error
+	var ws *errSync
 	switch {
 	case errors.Is(err, eventlog.ErrClosed):
 		return reasonClosed
 	case errors.Is(err, errLowSpace):
 		return reasonDiskFull
+	case errors.As(err, &ws):
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			return reasonDiskFull
+		}
+		return reasonIO
 	case errors.As(err, &se):
 		switch {
 		case se.Code == sqlite3.ErrFull || se.SystemErrno == syscall.ENOSPC || se.SystemErrno == syscall.EDQUOT:
@@ -1244,7 +1318,7 @@ func (l *Log) Close() error {
 		return nil
 	}
 	l.closed = true
-	for l.leading {
+	for l.leading || l.syncing > 0 {
 		l.idle.Wait()
 	}
 	l.qmu.Unlock()
@@ -1261,5 +1335,5 @@ func (l *Log) Close() error {
 	_ = l.insertContent.Close()
 	_ = l.dupOf.Close()
 	_ = l.maxID.Close()
-	return errors.Join(l.watch.Close(), l.cdb.Close(), l.rdb.Close(), l.wc.Close())
+	return errors.Join(l.watch.Close(), l.cdb.Close(), l.rdb.Close(), l.wc.Close(), l.wal.Close())
 }

@@ -1,0 +1,210 @@
+package profile
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
+)
+
+func TestApplyFromRefusesAMovedCursor(t *testing.T) {
+	forBackends(t, func(t *testing.T, be backend) {
+		ctx := context.Background()
+		s := be.open(t)
+		e1 := ev(10, 1, "in.s2s.user", 1000, `{}`, "user_id=u")
+		if _, err := s.ApplyFrom(ctx, "c", 0, 10, []*event.Event{e1}); err != nil {
+			t.Fatal(err)
+		}
+		// A second consumer that read the cursor at 0 too.
+		e2 := ev(11, 1, "in.s2s.user", 2000, `{}`, "user_id=u")
+		if _, err := s.ApplyFrom(ctx, "c", 0, 11, []*event.Event{e1, e2}); !errors.Is(err, ErrCursorMoved) {
+			t.Fatalf("apply from a cursor that moved: %v", err)
+		}
+		if p := find(t, s, 1, "user_id", "u"); p.Traits.Events != 1 {
+			t.Fatalf("%d events folded", p.Traits.Events)
+		}
+		if c, _ := s.Cursor(ctx, "c"); c != 10 {
+			t.Fatalf("cursor %d", c)
+		}
+		if _, err := s.ApplyFrom(ctx, "c", 10, 11, []*event.Event{e2}); err != nil {
+			t.Fatal(err)
+		}
+		if p := find(t, s, 1, "user_id", "u"); p.Traits.Events != 2 {
+			t.Fatalf("%d events folded", p.Traits.Events)
+		}
+	})
+}
+
+// Two nodes' consumers running at once on one store (as when a lease
+// changed hands in the middle of a batch) fold every event once.
+func TestTwoConsumersFoldEachEventOnce(t *testing.T) {
+	forBackends(t, func(t *testing.T, be backend) {
+		l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(t.TempDir(), "events.db")}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		a, b := be.pair(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		ca, cb := &Consumer{Store: a, Log: l, Batch: 7}, &Consumer{Store: b, Log: l, Batch: 5}
+		var wg sync.WaitGroup
+		for _, c := range []*Consumer{ca, cb} {
+			wg.Add(1)
+			go func() { defer wg.Done(); c.Run(ctx) }()
+		}
+		const people, each = 5, 30
+		for i := 0; i < each; i++ {
+			var evs []*event.Event
+			for p := 0; p < people; p++ {
+				evs = append(evs, &event.Event{Key: "in.s2s.user", ProjectID: 1, Time: int64(1000 + i), Dialect: "s2s", Data: json.RawMessage(`{}`),
+					Identities: []event.Identity{{Type: "user_id", Value: "u" + strconv.Itoa(p)}}})
+			}
+			if _, err := l.Append(ctx, evs); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+		defer wcancel()
+		if err := ca.WaitFor(wctx, l.Head()); err != nil {
+			t.Fatal(err)
+		}
+		if err := cb.WaitFor(wctx, l.Head()); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		wg.Wait()
+		for p := 0; p < people; p++ {
+			if got := find(t, a, 1, "user_id", "u"+strconv.Itoa(p)); got.Traits.Events != each {
+				t.Fatalf("u%d: %d events folded, want %d", p, got.Traits.Events, each)
+			}
+		}
+	})
+}
+
+// A node whose consumer runs elsewhere follows the stored cursor: its
+// WaitFor returns once the other node has folded.
+func TestFollowSeesTheOtherNodesFold(t *testing.T) {
+	forBackends(t, func(t *testing.T, be backend) {
+		l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(t.TempDir(), "events.db")}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		a, b := be.pair(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		folder, follower := &Consumer{Store: a, Log: l}, &Consumer{Store: b, Log: l}
+		go follower.Follow(ctx)
+		res, err := l.Append(ctx, []*event.Event{{Key: "in.s2s.user", ProjectID: 1, Time: 1, Dialect: "s2s", Data: json.RawMessage(`{}`),
+			Identities: []event.Identity{{Type: "user_id", Value: "u"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wctx, wcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		if err := follower.WaitFor(wctx, res[0].ID); err == nil {
+			t.Fatal("WaitFor returned before anything folded")
+		}
+		wcancel()
+		go folder.Run(ctx)
+		wctx, wcancel = context.WithTimeout(ctx, 5*time.Second)
+		defer wcancel()
+		if err := follower.WaitFor(wctx, res[0].ID); err != nil {
+			t.Fatalf("the follower never saw the fold: %v", err)
+		}
+		if follower.Applied() < res[0].ID {
+			t.Fatalf("applied %d", follower.Applied())
+		}
+	})
+}
+
+// Past events without identities the consumer moves its cursor in memory
+// (Applied, WaitFor) and stores it within a second, not at each wake-up;
+// an event with identities is folded and stored at once, and a consumer
+// started again from the stored cursor folds what followed exactly once.
+func TestCursorPastEventsWithoutIdentitiesIsStoredLazily(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(t.TempDir(), "events.db")}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	s := openStore(t)
+	c := &Consumer{Store: s, Log: l}
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	plain := func(n int) event.ID {
+		var last event.ID
+		for i := 0; i < n; i++ {
+			res, err := l.Append(ctx, []*event.Event{{Key: "in.gen.x.y", ProjectID: 1, Time: 1, Dialect: "gen", Data: json.RawMessage(`{}`)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			last = res[0].ID
+		}
+		return last
+	}
+	head := plain(20)
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	if err := c.WaitFor(wctx, head); err != nil {
+		t.Fatal(err)
+	}
+	if stored, _ := s.Cursor(ctx, CursorName); stored >= head {
+		t.Fatalf("cursor stored at once (%s) past events without identities", stored)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if stored, _ := s.Cursor(ctx, CursorName); stored == head {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the cursor was never stored")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	plain(3)
+	res, err := l.Append(ctx, []*event.Event{{Key: "in.s2s.user", ProjectID: 1, Time: 5, Dialect: "s2s", Data: json.RawMessage(`{}`),
+		Identities: []event.Identity{{Type: "user_id", Value: "u"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitFor(wctx, res[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if stored, _ := s.Cursor(ctx, CursorName); stored != res[0].ID {
+		t.Fatalf("cursor %s after folding %s", stored, res[0].ID)
+	}
+	// Stopped with an advance in memory only, started again.
+	head = plain(5)
+	if err := c.WaitFor(wctx, head); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
+	res2, err := l.Append(context.Background(), []*event.Event{{Key: "in.s2s.user", ProjectID: 1, Time: 6, Dialect: "s2s", Data: json.RawMessage(`{}`),
+		Identities: []event.Identity{{Type: "user_id", Value: "u"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	c2 := &Consumer{Store: s, Log: l}
+	go c2.Run(ctx2)
+	w2, wc2 := context.WithTimeout(ctx2, 5*time.Second)
+	defer wc2()
+	if err := c2.WaitFor(w2, res2[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if p := find(t, s, 1, "user_id", "u"); p.Traits.Events != 2 {
+		t.Fatalf("%d events folded, want 2", p.Traits.Events)
+	}
+}
