@@ -291,7 +291,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	}
 	var floorURL string
 	if cfg.Floor != FloorNone {
-		f, err := startFloor(cfg.Floor, cfg.FloorDir, cfg.FloorDSN)
+		f, err := startFloor(cfg.Floor, cfg.FloorDir, cfg.FloorDSN, int(target.events))
 		if err != nil {
 			return nil, err
 		}
@@ -553,7 +553,7 @@ func Report(w io.Writer, cfg Config, results []Result) {
 			label = "baseline (bare net/http handler, same body)"
 			bEPS += r.EPS
 		case "floor":
-			label = "floor (" + cfg.Floor + ": the bare handler plus group commit of the body)"
+			label = "floor (" + cfg.Floor + ": the bare handler plus group commit of the body, a row per event)"
 			fEPS += r.EPS
 		default:
 			tEPS += r.EPS

@@ -20,7 +20,8 @@ import (
 
 // The durable floor: what any gateway that answers only after its commit
 // must pay at least. A bare handler that reads the body, as the baseline,
-// plus group commit of the body, one row per request: the requests waiting
+// plus group commit of the body, one row per event the request carries (a
+// batch's body cut in as many pieces as it has events): the requests waiting
 // while a commit runs form the next group. FloorSQLite commits to SQLite
 // (one table, primary key only, WAL, synchronous=FULL, one fsync per
 // group); FloorPostgres to PostgreSQL through pgx (one table, primary key
@@ -61,11 +62,12 @@ func (f *floor) Close() error {
 // FloorSQLite its database in a new directory under dir (on the file
 // system whose fsync it should pay: the server's), for FloorPostgres a
 // table of its own in the database of dsn, dropped when it closes.
-func startFloor(kind, dir, dsn string) (*floor, error) {
+func startFloor(kind, dir, dsn string, rows int) (*floor, error) {
+	rows = max(rows, 1)
 	switch kind {
 	case FloorSQLite:
 	case FloorPostgres:
-		return startPostgresFloor(dsn)
+		return startPostgresFloor(dsn, rows)
 	default:
 		return nil, fmt.Errorf("unknown floor %q; the floors are %v", kind, Floors)
 	}
@@ -99,15 +101,17 @@ func startFloor(kind, dir, dsn string) (*floor, error) {
 			return err
 		}
 		for _, p := range group {
-			if _, err := insert.Exec([]driver.Value{p.body}); err != nil {
-				_, _ = conn.Exec("ROLLBACK", nil)
-				return err
+			for _, row := range p.rows {
+				if _, err := insert.Exec([]driver.Value{row}); err != nil {
+					_, _ = conn.Exec("ROLLBACK", nil)
+					return err
+				}
 			}
 		}
 		_, err := conn.Exec("COMMIT", nil)
 		return err
 	}}
-	srv, url, err := serveFloor(g)
+	srv, url, err := serveFloor(g, rows)
 	if err != nil {
 		conn.Close()
 		os.RemoveAll(d)
@@ -118,7 +122,7 @@ func startFloor(kind, dir, dsn string) (*floor, error) {
 
 // startPostgresFloor is the floor on PostgreSQL: a table of its own in
 // the database of dsn, one connection, group commit.
-func startPostgresFloor(dsn string) (*floor, error) {
+func startPostgresFloor(dsn string, rows int) (*floor, error) {
 	if dsn == "" {
 		return nil, errors.New("the postgres floor needs a database: --floor-dsn or SLUICE_POSTGRES_DSN")
 	}
@@ -142,14 +146,14 @@ func startPostgresFloor(dsn string) (*floor, error) {
 	g := &groupCommit{write: func(group []*pendingBody) error {
 		bodies = bodies[:0]
 		for _, p := range group {
-			bodies = append(bodies, p.body)
+			bodies = append(bodies, p.rows...)
 		}
 		// One statement outside a transaction block: it commits by
 		// itself, in one round trip.
 		_, err := conn.Exec(context.Background(), insert, bodies)
 		return err
 	}}
-	srv, url, err := serveFloor(g)
+	srv, url, err := serveFloor(g, rows)
 	if err != nil {
 		conn.Close(ctx)
 		return nil, err
@@ -163,8 +167,8 @@ func startPostgresFloor(dsn string) (*floor, error) {
 }
 
 // serveFloor serves the floor handler on a loopback port: read the body,
-// commit it with g, answer 200.
-func serveFloor(g *groupCommit) (*http.Server, string, error) {
+// commit it with g in rows pieces, answer 200.
+func serveFloor(g *groupCommit, rows int) (*http.Server, string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, "", fmt.Errorf("floor listener: %w", err)
@@ -176,7 +180,7 @@ func serveFloor(g *groupCommit) (*http.Server, string, error) {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
-		if err := g.commit(body); err != nil {
+		if err := g.commit(split(body, rows)); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
@@ -202,13 +206,13 @@ type groupCommit struct {
 }
 
 type pendingBody struct {
-	body []byte
+	rows [][]byte // the rows of one request
 	err  error
 	done chan bool // false: committed (err says how); true: lead
 }
 
-func (g *groupCommit) commit(body []byte) error {
-	p := &pendingBody{body: body, done: make(chan bool, 1)}
+func (g *groupCommit) commit(rows [][]byte) error {
+	p := &pendingBody{rows: rows, done: make(chan bool, 1)}
 	g.mu.Lock()
 	g.queue = append(g.queue, p)
 	if g.leading {
@@ -241,4 +245,13 @@ func (g *groupCommit) commit(body []byte) error {
 		next.done <- true
 	}
 	return err
+}
+
+// split cuts b into n pieces of about the same length (one when n is 1).
+func split(b []byte, n int) [][]byte {
+	out := make([][]byte, 0, n)
+	for i := range n {
+		out = append(out, b[len(b)*i/n:len(b)*(i+1)/n])
+	}
+	return out
 }

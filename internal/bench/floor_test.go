@@ -27,7 +27,7 @@ func TestFloorsStoreEveryBodyBeforeAnswering(t *testing.T) {
 	defer db.Close(ctx)
 	for _, kind := range Floors {
 		t.Run(kind, func(t *testing.T) {
-			f, err := startFloor(kind, t.TempDir(), dsn)
+			f, err := startFloor(kind, t.TempDir(), dsn, 1)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -72,7 +72,7 @@ func TestFloorsStoreEveryBodyBeforeAnswering(t *testing.T) {
 func TestPostgresFloorHidesItsDSN(t *testing.T) {
 	dsn := strings.Replace(pgtest.Start(t), "postgres@", "postgres:floor-s3cret@", 1)
 	cfg := Config{URL: "http://127.0.0.1:1", Connections: 2, Count: 10, Floor: FloorPostgres, FloorDSN: dsn}
-	f, err := startFloor(FloorPostgres, "", dsn)
+	f, err := startFloor(FloorPostgres, "", dsn, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,10 +87,10 @@ func TestPostgresFloorHidesItsDSN(t *testing.T) {
 	if !strings.Contains(out.String(), "floor (postgres:") || strings.Contains(out.String(), "floor-s3cret") {
 		t.Fatalf("report:\n%s", out.String())
 	}
-	if _, err := startFloor(FloorPostgres, "", "postgres://u:floor-s3cret@h:notaport/x"); err == nil || strings.Contains(err.Error(), "floor-s3cret") {
+	if _, err := startFloor(FloorPostgres, "", "postgres://u:floor-s3cret@h:notaport/x", 1); err == nil || strings.Contains(err.Error(), "floor-s3cret") {
 		t.Fatalf("bad DSN: %v", err)
 	}
-	if _, err := startFloor(FloorPostgres, "", ""); err == nil || !strings.Contains(err.Error(), "--floor-dsn") {
+	if _, err := startFloor(FloorPostgres, "", "", 1); err == nil || !strings.Contains(err.Error(), "--floor-dsn") {
 		t.Fatalf("no DSN: %v", err)
 	}
 }
@@ -108,4 +108,34 @@ func sqliteRows(t *testing.T, dir string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// A batch's floor stores a row per event: the body cut in as many pieces.
+func TestFloorStoresARowPerEvent(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.Start(t)
+	f, err := startFloor(FloorPostgres, "", dsn, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := Run(ctx, Config{URL: f.url, Connections: 4, Count: 20, Payload: []byte("abcdefghijklmnopqrstu")}); err != nil {
+		t.Fatal(err)
+	}
+	db, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	var table string
+	if err := db.QueryRow(ctx, "SELECT tablename FROM pg_tables WHERE tablename LIKE 'sluice_bench_floor_%'").Scan(&table); err != nil {
+		t.Fatal(err)
+	}
+	var n, short int
+	if err := db.QueryRow(ctx, "SELECT count(*), count(*) FILTER (WHERE length(body) = 3) FROM "+table).Scan(&n, &short); err != nil || n != 140 || short != 140 {
+		t.Fatalf("%d rows, %d of 3 bytes, %v; want 140", n, short, err)
+	}
+	if got := split([]byte("abcdefghij"), 3); len(got) != 3 || string(got[0])+string(got[1])+string(got[2]) != "abcdefghij" {
+		t.Fatalf("split: %q", got)
+	}
 }
