@@ -502,10 +502,11 @@ const (
 			unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::bytea[], $7::bytea[], $8::int[], $9::bigint[], $10::bigint[], $11::int[])
 				AS u(ord, gid, project_id, key, time, dedup, body, split, cord, cgid, people),
 			LATERAL (SELECT greatest(h.prev + u.ord, u.gid) AS id,
-				CASE WHEN u.cord > 0 THEN greatest(h.prev + u.cord, u.cgid) END AS content_id) v
+				CASE WHEN u.cord > 0 THEN greatest(h.prev + u.cord, u.cgid) END AS content_id) v`
+	sqlInsert = insertHead + `
 		ORDER BY u.ord`
-	sqlInsert      = insertHead
 	sqlInsertDedup = insertHead + `
+		ORDER BY u.ord
 		ON CONFLICT (project_id, dedup) WHERE dedup IS NOT NULL DO NOTHING`
 	// A raw request is kept when one of its events was stored (not a
 	// duplicate); it takes the id of its first event in the group. (A

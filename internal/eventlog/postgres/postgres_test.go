@@ -372,6 +372,7 @@ func BenchmarkAppendParallel(b *testing.B) {
 	defer l.Close()
 	ev := logtest.Event(1, "in.gen.bench.event", 1)
 	ev.Data = benchData
+	b.ResetTimer() // not the server's start nor the migrations
 	b.SetParallelism(32)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -392,6 +393,7 @@ func BenchmarkAppendBatch100Dedup(b *testing.B) {
 	l := open(b, pgtest.Start(b))
 	defer l.Close()
 	var seq atomic.Int64
+	b.ResetTimer() // not the server's start nor the migrations
 	b.SetParallelism(4)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -458,6 +460,7 @@ func BenchmarkBaselineGroupCommit(b *testing.B) {
 		}
 	}()
 	defer close(reqs)
+	b.ResetTimer() // not the server's start nor the migrations
 	b.SetParallelism(32)
 	b.RunParallel(func(pb *testing.PB) {
 		done := make(chan struct{}, 1)
