@@ -65,6 +65,16 @@ type Config struct {
 	FloorDSN string `json:"-"`
 	// Rounds alternates target and baseline runs this many times.
 	Rounds int
+	// Rate, when > 0, paces the target's requests at this many per second
+	// (an open loop over Connections connections) instead of sending as
+	// fast as the answers come.
+	Rate float64
+	// Saturation, with Rate, also loads the target unpaced after each
+	// paced run, for the ratio of their server CPU per event.
+	Saturation bool
+	// ServerPID, when > 0, is the target server's process: each run then
+	// reports the CPU time it used (from /proc) and its CPU per event.
+	ServerPID int
 }
 
 // Dialects lists what the load tool can send.
@@ -242,18 +252,24 @@ func (c *Config) build(base string) (request, error) {
 
 // Result is one measured run.
 type Result struct {
-	Name      string          `json:"name"`
-	URL       string          `json:"url"`
-	Requests  int64           `json:"requests"`
-	Events    int64           `json:"events"`
-	Errors    int64           `json:"errors"`
-	Statuses  map[int]int64   `json:"statuses"`
-	NetErrors map[string]int  `json:"netErrors,omitempty"`
-	Elapsed   time.Duration   `json:"elapsedNs"`
-	RPS       float64         `json:"requestsPerSecond"`
-	EPS       float64         `json:"eventsPerSecond"`
-	Latency   LatencySummary  `json:"latency"`
-	hist      []time.Duration // sorted latencies
+	Name      string         `json:"name"`
+	URL       string         `json:"url"`
+	Requests  int64          `json:"requests"`
+	Events    int64          `json:"events"`
+	Errors    int64          `json:"errors"`
+	Statuses  map[int]int64  `json:"statuses"`
+	NetErrors map[string]int `json:"netErrors,omitempty"`
+	Elapsed   time.Duration  `json:"elapsedNs"`
+	RPS       float64        `json:"requestsPerSecond"`
+	EPS       float64        `json:"eventsPerSecond"`
+	Latency   LatencySummary `json:"latency"`
+	// Rate is the pace of a paced run (requests/s), zero when unpaced.
+	Rate float64 `json:"rate,omitempty"`
+	// ServerCPU is the CPU time the target server used during the run,
+	// and CPUPerEvent that divided by the events stored (with ServerPID).
+	ServerCPU   time.Duration   `json:"serverCpuNs,omitempty"`
+	CPUPerEvent time.Duration   `json:"cpuPerEventNs,omitempty"`
+	hist        []time.Duration // sorted latencies
 }
 
 // LatencySummary holds percentiles.
@@ -305,6 +321,15 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 			return out, err
 		}
 		out = append(out, r)
+		if cfg.Rate > 0 && cfg.Saturation {
+			unpaced := cfg
+			unpaced.Rate = 0
+			r, err := load(ctx, unpaced, "saturation", target)
+			if err != nil {
+				return out, err
+			}
+			out = append(out, r)
+		}
 		if floorURL != "" {
 			b, _ := cfg.build(floorURL)
 			r, err := load(ctx, cfg, "floor", b)
@@ -393,9 +418,14 @@ func load(ctx context.Context, cfg Config, name string, req request) (Result, er
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
+	// The pace and the server's CPU are the target's only.
+	rate, pid := cfg.Rate, cfg.ServerPID
+	if name != "target" && name != "saturation" {
+		rate, pid = 0, 0
+	}
 	// Warm up: open the connections and let both sides reach steady state.
 	if cfg.Warmup > 0 {
-		if _, err := drive(ctx, client, cfg.Connections, req, time.Now().Add(cfg.Warmup), 0, false); err != nil {
+		if _, err := drive(ctx, client, cfg.Connections, req, time.Now().Add(cfg.Warmup), 0, false, pace(time.Now(), rate)); err != nil {
 			return Result{}, err
 		}
 	}
@@ -403,13 +433,28 @@ func load(ctx context.Context, cfg Config, name string, req request) (Result, er
 	if cfg.Count <= 0 {
 		deadline = time.Now().Add(cfg.Duration)
 	}
+	var cpu0 time.Duration
+	if pid > 0 {
+		c, err := ProcessCPU(pid)
+		if err != nil {
+			return Result{}, err
+		}
+		cpu0 = c
+	}
 	start := time.Now()
-	w, err := drive(ctx, client, cfg.Connections, req, deadline, cfg.Count, true)
+	w, err := drive(ctx, client, cfg.Connections, req, deadline, cfg.Count, true, pace(start, rate))
 	if err != nil {
 		return Result{}, err
 	}
 	elapsed := time.Since(start)
-	r := Result{Name: name, URL: req.url, Elapsed: elapsed, Statuses: map[int]int64{}, NetErrors: map[string]int{}}
+	r := Result{Name: name, URL: req.url, Elapsed: elapsed, Statuses: map[int]int64{}, NetErrors: map[string]int{}, Rate: rate}
+	if pid > 0 {
+		c, err := ProcessCPU(pid)
+		if err != nil {
+			return Result{}, err
+		}
+		r.ServerCPU = c - cpu0
+	}
 	for _, wk := range w {
 		r.Requests += wk.requests
 		for code, n := range wk.statuses {
@@ -431,6 +476,9 @@ func load(ctx context.Context, cfg Config, name string, req request) (Result, er
 	r.EPS = float64(r.Events) / secs
 	slices.Sort(r.hist)
 	r.Latency = summarize(r.hist)
+	if r.Events > 0 {
+		r.CPUPerEvent = r.ServerCPU / time.Duration(r.Events)
+	}
 	return r, nil
 }
 
@@ -441,9 +489,11 @@ type worker struct {
 	latencies []time.Duration
 }
 
-// drive runs conns workers until deadline (or count requests in all).
-func drive(ctx context.Context, client *http.Client, conns int, req request, deadline time.Time, count int64, record bool) ([]*worker, error) {
-	var issued atomic.Int64
+// drive runs conns workers until deadline (or count requests in all),
+// each sending its next request when the last is answered, or when at
+// says (a paced load; at is nil for none).
+func drive(ctx context.Context, client *http.Client, conns int, req request, deadline time.Time, count int64, record bool, at func(n int64) time.Time) ([]*worker, error) {
+	var issued, paced atomic.Int64
 	workers := make([]*worker, conns)
 	var wg sync.WaitGroup
 	for i := range workers {
@@ -465,6 +515,19 @@ func drive(ctx context.Context, client *http.Client, conns int, req request, dea
 					}
 				} else if !time.Now().Before(deadline) {
 					return
+				}
+				if at != nil {
+					when := at(paced.Add(1) - 1)
+					if !deadline.IsZero() && !when.Before(deadline) {
+						return
+					}
+					if d := time.Until(when); d > 0 {
+						select {
+						case <-ctx.Done():
+							return
+						case <-time.After(d):
+						}
+					}
 				}
 				switch {
 				case req.fresh != nil:
@@ -546,6 +609,8 @@ func Report(w io.Writer, cfg Config, results []Result) {
 	}
 	fmt.Fprintf(w, "dialect %s, %s\n", dialect, mode)
 	var tEPS, bEPS, fEPS float64
+	var tCPU, sCPU time.Duration
+	var tN, sN int
 	for _, r := range results {
 		label := r.Name
 		switch r.Name {
@@ -555,11 +620,23 @@ func Report(w io.Writer, cfg Config, results []Result) {
 		case "floor":
 			label = "floor (" + cfg.Floor + ": the bare handler plus group commit of the body, a row per event)"
 			fEPS += r.EPS
+		case "saturation":
+			label = "saturation (the target unpaced)"
+			sCPU += r.CPUPerEvent
+			sN++
 		default:
 			tEPS += r.EPS
+			tCPU += r.CPUPerEvent
+			tN++
+		}
+		if r.Rate > 0 {
+			label += fmt.Sprintf(" (paced at %g requests/s)", r.Rate)
 		}
 		fmt.Fprintf(w, "%s  %s\n", label, r.URL)
 		fmt.Fprintf(w, "  %10.0f events/s  %10.0f requests/s  requests %d  errors %d\n", r.EPS, r.RPS, r.Requests, r.Errors)
+		if cfg.ServerPID > 0 && (r.Name == "target" || r.Name == "saturation") {
+			fmt.Fprintf(w, "  server cpu %s (%.2f cores)  %s per event\n", r.ServerCPU, r.ServerCPU.Seconds()/r.Elapsed.Seconds(), r.CPUPerEvent)
+		}
 		fmt.Fprintf(w, "  latency p50 %s  p90 %s  p99 %s  max %s\n", round(r.Latency.P50), round(r.Latency.P90), round(r.Latency.P99), round(r.Latency.Max))
 		if r.Errors > 0 {
 			var parts []string
@@ -582,6 +659,9 @@ func Report(w io.Writer, cfg Config, results []Result) {
 	}
 	if fEPS > 0 {
 		fmt.Fprintf(w, "ratio target/floor: %.2f\n", tEPS/fEPS)
+	}
+	if tN > 0 && sN > 0 && sCPU > 0 && tCPU > 0 {
+		fmt.Fprintf(w, "ratio paced/saturation server cpu per event: %.2f\n", (float64(tCPU)/float64(tN))/(float64(sCPU)/float64(sN)))
 	}
 	if fEPS > 0 && bEPS > 0 {
 		fmt.Fprintf(w, "ratio floor/baseline: %.2f\n", fEPS/bEPS)

@@ -12,7 +12,7 @@ import (
 )
 
 func runBench(ctx context.Context, args []string, env *Env) error {
-	const synopsis = "bench [--url URL] [-c N] [-d DURATION | -n COUNT] [--dialect D] [--payload JSON|@FILE] [--baseline] [--floor sqlite|postgres]"
+	const synopsis = "bench [--url URL] [-c N] [-d DURATION | -n COUNT] [--dialect D] [--payload JSON|@FILE] [--baseline] [--floor sqlite|postgres] [--rate R [--saturation]] [--server-pid PID | --server-dir DIR]"
 	fs := newFlags("bench", synopsis, env)
 	var cfg bench.Config
 	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080", "ingest base URL of the server under load")
@@ -32,6 +32,10 @@ func runBench(ctx context.Context, args []string, env *Env) error {
 	fs.StringVar(&cfg.FloorDir, "floor-dir", ".", "where the sqlite floor keeps its database: put it on the disk of the server's data directory")
 	floorDSN := fs.String("floor-dsn", "", "the database of the postgres floor, the server's own (default $SLUICE_POSTGRES_DSN); it gets a table of its own for the run")
 	fs.IntVar(&cfg.Rounds, "rounds", 1, "alternate target and baseline runs this many times")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "pace the target at this many requests per second (an open loop) instead of as fast as it answers")
+	fs.BoolVar(&cfg.Saturation, "saturation", false, "with --rate: also load the target unpaced after each paced run and print the ratio of their server CPU per event")
+	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "the target server's process id: report the CPU time it used during each run (from /proc) and its CPU per event")
+	serverDir := fs.String("server-dir", "", "the target server's data directory: its run.json names the process (instead of --server-pid)")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	serveBaseline := fs.String("serve-baseline", "", "only serve the bare baseline handler on this address (for another load tool) until interrupted")
 	pos, err := parseArgs(fs, args)
@@ -53,6 +57,27 @@ func runBench(ctx context.Context, args []string, env *Env) error {
 	cfg.FloorDSN = *floorDSN
 	if cfg.FloorDSN == "" {
 		cfg.FloorDSN = env.Getenv("SLUICE_POSTGRES_DSN")
+	}
+	if cfg.Rate < 0 {
+		return fmt.Errorf("--rate %g is negative", cfg.Rate)
+	}
+	if cfg.Saturation && cfg.Rate == 0 {
+		return fmt.Errorf("--saturation compares a paced run with an unpaced one: give --rate too")
+	}
+	if *serverDir != "" {
+		if cfg.ServerPID != 0 {
+			return fmt.Errorf("--server-pid and --server-dir both name the server: give one")
+		}
+		pid, err := bench.ServerPID(*serverDir)
+		if err != nil {
+			return err
+		}
+		cfg.ServerPID = pid
+	}
+	if cfg.ServerPID != 0 {
+		if _, err := bench.ProcessCPU(cfg.ServerPID); err != nil {
+			return err
+		}
 	}
 	if p, ok := strings.CutPrefix(*payload, "@"); ok {
 		b, err := os.ReadFile(p)

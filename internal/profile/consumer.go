@@ -22,6 +22,15 @@ type EventReader interface {
 	Changed() <-chan struct{}
 }
 
+// peopleLog is a log that keeps the events with identities apart: the
+// head of those and a signal for their commits (the SQLite log). The
+// consumer then wakes for those alone, and counts itself caught up once
+// it has passed the last of them.
+type peopleLog interface {
+	PeopleHead() event.ID
+	PeopleChanged() <-chan struct{}
+}
+
 // CursorName is the profile consumer's cursor.
 const CursorName = "profiles"
 
@@ -68,7 +77,7 @@ func (c *Consumer) Register(reg prometheus.Registerer) {
 		Help: "How far the profile consumer's cursor is behind the log head (by id time).",
 	}, func() float64 {
 		head, cur := c.Log.Head(), event.ID(c.cursor.Load())
-		if head <= cur || cur == 0 {
+		if head <= cur || cur == 0 || c.reached(head) {
 			return 0
 		}
 		return float64(head.Millis()-cur.Millis()) / 1000
@@ -106,8 +115,14 @@ func (c *Consumer) Run(ctx context.Context) {
 	stored, savedAt := cursor, time.Now()
 	var save <-chan time.Time
 	backoff := time.Second
+	// A log that tells of commits of events with identities apart wakes
+	// the consumer for those alone.
+	changes := c.Log.Changed
+	if pl, ok := c.Log.(peopleLog); ok {
+		changes = pl.PeopleChanged
+	}
 	for ctx.Err() == nil {
-		changed := c.Log.Changed()
+		changed := changes()
 		// Everything up to head is visible to the read below, so when
 		// nothing matches, the cursor can move to head.
 		head := c.Log.Head()
@@ -169,7 +184,10 @@ func (c *Consumer) Run(ctx context.Context) {
 			save = nil // store the cursor in the next pass
 			continue
 		}
-		if coalesce > 0 {
+		// After a pass that folded something, let commits gather; after
+		// one that found nothing (events without identities, or idle),
+		// read at once: a timer per event is what low rates cannot share.
+		if coalesce > 0 && len(recs) > 0 {
 			select {
 			case <-ctx.Done():
 				return
@@ -257,13 +275,26 @@ func (c *Consumer) moved(id event.ID) {
 // Applied is the id up to which every event is folded into profiles.
 func (c *Consumer) Applied() event.ID { return event.ID(c.cursor.Load()) }
 
+// reached reports whether every event up to id is folded: the cursor
+// passed it, or (on a peopleLog) id is durable and the cursor passed the
+// last event with identities, the consumer having nothing to fold up to
+// id.
+func (c *Consumer) reached(id event.ID) bool {
+	cur := event.ID(c.cursor.Load())
+	if cur >= id {
+		return true
+	}
+	pl, ok := c.Log.(peopleLog)
+	return ok && id <= c.Log.Head() && cur >= pl.PeopleHead()
+}
+
 // WaitFor returns once every event up to id is folded into profiles (a
 // hook delivering event id then sees a profile that includes it), or
 // when ctx ends.
 func (c *Consumer) WaitFor(ctx context.Context, id event.ID) error {
 	for {
 		c.mu.Lock()
-		if c.started && event.ID(c.cursor.Load()) >= id {
+		if c.started && c.reached(id) {
 			c.mu.Unlock()
 			return nil
 		}

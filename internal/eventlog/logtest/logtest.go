@@ -448,6 +448,26 @@ func Run(t *testing.T, open Opener) {
 		if err != nil || len(got) != 2 || got[0].ID != res[2].ID || got[1].ID != res[7].ID {
 			t.Fatalf("by ids: %d, %v", len(got), err)
 		}
+		// After events without identities, a follower of those with finds
+		// none, then the next one.
+		plain, err := l.Append(ctx, []*event.Event{Event(1, "k", 20), Event(1, "k", 21)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, after := range []event.ID{res[9].ID, plain[0].ID, plain[1].ID} {
+			if recs, err := l.Read(ctx, eventlog.Query{WithIdentities: true, After: after}); err != nil || len(recs) != 0 {
+				t.Fatalf("with identities after %s: %d, %v", after, len(recs), err)
+			}
+		}
+		e := Event(1, "k", 22)
+		e.Identities = []event.Identity{{Type: "user_id", Value: "late"}}
+		next, err := l.Append(ctx, []*event.Event{Event(1, "k", 23), e})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if recs, err := l.Read(ctx, eventlog.Query{WithIdentities: true, After: plain[1].ID}); err != nil || len(recs) != 1 || recs[0].ID != next[1].ID {
+			t.Fatalf("with identities after the plain ones: %+v, %v", recs, err)
+		}
 	})
 
 	t.Run("Erase", func(t *testing.T) {
@@ -583,6 +603,22 @@ func handlesShareOneStore(t *testing.T, store Store) {
 	if err != nil || len(recs) != 1 || recs[0].ID != res[0].ID {
 		t.Fatalf("the other handle reads %+v, %v", recs, err)
 	}
+	// After one of its own commits without identities, the second handle
+	// still finds the first's next event with identities.
+	own, err := b.Append(ctx, []*event.Event{Event(1, "k", 30)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2 := Event(1, "in.gen.a.b", 31)
+	e2.Identities = []event.Identity{{Type: "user_id", Value: "u2"}}
+	other, err := a.Append(ctx, []*event.Event{e2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitHead(t, b, other[0].ID, "the other handle's head")
+	if recs, err := b.Read(ctx, eventlog.Query{WithIdentities: true, After: own[0].ID}); err != nil || len(recs) != 1 || recs[0].ID != other[0].ID {
+		t.Fatalf("the other handle's event with identities after %s: %+v, %v", own[0].ID, recs, err)
+	}
 	if got, err := event.Decode(recs[0].Body); err != nil || !reflect.DeepEqual(got, e) {
 		t.Fatalf("body through the other handle: %+v, %v", got, err)
 	}
@@ -645,8 +681,8 @@ func handlesShareOneStore(t *testing.T, store Store) {
 	if c.Head() != res3[0].ID {
 		t.Fatalf("head of a new handle %s, want %s", c.Head(), res3[0].ID)
 	}
-	if n := len(readIDs(t, c)); n != keys+3 {
-		t.Fatalf("a new handle reads %d events, want %d", n, keys+3)
+	if n := len(readIDs(t, c)); n != keys+5 {
+		t.Fatalf("a new handle reads %d events, want %d", n, keys+5)
 	}
 }
 

@@ -107,7 +107,9 @@ type Config struct {
 	// stored ones whatever it says.
 	Now func() time.Time
 	// WatchEvery is how often the log looks for commits of other handles
-	// on the same file (default 20ms).
+	// on the same file (default 100ms: a server holds its data directory
+	// alone, so they are tools' and tests'; each look is a query, which an
+	// idle server should not run 50 times a second).
 	WatchEvery time.Duration
 }
 
@@ -125,7 +127,7 @@ func (c *Config) defaults() {
 		c.RecoverEvery = 500 * time.Millisecond
 	}
 	if c.WatchEvery <= 0 {
-		c.WatchEvery = 20 * time.Millisecond
+		c.WatchEvery = 100 * time.Millisecond
 	}
 }
 
@@ -146,8 +148,14 @@ type Log struct {
 	maxID         *sqlite3.SQLiteStmt
 	args          [8]driver.NamedValue // the insert's arguments, reused
 	rdb           *sql.DB              // readers
-	cdb           *sql.DB              // checkpointer
-	wal           *walSyncer
+	// reads are the prepared statements of the readers' usual queries,
+	// by their text (at most maxPreparedReads): a follower reads the same
+	// query after every commit, and preparing it cost as much as reading
+	// a few events.
+	readsMu sync.Mutex
+	reads   map[string]*sql.Stmt
+	cdb     *sql.DB // checkpointer
+	wal     *walSyncer
 
 	// committed is the highest id this handle committed (synced or not):
 	// the watcher leaves those to the leaders that sync them.
@@ -176,13 +184,24 @@ type Log struct {
 	dataVersion int64
 	wakeRec     chan struct{} // tells recoverer that the log went down
 
-	head    atomic.Uint64 // the highest durable id
-	chMu    sync.Mutex
-	changed chan struct{}
+	head atomic.Uint64 // the highest durable id
+	// peopleHead is the highest durable id of an event with identities
+	// (or above: another handle's commits raise it to their head), raised
+	// before head: a read of events with identities after it finds none
+	// and need not ask SQLite (the profile consumer's read after each
+	// commit of events without identities).
+	peopleHead atomic.Uint64
+	chMu       sync.Mutex
+	changed    chan struct{}
+	// peopleChanged is closed after a commit of events with identities
+	// (PeopleChanged), once the head includes them.
+	peopleChanged chan struct{}
 
-	// The leader's own (one leader at a time): its scratch buffer and the
-	// WAL file's last stat and restart.
+	// The leader's own (one leader at a time): its scratch buffer, the
+	// highest id with identities of its group, and the WAL file's last
+	// stat and restart.
 	body       []byte
+	people     event.ID
 	walPath    string
 	walStat    syscall.Stat_t
 	walRetryAt time.Time // no restart attempt before (boundWAL)
@@ -273,6 +292,8 @@ func Open(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Log, err
 		watDone: make(chan struct{}),
 		wakeRec: make(chan struct{}, 1),
 		changed: make(chan struct{}),
+
+		peopleChanged: make(chan struct{}),
 	}
 	l.idle = sync.NewCond(&l.qmu)
 	dc, err := (&sqlite3.SQLiteDriver{}).Open(dsn(cfg.Path, url.Values{"_synchronous": {"NORMAL"}}))
@@ -392,6 +413,7 @@ func (l *Log) init() error {
 	}
 	if id, ok := maxID.(int64); ok {
 		l.head.Store(uint64(id))
+		l.peopleHead.Store(uint64(id))
 		l.committed.Store(uint64(id))
 		l.gen.Observe(event.ID(id))
 	}
@@ -530,7 +552,9 @@ func (l *Log) lead() {
 	l.qmu.Unlock()
 
 	start := time.Now()
+	l.people = 0
 	head, err := l.commitGroup(group)
+	people := l.people
 	if err == nil {
 		l.boundWAL()
 	}
@@ -559,7 +583,7 @@ func (l *Log) lead() {
 		l.takeDown(group, serr)
 	} else if head != 0 {
 		l.metrics.latency.Observe(time.Since(start).Seconds())
-		l.raiseHead(head)
+		l.raiseHeads(head, people)
 	}
 	// group[0] is the leader's own request: it returns without a signal.
 	for _, r := range group[1:] {
@@ -799,6 +823,9 @@ func (l *Log) commit(batch []*request) (last event.ID, err error) {
 			}
 			r.res[i] = eventlog.Result{ID: id}
 			last = id
+			if len(e.Identities) > 0 {
+				l.people = id
+			}
 			events++
 		}
 	}
@@ -841,6 +868,45 @@ func (l *Log) storedMax(ctx context.Context) (event.ID, error) {
 	return event.ID(id), nil
 }
 
+// raise moves v up to id, never down, and reports whether it moved.
+func raise(v *atomic.Uint64, id event.ID) bool {
+	for {
+		cur := v.Load()
+		if uint64(id) <= cur {
+			return false
+		}
+		if v.CompareAndSwap(cur, uint64(id)) {
+			return true
+		}
+	}
+}
+
+// raiseHeads raises the head of events with identities to people, then
+// the head to head, and tells the followers of each.
+func (l *Log) raiseHeads(head, people event.ID) {
+	moved := raise(&l.peopleHead, people)
+	l.raiseHead(head)
+	if moved {
+		l.chMu.Lock()
+		close(l.peopleChanged)
+		l.peopleChanged = make(chan struct{})
+		l.chMu.Unlock()
+	}
+}
+
+// PeopleHead is the highest durable id of an event with identities, or
+// above it (never below); it is raised before Head.
+func (l *Log) PeopleHead() event.ID { return event.ID(l.peopleHead.Load()) }
+
+// PeopleChanged is closed once an event with identities was committed
+// after the call, and is under the head: a follower of those alone (the
+// profile consumer) need not wake for the others.
+func (l *Log) PeopleChanged() <-chan struct{} {
+	l.chMu.Lock()
+	defer l.chMu.Unlock()
+	return l.peopleChanged
+}
+
 // raiseHead moves the head up to id (never down) and tells the followers.
 func (l *Log) raiseHead(id event.ID) {
 	for {
@@ -881,7 +947,7 @@ func (l *Log) watcher(ctx context.Context) {
 			continue
 		}
 		if err := l.wal.Sync(); err == nil {
-			l.raiseHead(event.ID(id))
+			l.raiseHeads(event.ID(id), event.ID(id))
 		}
 	}
 }
@@ -923,8 +989,17 @@ func (l *Log) Read(ctx context.Context, q eventlog.Query) ([]eventlog.Record, er
 	if err := q.Normalize(); err != nil {
 		return nil, err
 	}
+	if q.WithIdentities && !q.Newest && q.After != 0 && uint64(q.After) >= l.peopleHead.Load() {
+		return nil, nil // nothing with identities was committed after it
+	}
 	stmt, args := l.readQuery(q)
-	rows, err := l.rdb.QueryContext(ctx, stmt, args...)
+	var rows *sql.Rows
+	var err error
+	if ps := l.prepared(stmt, q); ps != nil {
+		rows, err = ps.QueryContext(ctx, args...)
+	} else {
+		rows, err = l.rdb.QueryContext(ctx, stmt, args...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read log: %w", err)
 	}
@@ -947,6 +1022,35 @@ func (l *Log) Read(ctx context.Context, q eventlog.Query) ([]eventlog.Record, er
 		return nil, fmt.Errorf("read log: %w", err)
 	}
 	return out, nil
+}
+
+// maxPreparedReads bounds the reads kept prepared.
+const maxPreparedReads = 64
+
+// prepared is the prepared statement of stmt, the text of q, or nil for a
+// query whose text depends on the length of a list of ids, or when
+// maxPreparedReads are kept already.
+func (l *Log) prepared(stmt string, q eventlog.Query) *sql.Stmt {
+	if len(q.IDs) > 0 || len(q.Projects) > 8 {
+		return nil
+	}
+	l.readsMu.Lock()
+	defer l.readsMu.Unlock()
+	if ps, ok := l.reads[stmt]; ok {
+		return ps
+	}
+	if len(l.reads) >= maxPreparedReads {
+		return nil
+	}
+	ps, err := l.rdb.Prepare(stmt)
+	if err != nil {
+		return nil // the query itself will say why
+	}
+	if l.reads == nil {
+		l.reads = map[string]*sql.Stmt{}
+	}
+	l.reads[stmt] = ps
+	return ps
 }
 
 // readQuery is the SELECT of a normalized query.
@@ -1335,5 +1439,11 @@ func (l *Log) Close() error {
 	_ = l.insertContent.Close()
 	_ = l.dupOf.Close()
 	_ = l.maxID.Close()
+	l.readsMu.Lock()
+	for _, ps := range l.reads {
+		_ = ps.Close()
+	}
+	l.reads = nil
+	l.readsMu.Unlock()
 	return errors.Join(l.watch.Close(), l.cdb.Close(), l.rdb.Close(), l.wc.Close(), l.wal.Close())
 }

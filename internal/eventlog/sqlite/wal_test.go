@@ -57,14 +57,18 @@ func bigEvent(n int) *event.Event {
 
 // follow reads the log after its cursor until ctx ends, as the hook and
 // profile consumers do: the readers whose snapshots a checkpoint must wait
-// for.
-func follow(ctx context.Context, l *Log) {
+// for. longest, if not nil, keeps the longest read (in ns).
+func follow(ctx context.Context, l *Log, longest *atomic.Int64) {
 	var after event.ID
 	for ctx.Err() == nil {
 		changed := l.Changed()
+		start := time.Now()
 		recs, err := l.Read(ctx, eventlog.Query{After: after, Limit: 1000})
 		if err != nil {
 			return
+		}
+		if d := int64(time.Since(start)); longest != nil && d > longest.Load() {
+			longest.Store(d)
 		}
 		if len(recs) > 0 {
 			after = recs[len(recs)-1].ID
@@ -90,7 +94,7 @@ func BenchmarkAppendWAL(b *testing.B) {
 	var readers sync.WaitGroup
 	for range 2 {
 		readers.Add(1)
-		go func() { defer readers.Done(); follow(ctx, l) }()
+		go func() { defer readers.Done(); follow(ctx, l, nil) }()
 	}
 	stop := walWatch(filepath.Join(dir, "events.db-wal"))
 	var seq atomic.Int64
@@ -130,9 +134,10 @@ func TestWALStaysBounded(t *testing.T) {
 			defer l.Close()
 			ctx, cancel := context.WithCancel(context.Background())
 			var readers sync.WaitGroup
+			var longest atomic.Int64
 			for range 2 {
 				readers.Add(1)
-				go func() { defer readers.Done(); follow(ctx, l) }()
+				go func() { defer readers.Done(); follow(ctx, l, &longest) }()
 			}
 			stop := walWatch(filepath.Join(dir, "events.db-wal"))
 			const n, senders = 20000, 64
@@ -154,9 +159,13 @@ func TestWALStaysBounded(t *testing.T) {
 			largest := stop()
 			cancel()
 			readers.Wait()
-			t.Logf("%d events of ~1.6 KiB: WAL file at most %.1f MiB, %v forced restarts", n, float64(largest)/(1<<20), testutil.ToFloat64(l.metrics.walRestarts))
-			if bound := int64(2 * walFileLimit); largest > bound {
-				t.Fatalf("WAL file reached %d bytes, bound %d", largest, bound)
+			read := time.Duration(longest.Load())
+			t.Logf("%d events of ~1.6 KiB: WAL file at most %.1f MiB, %v forced restarts, longest read %v", n, float64(largest)/(1<<20), testutil.ToFloat64(l.metrics.walRestarts), read)
+			// The bound holds while no read outlasts the restart's wait
+			// (the package comment): a slow machine (the race detector
+			// on two loaded cores) has reads of 1000 events that do.
+			if bound := int64(2 * walFileLimit); largest > bound && read < walRestartWait {
+				t.Fatalf("WAL file reached %d bytes, bound %d, with no read longer than %v (longest %v)", largest, bound, walRestartWait, read)
 			}
 		})
 	}
