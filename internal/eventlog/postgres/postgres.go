@@ -1323,3 +1323,82 @@ func (l *Log) Close() error {
 	l.pool.Close()
 	return nil
 }
+
+var _ eventlog.Loader = (*Log)(nil)
+
+// Load implements eventlog.Loader (sluice migrate --from): it stores the
+// events and raw requests with their ids, in one transaction under the
+// lock of the head, and raises the head to the highest id. The events
+// must come in id order above the head (into an empty log, page after
+// page): an event stored below the head could be missed by a follower.
+func (l *Log) Load(ctx context.Context, events []eventlog.StoredEvent, contents []eventlog.StoredContent) error {
+	if len(events) == 0 && len(contents) == 0 {
+		return nil
+	}
+	var ids, projects, times, contentIDs []int64
+	var keys []string
+	var dedups, bodies [][]byte
+	var people []int32
+	var top int64
+	for i, e := range events {
+		if i > 0 && e.ID <= events[i-1].ID {
+			return fmt.Errorf("load events: id %s after %s: not in id order", e.ID, events[i-1].ID)
+		}
+		var dedup []byte
+		if e.DedupKey != "" {
+			dedup = []byte(e.DedupKey)
+		}
+		ids = append(ids, int64(e.ID))
+		projects = append(projects, int64(e.ProjectID))
+		keys = append(keys, e.Key)
+		times = append(times, e.Time)
+		dedups = append(dedups, dedup)
+		bodies = append(bodies, e.Body)
+		contentIDs = append(contentIDs, e.ContentID)
+		people = append(people, int32(e.People))
+		top = int64(e.ID)
+	}
+	var cIDs, cReceived []int64
+	var cBodies [][]byte
+	for _, c := range contents {
+		cIDs = append(cIDs, c.ID)
+		cReceived = append(cReceived, c.ReceivedAt)
+		cBodies = append(cBodies, c.Body)
+	}
+	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+		var prev int64
+		if err := tx.QueryRow(ctx, `UPDATE event_log SET prev = head, head = greatest(head, $1) RETURNING prev`, top).Scan(&prev); err != nil {
+			return fmt.Errorf("lock the log head: %w", err)
+		}
+		if len(ids) > 0 && ids[0] <= prev {
+			return fmt.Errorf("load events: id %d is not above the log's head %d: load into an empty log, in id order", ids[0], prev)
+		}
+		if len(ids) > 0 {
+			if _, err := tx.Exec(ctx, `INSERT INTO events (id, project_id, key, time, dedup, body, content_id, people)
+				SELECT id, project_id, key, time, dedup, body, nullif(content_id, 0), people
+				FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bytea[], $6::bytea[], $7::bigint[], $8::int[])
+					AS u(id, project_id, key, time, dedup, body, content_id, people)`,
+				ids, projects, keys, times, dedups, bodies, contentIDs, people); err != nil {
+				return fmt.Errorf("load events: %w", err)
+			}
+		}
+		if len(cIDs) > 0 {
+			if _, err := tx.Exec(ctx, `INSERT INTO event_contents (id, received_at, body) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])`,
+				cIDs, cReceived, cBodies); err != nil {
+				return fmt.Errorf("load raw requests: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if top > 0 {
+		l.raiseHead(event.ID(top))
+		select {
+		case l.wakeNotify <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -507,5 +508,81 @@ func TestCommitPlansUseTheIndexes(t *testing.T) {
 		if !strings.Contains(plan, tc.want) || strings.Contains(plan, "Seq Scan on events") {
 			t.Errorf("%s: the generic plan does not probe the index:\n%s", name, plan)
 		}
+	}
+}
+
+// A log moved in with Load (sluice migrate --from) keeps its ids, dedup
+// keys, identities and raw requests; the head rises to its last id, the
+// other nodes hear of it, and appends continue above it. An id at or
+// below the head is refused: a follower could miss it.
+func TestLoad(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.Start(t)
+	l, other := open(t, dsn), open(t, dsn)
+	defer l.Close()
+	defer other.Close()
+	base := event.FirstIDAt(time.Now().Add(-time.Hour))
+	var page []eventlog.StoredEvent
+	for i := range 10 {
+		e := logtest.Event(1, "in.gen.moved.x", i)
+		e.ID = base + event.ID(i)
+		se := eventlog.StoredEvent{Record: eventlog.Record{ID: e.ID, ProjectID: 1, Key: e.Key, Time: e.Time, Body: e.AppendJSON(nil)}}
+		if i%3 == 0 {
+			se.DedupKey = fmt.Sprint("moved-", i)
+		}
+		if i%2 == 0 {
+			se.People = 1
+		}
+		if i == 4 || i == 5 {
+			se.ContentID = int64(base + 4)
+		}
+		page = append(page, se)
+	}
+	if err := l.Load(ctx, page[:6], nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Load(ctx, page[6:], []eventlog.StoredContent{{ID: int64(base + 4), Content: event.Content{Body: []byte("raw"), ReceivedAt: 5}}}); err != nil {
+		t.Fatal(err)
+	}
+	last := page[9].ID
+	if l.Head() != last {
+		t.Fatalf("head %s, want %s", l.Head(), last)
+	}
+	for other.Head() < last {
+		select {
+		case <-other.Changed():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the other node's head stays at %s", other.Head())
+		}
+	}
+	recs, err := other.Read(ctx, eventlog.Query{})
+	if err != nil || len(recs) != 10 {
+		t.Fatalf("%d records, %v", len(recs), err)
+	}
+	for i, r := range recs {
+		if r.ID != page[i].ID || string(r.Body) != string(page[i].Body) || r.ContentID != page[i].ContentID {
+			t.Fatalf("record %d: %+v, want %+v", i, r, page[i].Record)
+		}
+	}
+	if people, _ := other.Read(ctx, eventlog.Query{WithIdentities: true}); len(people) != 5 {
+		t.Fatalf("%d events with identities, want 5", len(people))
+	}
+	if cs, err := other.Contents(ctx, []int64{int64(base + 4)}); err != nil || string(cs[int64(base+4)].Body) != "raw" {
+		t.Fatalf("contents %v, %v", cs, err)
+	}
+	again := logtest.Event(1, "k", 99)
+	again.DedupKey = "moved-3"
+	res, err := other.Append(ctx, []*event.Event{again, logtest.Event(1, "k", 100)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res[0].Duplicate || res[0].ID != page[3].ID || res[1].ID <= last {
+		t.Fatalf("after the load: %+v", res)
+	}
+	if err := l.Load(ctx, page[9:], nil); err == nil || !strings.Contains(err.Error(), "not above the log's head") {
+		t.Fatalf("a load below the head: %v", err)
+	}
+	if err := l.Load(ctx, []eventlog.StoredEvent{page[2], page[1]}, nil); err == nil || !strings.Contains(err.Error(), "not in id order") {
+		t.Fatalf("a load out of order: %v", err)
 	}
 }
