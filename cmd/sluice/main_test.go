@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/datadir"
 	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/pgtest"
 )
 
 // The end-to-end tests run the real binary: this test binary re-executes
@@ -29,7 +30,7 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	os.Exit(m.Run())
+	pgtest.Main(m) // stops the PostgreSQL of the tests that started one
 }
 
 const testAdminToken = "sla_e2e_admin_token_0123456789"
@@ -92,10 +93,17 @@ func sluice(t *testing.T, env []string, args ...string) (stdout, stderr string, 
 // data directory, and waits until it listens.
 func startServer(t *testing.T, dir string, args ...string) *server {
 	t.Helper()
+	return startServerEnv(t, dir, nil, args...)
+}
+
+// startServerEnv is startServer with env added to the server's
+// environment.
+func startServerEnv(t *testing.T, dir string, env []string, args ...string) *server {
+	t.Helper()
 	s := &server{t: t, dir: dir, out: &syncBuffer{}, errOut: &syncBuffer{}, exited: make(chan error, 1)}
 	all := append([]string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", dir, "--log-format", "json"}, args...)
 	s.cmd = exec.Command(os.Args[0], all...)
-	s.cmd.Env = append(os.Environ(), "SLUICE_E2E_CHILD=1", "SLUICE_ADMIN_TOKEN="+testAdminToken)
+	s.cmd.Env = append(append(os.Environ(), "SLUICE_E2E_CHILD=1", "SLUICE_ADMIN_TOKEN="+testAdminToken), env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.errOut
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -58,9 +58,11 @@ type Config struct {
 	Baseline bool
 	// Floor also loads a floor server after each target run: FloorSQLite
 	// is the bare handler plus group commit to SQLite (floor.go), its
-	// database under FloorDir.
+	// database under FloorDir; FloorPostgres the same to the PostgreSQL
+	// of FloorDSN (a secret: never printed).
 	Floor    string
 	FloorDir string
+	FloorDSN string `json:"-"`
 	// Rounds alternates target and baseline runs this many times.
 	Rounds int
 	// Rate, when > 0, paces the target's requests at this many per second
@@ -332,7 +334,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	}
 	var floorURL string
 	if cfg.Floor != FloorNone {
-		f, err := startFloor(cfg.Floor, cfg.FloorDir)
+		f, err := startFloor(cfg.Floor, cfg.FloorDir, cfg.FloorDSN, int(target.events))
 		if err != nil {
 			return nil, err
 		}
@@ -643,7 +645,7 @@ func Report(w io.Writer, cfg Config, results []Result) {
 			label = "baseline (bare net/http handler, same body)"
 			bEPS += r.EPS
 		case "floor":
-			label = "floor (" + cfg.Floor + ": the bare handler plus group commit of the body)"
+			label = "floor (" + cfg.Floor + ": the bare handler plus group commit of the body, a row per event)"
 			fEPS += r.EPS
 		case "saturation":
 			label = "saturation (the target unpaced)"
