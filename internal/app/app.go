@@ -31,6 +31,7 @@ import (
 	"github.com/sluicehq/sluice/internal/dialect"
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog"
+	"github.com/sluicehq/sluice/internal/eventlog/postgres"
 	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
 	"github.com/sluicehq/sluice/internal/hook"
 	"github.com/sluicehq/sluice/internal/ingest"
@@ -149,7 +150,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	buildInfo.WithLabelValues(BuildVersion()).Set(1)
 	reg.MustRegister(buildInfo)
 
-	elog, err := sqlite.Open(sqlite.Config{Path: filepath.Join(cfg.DataDir, datadir.EventsFile), Worker: cfg.WorkerID}, reg, logger.With("component", "eventlog"))
+	elog, err := OpenLog(ctx, cfg, reg, logger.With("component", "eventlog"))
 	if err != nil {
 		return err
 	}
@@ -317,7 +318,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	}
 	defer lock.RemoveRunInfo()
 	ready.Store(true)
-	logger.Info("sluice ready", "version", BuildVersion(), "ingest", info.Ingest, "admin", info.Admin, "data_dir", cfg.DataDir)
+	logger.Info("sluice ready", "version", BuildVersion(), "ingest", info.Ingest, "admin", info.Admin, "data_dir", cfg.DataDir, "storage", cfg.Storage)
 
 	var runErr error
 	select {
@@ -344,6 +345,31 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	}
 	logger.Info("stopped", "head", elog.Head().String())
 	return errors.Join(errs...)
+}
+
+// OpenLog opens the event log of cfg.Storage: the SQLite file in the data
+// dir, or the PostgreSQL database that the nodes of a cluster share.
+func OpenLog(ctx context.Context, cfg *config.Config, reg prometheus.Registerer, logger *slog.Logger) (eventlog.Log, error) {
+	if cfg.Storage != config.StoragePostgres {
+		l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(cfg.DataDir, datadir.EventsFile), Worker: cfg.WorkerID}, reg, logger)
+		if err != nil {
+			return nil, err
+		}
+		return l, nil
+	}
+	pc, err := cfg.Postgres.PoolConfig()
+	if err != nil {
+		return nil, err
+	}
+	octx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	l, err := postgres.Open(octx, postgres.Config{Pool: pc, Worker: cfg.WorkerID, AllowSynchronousCommitOff: cfg.Postgres.AllowSynchronousCommitOff}, reg, logger)
+	if err != nil {
+		// pgx's errors name the host, port, user and database, never
+		// the password: the DSN itself is not repeated here.
+		return nil, fmt.Errorf("open the event log in PostgreSQL: %w", err)
+	}
+	return l, nil
 }
 
 // refusedTo hands ingest's refusals to the live hub.
@@ -502,6 +528,9 @@ func printBanner(w io.Writer, cfg *config.Config, info datadir.RunInfo, newToken
 	fmt.Fprintf(&b, "  ingest  %-28s webhooks: /{service}/{name}/{projectId}\n", info.Ingest)
 	fmt.Fprintf(&b, "  admin   %-28s console /, API /api/v1, /metrics, /healthz, /readyz\n", info.Admin)
 	fmt.Fprintf(&b, "  data    %s\n", cfg.DataDir)
+	if cfg.Storage == config.StoragePostgres {
+		fmt.Fprintf(&b, "  events  PostgreSQL (postgres.dsn)\n")
+	}
 	if cfg.File != "" {
 		fmt.Fprintf(&b, "  config  %s\n", cfg.File)
 	}

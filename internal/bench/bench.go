@@ -58,9 +58,11 @@ type Config struct {
 	Baseline bool
 	// Floor also loads a floor server after each target run: FloorSQLite
 	// is the bare handler plus group commit to SQLite (floor.go), its
-	// database under FloorDir.
+	// database under FloorDir; FloorPostgres the same to the PostgreSQL
+	// of FloorDSN (a secret: never printed).
 	Floor    string
 	FloorDir string
+	FloorDSN string `json:"-"`
 	// Rounds alternates target and baseline runs this many times.
 	Rounds int
 	// Rate, when > 0, paces the target's requests at this many per second
@@ -248,6 +250,33 @@ func (c *Config) build(base string) (request, error) {
 	return request{}, fmt.Errorf("dialect %q: the load tool knows %s", c.Dialect, strings.Join(Dialects, ", "))
 }
 
+// Requests returns the requests the load tool sends for cfg, for loading
+// a handler in process (Go benchmarks): each call of newWorker gives one
+// worker's own request maker (each request with fresh ids where the
+// dialect needs them, from 127.0.0.1), and events is what each request
+// carries.
+func Requests(cfg Config) (newWorker func() func() *http.Request, events int, err error) {
+	req, err := cfg.build("http://sluice.test")
+	if err != nil {
+		return nil, 0, err
+	}
+	return func() func() *http.Request {
+		body := bytes.Clone(req.body)
+		return func() *http.Request {
+			switch {
+			case req.fresh != nil:
+				req.fresh(body)
+			case req.gen != nil:
+				body = req.gen(body)
+			}
+			r, _ := http.NewRequest(req.method, req.url, bytes.NewReader(body))
+			r.Header = req.header.Clone()
+			r.RemoteAddr = "127.0.0.1:40000"
+			return r
+		}
+	}, int(req.events), nil
+}
+
 // Result is one measured run.
 type Result struct {
 	Name      string         `json:"name"`
@@ -305,7 +334,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	}
 	var floorURL string
 	if cfg.Floor != FloorNone {
-		f, err := startFloor(cfg.Floor, cfg.FloorDir)
+		f, err := startFloor(cfg.Floor, cfg.FloorDir, cfg.FloorDSN, int(target.events))
 		if err != nil {
 			return nil, err
 		}
@@ -616,7 +645,7 @@ func Report(w io.Writer, cfg Config, results []Result) {
 			label = "baseline (bare net/http handler, same body)"
 			bEPS += r.EPS
 		case "floor":
-			label = "floor (" + cfg.Floor + ": the bare handler plus group commit of the body)"
+			label = "floor (" + cfg.Floor + ": the bare handler plus group commit of the body, a row per event)"
 			fEPS += r.EPS
 		case "saturation":
 			label = "saturation (the target unpaced)"

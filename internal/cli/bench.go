@@ -12,7 +12,7 @@ import (
 )
 
 func runBench(ctx context.Context, args []string, env *Env) error {
-	const synopsis = "bench [--url URL] [-c N] [-d DURATION | -n COUNT] [--dialect D] [--payload JSON|@FILE] [--baseline] [--floor sqlite] [--rate R [--saturation]] [--server-pid PID | --server-dir DIR]"
+	const synopsis = "bench [--url URL] [-c N] [-d DURATION | -n COUNT] [--dialect D] [--payload JSON|@FILE] [--baseline] [--floor sqlite|postgres] [--rate R [--saturation]] [--server-pid PID | --server-dir DIR]"
 	fs := newFlags("bench", synopsis, env)
 	var cfg bench.Config
 	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080", "ingest base URL of the server under load")
@@ -29,7 +29,8 @@ func runBench(ctx context.Context, args []string, env *Env) error {
 	fs.StringVar(&cfg.Token, "token", "", "project token (required for track, s2s and commerce)")
 	fs.BoolVar(&cfg.Baseline, "baseline", false, "also load a bare net/http handler in this process, the same way, and print the ratio")
 	fs.StringVar(&cfg.Floor, "floor", "", "also load a durable floor server in this process and print the ratio: "+strings.Join(bench.Floors, ", ")+" (the bare handler plus group commit of the body)")
-	fs.StringVar(&cfg.FloorDir, "floor-dir", ".", "where the floor keeps its database: put it on the disk of the server's data directory")
+	fs.StringVar(&cfg.FloorDir, "floor-dir", ".", "where the sqlite floor keeps its database: put it on the disk of the server's data directory")
+	floorDSN := fs.String("floor-dsn", "", "the database of the postgres floor, the server's own (default $SLUICE_POSTGRES_DSN); it gets a table of its own for the run")
 	fs.IntVar(&cfg.Rounds, "rounds", 1, "alternate target and baseline runs this many times")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "pace the target at this many requests per second (an open loop) instead of as fast as it answers")
 	fs.BoolVar(&cfg.Saturation, "saturation", false, "with --rate: also load the target unpaced after each paced run and print the ratio of their server CPU per event")
@@ -53,6 +54,10 @@ func runBench(ctx context.Context, args []string, env *Env) error {
 		return fmt.Errorf("--project %d is above 4294967295", *project)
 	}
 	cfg.Project = uint32(*project)
+	cfg.FloorDSN = *floorDSN
+	if cfg.FloorDSN == "" {
+		cfg.FloorDSN = env.Getenv("SLUICE_POSTGRES_DSN")
+	}
 	if cfg.Rate < 0 {
 		return fmt.Errorf("--rate %g is negative", cfg.Rate)
 	}

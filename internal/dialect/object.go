@@ -143,6 +143,9 @@ func joinPath(prefix, rel string) string {
 
 // compactJSON validates body and returns it compacted, in a new slice.
 func compactJSON(body []byte) ([]byte, error) {
+	if out, ok := fastCompact(body); ok {
+		return out, nil
+	}
 	var buf bytes.Buffer
 	buf.Grow(len(body))
 	if err := json.Compact(&buf, body); err != nil {

@@ -316,22 +316,53 @@ func (s *Server) signal(sig syscall.Signal) {
 	if s.cmd == nil {
 		return
 	}
-	pgid := s.cmd.Process.Pid
-	_ = syscall.Kill(-pgid, sig)
+	pid := s.cmd.Process.Pid
+	// The server's children lead process groups of their own (PostgreSQL
+	// calls setsid in each): a kill reaches them one by one, and a
+	// restart waits until they are gone, or it finds their shared memory
+	// in use.
+	var children []int
+	if sig == syscall.SIGKILL {
+		children = childrenOf(pid)
+		for _, c := range children {
+			_ = syscall.Kill(c, sig)
+		}
+	}
+	_ = syscall.Kill(-pid, sig)
 	select {
 	case <-s.exited:
 	case <-time.After(30 * time.Second):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		<-s.exited
 	}
 	s.cmd = nil
-	// The server's children outlive a killed postmaster for a moment; a
-	// restart before they are gone finds its shared memory in use.
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
-			return
+	for deadline := time.Now().Add(10 * time.Second); len(children) > 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if err := syscall.Kill(children[0], 0); errors.Is(err, syscall.ESRCH) {
+			children = children[1:]
 		}
 	}
+}
+
+// childrenOf lists the processes whose parent is pid.
+func childrenOf(pid int) []int {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var out []int
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …; comm may hold spaces and parentheses.
+		rest := string(b[strings.LastIndexByte(string(b), ')')+1:])
+		fields := strings.Fields(rest)
+		if len(fields) < 2 || fields[1] != strconv.Itoa(pid) {
+			continue
+		}
+		if c, err := strconv.Atoi(filepath.Base(filepath.Dir(f))); err == nil {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // Restart starts the stopped server again, with its data and port.

@@ -533,6 +533,8 @@ func Run(t *testing.T, open Opener) {
 	t.Run("HandlesShareOneStore", func(t *testing.T) { handlesShareOneStore(t, open(t)) })
 
 	t.Run("FollowersMissNothingAcrossHandles", func(t *testing.T) { followersMissNothingAcrossHandles(t, open(t)) })
+
+	t.Run("IDsCarryTheirCommitTime", func(t *testing.T) { idsCarryTheirCommitTime(t, open(t)) })
 }
 
 // readIDs returns the ids of every stored event, in order.
@@ -810,5 +812,56 @@ func followersMissNothingAcrossHandles(t *testing.T, store Store) {
 	}
 	if !reflect.DeepEqual(sel.seen, people) {
 		t.Fatalf("the follower of events with identities saw %d of %d", len(sel.seen), len(people))
+	}
+}
+
+// idsCarryTheirCommitTime: however many commits, through however many
+// handles, an id's time is when it was committed (retention deletes by it,
+// a hook starts from a time by it), to within a second, and the ids grow.
+func idsCarryTheirCommitTime(t *testing.T, store Store) {
+	ctx := context.Background()
+	handles := []eventlog.Log{store(t), store(t)}
+	defer func() {
+		for _, l := range handles {
+			l.Close()
+		}
+	}()
+	start := time.Now()
+	var wg sync.WaitGroup
+	// One sender per handle commits alone, one event a commit, 1500
+	// times: a log that moved its clock a millisecond a commit would be
+	// ahead by more than a second. Three more send at once, in groups.
+	const alone, together = 1500, 200
+	for _, l := range handles {
+		for g := range 4 {
+			n := together
+			if g == 0 {
+				n = alone
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range n {
+					before := time.Now()
+					res, err := l.Append(ctx, []*event.Event{Event(1, "k", g*1000+i)})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if at := res[0].ID.Time(); at.Before(before.Add(-time.Second)) || at.After(time.Now().Add(time.Second)) {
+						t.Errorf("id %s says %s, committed between %s and %s", res[0].ID, at.Format(time.RFC3339Nano), before.Format(time.RFC3339Nano), time.Now().Format(time.RFC3339Nano))
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	ids := readIDs(t, handles[0])
+	if want := len(handles) * (alone + 3*together); len(ids) != want {
+		t.Fatalf("%d events stored, want %d", len(ids), want)
+	}
+	if first := ids[0].Time(); first.Before(start.Add(-time.Second)) {
+		t.Fatalf("first id at %s, before the test began (%s)", first, start)
 	}
 }

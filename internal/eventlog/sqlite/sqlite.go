@@ -4,7 +4,8 @@
 //
 // The log mints its ids (flake ids of Config.Worker) when it commits: the
 // transaction that takes SQLite's write lock reads the largest stored id
-// and every id it gives is above it, so ids grow in commit order even
+// and every id it gives is above it (the generator's id, or the one after
+// the stored one when that is higher), so ids grow in commit order even
 // across several handles on one file (a server holds its data dir alone;
 // tests and tools open a second handle). A handle hears of its own commits
 // at once and of another handle's within WatchEvery, through SQLite's
@@ -757,7 +758,8 @@ func (l *Log) commit(batch []*request) (last event.ID, err error) {
 	ctx := context.Background()
 	// Under the write lock: ids go above every stored id, another
 	// handle's included.
-	if err := l.observeStored(ctx); err != nil {
+	prev, err := l.storedMax(ctx)
+	if err != nil {
 		return 0, err
 	}
 	events := 0
@@ -770,7 +772,10 @@ func (l *Log) commit(batch []*request) (last event.ID, err error) {
 		r.res = make([]eventlog.Result, len(r.enc))
 		for i, enc := range r.enc {
 			e := r.meta[i]
-			id := l.gen.Next()
+			// The generator's id, unless another handle stored one above it
+			// (the generator is not moved: its ids keep their time).
+			id := max(l.gen.Next(), prev+1)
+			prev = id
 			l.body = enc.WithID(l.body[:0], id)
 			a[0].Value, a[1].Value, a[2].Value, a[3].Value = int64(id), int64(e.ProjectID), e.Key, e.Time
 			if e.DedupKey != "" {
@@ -848,21 +853,19 @@ func (l *Log) duplicateOf(e *event.Event) (event.ID, error) {
 	return event.ID(id), nil
 }
 
-// observeStored makes the generator continue above the largest stored id.
-func (l *Log) observeStored(ctx context.Context) error {
+// storedMax is the largest stored id (0 for an empty log).
+func (l *Log) storedMax(ctx context.Context) (event.ID, error) {
 	rows, err := l.maxID.QueryContext(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("read log head: %w", err)
+		return 0, fmt.Errorf("read log head: %w", err)
 	}
 	defer rows.Close()
 	dest := []driver.Value{nil}
 	if err := rows.Next(dest); err != nil {
-		return fmt.Errorf("read log head: %w", err)
+		return 0, fmt.Errorf("read log head: %w", err)
 	}
-	if id, ok := dest[0].(int64); ok {
-		l.gen.Observe(event.ID(id))
-	}
-	return nil
+	id, _ := dest[0].(int64)
+	return event.ID(id), nil
 }
 
 // raise moves v up to id, never down, and reports whether it moved.
