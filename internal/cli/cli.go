@@ -1,5 +1,5 @@
 // Package cli is the sluice command line: serve, project, token, events,
-// bench and admin-token.
+// bench, admin-token and migrate.
 package cli
 
 import (
@@ -45,6 +45,7 @@ func commands() []command {
 		{"bench", "load a server over loopback and report events/s and latency", runBench},
 		{"hash", "print the SHA-256 sluice stores for a phone number or e-mail", runHash},
 		{"admin-token", "reset the admin token (server stopped)", runAdminToken},
+		{"migrate", "bring the PostgreSQL schema up to date; --from DATA_DIR copies a SQLite installation into it", runMigrate},
 		{"version", "print the version", func(ctx context.Context, args []string, env *Env) error {
 			fmt.Fprintln(env.Stdout, "sluice", app.BuildVersion())
 			return nil
