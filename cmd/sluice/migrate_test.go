@@ -120,15 +120,22 @@ projects:
 		ids[n] = ack.ID
 	}
 	var profileID string
-	waitUntil(t, func() bool {
-		r := adminCall(a, "GET", "/api/v1/projects/1/profiles/user_id/u1", "")
-		var p struct {
-			ID     string
-			Traits struct{ Events int }
+	waitUntil(t, func() bool { // every event folded
+		for _, u := range []string{"u0", "u1", "u2"} {
+			r := adminCall(a, "GET", "/api/v1/projects/1/profiles/user_id/"+u, "")
+			var p struct {
+				ID     string
+				Traits struct{ Events int }
+			}
+			json.Unmarshal(r.body, &p)
+			if r.status != 200 || p.Traits.Events != 10 {
+				return false
+			}
+			if u == "u1" {
+				profileID = p.ID
+			}
 		}
-		json.Unmarshal(r.body, &p)
-		profileID = p.ID
-		return r.status == 200 && p.Traits.Events == 10
+		return true
 	})
 	waitUntil(t, func() bool {
 		r := adminCall(a, "GET", "/api/v1/hooks/"+fail.ID+"/dead-letters", "")

@@ -106,11 +106,6 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	}
 	defer stores.Close()
 	state := stores.State
-	if stores.Leases != nil {
-		if err := CheckHooksKey(ctx, state, filepath.Join(cfg.DataDir, datadir.HooksKey)); err != nil {
-			return err
-		}
-	}
 	// Nodes that start together provision one after the other, each
 	// seeing what the one before made.
 	unlock, err := stores.provisionLock(ctx)
@@ -160,6 +155,12 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 		}
 	}()
 
+	if stores.Leases != nil {
+		// Only a node that can start records its key as the cluster's.
+		if err := CheckHooksKey(ctx, state, filepath.Join(cfg.DataDir, datadir.HooksKey)); err != nil {
+			return err
+		}
+	}
 	profiles := stores.Profiles
 	consumer := &profile.Consumer{Store: profiles, Log: elog, Logger: logger.With("component", "profiles")}
 	consumer.Register(reg)
