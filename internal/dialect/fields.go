@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/event"
@@ -85,117 +86,195 @@ func (n *node) clone() *node {
 
 // validate checks o, a parsed compact JSON object, against the tree and
 // appends every violation to errs. It works on the compact text, never
-// decoding a value it does not check.
+// decoding a value it does not check, and allocates nothing for a valid
+// document: nested objects are parsed into a scratch object per depth,
+// paths live on the stack and are rendered only for a violation, and a
+// value is turned into a Go value only for a field with a check.
 func (n *node) validate(o *object, path *fieldPath, errs *event.FieldErrors) {
-	for _, c := range n.children {
-		v, present := o.get(c.name)
-		p := &fieldPath{parent: path, seg: c.seg}
-		if !present || string(v) == "null" {
-			if c.node.required {
-				errs.Add(p.String(), "is required")
-			}
-			continue
-		}
-		c.node.validateValue(v, p, errs)
+	w := walkPool.Get().(*walk)
+	w.errs, w.prefix = errs, path
+	n.walkObject(o, w, 0)
+	w.errs, w.prefix, w.segs = nil, nil, w.segs[:0]
+	for _, o := range w.objs { // hold no document in the pool
+		clear(o.members)
+		o.raw = nil
+	}
+	walkPool.Put(w)
+}
+
+// walk is the scratch of one validation: an object per depth, and the
+// path to the value at hand as a stack of segments.
+type walk struct {
+	errs   *event.FieldErrors
+	prefix *fieldPath
+	objs   []*object
+	segs   []fieldPath // each with seg or idx, no parent
+}
+
+var walkPool = sync.Pool{New: func() any { return new(walk) }}
+
+func (w *walk) object(depth int) *object {
+	for len(w.objs) <= depth {
+		w.objs = append(w.objs, new(object))
+	}
+	return w.objs[depth]
+}
+
+// fail records a violation at the path at hand.
+func (w *walk) fail(msg string) {
+	p := w.prefix
+	for i := range w.segs {
+		w.segs[i].parent = p
+		p = &w.segs[i]
+	}
+	w.errs.Add(p.String(), msg)
+	for i := range w.segs {
+		w.segs[i].parent = nil
 	}
 }
 
-// validateObject parses raw, a compact object, and validates it.
-func (n *node) validateObject(raw []byte, p *fieldPath, errs *event.FieldErrors) {
-	var o object
-	parseCompactObject(raw, &o)
-	n.validate(&o, p, errs)
+func (n *node) walkObject(o *object, w *walk, depth int) {
+	for _, c := range n.children {
+		v, present := o.get(c.name)
+		w.segs = append(w.segs, fieldPath{seg: c.seg})
+		switch {
+		case present && string(v) != "null":
+			c.node.walkValue(v, w, depth)
+		case c.node.required:
+			w.fail("is required")
+		}
+		w.segs = w.segs[:len(w.segs)-1]
+	}
 }
 
-func (n *node) validateValue(v []byte, p *fieldPath, errs *event.FieldErrors) {
+// walkRaw parses raw, a compact object, and validates it.
+func (n *node) walkRaw(raw []byte, w *walk, depth int) {
+	o := w.object(depth)
+	parseCompactObject(raw, o)
+	n.walkObject(o, w, depth+1)
+}
+
+// walkElements validates the objects of the array v, with must as the
+// violation of an element that is not one ("" to let it pass).
+func (n *node) walkElements(v []byte, w *walk, depth int, must string) {
+	for it := (arrayIter{b: v}); it.next(); {
+		w.segs = append(w.segs, fieldPath{idx: it.n + 1})
+		switch {
+		case it.elem[0] == '{':
+			n.walkRaw(it.elem, w, depth)
+		case must != "":
+			w.fail(must)
+		}
+		w.segs = w.segs[:len(w.segs)-1]
+	}
+}
+
+func (n *node) walkValue(v []byte, w *walk, depth int) {
 	switch n.kind {
 	case kAny:
 		// An undeclared container: descend where the shape allows.
 		switch v[0] {
 		case '{':
-			n.validateObject(v, p, errs)
+			n.walkRaw(v, w, depth)
 		case '[':
-			for i, e := range splitArray(v) {
-				if e[0] == '{' {
-					n.validateObject(e, p.index(i), errs)
-				}
-			}
+			n.walkElements(v, w, depth, "")
 		}
 		return
 	case kRecord:
 		if v[0] != '{' {
-			errs.Add(p.String(), "must be an object")
+			w.fail("must be an object")
 			return
 		}
-		n.validateObject(v, p, errs)
+		n.walkRaw(v, w, depth)
 		return
 	case kRecordArray:
 		if v[0] != '[' {
-			errs.Add(p.String(), "must be an array of objects")
+			w.fail("must be an array of objects")
 			return
 		}
-		for i, e := range splitArray(v) {
-			if e[0] != '{' {
-				errs.Add(p.index(i).String(), "must be an object")
-				continue
-			}
-			n.validateObject(e, p.index(i), errs)
-		}
+		n.walkElements(v, w, depth, "must be an object")
 		return
 	}
-	val, msg := checkKind(n.kind, v)
-	if msg != "" {
-		errs.Add(p.String(), msg)
+	if msg := checkKind(n.kind, v); msg != "" {
+		w.fail(msg)
 		return
 	}
 	if n.check != nil {
-		if msg := n.check(val); msg != "" {
-			errs.Add(p.String(), msg)
+		if msg := n.check(kindValue(n.kind, v)); msg != "" {
+			w.fail(msg)
 		}
 	}
 }
 
-// checkKind checks a compact JSON value against a kind, and returns it as
-// a check sees it: a string as a Go string, a number as a json.Number.
-func checkKind(k kind, v []byte) (any, string) {
+// arrayIter walks the elements of b, a compact and valid JSON array,
+// without collecting them: elem is the n-th (from 0) after each next.
+type arrayIter struct {
+	b    []byte
+	i, n int
+	elem []byte
+}
+
+func (it *arrayIter) next() bool {
+	if it.i == 0 {
+		it.i, it.n = 1, -1
+	}
+	if it.b[it.i] == ']' {
+		return false
+	}
+	end := scanValue(it.b, it.i)
+	it.elem = it.b[it.i:end:end]
+	it.n++
+	it.i = end
+	if it.b[it.i] == ',' {
+		it.i++
+	}
+	return true
+}
+
+// checkKind checks a compact JSON value against a kind and returns the
+// violation, or "".
+func checkKind(k kind, v []byte) string {
 	isNum := v[0] == '-' || (v[0] >= '0' && v[0] <= '9')
 	switch k {
 	case kString:
-		s, ok := jsonString(v)
-		if !ok {
-			return nil, "must be a string"
+		if v[0] != '"' {
+			return "must be a string"
 		}
-		return s, ""
 	case kNumber:
 		if !isNum {
-			return nil, "must be a number"
+			return "must be a number"
 		}
-		return json.Number(v), ""
 	case kInteger:
 		if !isNum || !isInteger(json.Number(v)) {
-			return nil, "must be an integer"
+			return "must be an integer"
 		}
-		return json.Number(v), ""
 	case kStringOrNumber:
-		if isNum {
-			return json.Number(v), ""
+		if !isNum && v[0] != '"' {
+			return "must be a string or a number"
 		}
-		s, ok := jsonString(v)
-		if !ok {
-			return nil, "must be a string or a number"
-		}
-		return s, ""
 	case kTimestamp:
 		s, ok := jsonString(v)
 		if !ok {
-			return nil, "must be an ISO 8601 / RFC 3339 timestamp string"
+			return "must be an ISO 8601 / RFC 3339 timestamp string"
 		}
 		if _, err := parseTimestamp(s); err != nil {
-			return nil, "must be an ISO 8601 timestamp with a zone, e.g. 2019-02-21T10:56:10.723Z or 20190221T105610Z"
+			return "must be an ISO 8601 timestamp with a zone, e.g. 2019-02-21T10:56:10.723Z or 20190221T105610Z"
 		}
-		return s, ""
 	}
-	return nil, ""
+	return ""
+}
+
+// kindValue is a value that checkKind passed, as a check sees it: a
+// string as a Go string, a number as a json.Number.
+func kindValue(k kind, v []byte) any {
+	if v[0] == '"' {
+		s, _ := jsonString(v)
+		return s
+	}
+	if k == kString || k == kTimestamp {
+		return nil
+	}
+	return json.Number(v)
 }
 
 // isInteger reports whether n has no fractional part and fits in 64 bits.
@@ -264,19 +343,20 @@ func nonNegative(v any) string {
 // event.transaction.lineItems[1].quantity, integrations["Google Analytics"].clientId.
 type fieldPath struct {
 	parent *fieldPath
-	seg    string // ".name", `["na me"]` or "[3]"
+	seg    string // ".name" or `["na me"]`, or "" for an element:
+	idx    int    // its index + 1
 }
 
 // pathSegment renders one object key.
 func pathSegment(name string) string { return event.PathSegment(name) }
 
-func (p *fieldPath) index(i int) *fieldPath {
-	return &fieldPath{parent: p, seg: "[" + strconv.Itoa(i) + "]"}
-}
-
 func (p *fieldPath) String() string {
 	var segs []string
 	for q := p; q != nil; q = q.parent {
+		if q.idx > 0 {
+			segs = append(segs, "["+strconv.Itoa(q.idx-1)+"]")
+			continue
+		}
 		segs = append(segs, q.seg)
 	}
 	var b strings.Builder
