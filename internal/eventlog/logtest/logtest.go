@@ -828,6 +828,8 @@ func idsCarryTheirCommitTime(t *testing.T, store Store) {
 	}()
 	start := time.Now()
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var last event.ID
 	// One sender per handle commits alone, one event a commit, 1500
 	// times: a log that moved its clock a millisecond a commit would be
 	// ahead by more than a second. Three more send at once, in groups.
@@ -852,11 +854,17 @@ func idsCarryTheirCommitTime(t *testing.T, store Store) {
 						t.Errorf("id %s says %s, committed between %s and %s", res[0].ID, at.Format(time.RFC3339Nano), before.Format(time.RFC3339Nano), time.Now().Format(time.RFC3339Nano))
 						return
 					}
+					mu.Lock()
+					last = max(last, res[0].ID)
+					mu.Unlock()
 				}
 			}()
 		}
 	}
 	wg.Wait()
+	// A handle shows another's commits once it has raised its head to
+	// them (the contract of Head and Changed), not at the other's answer.
+	waitHead(t, handles[0], last, "the reading handle's head")
 	ids := readIDs(t, handles[0])
 	if want := len(handles) * (alone + 3*together); len(ids) != want {
 		t.Fatalf("%d events stored, want %d", len(ids), want)
