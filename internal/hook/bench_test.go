@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/eventlog"
 	"github.com/sluicehq/sluice/internal/pgmigrate"
 	"github.com/sluicehq/sluice/internal/pgtest"
 	"github.com/sluicehq/sluice/internal/rabbitnode"
@@ -111,11 +114,110 @@ func benchDeliver500(b *testing.B, f *fixture) {
 	}
 }
 
+// singleEvents is how many events an iteration of the benchmarks of one
+// event per batch delivers.
+const singleEvents = 20_000
+
+// BenchmarkHookDeliverSingles delivers stored events one per batch
+// (max_batch_size 1: a request, an in-flight record and a finish per
+// event) to the loopback receiver, with one batch in flight and with 32.
+// Every batch's state is durable in hooks.db before the next step: the
+// in-flight record before the request, the finish before the batch counts
+// as done. BenchmarkBaselineReceiverSingles is the receiver alone.
+func BenchmarkHookDeliverSingles(b *testing.B) {
+	f := newFixture(b, true)
+	srv, got := benchReceiver(b)
+	fillLog(f, singleEvents)
+	from := time.UnixMilli(0)
+	for _, inflight := range []int{1, 32} {
+		b.Run("inflight="+strconv.Itoa(inflight), func(b *testing.B) {
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				got.Store(0)
+				h := Hook{Name: "bench", Active: true, Events: []string{"in.gen.calltrack.*"}, Type: "http",
+					Settings: &httpsink.Settings{URL: srv.URL}, MaxBatchSize: 1, BatchTimeout: Duration(time.Second), MaxInFlight: inflight}
+				created, err := f.m.Create(context.Background(), h, Start{From: &from})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for got.Load() < singleEvents {
+					time.Sleep(time.Millisecond)
+				}
+				// Done when the last finish is durable, not at the last request.
+				if err := waitCursor(f, created.ID, singleEvents); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				if err := f.m.Delete(context.Background(), created.ID); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(singleEvents*b.N)/time.Since(start).Seconds(), "events/s")
+		})
+	}
+}
+
+// waitCursor waits until hook id's stored cursor has passed the n-th
+// event of the log.
+func waitCursor(f *fixture, id string, n int) error {
+	recs, err := f.log.Read(context.Background(), eventlog.Query{Newest: true, Limit: 1})
+	if err != nil || len(recs) == 0 {
+		return fmt.Errorf("read the last event: %v", err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		cursors, err := f.m.store.Cursors(context.Background())
+		if err != nil {
+			return err
+		}
+		if cursors[id] >= recs[0].ID {
+			return nil
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return fmt.Errorf("the cursor did not reach the last of %d events within a minute", n)
+}
+
+// BenchmarkBaselineReceiverSingles is the receiver alone for one event
+// per request: the same message, pre-built, posted by 32 clients at once.
+func BenchmarkBaselineReceiverSingles(b *testing.B) {
+	srv, got := benchReceiver(b)
+	body := append(append([]byte("["), benchMessage...), ']')
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	b.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr}
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		got.Store(0)
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range 32 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for next.Add(1) <= singleEvents {
+					resp, err := client.Post(srv.URL, "application/json", bytes.NewReader(body))
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	b.ReportMetric(float64(singleEvents*b.N)/time.Since(start).Seconds(), "events/s")
+}
+
 // BenchmarkBaselineReceiver is the receiver alone: the same number of
 // events in batches of 500, pre-built, posted back to back by one client.
 func BenchmarkBaselineReceiver(b *testing.B) {
 	srv, got := benchReceiver(b)
-	msg := []byte(`{"key":"in.gen.calltrack.call","channel":"http","service":"calltrack","name":"call","projectId":7,"td":{"ip":"203.0.113.7","ua":"curl/8.5"},"data":{"amount":12345,"phone":"79990000000","campaign":"black-friday"},"id":"7405398725063622656","time":1763900000000,"dialect":"webhook","receivedAt":1763900000000,"identities":[{"type":"user_id","value":"u-12345"}],"custom_data":{"campaign":"black-friday","date":"2025-11-23T12:13:20.000000Z","id":"5b7d8f0e-4d0e-4c55-9d8e-0f6f0c6b1a11"},"is_test":false}`)
+	msg := benchMessage
 	body := []byte{'['}
 	for i := 0; i < 500; i++ {
 		if i > 0 {

@@ -225,7 +225,7 @@ func (m *Manager) newSink(r *row, h Hook) (sink.Sink, error) {
 	if len(sec) > 1 && r.secrets.PreviousUntil > 0 && m.cfg.Now().UnixMilli() > r.secrets.PreviousUntil {
 		sec = sec[:1]
 	}
-	return h.Settings.NewSink(sink.Env{HookID: h.ID, Guard: m.guard, Signing: sec, Now: m.cfg.Now, Logger: m.logger.With("hook", h.ID)})
+	return h.Settings.NewSink(sink.Env{HookID: h.ID, Guard: m.guard, Signing: sec, InFlight: h.MaxInFlight, Now: m.cfg.Now, Logger: m.logger.With("hook", h.ID)})
 }
 
 // compileRow resolves (when it is not yet) and compiles the hook of r

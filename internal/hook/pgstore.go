@@ -261,16 +261,20 @@ func int64s(ids []event.ID) []int64 {
 	return out
 }
 
-func (s *PostgresStore) SaveInflight(ctx context.Context, hookID string, gen int64, b InflightBatch) error {
+func (s *PostgresStore) SaveInflight(ctx context.Context, hookID string, gen int64, bs ...InflightBatch) error {
 	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		if err := fencePG(ctx, tx, hookID, gen); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO hook_inflight (hook_id, seq, batch_id, ids, last_id) VALUES ($1, $2, $3, $4, $5)`,
-			hookID, b.Seq, b.BatchID, int64s(b.IDs), int64(b.UpTo)); err != nil {
-			return err
+		var upTo event.ID
+		for _, b := range bs {
+			if _, err := tx.Exec(ctx, `INSERT INTO hook_inflight (hook_id, seq, batch_id, ids, last_id) VALUES ($1, $2, $3, $4, $5)`,
+				hookID, b.Seq, b.BatchID, int64s(b.IDs), int64(b.UpTo)); err != nil {
+				return err
+			}
+			upTo = max(upTo, b.UpTo)
 		}
-		_, err := tx.Exec(ctx, `UPDATE hooks SET scan = greatest(scan, $2) WHERE id = $1`, hookID, int64(b.UpTo))
+		_, err := tx.Exec(ctx, `UPDATE hooks SET scan = greatest(scan, $2) WHERE id = $1`, hookID, int64(upTo))
 		return err
 	})
 }

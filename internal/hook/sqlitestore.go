@@ -84,6 +84,8 @@ CREATE TABLE IF NOT EXISTS forgotten (
 // SQLiteStore is hooks.db: the Store of one node.
 type SQLiteStore struct {
 	db *sql.DB
+	// The delivery loops' writes, grouped into shared transactions.
+	group *committer
 }
 
 var _ Store = (*SQLiteStore)(nil)
@@ -96,6 +98,7 @@ func OpenSQLite(path string) (*SQLiteStore, error) {
 	v.Set("_synchronous", "FULL") // the cursor is the at-least-once promise
 	v.Set("_busy_timeout", "10000")
 	v.Set("_txlock", "immediate")
+	v.Set("_stmt_cache_size", "32") // the delivery loops' writes, prepared once
 	// Kept -wal and -shm files let a start on a full disk open it.
 	db := sqlitefile.Open("file:"+(&url.URL{Path: path}).EscapedPath()+"?"+v.Encode(), sqlitefile.DefaultWALLimit)
 	db.SetMaxOpenConns(1)
@@ -107,7 +110,7 @@ func OpenSQLite(path string) (*SQLiteStore, error) {
 		db.Close()
 		return nil, fmt.Errorf("open hooks %s: %w", path, err)
 	}
-	return &SQLiteStore{db: db}, nil
+	return &SQLiteStore{db: db, group: newCommitter(db)}, nil
 }
 
 // migrateSQLite brings a hooks.db of an earlier version up to date.
@@ -130,7 +133,10 @@ func migrateSQLite(db *sql.DB) error {
 }
 
 // Close closes hooks.db.
-func (s *SQLiteStore) Close() error { return s.db.Close() }
+func (s *SQLiteStore) Close() error {
+	s.group.close()
+	return s.db.Close()
+}
 
 func (s *SQLiteStore) Hooks(ctx context.Context) ([]StoredHook, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id, spec, secrets, active, cursor, scan, stopped_reason, consecutive_dead, created_at, updated_at FROM hooks ORDER BY created_at, id`)
@@ -318,9 +324,9 @@ func (s *SQLiteStore) Claim(ctx context.Context, hookID string) (Claim, error) {
 }
 
 // fence fails with ErrFenced unless gen is the hook's generation.
-func fenceSQLite(ctx context.Context, tx *sql.Tx, hookID string, gen int64) error {
+func fenceSQLite(tx *sql.Tx, hookID string, gen int64) error {
 	var g int64
-	err := tx.QueryRowContext(ctx, `SELECT generation FROM hooks WHERE id = ?`, hookID).Scan(&g)
+	err := tx.QueryRow(`SELECT generation FROM hooks WHERE id = ?`, hookID).Scan(&g)
 	if errors.Is(err, sql.ErrNoRows) || err == nil && g != gen {
 		return ErrFenced
 	}
@@ -350,59 +356,67 @@ func (s *SQLiteStore) Inflight(ctx context.Context, hookID string) ([]InflightBa
 	return out, rows.Err()
 }
 
-func (s *SQLiteStore) SaveInflight(ctx context.Context, hookID string, gen int64, b InflightBatch) error {
-	ids, _ := json.Marshal(b.IDs)
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
+func (s *SQLiteStore) SaveInflight(ctx context.Context, hookID string, gen int64, bs ...InflightBatch) error {
+	var upTo event.ID
+	for _, b := range bs {
+		upTo = max(upTo, b.UpTo)
 	}
-	defer tx.Rollback()
-	if err := fenceSQLite(ctx, tx, hookID, gen); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(`INSERT INTO inflight(hook_id, seq, batch_id, ids, last_id) VALUES (?, ?, ?, ?, ?)`,
-		hookID, b.Seq, b.BatchID, string(ids), int64(b.UpTo)); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(`UPDATE hooks SET scan = max(scan, ?) WHERE id = ?`, int64(b.UpTo), hookID); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return s.group.write(ctx, func(tx *sql.Tx) error {
+		if err := fencedExec(tx, `UPDATE hooks SET scan = max(scan, ?) WHERE id = ? AND generation = ?`, int64(upTo), hookID, gen); err != nil {
+			return err
+		}
+		for _, b := range bs {
+			ids, _ := json.Marshal(b.IDs)
+			if _, err := tx.Exec(`INSERT INTO inflight(hook_id, seq, batch_id, ids, last_id) VALUES (?, ?, ?, ?, ?)`,
+				hookID, b.Seq, b.BatchID, string(ids), int64(b.UpTo)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
-func (s *SQLiteStore) SaveCursor(ctx context.Context, hookID string, gen int64, c event.ID) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE hooks SET cursor = ? WHERE id = ? AND cursor < ? AND generation = ?`, int64(c), hookID, int64(c), gen)
+// fencedExec runs an UPDATE of one hook's row that names its generation:
+// ErrFenced when it changed nothing (the hook is gone or was claimed by
+// a newer loop).
+func fencedExec(tx *sql.Tx, q string, args ...any) error {
+	res, err := tx.Exec(q, args...)
 	if err != nil {
 		return err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		// Nothing to move, or not this loop's to move.
-		var g int64
-		err := s.db.QueryRowContext(ctx, `SELECT generation FROM hooks WHERE id = ?`, hookID).Scan(&g)
-		if errors.Is(err, sql.ErrNoRows) || err == nil && g != gen {
-			return ErrFenced
-		}
-		return err
+		return ErrFenced
 	}
 	return nil
 }
 
+func (s *SQLiteStore) SaveCursor(ctx context.Context, hookID string, gen int64, c event.ID) error {
+	return s.group.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.Exec(`UPDATE hooks SET cursor = ? WHERE id = ? AND cursor < ? AND generation = ?`, int64(c), hookID, int64(c), gen)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			// Nothing to move, or not this loop's to move.
+			return fenceSQLite(tx, hookID, gen)
+		}
+		return nil
+	})
+}
+
 func (s *SQLiteStore) Finish(ctx context.Context, hookID string, gen int64, f Finish) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if err := fenceSQLite(ctx, tx, hookID, gen); err != nil {
+	return s.group.write(ctx, func(tx *sql.Tx) error { return finishSQLite(tx, hookID, gen, f) })
+}
+
+func finishSQLite(tx *sql.Tx, hookID string, gen int64, f Finish) error {
+	// The hook's row first: it fences the loop, moves the cursor and the
+	// streak of dead letters in one statement.
+	if err := fencedExec(tx, `UPDATE hooks SET cursor = max(cursor, ?), consecutive_dead = CASE WHEN ? THEN consecutive_dead + 1 ELSE 0 END
+		WHERE id = ? AND generation = ?`, int64(f.Cursor), f.DeadLetter != nil, hookID, gen); err != nil {
 		return err
 	}
 	if _, err := tx.Exec(`DELETE FROM inflight WHERE hook_id = ? AND seq = ?`, hookID, f.Seq); err != nil {
 		return err
-	}
-	if f.Cursor > 0 {
-		if _, err := tx.Exec(`UPDATE hooks SET cursor = max(cursor, ?) WHERE id = ?`, int64(f.Cursor), hookID); err != nil {
-			return err
-		}
 	}
 	if f.Attempt != nil {
 		if err := insertAttemptSQLite(tx, f.Attempt); err != nil {
@@ -415,13 +429,8 @@ func (s *SQLiteStore) Finish(ctx context.Context, hookID string, gen int64, f Fi
 			dl.FirstTime, jsonArray(dl.messages), dl.Attempts, dl.LastStatus, dl.LastError); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(`UPDATE hooks SET consecutive_dead = consecutive_dead + 1 WHERE id = ?`, hookID); err != nil {
-			return err
-		}
-	} else if _, err := tx.Exec(`UPDATE hooks SET consecutive_dead = 0 WHERE id = ? AND consecutive_dead != 0`, hookID); err != nil {
-		return err
 	}
-	return tx.Commit()
+	return nil
 }
 
 func (s *SQLiteStore) DeadStreak(ctx context.Context, hookID string) (int, error) {
@@ -438,7 +447,7 @@ type execer interface {
 }
 
 func (s *SQLiteStore) AddAttempt(ctx context.Context, a Attempt) error {
-	return insertAttemptSQLite(s.db, &a)
+	return s.group.write(ctx, func(tx *sql.Tx) error { return insertAttemptSQLite(tx, &a) })
 }
 
 func insertAttemptSQLite(db execer, a *Attempt) error {

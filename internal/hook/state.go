@@ -64,17 +64,22 @@ func (w *worker) loadInflight(ctx context.Context) ([]*pending, error) {
 	return out, nil
 }
 
-// saveInflight records p before its first attempt, with the scan
-// position after it (where a restart resumes forming batches).
-func (w *worker) saveInflight(ctx context.Context, p *pending) error {
-	ids := make([]event.ID, len(p.records))
-	for i, r := range p.records {
-		ids[i] = r.ID
+// saveInflight records the batches of group, in scan order, before
+// their first attempt, with the scan position after the last (where a
+// restart resumes forming batches), in one commit.
+func (w *worker) saveInflight(ctx context.Context, group []*pending) error {
+	bs := make([]InflightBatch, len(group))
+	for i, p := range group {
+		ids := make([]event.ID, len(p.records))
+		for j, r := range p.records {
+			ids[j] = r.ID
+		}
+		bs[i] = InflightBatch{Seq: p.seq, BatchID: p.id, IDs: ids, UpTo: p.upTo}
 	}
-	if err := w.store.SaveInflight(ctx, w.hook.ID, w.gen, InflightBatch{Seq: p.seq, BatchID: p.id, IDs: ids, UpTo: p.upTo}); err != nil {
+	if err := w.store.SaveInflight(ctx, w.hook.ID, w.gen, bs...); err != nil {
 		return err
 	}
-	w.m.noteScan(w.hook.ID, p.upTo)
+	w.m.noteScan(w.hook.ID, group[len(group)-1].upTo)
 	return nil
 }
 

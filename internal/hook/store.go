@@ -62,9 +62,9 @@ type Store interface {
 	Claim(ctx context.Context, hookID string) (Claim, error)
 	// Inflight returns the hook's batches in flight, in order.
 	Inflight(ctx context.Context, hookID string) ([]InflightBatch, error)
-	// SaveInflight records a batch before its first attempt, and moves the
-	// scan position to its end.
-	SaveInflight(ctx context.Context, hookID string, gen int64, b InflightBatch) error
+	// SaveInflight records batches before their first attempt, and moves
+	// the scan position to the end of the last, in one transaction.
+	SaveInflight(ctx context.Context, hookID string, gen int64, bs ...InflightBatch) error
 	// SaveCursor moves the cursor forward to c (never back).
 	SaveCursor(ctx context.Context, hookID string, gen int64, c event.ID) error
 	// Finish ends a batch in one transaction (see Finish).

@@ -44,6 +44,9 @@ type worker struct {
 	// not examined yet (the rest of the last page), so a full batch does
 	// not make the next one read them again.
 	ahead []eventlog.Record
+	// more says the last page read was full: the log may hold more after
+	// it right now.
+	more bool
 	// unsaved is a cursor that idle stretches reached and that is not
 	// written yet (idle cursors are written at most once a second).
 	unsaved event.ID
@@ -96,43 +99,91 @@ func (w *worker) run() {
 			return
 		}
 	}
+	// Batches are recorded ahead of their places: while the batches in
+	// flight are at the target, the next ones (up to max_in_flight) are
+	// formed and recorded in one commit, so a place that frees is taken
+	// at once by a batch already recorded, and places are filled while the
+	// next commit runs. A recorded batch is one the target may see: a
+	// restart sends it, with its id, whether it was sent or not.
+	var queued, group []*pending // recorded and waiting for a place; being recorded
+	var saved chan error         // the commit of group, when one runs
 	lastSave := time.Now()
 	for w.ctx.Err() == nil {
-		recs, upTo, err := w.collect(&scan, &lastSave)
-		if err != nil {
-			if w.ctx.Err() == nil {
-				log.Error("read the event log", "err", err)
-				w.sleep(time.Second)
+		if saved == nil {
+			if len(queued) == 0 {
+				// Nothing waits for a place: wait for events.
+				recs, upTo, err := w.collect(&scan, &lastSave)
+				if err != nil {
+					if w.ctx.Err() == nil {
+						log.Error("read the event log", "err", err)
+						w.sleep(time.Second)
+					}
+					continue
+				}
+				if len(recs) == 0 {
+					continue
+				}
+				seq++
+				group = append(group, &pending{seq: seq, id: newBatchID(), records: recs, upTo: upTo})
 			}
-			continue
+			for w.aheadRoom(queued, group, cap(sem)) {
+				recs, upTo, ok := w.ready(&scan)
+				if !ok {
+					break
+				}
+				seq++
+				group = append(group, &pending{seq: seq, id: newBatchID(), records: recs, upTo: upTo})
+			}
+			if len(group) > 0 {
+				saved = make(chan error, 1)
+				w.wg.Add(1)
+				go func(group []*pending) {
+					defer w.wg.Done()
+					saved <- w.saveInflight(w.ctx, group)
+				}(group)
+			}
 		}
-		if len(recs) == 0 {
-			continue
+		var place chan struct{} // nil: nothing to place
+		if len(queued) > 0 {
+			place = sem
 		}
-		seq++
-		p := &pending{seq: seq, id: newBatchID(), records: recs, upTo: upTo}
-		// Wait for a free place before the batch is recorded: a batch
-		// that is recorded is one the target may see.
 		select {
-		case sem <- struct{}{}:
 		case <-w.ctx.Done():
 			return
-		}
-		if err := w.saveInflight(w.ctx, p); err != nil {
-			<-sem
-			if fenced(err) {
-				log.Warn("the hook was claimed by a newer delivery loop; this one stops")
-				return
+		case err := <-saved:
+			saved = nil
+			if err != nil {
+				if fenced(err) {
+					log.Warn("the hook was claimed by a newer delivery loop; this one stops")
+					return
+				}
+				if w.ctx.Err() == nil {
+					log.Error("save in-flight batch", "err", err)
+					w.sleep(time.Second)
+				}
+				scan, seq, w.ahead, group = w.resumePoint(), seq-int64(len(group)), nil, nil
+				continue
 			}
-			if w.ctx.Err() == nil {
-				log.Error("save in-flight batch", "err", err)
-				w.sleep(time.Second)
+			for _, p := range group {
+				w.track(p)
 			}
-			scan, seq, w.ahead = w.resumePoint(), seq-1, nil
-			continue
+			queued, group = append(queued, group...), nil
+		case place <- struct{}{}:
+			// The first took a place; the others take the free ones.
+			for {
+				w.start(queued[0], sem)
+				queued = queued[1:]
+				if len(queued) == 0 {
+					break
+				}
+				select {
+				case sem <- struct{}{}:
+					continue
+				default:
+				}
+				break
+			}
 		}
-		w.track(p)
-		w.start(p, sem)
 	}
 }
 
@@ -148,13 +199,18 @@ func (w *worker) launch(p *pending, sem chan struct{}) bool {
 	return true
 }
 
-// start delivers p on its own goroutine, which gives its place back.
+// start delivers p on its own goroutine, which gives its place back
+// when it ends; with max_in_flight above 1, once the target has accepted
+// it (max_in_flight then bounds the requests open at the target, not the
+// commits that end them).
 func (w *worker) start(p *pending, sem chan struct{}) {
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
-		defer func() { <-sem }()
-		if !w.deliver(p) {
+		var once sync.Once
+		release := func() { once.Do(func() { <-sem }) }
+		defer release()
+		if !w.deliver(p, release) {
 			w.cancel() // stopped, gone or failing: the other batches stay in flight
 		}
 	}()
@@ -222,22 +278,17 @@ func newBatchID() string { return "msg_" + strings.ReplaceAll(randID(), "-", "")
 func (w *worker) collect(scan *event.ID, lastSave *time.Time) ([]eventlog.Record, event.ID, error) {
 	var out []eventlog.Record
 	var deadline, saveLater <-chan time.Time
-	q := eventlog.Query{Limit: 1000}
-	if w.hook.ProjectID != nil {
-		q.Projects = []uint32{*w.hook.ProjectID}
-	}
 	for {
 		changed := w.m.log.Changed()
 		recs := w.ahead
 		w.ahead = nil
 		full := true // the log may have more right now
 		if len(recs) == 0 {
-			q.After = *scan
 			var err error
-			if recs, err = w.m.log.Read(w.ctx, q); err != nil {
+			if recs, err = w.read(*scan); err != nil {
 				return nil, 0, err
 			}
-			full = len(recs) == q.Limit
+			full = w.more
 		}
 		for i, r := range recs {
 			*scan = r.ID
@@ -287,6 +338,67 @@ func (w *worker) collect(scan *event.ID, lastSave *time.Time) ([]eventlog.Record
 	}
 }
 
+// aheadRoom says whether another batch may be recorded ahead of its place:
+// up to four times max_in_flight batches wait (enough to fill the places
+// that free while the next commit runs), and no more events than
+// max_in_flight full batches or 4096, whichever is more.
+func (w *worker) aheadRoom(queued, group []*pending, places int) bool {
+	if len(queued)+len(group) >= 4*places {
+		return false
+	}
+	n := 0
+	for _, p := range queued {
+		n += len(p.records)
+	}
+	for _, p := range group {
+		n += len(p.records)
+	}
+	return n < max(4096, places*w.hook.MaxBatchSize)
+}
+
+// read reads the next page of the hook's scope after after.
+func (w *worker) read(after event.ID) ([]eventlog.Record, error) {
+	q := eventlog.Query{After: after, Limit: 1000}
+	if w.hook.ProjectID != nil {
+		q.Projects = []uint32{*w.hook.ProjectID}
+	}
+	recs, err := w.m.log.Read(w.ctx, q)
+	w.more = err == nil && len(recs) == q.Limit
+	return recs, err
+}
+
+// ready cuts the next batch from the records already read when they
+// fill one, reading the next page when the last was full; it does not
+// wait, and when no batch is full it changes nothing but what it read.
+func (w *worker) ready(scan *event.ID) ([]eventlog.Record, event.ID, bool) {
+	for {
+		var out []eventlog.Record
+		for i, r := range w.ahead {
+			if !w.match(r) {
+				continue
+			}
+			out = append(out, r)
+			if len(out) >= w.hook.MaxBatchSize {
+				*scan = r.ID
+				w.ahead = w.ahead[i+1:]
+				return out, r.ID, true
+			}
+		}
+		if !w.more {
+			return nil, 0, false
+		}
+		after := *scan
+		if n := len(w.ahead); n > 0 {
+			after = w.ahead[n-1].ID
+		}
+		recs, err := w.read(after)
+		if err != nil || len(recs) == 0 {
+			return nil, 0, false // collect reads again and says what failed
+		}
+		w.ahead = append(w.ahead, recs...)
+	}
+}
+
 // match applies the key globs and the filter.
 func (w *worker) match(r eventlog.Record) bool {
 	ok := false
@@ -319,11 +431,11 @@ func decodeEvent(body []byte) (map[string]any, error) {
 	return m, err
 }
 
-// deliver sends p with the hook's retries, then commits: cursor past it,
-// or a dead letter. It returns false when the worker must stop (the hook
+// deliver sends p with the hook's retries, calls answered once the
+// target accepted it when batches overlap, then commits: cursor past it, or a dead letter. It returns false when the worker must stop (the hook
 // was stopped, the target is gone, or sluice is shutting down); the batch
 // then stays in flight and goes first on the next start.
-func (w *worker) deliver(p *pending) bool {
+func (w *worker) deliver(p *pending, answered func()) bool {
 	attempts := 1 + *w.hook.RetryTimes
 	var lastErr error
 	var lastStatus int
@@ -368,6 +480,12 @@ func (w *worker) deliver(p *pending) bool {
 			status: status, err: err, resp: resp, next: next, kind: "delivery"}
 		w.m.met.latency.WithLabelValues(w.hook.ID).Observe(end.Sub(start).Seconds())
 		if err == nil {
+			if w.hook.MaxInFlight > 1 {
+				// Batches overlap anyway: the next may go while this one's
+				// finish commits. One in flight keeps log order across a
+				// crash: the next waits for this commit.
+				answered()
+			}
 			cursor := w.finish(p.seq)
 			if !w.persist("commit delivered batch", func() error { return w.commit(p, nil, att, cursor) }) {
 				return false

@@ -82,8 +82,11 @@ type Env struct {
 	// Signing are the hook's signing secrets (whsec_…), current first;
 	// during a rotation the previous one too.
 	Signing []string
-	Now     func() time.Time
-	Logger  *slog.Logger
+	// InFlight is how many batches the hook may have in flight at once
+	// (max_in_flight): a sink keeps that many connections open for reuse.
+	InFlight int
+	Now      func() time.Time
+	Logger   *slog.Logger
 }
 
 // Profile is the user's resolved profile.

@@ -43,6 +43,10 @@ type Config struct {
 	Guard *sink.Guard
 	// Now is the clock for webhook-timestamp.
 	Now func() time.Time
+	// Conns is how many connections to the target are kept open for
+	// reuse (the hook's max_in_flight: each batch in flight holds one);
+	// default 4.
+	Conns int
 }
 
 // Sink is the HTTP sink.
@@ -70,12 +74,15 @@ func New(cfg Config) (*Sink, error) {
 		}
 		keys = append(keys, k)
 	}
+	if cfg.Conns < 4 {
+		cfg.Conns = 4
+	}
 	d := cfg.Guard.Dialer()
 	d.Timeout = cfg.Timeout
 	tr := &http.Transport{
 		DialContext:           d.DialContext,
-		Proxy:                 nil, // a proxy would dial for us and bypass the guard
-		MaxIdleConnsPerHost:   4,
+		Proxy:                 nil,       // a proxy would dial for us and bypass the guard
+		MaxIdleConnsPerHost:   cfg.Conns, // else every batch beyond them dials anew
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   cfg.Timeout,
 		ResponseHeaderTimeout: cfg.Timeout,

@@ -79,7 +79,7 @@ func (s *Settings) Needs() sink.Needs { return sink.Needs{} }
 
 // NewSink makes the sink, signing with the hook's secrets.
 func (s *Settings) NewSink(env sink.Env) (sink.Sink, error) {
-	cfg := Config{URL: s.URL, Timeout: time.Duration(s.Timeout), Header: s.Headers, Secrets: env.Signing, Guard: env.Guard, Now: env.Now}
+	cfg := Config{URL: s.URL, Timeout: time.Duration(s.Timeout), Header: s.Headers, Secrets: env.Signing, Guard: env.Guard, Now: env.Now, Conns: env.InFlight}
 	if s.SuccessRegex != "" {
 		re, err := regexp.Compile(s.SuccessRegex)
 		if err != nil {
