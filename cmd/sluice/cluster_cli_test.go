@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -20,6 +22,20 @@ func TestCLIWithStoragePostgres(t *testing.T) {
 		t.Fatalf("project list on a postgres data dir without a server: exit %d\n%s%s", code, out, errOut)
 	}
 	dsn := pgtest.Start(t)
+	// The storage said only in the configuration file, as serve reads it.
+	cfgFile := filepath.Join(t.TempDir(), "sluice.yaml")
+	if err := os.WriteFile(cfgFile, []byte("storage: postgres\npostgres:\n  dsn: "+dsn+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"project", "list"}, {"events", "tail"}} {
+		out, errOut, code := sluice(t, []string{"SLUICE_CONFIG=" + cfgFile, "SLUICE_DATA_DIR=" + dir}, args...)
+		if code != 1 || !strings.Contains(errOut, "the CLI works through a node's admin API: pass --admin") || strings.Contains(out+errOut, dsn) {
+			t.Fatalf("%v with storage postgres in SLUICE_CONFIG, no server: exit %d\n%s%s", args, code, out, errOut)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state.db")); !os.IsNotExist(err) {
+		t.Fatalf("the CLI made state.db in a postgres data dir: %v", err)
+	}
 	env = append(env, "SLUICE_POSTGRES_DSN="+dsn)
 	out, errOut, code = sluice(t, env, "admin-token", "reset")
 	tok := regexp.MustCompile(`SLUICE_ADMIN_TOKEN=(sla_[0-9a-f]+)`).FindStringSubmatch(out)

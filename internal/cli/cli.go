@@ -159,7 +159,9 @@ func runAdminToken(ctx context.Context, args []string, env *Env) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	if env.Getenv(envStorage) == config.StoragePostgres {
+	if storage, err := storageOf(env); err != nil {
+		return err
+	} else if storage == config.StoragePostgres {
 		return resetAdminTokenPostgres(ctx, env)
 	}
 	c, err := (&target{dataDir: t.dataDir}).open(&Env{Getenv: func(string) string { return "" }})

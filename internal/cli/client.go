@@ -71,6 +71,22 @@ func (t *target) register(fs *flag.FlagSet, env *Env) {
 // envStorage is the variable of the storage setting.
 const envStorage = "SLUICE_STORAGE"
 
+// storageOf is the storage the nodes of this environment use, as serve
+// reads it: SLUICE_STORAGE, else the file of SLUICE_CONFIG, else sqlite.
+func storageOf(env *Env) (string, error) {
+	if s := env.Getenv(envStorage); s != "" {
+		return s, nil
+	}
+	if env.Getenv(config.EnvConfig) == "" || env.Environ == nil {
+		return config.StorageSQLite, nil
+	}
+	cfg, err := config.Load("cli", nil, env.Getenv, env.Environ, io.Discard)
+	if err != nil {
+		return "", fmt.Errorf("the configuration of %s: %w", config.EnvConfig, err)
+	}
+	return cfg.Storage, nil
+}
+
 // open picks the running server's API when there is one, else the data
 // directory itself (storage sqlite).
 func (t *target) open(env *Env) (client, error) {
@@ -79,13 +95,17 @@ func (t *target) open(env *Env) (client, error) {
 		return newRemote(t.adminURL, token)
 	}
 	lock, err := datadir.Acquire(t.dataDir)
-	if err == nil && env.Getenv(envStorage) == config.StoragePostgres {
-		// The state is in PostgreSQL, not in the data directory.
-		lock.Release()
-		return nil, fmt.Errorf("no server runs on %s, and with %s=postgres the CLI works through a node's admin API: pass --admin (or %s) with the URL of any node",
-			t.dataDir, envStorage, config.EnvAdminURL)
-	}
 	if err == nil {
+		storage, err := storageOf(env)
+		if err == nil && storage == config.StoragePostgres {
+			// The state is in PostgreSQL, not in the data directory.
+			err = fmt.Errorf("no server runs on %s, and with storage postgres the CLI works through a node's admin API: pass --admin (or %s) with the URL of any node",
+				t.dataDir, config.EnvAdminURL)
+		}
+		if err != nil {
+			lock.Release()
+			return nil, err
+		}
 		st, err := project.Open(filepath.Join(t.dataDir, datadir.StateFile), nil)
 		if err != nil {
 			lock.Release()
