@@ -63,10 +63,22 @@ func TestRabbitNodeKilledDuringBurst(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	ch, _ := conn.Channel()
-	ds, err := ch.Consume("burst", "", true, false, false, false, nil)
-	if err != nil {
-		t.Fatal(err)
+	// The hook declares the queue at its first connection; when the node
+	// died before that was on disk, the queue comes back with the hook's
+	// reconnection: consume once it is there.
+	var ds <-chan amqp.Delivery
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ds, err = ch.Consume("burst", "", true, false, false, false, nil); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	go func() {
 		for d := range ds {
