@@ -149,6 +149,9 @@ func Run(t *testing.T, tg Target) {
 			}
 		}
 		waitFor(t, "the cursor", func() bool { g, _ := f.m.Get(created.ID); return g.Cursor >= f.log.Head() })
+		// The counter moves once the loop has heard of the commit that
+		// moved the cursor.
+		waitFor(t, "sluice_hook_events_delivered_total", func() bool { return f.counter("sluice_hook_events_delivered_total", created.ID) >= 25 })
 		if n := f.counter("sluice_hook_events_delivered_total", created.ID); n != 25 {
 			t.Fatalf("sluice_hook_events_delivered_total %v, want 25", n)
 		}
@@ -169,9 +172,9 @@ func Run(t *testing.T, tg Target) {
 		if len(d) != 1 || d[0].ErrorClass == "" || d[0].Error == "" {
 			t.Fatalf("attempt log %+v", d)
 		}
-		if n := f.counter("sluice_hook_dead_letters_total", created.ID); n < 1 {
-			t.Fatalf("sluice_hook_dead_letters_total %v", n)
-		}
+		// The counter moves once the loop has heard of the commit that the
+		// dead letters are read from.
+		waitFor(t, "sluice_hook_dead_letters_total", func() bool { return f.counter("sluice_hook_dead_letters_total", created.ID) >= 1 })
 		if n := f.counter("sluice_hook_retries_total", created.ID); n < 1 {
 			t.Fatalf("sluice_hook_retries_total %v", n)
 		}
