@@ -160,6 +160,26 @@ func (b *browser) run(what string, steps ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
+// runAgain is run for idempotent steps on a page that may still be
+// replacing its document (a form's answer loading): when the node a step
+// found is gone before it acts ("No node with given id found"), the
+// steps run again, up to three times.
+func (b *browser) runAgain(what string, steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	for n := 1; ; n++ {
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		err := chromedp.Do(ctx, steps...)
+		cancel()
+		if err == nil {
+			return
+		}
+		if n == 3 || !strings.Contains(err.Error(), "No node with given id found") {
+			b.fatal(what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // eval evaluates a JavaScript expression.
 func eval[T any](b *browser, expr string) T {
 	b.t.Helper()
@@ -293,7 +313,7 @@ func TestConsoleInABrowser(t *testing.T) {
 			t.Fatal("a wrong token got a session")
 		}
 	}
-	b.run("sign in", chromedp.SetValue(chromedp.CSS("#token"), testAdminToken), chromedp.Submit(chromedp.CSS("#token")),
+	b.runAgain("sign in", chromedp.SetValue(chromedp.CSS("#token"), testAdminToken), chromedp.Submit(chromedp.CSS("#token")),
 		chromedp.WaitVisible(chromedp.CSS("#hooks-rows")))
 	if loc := b.location(); loc != s.admin+"/hooks" {
 		t.Fatalf("signed in at %s, want /hooks", loc)
