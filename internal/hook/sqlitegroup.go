@@ -9,13 +9,13 @@ import (
 )
 
 // The delivery loops' writes to hooks.db go through one committer that
-// runs the writes waiting at the same moment in one transaction, each in
-// a savepoint of its own: one fsync of the WAL (synchronous=FULL) makes a
-// whole group durable, instead of one fsync per batch recorded or
-// finished. Every write is answered only after the commit of its group,
-// so a batch counts as recorded, delivered or parked only once that is
-// durable; a write that fails is rolled back alone to its savepoint and
-// the others of its group commit without it.
+// runs the writes waiting at the same moment in one transaction: one
+// fsync of the WAL (synchronous=FULL) makes a whole group durable,
+// instead of one fsync per batch recorded or finished. Every write is
+// answered only after the commit of its group, so a batch counts as
+// recorded, delivered or parked only once that is durable. When a write
+// fails, the group runs again with a savepoint per write: the failing
+// one is rolled back alone and the others commit without it.
 
 // maxGroup bounds the writes of one transaction.
 const maxGroup = 256

@@ -100,8 +100,8 @@ func (w *worker) run() {
 		}
 	}
 	// Batches are recorded ahead of their places: while the batches in
-	// flight are at the target, the next ones (up to max_in_flight) are
-	// formed and recorded in one commit, so a place that frees is taken
+	// flight are at the target, the next ones (see aheadRoom) are formed
+	// and recorded in one commit, so a place that frees is taken
 	// at once by a batch already recorded, and places are filled while the
 	// next commit runs. A recorded batch is one the target may see: a
 	// restart sends it, with its id, whether it was sent or not.
@@ -432,7 +432,8 @@ func decodeEvent(body []byte) (map[string]any, error) {
 }
 
 // deliver sends p with the hook's retries, calls answered once the
-// target accepted it when batches overlap, then commits: cursor past it, or a dead letter. It returns false when the worker must stop (the hook
+// target accepted it when batches overlap, then commits: cursor past it,
+// or a dead letter. It returns false when the worker must stop (the hook
 // was stopped, the target is gone, or sluice is shutting down); the batch
 // then stays in flight and goes first on the next start.
 func (w *worker) deliver(p *pending, answered func()) bool {
