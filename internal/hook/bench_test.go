@@ -85,23 +85,37 @@ func BenchmarkHookDeliver500Postgres(b *testing.B) {
 }
 
 func benchDeliver500(b *testing.B, f *fixture) {
+	benchHTTP(b, f, benchEvents, []int{1, 4}, false, func(url string, inflight int) Hook {
+		return Hook{Name: "bench", Active: true, Events: []string{"in.gen.calltrack.*"}, Type: "http",
+			Settings: &httpsink.Settings{URL: url}, MaxBatchSize: 500, BatchTimeout: Duration(time.Second), MaxInFlight: inflight,
+			CustomData: map[string]string{"id": "{{uuid}}", "date": "{{event_date}}", "campaign": "{{event.data.campaign}}"}}
+	})
+}
+
+// benchHTTP stores n events, then for each number of batches in flight
+// delivers them through the hook of hook to the loopback receiver and
+// reports events/s: until the receiver has counted them all, and with
+// durable until the hook's stored cursor passed the last one too.
+func benchHTTP(b *testing.B, f *fixture, n int, inflights []int, durable bool, hook func(url string, inflight int) Hook) {
 	srv, got := benchReceiver(b)
-	fillLog(f, benchEvents)
+	fillLog(f, n)
 	from := time.UnixMilli(0)
-	for _, inflight := range []int{1, 4} {
+	for _, inflight := range inflights {
 		b.Run("inflight="+strconv.Itoa(inflight), func(b *testing.B) {
 			start := time.Now()
 			for i := 0; i < b.N; i++ {
 				got.Store(0)
-				h := Hook{Name: "bench", Active: true, Events: []string{"in.gen.calltrack.*"}, Type: "http",
-					Settings: &httpsink.Settings{URL: srv.URL}, MaxBatchSize: 500, BatchTimeout: Duration(time.Second), MaxInFlight: inflight,
-					CustomData: map[string]string{"id": "{{uuid}}", "date": "{{event_date}}", "campaign": "{{event.data.campaign}}"}}
-				created, err := f.m.Create(context.Background(), h, Start{From: &from})
+				created, err := f.m.Create(context.Background(), hook(srv.URL, inflight), Start{From: &from})
 				if err != nil {
 					b.Fatal(err)
 				}
-				for got.Load() < benchEvents {
+				for got.Load() < int64(n) {
 					time.Sleep(time.Millisecond)
+				}
+				if durable {
+					if err := waitCursor(f, created.ID, n); err != nil {
+						b.Fatal(err)
+					}
 				}
 				b.StopTimer()
 				if err := f.m.Delete(context.Background(), created.ID); err != nil {
@@ -109,7 +123,7 @@ func benchDeliver500(b *testing.B, f *fixture) {
 				}
 				b.StartTimer()
 			}
-			b.ReportMetric(float64(benchEvents*b.N)/time.Since(start).Seconds(), "events/s")
+			b.ReportMetric(float64(n*b.N)/time.Since(start).Seconds(), "events/s")
 		})
 	}
 }
@@ -125,37 +139,11 @@ const singleEvents = 20_000
 // in-flight record before the request, the finish before the batch counts
 // as done. BenchmarkBaselineReceiverSingles is the receiver alone.
 func BenchmarkHookDeliverSingles(b *testing.B) {
-	f := newFixture(b, true)
-	srv, got := benchReceiver(b)
-	fillLog(f, singleEvents)
-	from := time.UnixMilli(0)
-	for _, inflight := range []int{1, 32} {
-		b.Run("inflight="+strconv.Itoa(inflight), func(b *testing.B) {
-			start := time.Now()
-			for i := 0; i < b.N; i++ {
-				got.Store(0)
-				h := Hook{Name: "bench", Active: true, Events: []string{"in.gen.calltrack.*"}, Type: "http",
-					Settings: &httpsink.Settings{URL: srv.URL}, MaxBatchSize: 1, BatchTimeout: Duration(time.Second), MaxInFlight: inflight}
-				created, err := f.m.Create(context.Background(), h, Start{From: &from})
-				if err != nil {
-					b.Fatal(err)
-				}
-				for got.Load() < singleEvents {
-					time.Sleep(time.Millisecond)
-				}
-				// Done when the last finish is durable, not at the last request.
-				if err := waitCursor(f, created.ID, singleEvents); err != nil {
-					b.Fatal(err)
-				}
-				b.StopTimer()
-				if err := f.m.Delete(context.Background(), created.ID); err != nil {
-					b.Fatal(err)
-				}
-				b.StartTimer()
-			}
-			b.ReportMetric(float64(singleEvents*b.N)/time.Since(start).Seconds(), "events/s")
-		})
-	}
+	// Done when the last finish is durable, not at the last request.
+	benchHTTP(b, newFixture(b, true), singleEvents, []int{1, 32}, true, func(url string, inflight int) Hook {
+		return Hook{Name: "bench", Active: true, Events: []string{"in.gen.calltrack.*"}, Type: "http",
+			Settings: &httpsink.Settings{URL: url}, MaxBatchSize: 1, BatchTimeout: Duration(time.Second), MaxInFlight: inflight}
+	})
 }
 
 // waitCursor waits until hook id's stored cursor has passed the n-th
