@@ -31,6 +31,14 @@ type peopleLog interface {
 	PeopleChanged() <-chan struct{}
 }
 
+// peopleTail is a log that keeps its latest events with identities in
+// memory (the SQLite log): the consumer folds those without reading and
+// parsing their stored JSON, and reads the log when memory does not hold
+// them all (ok false).
+type peopleTail interface {
+	PeopleAfter(after, upTo event.ID, limit int) (evs []*event.Event, ok bool)
+}
+
 // CursorName is the profile consumer's cursor.
 const CursorName = "profiles"
 
@@ -52,6 +60,8 @@ type Consumer struct {
 	rebuilt   prometheus.Counter
 	lag       prometheus.GaugeFunc
 	cursor    atomic.Uint64 // for the lag gauge and Applied
+	// fromMemory counts the events the log's tail gave (for tests).
+	fromMemory atomic.Uint64
 
 	mu      sync.Mutex
 	passed  chan struct{} // closed when the cursor moves
@@ -86,18 +96,18 @@ func (c *Consumer) Register(reg prometheus.Registerer) {
 }
 
 // Run follows the log until ctx ends.
+//
+// Two goroutines share the work: a reader reads the events with
+// identities after the last batch it read and observes them (reading
+// their identities and data from the stored JSON, building and ordering
+// their observations), while the folder folds the batch before into the
+// profiles and commits it with the cursor. Under sustained load the
+// reading of one batch then overlaps the fold and commit of the last, so
+// the consumer has two cores to keep up with ingest, not one.
 func (c *Consumer) Run(ctx context.Context) {
 	logger := c.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
-	}
-	batch := c.Batch
-	if batch <= 0 {
-		batch = 5000
-	}
-	coalesce := c.Coalesce
-	if coalesce == 0 {
-		coalesce = 10 * time.Millisecond
 	}
 	cursor, err := c.Store.Cursor(ctx, CursorName)
 	if err != nil {
@@ -105,6 +115,37 @@ func (c *Consumer) Run(ctx context.Context) {
 		return
 	}
 	c.moved(cursor)
+	for ctx.Err() == nil {
+		var moved bool
+		if cursor, moved = c.fold(ctx, logger, cursor); moved {
+			// Another node folded these: go on from where it stopped.
+			logger.Warn("the profile cursor was moved by another node; going on from it", "after", cursor.String())
+			c.moved(cursor)
+		}
+	}
+}
+
+// readBatch is what the reader hands the folder: the observations of the
+// events with identities after after, and next, where the cursor moves
+// once they are folded.
+type readBatch struct {
+	after, next event.ID
+	obs         []Observation
+	full        bool // the read's limit was reached: more may follow
+}
+
+// fold folds what the reader it starts reads after cursor, until ctx
+// ends or another node moves the stored cursor (moved is then true and
+// the cursor returned is that node's).
+func (c *Consumer) fold(ctx context.Context, logger *slog.Logger, cursor event.ID) (_ event.ID, moved bool) {
+	rctx, cancel := context.WithCancel(ctx)
+	batches := make(chan readBatch, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.read(rctx, logger, cursor, batches)
+	}()
+	defer func() { cancel(); <-done }()
 	// stored is the cursor as stored. Past events without identities it
 	// moves in memory only, and is stored at most every cursorSaveEvery:
 	// a commit of profiles.db for each wake-up that found nothing was most
@@ -114,56 +155,104 @@ func (c *Consumer) Run(ctx context.Context) {
 	// events with identities, which holds none of them.
 	stored, savedAt := cursor, time.Now()
 	var save <-chan time.Time
-	backoff := time.Second
+	for {
+		var b readBatch
+		select {
+		case <-ctx.Done():
+			return cursor, false
+		case b = <-batches:
+		case <-save:
+			save = nil
+			b = readBatch{after: cursor, next: cursor}
+		}
+		if len(b.obs) == 0 && b.next > cursor && time.Since(savedAt) < cursorSaveEvery {
+			cursor = b.next
+			c.moved(cursor)
+			if save == nil {
+				save = time.After(cursorSaveEvery - time.Since(savedAt))
+			}
+			continue
+		}
+		if b.next <= stored && len(b.obs) == 0 {
+			continue
+		}
+		for backoff := time.Second; ; backoff = min(backoff*2, time.Minute) {
+			err := c.apply(ctx, b.obs, stored, b.next)
+			if err == nil {
+				cursor, stored, savedAt, save = b.next, b.next, time.Now(), nil
+				c.moved(cursor)
+				break
+			}
+			if ctx.Err() != nil {
+				return cursor, false
+			}
+			if errors.Is(err, ErrCursorMoved) {
+				if at, err := c.Store.Cursor(ctx, CursorName); err == nil {
+					return at, true
+				}
+			}
+			logger.Error("apply events to profiles; retrying", "err", err, "after", stored.String())
+			select {
+			case <-ctx.Done():
+				return cursor, false
+			case <-time.After(backoff):
+			}
+		}
+	}
+}
+
+// read reads the events with identities after cursor, batch by batch,
+// observes them and hands them to out, until ctx ends.
+func (c *Consumer) read(ctx context.Context, logger *slog.Logger, cursor event.ID, out chan<- readBatch) {
+	limit := c.Batch
+	if limit <= 0 {
+		limit = 5000
+	}
+	coalesce := c.Coalesce
+	if coalesce == 0 {
+		coalesce = 10 * time.Millisecond
+	}
 	// A log that tells of commits of events with identities apart wakes
 	// the consumer for those alone.
 	changes := c.Log.Changed
 	if pl, ok := c.Log.(peopleLog); ok {
 		changes = pl.PeopleChanged
 	}
+	tail, _ := c.Log.(peopleTail)
+	backoff := time.Second
 	for ctx.Err() == nil {
 		changed := changes()
 		// Everything up to head is visible to the read below, so when
 		// nothing matches, the cursor can move to head.
 		head := c.Log.Head()
-		recs, err := c.Log.Read(ctx, eventlog.Query{WithIdentities: true, After: cursor, Limit: batch})
-		if err == nil {
-			next := head
-			switch {
-			case len(recs) == batch:
-				next = recs[len(recs)-1].ID // more may follow
-			case len(recs) > 0 && recs[len(recs)-1].ID > next:
-				next = recs[len(recs)-1].ID // committed after Head was read
-			}
-			switch {
-			case next > cursor && len(recs) == 0 && time.Since(savedAt) < cursorSaveEvery:
-				cursor = next
-				c.moved(next)
-				if save == nil {
-					save = time.After(cursorSaveEvery - time.Since(savedAt))
-				}
-			case next > cursor || (save == nil && cursor > stored):
-				err = c.apply(ctx, recs, stored, next)
-				if err == nil {
-					cursor, stored, savedAt, save = next, next, time.Now(), nil
-					c.moved(next)
-				}
-			}
+		var evs []*event.Event
+		inMemory := false
+		if tail != nil {
+			evs, inMemory = tail.PeopleAfter(cursor, head, limit)
 		}
-		if errors.Is(err, ErrCursorMoved) {
-			// Another node folded these: go on from where it stopped.
-			logger.Warn("the profile cursor was moved by another node; going on from it", "after", cursor.String())
-			if cursor, err = c.Store.Cursor(ctx, CursorName); err == nil {
-				stored, savedAt, save = cursor, time.Now(), nil
-				c.moved(cursor)
+		if inMemory {
+			c.fromMemory.Add(uint64(len(evs)))
+			b := readBatch{after: cursor, next: head, full: len(evs) == limit}
+			if b.full {
+				b.next = evs[len(evs)-1].ID
+			}
+			if !c.hand(ctx, out, &b, evs, &cursor) {
+				return
+			}
+			if b.full {
 				continue
 			}
+			if !c.wait(ctx, changed, len(evs) > 0, coalesce) {
+				return
+			}
+			continue
 		}
+		recs, err := c.Log.Read(ctx, eventlog.Query{WithIdentities: true, After: cursor, Limit: limit})
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			logger.Error("apply events to profiles; retrying", "err", err, "after", cursor.String())
+			logger.Error("read events for profiles; retrying", "err", err, "after", cursor.String())
 			select {
 			case <-ctx.Done():
 				return
@@ -173,53 +262,92 @@ func (c *Consumer) Run(ctx context.Context) {
 			continue
 		}
 		backoff = time.Second
-		if len(recs) == batch {
-			continue
+		b := readBatch{after: cursor, next: head, full: len(recs) == limit}
+		switch {
+		case b.full:
+			b.next = recs[len(recs)-1].ID // more may follow
+		case len(recs) > 0 && recs[len(recs)-1].ID > b.next:
+			b.next = recs[len(recs)-1].ID // committed after Head was read
 		}
-		select {
-		case <-ctx.Done():
+		if !c.hand(ctx, out, &b, eventsOf(recs), &cursor) {
 			return
-		case <-changed:
-		case <-save:
-			save = nil // store the cursor in the next pass
+		}
+		if b.full {
 			continue
 		}
-		// After a pass that folded something, let commits gather; after
-		// one that found nothing (events without identities, or idle),
-		// read at once: a timer per event is what low rates cannot share.
-		if coalesce > 0 && len(recs) > 0 {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(coalesce):
-			}
+		if !c.wait(ctx, changed, len(recs) > 0, coalesce) {
+			return
 		}
 	}
+}
+
+// hand observes evs and hands them to out as b when b moves the cursor,
+// and moves it; false when ctx ended.
+func (c *Consumer) hand(ctx context.Context, out chan<- readBatch, b *readBatch, evs []*event.Event, cursor *event.ID) bool {
+	if b.next <= *cursor {
+		return true
+	}
+	b.obs = ObserveAll(evs)
+	select {
+	case <-ctx.Done():
+		return false
+	case out <- *b:
+	}
+	*cursor = b.next
+	return true
+}
+
+// wait waits for changed. After a read that found something, it lets
+// commits gather; after one that found nothing (events without
+// identities, or idle), it returns at once: a timer per event is what low
+// rates cannot share. False when ctx ended.
+func (c *Consumer) wait(ctx context.Context, changed <-chan struct{}, found bool, coalesce time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-changed:
+	}
+	if coalesce > 0 && found {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(coalesce):
+		}
+	}
+	return true
 }
 
 // cursorSaveEvery bounds how long the stored cursor stays behind past
 // events without identities.
 const cursorSaveEvery = time.Second
 
-func (c *Consumer) apply(ctx context.Context, recs []eventlog.Record, from, next event.ID) error {
-	// What a profile needs of an event, read straight from its stored
-	// JSON: its index columns, identities and data.
-	evs := make([]*event.Event, 0, len(recs))
+// eventsOf reads what a profile needs of each record straight from its
+// stored JSON, in one pass: its index columns, identities and data.
+func eventsOf(recs []eventlog.Record) []*event.Event {
+	evs := make([]*event.Event, len(recs))
 	store := make([]event.Event, len(recs))
 	for i, r := range recs {
 		e := &store[i]
 		e.ID, e.ProjectID, e.Key, e.Time = r.ID, r.ProjectID, r.Key, r.Time
-		doc := gjson.ParseBytes(r.Body)
-		doc.Get("identities").ForEach(func(_, id gjson.Result) bool {
-			e.Identities = append(e.Identities, event.Identity{Type: id.Get("type").String(), Value: id.Get("value").String()})
-			return true
+		gjson.ParseBytes(r.Body).ForEach(func(k, v gjson.Result) bool {
+			switch k.Str {
+			case "identities":
+				v.ForEach(func(_, id gjson.Result) bool {
+					e.Identities = append(e.Identities, event.Identity{Type: id.Get("type").String(), Value: id.Get("value").String()})
+					return true
+				})
+			case "data":
+				e.Data = []byte(v.Raw)
+			}
+			return e.Identities == nil || e.Data == nil
 		})
-		if d := doc.Get("data"); d.Exists() {
-			e.Data = []byte(d.Raw)
-		}
-		evs = append(evs, e)
+		evs[i] = e
 	}
-	st, err := c.Store.ApplyFrom(ctx, CursorName, from, next, evs)
+	return evs
+}
+
+func (c *Consumer) apply(ctx context.Context, obs []Observation, from, next event.ID) error {
+	st, err := c.Store.ApplyObservedFrom(ctx, CursorName, from, next, obs)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -215,5 +216,88 @@ func TestNothingToFoldPastEventsWithoutIdentities(t *testing.T) {
 	}
 	if p := find(t, s, 1, "user_id", "u"); p.Traits.Events != 2 {
 		t.Fatalf("%d events folded, want 2", p.Traits.Events)
+	}
+}
+
+// sqlOnly is a log that keeps nothing in memory for the consumer.
+type sqlOnly struct{ *sqlite.Log }
+
+func (sqlOnly) PeopleAfter() {} // hides the log's own
+
+// The consumer folds the events the SQLite log holds in memory into the
+// same profiles, field by field, as the ones it reads from the log: the
+// same events appended while two consumers run, one of which is only
+// allowed to read.
+func TestFoldFromMemoryIsFoldFromTheLog(t *testing.T) {
+	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(t.TempDir(), "events.db")}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	mem, read := openStore(t), openStore(t)
+	cm, cr := &Consumer{Store: mem, Log: l, Batch: 300}, &Consumer{Store: read, Log: sqlOnly{l}, Batch: 300}
+	if _, ok := any(cr.Log).(peopleTail); ok {
+		t.Fatal("the read-only log still offers its memory")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go cm.Run(ctx)
+	go cr.Run(ctx)
+	evs := benchEvents(6000, true)
+	for i, e := range evs {
+		if i%5 == 0 {
+			e.Identities = nil // some without identities
+		}
+		if i%97 == 0 {
+			e.Time -= 5000 // late
+		}
+	}
+	for i := 0; i < len(evs); i += 50 {
+		if _, err := l.Append(ctx, evs[i:i+50]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+	defer wcancel()
+	for _, c := range []*Consumer{cm, cr} {
+		if err := c.WaitFor(wctx, l.Head()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cm.fromMemory.Load() == 0 || cr.fromMemory.Load() != 0 {
+		t.Fatalf("from memory: %d and %d events", cm.fromMemory.Load(), cr.fromMemory.Load())
+	}
+	ids, err := mem.db.ProfileIDs(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rids, err := read.db.ProfileIDs(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) < 1000 || len(ids) != len(rids) {
+		t.Fatalf("%d profiles folded from memory, %d from the log", len(ids), len(rids))
+	}
+	for i, id := range ids {
+		if rids[i] != id {
+			t.Fatalf("profile %d: %s from memory, %s from the log", i, id, rids[i])
+		}
+		a, b := find(t, mem, 1, LookupProfile, id), find(t, read, 1, LookupProfile, id)
+		ja, _ := json.Marshal(a)
+		jb, _ := json.Marshal(b)
+		if string(ja) != string(jb) {
+			t.Fatalf("profile %s from memory:\n%s\nfrom the log:\n%s", id, ja, jb)
+		}
+		_, ta, err := mem.Timeline(ctx, 1, LookupProfile, id, TimelineQuery{Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, tb, err := read.Timeline(ctx, 1, LookupProfile, id, TimelineQuery{Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ta) == 0 || fmt.Sprint(ta) != fmt.Sprint(tb) {
+			t.Fatalf("timeline of %s: %v from memory, %v from the log", id, ta, tb)
+		}
 	}
 }

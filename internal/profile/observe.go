@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -83,14 +84,16 @@ func (o *Observation) order() order { return order{Time: o.Time, Digest: o.Diges
 
 func (a order) zero() bool { return a == order{} }
 
-func (a order) less(b order) bool {
-	if a.Time != b.Time {
-		return a.Time < b.Time
+func (a order) less(b order) bool { return a.compare(b) < 0 }
+
+func (a order) compare(b order) int {
+	if c := cmp.Compare(a.Time, b.Time); c != 0 {
+		return c
 	}
-	if a.Digest != b.Digest {
-		return a.Digest < b.Digest
+	if c := strings.Compare(a.Digest, b.Digest); c != 0 {
+		return c
 	}
-	return a.ID < b.ID
+	return cmp.Compare(a.ID, b.ID)
 }
 
 // Observe reads an event's observation; ok is false for an event without

@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -94,7 +95,7 @@ func (s *Store) Apply(ctx context.Context, cursor string, after event.ID, evs []
 
 // ApplyStats is Apply, saying what it did.
 func (s *Store) ApplyStats(ctx context.Context, cursor string, after event.ID, evs []*event.Event) (st FoldStats, err error) {
-	return s.apply(ctx, cursor, nil, after, evs)
+	return s.apply(ctx, cursor, nil, after, ObserveAll(evs))
 }
 
 // ErrCursorMoved is an ApplyFrom whose cursor is not where it was read:
@@ -106,10 +107,31 @@ var ErrCursorMoved = errors.New("the cursor was moved by another writer")
 // consumer that lost its turn to another node's never folds an event
 // twice.
 func (s *Store) ApplyFrom(ctx context.Context, cursor string, from, after event.ID, evs []*event.Event) (FoldStats, error) {
-	return s.apply(ctx, cursor, &from, after, evs)
+	return s.apply(ctx, cursor, &from, after, ObserveAll(evs))
 }
 
-func (s *Store) apply(ctx context.Context, cursor string, from *event.ID, after event.ID, evs []*event.Event) (st FoldStats, err error) {
+// ApplyObservedFrom is ApplyFrom for the observations ObserveAll gave of
+// the events: the consumer observes a batch while the one before is
+// folded.
+func (s *Store) ApplyObservedFrom(ctx context.Context, cursor string, from, after event.ID, obs []Observation) (FoldStats, error) {
+	return s.apply(ctx, cursor, &from, after, obs)
+}
+
+// ObserveAll returns the observations of evs (none for events without
+// identities) in canonical order: a batch is folded in that order, so its
+// events are late only if the stored profiles have seen later ones.
+func ObserveAll(evs []*event.Event) []Observation {
+	obs := make([]Observation, 0, len(evs))
+	for _, e := range evs {
+		if o, ok := Observe(e); ok {
+			obs = append(obs, o)
+		}
+	}
+	slices.SortFunc(obs, func(a, b Observation) int { return a.order().compare(b.order()) })
+	return obs
+}
+
+func (s *Store) apply(ctx context.Context, cursor string, from *event.ID, after event.ID, obs []Observation) (st FoldStats, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	tx, err := s.db.Begin(ctx)
@@ -135,15 +157,6 @@ func (s *Store) apply(ctx context.Context, cursor string, from *event.ID, after 
 		s.dropCache() // another writer came between
 	}
 	f := &folder{ctx: ctx, tx: tx, worlds: s.worlds, known: s.known}
-	// A batch is folded in canonical order: its events are late only if
-	// the stored profiles have seen later ones.
-	obs := make([]Observation, 0, len(evs))
-	for _, e := range evs {
-		if o, ok := Observe(e); ok {
-			obs = append(obs, o)
-		}
-	}
-	sort.Slice(obs, func(i, j int) bool { return obs[i].order().less(obs[j].order()) })
 	for i := range obs {
 		st.Observations++
 		if err := f.observe(&obs[i]); err != nil {

@@ -196,6 +196,9 @@ type Log struct {
 	// peopleChanged is closed after a commit of events with identities
 	// (PeopleChanged), once the head includes them.
 	peopleChanged chan struct{}
+	// tail holds the latest events with identities in memory for the
+	// profile consumer (PeopleAfter).
+	tail tail
 
 	// The leader's own (one leader at a time): its scratch buffer, the
 	// highest id with identities of its group, and the WAL file's last
@@ -415,6 +418,7 @@ func (l *Log) init() error {
 		l.head.Store(uint64(id))
 		l.peopleHead.Store(uint64(id))
 		l.committed.Store(uint64(id))
+		l.tail.reset(event.ID(id))
 		l.gen.Observe(event.ID(id))
 	}
 	st, err := l.wc.Prepare(`INSERT INTO events(id, project_id, key, time, dedup, body, content_id, people) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -747,6 +751,8 @@ func (l *Log) commit(batch []*request) (last event.ID, err error) {
 		}
 	}()
 	if batch[0].job != nil {
+		// A job may delete events the tail holds: it starts over.
+		defer l.tail.drop()
 		if err := batch[0].job(l.wc); err != nil {
 			return 0, err
 		}
@@ -762,6 +768,8 @@ func (l *Log) commit(batch []*request) (last event.ID, err error) {
 	if err != nil {
 		return 0, err
 	}
+	l.tail.sawStored(prev)
+	var people []*event.Event // for the tail, once committed
 	events := 0
 	a := l.args[:]
 	// The content rows stored in this transaction: a content takes the id
@@ -825,6 +833,7 @@ func (l *Log) commit(batch []*request) (last event.ID, err error) {
 			last = id
 			if len(e.Identities) > 0 {
 				l.people = id
+				people = append(people, tailEvent(e, id))
 			}
 			events++
 		}
@@ -832,6 +841,7 @@ func (l *Log) commit(batch []*request) (last event.ID, err error) {
 	if _, err := l.wc.Exec("COMMIT", nil); err != nil {
 		return 0, fmt.Errorf("commit: %w", err)
 	}
+	l.tail.add(people, last)
 	l.metrics.observeCommit(events)
 	return last, nil
 }
@@ -892,6 +902,17 @@ func (l *Log) raiseHeads(head, people event.ID) {
 		l.peopleChanged = make(chan struct{})
 		l.chMu.Unlock()
 	}
+}
+
+// PeopleAfter returns the events with identities with after < id <=
+// upTo, at most limit of them, from memory: the ids, key, time,
+// identities and data of each, as the profile consumer folds them. ok is
+// false when memory does not hold all of them (the range starts before
+// the latest ones, or reaches events another handle stored); Read has
+// them then. upTo is the Head the caller read: events above it may not
+// be durable yet.
+func (l *Log) PeopleAfter(after, upTo event.ID, limit int) (evs []*event.Event, ok bool) {
+	return l.tail.after(after, upTo, limit)
 }
 
 // PeopleHead is the highest durable id of an event with identities, or
