@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -300,4 +301,71 @@ func TestFoldFromMemoryIsFoldFromTheLog(t *testing.T) {
 			t.Fatalf("timeline of %s: %v from memory, %v from the log", id, ta, tb)
 		}
 	}
+}
+
+// The consumer's counters say what it folded: events applied, merges and
+// the links the merge rule refused.
+func TestConsumerCountsMergesAndConflicts(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(t.TempDir(), "events.db")}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	s := openStore(t)
+	reg := prometheus.NewRegistry()
+	c := &Consumer{Store: s, Log: l}
+	c.Register(reg)
+	go c.Run(ctx)
+	for _, e := range []*event.Event{
+		ev(0, 1, "in.s2s.user", 1000, `{}`, "phone_hash="+strings.Repeat("a", 64)),
+		ev(0, 1, "in.s2s.user", 2000, `{}`, "custom_user_id=k"),
+		// links the two: one merge
+		ev(0, 1, "in.s2s.user", 3000, `{}`, "phone_hash="+strings.Repeat("a", 64), "custom_user_id=k"),
+		// a second custom_user_id beside k: refused, one conflict
+		ev(0, 1, "in.s2s.user", 4000, `{}`, "custom_user_id=k", "custom_user_id=other"),
+		{Key: "in.gen.x.y", ProjectID: 1, Time: 5000, Dialect: "gen", Data: json.RawMessage(`{}`)}, // no identities
+	} {
+		e.Channel, e.Service, e.Name, e.ReceivedAt = "http", "test", "test", 1
+		if _, err := l.Append(ctx, []*event.Event{e}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := c.WaitFor(wctx, l.Head()); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]float64{
+		"sluice_profiles_events_applied_total": 4, "sluice_profiles_merges_total": 1,
+		"sluice_profiles_conflicts_total": 1, "sluice_profiles_rebuilt_total": 0, "sluice_profiles_lag_seconds": 0,
+	} {
+		if got := gathered(t, reg, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	p := find(t, s, 1, "custom_user_id", "k")
+	if len(p.Merged) != 1 || len(p.Conflicts) != 1 || p.Conflicts[0].Value != "other" {
+		t.Fatalf("merged %v, conflicts %+v", p.Merged, p.Conflicts)
+	}
+}
+
+func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			m := mf.GetMetric()[0]
+			if m.Counter != nil {
+				return m.Counter.GetValue()
+			}
+			return m.Gauge.GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
