@@ -46,11 +46,7 @@ func benchEvents(n int, withIDs bool) []*event.Event {
 
 func benchLog(b *testing.B, evs []*event.Event) (*sqlite.Log, time.Duration) {
 	b.Helper()
-	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(b.TempDir(), "events.db")}, nil, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { l.Close() })
+	l := openLog(b)
 	start := time.Now()
 	for i := 0; i < len(evs); i += 100 {
 		if _, err := l.Append(context.Background(), evs[i:min(i+100, len(evs))]); err != nil {

@@ -126,12 +126,12 @@ func (c *Consumer) Run(ctx context.Context) {
 }
 
 // readBatch is what the reader hands the folder: the observations of the
-// events with identities after after, and next, where the cursor moves
-// once they are folded.
+// events with identities after the last batch, and next, where the cursor
+// moves once they are folded.
 type readBatch struct {
-	after, next event.ID
-	obs         []Observation
-	full        bool // the read's limit was reached: more may follow
+	next event.ID
+	obs  []Observation
+	full bool // the read's limit was reached: more may follow
 }
 
 // fold folds what the reader it starts reads after cursor, until ctx
@@ -163,7 +163,7 @@ func (c *Consumer) fold(ctx context.Context, logger *slog.Logger, cursor event.I
 		case b = <-batches:
 		case <-save:
 			save = nil
-			b = readBatch{after: cursor, next: cursor}
+			b = readBatch{next: cursor}
 		}
 		if len(b.obs) == 0 && b.next > cursor && time.Since(savedAt) < cursorSaveEvery {
 			cursor = b.next
@@ -225,57 +225,44 @@ func (c *Consumer) read(ctx context.Context, logger *slog.Logger, cursor event.I
 		// Everything up to head is visible to the read below, so when
 		// nothing matches, the cursor can move to head.
 		head := c.Log.Head()
-		var evs []*event.Event
-		inMemory := false
+		b := readBatch{next: head}
+		evs, inMemory := []*event.Event(nil), false
 		if tail != nil {
 			evs, inMemory = tail.PeopleAfter(cursor, head, limit)
 		}
 		if inMemory {
 			c.fromMemory.Add(uint64(len(evs)))
-			b := readBatch{after: cursor, next: head, full: len(evs) == limit}
-			if b.full {
-				b.next = evs[len(evs)-1].ID
-			}
-			if !c.hand(ctx, out, &b, evs, &cursor) {
-				return
-			}
-			if b.full {
+		} else {
+			recs, err := c.Log.Read(ctx, eventlog.Query{WithIdentities: true, After: cursor, Limit: limit})
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				logger.Error("read events for profiles; retrying", "err", err, "after", cursor.String())
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(backoff*2, time.Minute)
 				continue
 			}
-			if !c.wait(ctx, changed, len(evs) > 0, coalesce) {
-				return
-			}
-			continue
+			backoff = time.Second
+			evs = eventsOf(recs)
 		}
-		recs, err := c.Log.Read(ctx, eventlog.Query{WithIdentities: true, After: cursor, Limit: limit})
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			logger.Error("read events for profiles; retrying", "err", err, "after", cursor.String())
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, time.Minute)
-			continue
+		// From memory, nothing is above head; a read may find events
+		// committed after Head was read.
+		b.full = len(evs) == limit
+		if n := len(evs); n > 0 && (b.full || evs[n-1].ID > b.next) {
+			b.next = evs[n-1].ID // more may follow, or beyond head
 		}
-		backoff = time.Second
-		b := readBatch{after: cursor, next: head, full: len(recs) == limit}
-		switch {
-		case b.full:
-			b.next = recs[len(recs)-1].ID // more may follow
-		case len(recs) > 0 && recs[len(recs)-1].ID > b.next:
-			b.next = recs[len(recs)-1].ID // committed after Head was read
-		}
-		if !c.hand(ctx, out, &b, eventsOf(recs), &cursor) {
+		if !c.hand(ctx, out, &b, evs, &cursor) {
 			return
 		}
 		if b.full {
 			continue
 		}
-		if !c.wait(ctx, changed, len(recs) > 0, coalesce) {
+		if !c.wait(ctx, changed, len(evs) > 0, coalesce) {
 			return
 		}
 	}
@@ -322,25 +309,22 @@ func (c *Consumer) wait(ctx context.Context, changed <-chan struct{}, found bool
 const cursorSaveEvery = time.Second
 
 // eventsOf reads what a profile needs of each record straight from its
-// stored JSON, in one pass: its index columns, identities and data.
+// stored JSON: its index columns, identities and data. (Two GetBytes
+// cost ~1.25 µs for an s2s event against ~1.6 µs for one ForEach over
+// the document, which parses every value it passes.)
 func eventsOf(recs []eventlog.Record) []*event.Event {
 	evs := make([]*event.Event, len(recs))
 	store := make([]event.Event, len(recs))
 	for i, r := range recs {
 		e := &store[i]
 		e.ID, e.ProjectID, e.Key, e.Time = r.ID, r.ProjectID, r.Key, r.Time
-		gjson.ParseBytes(r.Body).ForEach(func(k, v gjson.Result) bool {
-			switch k.Str {
-			case "identities":
-				v.ForEach(func(_, id gjson.Result) bool {
-					e.Identities = append(e.Identities, event.Identity{Type: id.Get("type").String(), Value: id.Get("value").String()})
-					return true
-				})
-			case "data":
-				e.Data = []byte(v.Raw)
-			}
-			return e.Identities == nil || e.Data == nil
+		gjson.GetBytes(r.Body, "identities").ForEach(func(_, id gjson.Result) bool {
+			e.Identities = append(e.Identities, event.Identity{Type: id.Get("type").String(), Value: id.Get("value").String()})
+			return true
 		})
+		if d := gjson.GetBytes(r.Body, "data"); d.Exists() {
+			e.Data = []byte(d.Raw)
+		}
 		evs[i] = e
 	}
 	return evs

@@ -51,11 +51,7 @@ func TestApplyFromRefusesAMovedCursor(t *testing.T) {
 // changed hands in the middle of a batch) fold every event once.
 func TestTwoConsumersFoldEachEventOnce(t *testing.T) {
 	forBackends(t, func(t *testing.T, be backend) {
-		l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(t.TempDir(), "events.db")}, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { l.Close() })
+		l := openLog(t)
 		a, b := be.pair(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
@@ -98,11 +94,7 @@ func TestTwoConsumersFoldEachEventOnce(t *testing.T) {
 // WaitFor returns once the other node has folded.
 func TestFollowSeesTheOtherNodesFold(t *testing.T) {
 	forBackends(t, func(t *testing.T, be backend) {
-		l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(t.TempDir(), "events.db")}, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { l.Close() })
+		l := openLog(t)
 		a, b := be.pair(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
@@ -139,15 +131,8 @@ func TestFollowSeesTheOtherNodesFold(t *testing.T) {
 func TestNothingToFoldPastEventsWithoutIdentities(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(t.TempDir(), "events.db")}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	s := openStore(t)
-	reg := prometheus.NewRegistry()
-	c := &Consumer{Store: s, Log: l}
-	c.Register(reg)
+	l := openLog(t)
+	s, c, _ := registeredConsumer(t, l)
 	done := make(chan struct{})
 	go func() { defer close(done); c.Run(ctx) }()
 	// Its first pass, which finds the log empty, before any event: a
@@ -220,6 +205,28 @@ func TestNothingToFoldPastEventsWithoutIdentities(t *testing.T) {
 	}
 }
 
+// openLog opens an empty SQLite log, closed at the end of the test.
+func openLog(t testing.TB) *sqlite.Log {
+	t.Helper()
+	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(t.TempDir(), "events.db")}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// registeredConsumer is a consumer of l on a fresh store, its metrics in
+// reg.
+func registeredConsumer(t testing.TB, l *sqlite.Log) (*Store, *Consumer, *prometheus.Registry) {
+	t.Helper()
+	s := openStore(t)
+	reg := prometheus.NewRegistry()
+	c := &Consumer{Store: s, Log: l}
+	c.Register(reg)
+	return s, c, reg
+}
+
 // sqlOnly is a log that keeps nothing in memory for the consumer.
 type sqlOnly struct{ *sqlite.Log }
 
@@ -230,11 +237,7 @@ func (sqlOnly) PeopleAfter() {} // hides the log's own
 // same events appended while two consumers run, one of which is only
 // allowed to read.
 func TestFoldFromMemoryIsFoldFromTheLog(t *testing.T) {
-	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(t.TempDir(), "events.db")}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	l := openLog(t)
 	mem, read := openStore(t), openStore(t)
 	cm, cr := &Consumer{Store: mem, Log: l, Batch: 300}, &Consumer{Store: read, Log: sqlOnly{l}, Batch: 300}
 	if _, ok := any(cr.Log).(peopleTail); ok {
@@ -308,15 +311,8 @@ func TestFoldFromMemoryIsFoldFromTheLog(t *testing.T) {
 func TestConsumerCountsMergesAndConflicts(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	l, err := sqlite.Open(sqlite.Config{Path: filepath.Join(t.TempDir(), "events.db")}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	s := openStore(t)
-	reg := prometheus.NewRegistry()
-	c := &Consumer{Store: s, Log: l}
-	c.Register(reg)
+	l := openLog(t)
+	s, c, reg := registeredConsumer(t, l)
 	go c.Run(ctx)
 	for _, e := range []*event.Event{
 		ev(0, 1, "in.s2s.user", 1000, `{}`, "phone_hash="+strings.Repeat("a", 64)),

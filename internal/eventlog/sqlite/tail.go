@@ -36,6 +36,12 @@ const (
 func (t *tail) reset(at event.ID) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.emptyUpTo(at)
+}
+
+// emptyUpTo empties the tail and moves from (and last) up to at; t.mu is
+// held.
+func (t *tail) emptyUpTo(at event.ID) {
 	t.from, t.last = max(t.from, at), max(t.last, at)
 	clear(t.evs)
 	t.evs, t.bytes = t.evs[:0], 0
@@ -44,9 +50,8 @@ func (t *tail) reset(at event.ID) {
 // drop empties the tail up to the last id stored.
 func (t *tail) drop() {
 	t.mu.Lock()
-	at := t.last
-	t.mu.Unlock()
-	t.reset(at)
+	defer t.mu.Unlock()
+	t.emptyUpTo(t.last)
 }
 
 // sawStored is told the largest stored id at the start of a commit (under
@@ -54,10 +59,9 @@ func (t *tail) drop() {
 // another handle, whose events the tail does not have.
 func (t *tail) sawStored(prev event.ID) {
 	t.mu.Lock()
-	other := prev > t.last
-	t.mu.Unlock()
-	if other {
-		t.reset(prev)
+	defer t.mu.Unlock()
+	if prev > t.last {
+		t.emptyUpTo(prev)
 	}
 }
 
@@ -69,9 +73,7 @@ func (t *tail) add(evs []*event.Event, last event.ID) {
 	for _, e := range evs {
 		if n := len(t.evs); (n > 0 && e.ID <= t.evs[n-1].ID) || e.ID <= t.from {
 			// Not in order (never expected): start over above it.
-			t.from = max(t.from, e.ID)
-			clear(t.evs)
-			t.evs, t.bytes = t.evs[:0], 0
+			t.emptyUpTo(e.ID)
 			continue
 		}
 		t.evs = append(t.evs, e)
@@ -79,7 +81,7 @@ func (t *tail) add(evs []*event.Event, last event.ID) {
 	}
 	// Drop the oldest half when over a bound: amortised, no ring to wrap.
 	if len(t.evs) > tailEvents || t.bytes > tailBytes {
-		drop := len(t.evs) / 2
+		drop := max(1, len(t.evs)/2) // one event alone past tailBytes goes too
 		t.from = t.evs[drop-1].ID
 		for _, e := range t.evs[:drop] {
 			t.bytes -= len(e.Data)
