@@ -567,15 +567,22 @@ func waitChanged(t *testing.T, ch <-chan struct{}, what string) {
 	}
 }
 
-// waitHead waits until l's head reaches id, following Changed.
-func waitHead(t *testing.T, l eventlog.Log, id event.ID, what string) {
+// WaitHead waits until l's head reaches id, following Changed, for at
+// most within. It takes Changed before it reads the head: a head raised
+// between the two would close the channel before it was taken.
+func WaitHead(t testing.TB, l eventlog.Log, id event.ID, within time.Duration, what string) {
 	t.Helper()
+	deadline := time.After(within)
 	for {
 		ch := l.Changed()
 		if l.Head() >= id {
 			return
 		}
-		waitChanged(t, ch, what)
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("%s: head %s, want %s within %s", what, l.Head(), id, within)
+		}
 	}
 }
 
@@ -595,7 +602,7 @@ func handlesShareOneStore(t *testing.T, store Store) {
 		t.Fatal(err)
 	}
 	waitChanged(t, changed, "a commit of the other handle")
-	waitHead(t, b, res[0].ID, "the other handle's head")
+	WaitHead(t, b, res[0].ID, 5*time.Second, "the other handle's head")
 	if h := b.Head(); h != res[0].ID {
 		t.Fatalf("head of the other handle %s, want %s", h, res[0].ID)
 	}
@@ -615,7 +622,7 @@ func handlesShareOneStore(t *testing.T, store Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitHead(t, b, other[0].ID, "the other handle's head")
+	WaitHead(t, b, other[0].ID, 5*time.Second, "the other handle's head")
 	if recs, err := b.Read(ctx, eventlog.Query{WithIdentities: true, After: own[0].ID}); err != nil || len(recs) != 1 || recs[0].ID != other[0].ID {
 		t.Fatalf("the other handle's event with identities after %s: %+v, %v", own[0].ID, recs, err)
 	}
@@ -632,7 +639,7 @@ func handlesShareOneStore(t *testing.T, store Store) {
 	if res2[0].ID <= res[0].ID {
 		t.Fatalf("id %s of the second handle not above %s of the first", res2[0].ID, res[0].ID)
 	}
-	waitHead(t, a, res2[0].ID, "the first handle's head")
+	WaitHead(t, a, res2[0].ID, 5*time.Second, "the first handle's head")
 
 	// One dedup key sent through both handles at once is stored once, and
 	// both answers name its id.
@@ -663,7 +670,7 @@ func handlesShareOneStore(t *testing.T, store Store) {
 		}
 		top = max(top, ans[0].ID)
 	}
-	waitHead(t, a, top, "the first handle's head after the twins")
+	WaitHead(t, a, top, 5*time.Second, "the first handle's head after the twins")
 	if n, err := a.Count(ctx, eventlog.Query{Projects: []uint32{2}}); err != nil || n != keys {
 		t.Fatalf("stored %d events of %d keys sent twice, %v", n, keys, err)
 	}
@@ -799,7 +806,7 @@ func followersMissNothingAcrossHandles(t *testing.T, store Store) {
 				top = max(top, id)
 			}
 			mu.Unlock()
-			waitHead(t, follower, top, "the follower's head after the last commit")
+			WaitHead(t, follower, top, 5*time.Second, "the follower's head after the last commit")
 		case <-time.After(10 * time.Second):
 			t.Fatal("no change notification within 10 s")
 		}
@@ -864,7 +871,7 @@ func idsCarryTheirCommitTime(t *testing.T, store Store) {
 	wg.Wait()
 	// A handle shows another's commits once it has raised its head to
 	// them (the contract of Head and Changed), not at the other's answer.
-	waitHead(t, handles[0], last, "the reading handle's head")
+	WaitHead(t, handles[0], last, 5*time.Second, "the reading handle's head")
 	ids := readIDs(t, handles[0])
 	if want := len(handles) * (alone + 3*together); len(ids) != want {
 		t.Fatalf("%d events stored, want %d", len(ids), want)

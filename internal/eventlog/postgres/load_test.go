@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog"
+	"github.com/sluicehq/sluice/internal/eventlog/logtest"
 	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
 	"github.com/sluicehq/sluice/internal/pgtest"
 )
@@ -64,13 +65,7 @@ func TestLoadFromSQLite(t *testing.T) {
 	if dst.Head() != last {
 		t.Fatalf("head %d, want %d", dst.Head(), last)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for other.Head() != last {
-		if time.Now().After(deadline) {
-			t.Fatalf("the other node's head %d, want %d", other.Head(), last)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	logtest.WaitHead(t, other, last, 5*time.Second, "the other node, after the move")
 	want, _ := src.Read(ctx, eventlog.Query{Limit: eventlog.MaxLimit})
 	got, err := other.Read(ctx, eventlog.Query{Limit: eventlog.MaxLimit})
 	if err != nil || !reflect.DeepEqual(got, want) {

@@ -323,13 +323,7 @@ func TestUnavailableRecoversWithoutReopen(t *testing.T) {
 	}
 	// b, which committed nothing meanwhile, hears of a's commits: its
 	// listener reconnected and caught up.
-	for b.Head() < acked[1] {
-		select {
-		case <-b.Changed():
-		case <-time.After(10 * time.Second):
-			t.Fatalf("the other handle's head stays at %s, want %s", b.Head(), acked[1])
-		}
-	}
+	logtest.WaitHead(t, b, acked[1], 10*time.Second, "the other handle, after its listener reconnected")
 	res, err = b.Append(ctx, []*event.Event{logtest.Event(1, "k", 5)})
 	if err != nil {
 		t.Fatalf("append through the other handle: %v", err)
@@ -548,13 +542,7 @@ func TestLoad(t *testing.T) {
 	if l.Head() != last {
 		t.Fatalf("head %s, want %s", l.Head(), last)
 	}
-	for other.Head() < last {
-		select {
-		case <-other.Changed():
-		case <-time.After(5 * time.Second):
-			t.Fatalf("the other node's head stays at %s", other.Head())
-		}
-	}
+	logtest.WaitHead(t, other, last, 5*time.Second, "the other node, after a load")
 	recs, err := other.Read(ctx, eventlog.Query{})
 	if err != nil || len(recs) != 10 {
 		t.Fatalf("%d records, %v", len(recs), err)
