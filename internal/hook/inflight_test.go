@@ -66,6 +66,12 @@ func TestMaxInFlightKeepsTheCursorBehindTheOldestBatch(t *testing.T) {
 			sent = r
 		}
 	}
+	// The fourth batch's answer is in the store before the restart (else it
+	// is rightly sent again: at least once), and only the hung one is left.
+	waitFor(t, "only the hung batch in flight", func() bool {
+		bs, err := f.m.store.Inflight(context.Background(), h.ID)
+		return err == nil && len(bs) == 1 && bs[0].BatchID == hung
+	})
 	// Restart while the first batch hangs: it stays in flight.
 	f.m.Close()
 	once.Do(func() { close(release) })
