@@ -321,12 +321,16 @@ func (s *state) conflict(o *Observation, id event.Identity, clash *identity.Clas
 // apply adds what o says to s: when its identities were seen, its
 // attributes, its traits.
 func (s *state) apply(o *Observation) {
+	at := o.order()
 	for _, id := range o.IDs {
 		if i, ok := s.Identities[identityKey(id)]; ok {
 			i.First, i.Last = min(i.First, o.Time), max(i.Last, o.Time)
+			// A late event folded in place brings it earlier (inOrder).
+			if !i.Since.zero() && at.less(i.Since) {
+				i.Since = at
+			}
 		}
 	}
-	at := o.order()
 	for name, v := range o.Attrs {
 		s.setAttr(name, json.RawMessage(v), at)
 	}

@@ -171,3 +171,72 @@ func TestLateEventsOfAKnownPersonFoldInPlace(t *testing.T) {
 		}
 	})
 }
+
+// One person on many devices (a commerce shop's batches: each device's
+// anonymousId with the one hashedEmail), whose events arrive out of
+// order: the late events that bring a device first seen there, or seen
+// already but later, fold in place too, and give the canonical profile.
+// A late one that brings a strong identity no profile holds is rebuilt.
+func TestLateEventsWithNewDevicesFoldInPlace(t *testing.T) {
+	forBackends(t, func(t *testing.T, be backend) {
+		r := rand.New(rand.NewPCG(5, 11))
+		var evs []*event.Event
+		for i := 0; i < 400; i++ {
+			tm := int64(1_000_000 + i/4)
+			data := fmt.Sprintf(`{"type":"user","city":"C%d"}`, r.IntN(5))
+			if i%5 == 0 {
+				data = fmt.Sprintf(`{"type":"revenue","revenue":%d.5,"currency":"EUR"}`, 1+r.IntN(9))
+			}
+			// A device for two or three events, sometimes one seen before.
+			dev := i / 3
+			if i%11 == 0 {
+				dev = r.IntN(i/3 + 1)
+			}
+			evs = append(evs, ev(event.ID(9000+i), 1, "in.s2s.user", tm, data, "email_hash="+h("hot"), fmt.Sprintf("anonymous_id=d%d", dev)))
+		}
+		arrived := append([]*event.Event(nil), evs...)
+		// The first event is first (it makes the profile); after it,
+		// within windows of 4 the arrival order is any.
+		for i := 1; i+4 <= len(arrived); i += 4 {
+			r.Shuffle(4, func(a, b int) { arrived[i+a], arrived[i+b] = arrived[i+b], arrived[i+a] })
+		}
+		late := 0
+		for i := 1; i < len(arrived); i++ {
+			if arrived[i].ID < arrived[i-1].ID {
+				late++
+			}
+		}
+		if late < 50 {
+			t.Fatalf("only %d events arrive late: the test tests little", late)
+		}
+		canon := be.open(t)
+		for _, e := range evs {
+			apply(t, canon, e)
+		}
+		s := be.open(t)
+		rebuilt := 0
+		for i := 0; i < len(arrived); i += 3 {
+			rebuilt += apply(t, s, arrived[i:min(i+3, len(arrived))]...).Rebuilt
+		}
+		if rebuilt != 0 {
+			t.Fatalf("%d rebuilds for late events that bring devices", rebuilt)
+		}
+		got, want := dump(t, s, 1)+dumpStates(t, s, 1), dump(t, canon, 1)+dumpStates(t, canon, 1)
+		if got != want {
+			t.Fatalf("late events folded in place differ from the canonical order\ncanonical:\n%s\nin place:\n%s", want, got)
+		}
+		if p := find(t, s, 1, "anonymous_id", "d50"); p == nil || len(p.Identities) != 1+400/3+1 {
+			t.Fatalf("the person holds %v, want the e-mail and every device", p)
+		}
+		// A late event with a phone hash no profile holds: a later event
+		// could have been refused for it, so it is rebuilt.
+		phone := ev(9999, 1, "in.s2s.user", 1_000_050, `{"type":"user"}`, "email_hash="+h("hot"), "phone_hash="+h("p1"))
+		if st := apply(t, s, phone); st.Rebuilt != 1 {
+			t.Fatalf("rebuilt %d for a late event that brings a phone hash", st.Rebuilt)
+		}
+		apply(t, canon, phone)
+		if got, want := dump(t, s, 1)+dumpStates(t, s, 1), dump(t, canon, 1)+dumpStates(t, canon, 1); got != want {
+			t.Fatalf("after the phone\ncanonical:\n%s\ngot:\n%s", want, got)
+		}
+	})
+}

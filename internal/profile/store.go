@@ -285,15 +285,23 @@ func (f *folder) observe(o *Observation) error {
 // inOrder reports whether folding o in place gives what a fold of all
 // the events of the profiles it touches in canonical order gives. It
 // does when o comes after everything those profiles have seen. It does
-// too when o is late but changes nothing that depends on order: every
-// identity it carries was already in one profile at o's place in the
-// order (brought in, and merged in, by earlier observations), so o links
-// nothing, and its attributes (the later writer wins), counts, sums and
-// wishlist do not care when they are folded; unless it changes the cart
-// before the cart's last change. Anything else could have linked,
-// refused or created profiles otherwise, so it makes them be rebuilt.
-// So a person with a long history is not rebuilt for each of the events
-// that arrive slightly out of order, as concurrent senders make them.
+// too when o is late but one profile p held one of its identities before
+// o's place in the order, and p has merged nothing since: at o's place
+// the fold would pick p too. Then each other identity of o is p's, or no
+// profile's yet (it joins p there as here), or p's but first brought in
+// after o's place (o brings it earlier: the fold lowers its Since, and
+// the later event that brought it finds it in p either way). An identity
+// no profile holds must be a device or weak one: those are never refused,
+// so no event has carried it yet; a strong one may have been refused by
+// a later event (a conflict) that o, folded first, would have turned
+// into a link or another conflict.
+// o's attributes (the later writer wins), counts, sums and wishlist do
+// not care when they are folded; its cart does, before the cart's last
+// change. Anything else could have linked, refused or created profiles
+// otherwise, so it makes them be rebuilt. So a person with a long
+// history is not rebuilt for each event that arrives slightly out of
+// order, as concurrent senders make them, nor for each device of theirs
+// first seen in such an event.
 func (f *folder) inOrder(w *world, o *Observation) bool {
 	at := o.order()
 	late := false
@@ -307,14 +315,30 @@ func (f *folder) inOrder(w *world, o *Observation) bool {
 		return true
 	}
 	var p *state
+	anchored := false
 	for _, id := range o.IDs {
 		pid, ok := w.owner[identityKey(id)]
-		if !ok || (p != nil && pid != p.ID) {
+		if !ok {
+			continue
+		}
+		if p != nil && pid != p.ID {
 			return false
 		}
 		p = w.byID[pid]
 		// Zero: a state stored before Since was kept.
-		if s := p.Identities[identityKey(id)]; s == nil || s.Since.zero() || !s.Since.less(at) {
+		s := p.Identities[identityKey(id)]
+		if s == nil || s.Since.zero() {
+			return false
+		}
+		if s.Since.less(at) {
+			anchored = true
+		}
+	}
+	if !anchored {
+		return false
+	}
+	for _, id := range o.IDs {
+		if _, ok := w.owner[identityKey(id)]; !ok && strong(id) {
 			return false
 		}
 	}
@@ -325,6 +349,12 @@ func (f *folder) inOrder(w *world, o *Observation) bool {
 		return false
 	}
 	return true
+}
+
+// strong reports whether id's type is a strong one.
+func strong(id event.Identity) bool {
+	k, ok := identity.Lookup(id.Type)
+	return ok && k.Strength == identity.Strong
 }
 
 func (f *folder) insertObservation(o *Observation, pid string) error {
