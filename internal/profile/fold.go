@@ -78,7 +78,11 @@ type traits struct {
 	LastPurchase *lastPurchase     `json:"lastPurchase,omitempty"`
 	Cart         []CartItem        `json:"cart,omitempty"`
 	CartAt       *order            `json:"cartAt,omitempty"`
-	Wishlist     []string          `json:"wishlist,omitempty"`
+	// CartBase is the order of the last replace or clear of the cart:
+	// a cart change before it is undone by it (nil: none, or a state
+	// stored before it was kept).
+	CartBase *order   `json:"cartBase,omitempty"`
+	Wishlist []string `json:"wishlist,omitempty"`
 }
 
 type lastPurchase struct {
@@ -399,11 +403,19 @@ func decimal(r *big.Rat) string {
 }
 
 func (t *traits) applyCart(c *CartOp, at order) {
+	if t.CartBase != nil && at.less(*t.CartBase) {
+		// A late change that the last replace or clear undoes (inOrder).
+		return
+	}
 	switch c.Op {
 	case "replace":
 		t.Cart = append([]CartItem(nil), c.Items...)
+		base := at
+		t.CartBase = &base
 	case "clear":
 		t.Cart = nil
+		base := at
+		t.CartBase = &base
 	case "add":
 		for _, it := range c.Items {
 			found := false
@@ -459,7 +471,7 @@ func (t *traits) mergeFrom(f *traits) {
 		t.LastPurchase = f.LastPurchase
 	}
 	if f.CartAt != nil && (t.CartAt == nil || t.CartAt.less(*f.CartAt)) {
-		t.Cart, t.CartAt = f.Cart, f.CartAt
+		t.Cart, t.CartAt, t.CartBase = f.Cart, f.CartAt, f.CartBase
 	}
 	for _, p := range f.Wishlist {
 		t.addWish(p)

@@ -172,6 +172,64 @@ func TestLateEventsOfAKnownPersonFoldInPlace(t *testing.T) {
 	})
 }
 
+// A shop's purchases (each clears the cart) and cart syncs (each replaces
+// it) of one person arrive out of order: a late one before the cart's last
+// replace or clear changes nothing there, so it folds in place. A late
+// add between the last replace and the cart's last change is rebuilt.
+func TestLateCartChangesFoldInPlace(t *testing.T) {
+	forBackends(t, func(t *testing.T, be backend) {
+		r := rand.New(rand.NewPCG(8, 2))
+		var evs []*event.Event
+		for i := 0; i < 200; i++ {
+			key, data := "in.commerce.purchase-v1", fmt.Sprintf(`{"properties":{"eventType":"purchase-v1","uniqueTransactionId":"t%d","value":%d,"currency":"RUB"}}`, i, 1+r.IntN(9))
+			if i%3 == 1 {
+				key, data = "in.commerce.sync-cart-v1", fmt.Sprintf(`{"properties":{"eventType":"sync-cart-v1","cart":[{"productId":"p%d","quantity":%d,"itemPrice":1}]}}`, i, 1+r.IntN(3))
+			}
+			evs = append(evs, ev(event.ID(20000+i), 1, key, int64(2_000_000+(i+3)/4), data, "email_hash="+h("shopper"), fmt.Sprintf("anonymous_id=s%d", i%7)))
+		}
+		arrived := append([]*event.Event(nil), evs...)
+		for i := 1; i+4 <= len(arrived); i += 4 {
+			r.Shuffle(4, func(a, b int) { arrived[i+a], arrived[i+b] = arrived[i+b], arrived[i+a] })
+		}
+		canon, s := be.open(t), be.open(t)
+		for _, e := range evs {
+			apply(t, canon, e)
+		}
+		rebuilt := 0
+		for i := 0; i < len(arrived); i += 2 {
+			rebuilt += apply(t, s, arrived[i:min(i+2, len(arrived))]...).Rebuilt
+		}
+		if rebuilt != 0 {
+			t.Fatalf("%d rebuilds for late purchases and cart syncs", rebuilt)
+		}
+		same := func(what string) {
+			t.Helper()
+			if got, want := dump(t, s, 1)+dumpStates(t, s, 1), dump(t, canon, 1)+dumpStates(t, canon, 1); got != want {
+				t.Fatalf("%s: differs from the canonical order\ncanonical:\n%s\nin place:\n%s", what, want, got)
+			}
+		}
+		same("late cart changes")
+		if p := find(t, s, 1, "email_hash", h("shopper")); p == nil || p.Traits.Purchases != 133 || len(p.Traits.Cart) != 0 {
+			t.Fatalf("the shopper is %+v, want 133 purchases and the cart cleared by the last", p)
+		}
+		// An add after the last sync, then a late add between the two: it
+		// changes the cart the first add changed, so it is rebuilt.
+		add := func(id event.ID, tm int64, product string) *event.Event {
+			return ev(id, 1, "in.commerce.add-to-cart-v1", tm, `{"properties":{"eventType":"add-to-cart-v1","value":1,"productId":"`+product+`","quantity":1}}`, "email_hash="+h("shopper"))
+		}
+		for _, e := range []*event.Event{add(20500, 2_000_100, "a1"), add(20501, 2_000_090, "a2")} {
+			apply(t, canon, e)
+		}
+		if st := apply(t, s, add(20500, 2_000_100, "a1")); st.Rebuilt != 0 {
+			t.Fatalf("rebuilt %d for an add in order", st.Rebuilt)
+		}
+		if st := apply(t, s, add(20501, 2_000_090, "a2")); st.Rebuilt != 1 {
+			t.Fatalf("rebuilt %d for a late add after the last clear", st.Rebuilt)
+		}
+		same("a late add")
+	})
+}
+
 // One person on many devices (a commerce shop's batches: each device's
 // anonymousId with the one hashedEmail), whose events arrive out of
 // order: the late events that bring a device first seen there, or seen
@@ -182,7 +240,7 @@ func TestLateEventsWithNewDevicesFoldInPlace(t *testing.T) {
 		r := rand.New(rand.NewPCG(5, 11))
 		var evs []*event.Event
 		for i := 0; i < 400; i++ {
-			tm := int64(1_000_000 + i/4)
+			tm := int64(1_000_000 + (i+3)/4) // the first alone first
 			data := fmt.Sprintf(`{"type":"user","city":"C%d"}`, r.IntN(5))
 			if i%5 == 0 {
 				data = fmt.Sprintf(`{"type":"revenue","revenue":%d.5,"currency":"EUR"}`, 1+r.IntN(9))
@@ -195,8 +253,8 @@ func TestLateEventsWithNewDevicesFoldInPlace(t *testing.T) {
 			evs = append(evs, ev(event.ID(9000+i), 1, "in.s2s.user", tm, data, "email_hash="+h("hot"), fmt.Sprintf("anonymous_id=d%d", dev)))
 		}
 		arrived := append([]*event.Event(nil), evs...)
-		// The first event is first (it makes the profile); after it,
-		// within windows of 4 the arrival order is any.
+		// The first event is first, alone at its time (it makes the
+		// profile); after it, within windows of 4 the order is any.
 		for i := 1; i+4 <= len(arrived); i += 4 {
 			r.Shuffle(4, func(a, b int) { arrived[i+a], arrived[i+b] = arrived[i+b], arrived[i+a] })
 		}

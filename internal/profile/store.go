@@ -296,9 +296,11 @@ func (f *folder) observe(o *Observation) error {
 // a later event (a conflict) that o, folded first, would have turned
 // into a link or another conflict.
 // o's attributes (the later writer wins), counts, sums and wishlist do
-// not care when they are folded; its cart does, before the cart's last
-// change. Anything else could have linked, refused or created profiles
-// otherwise, so it makes them be rebuilt. So a person with a long
+// not care when they are folded; its cart change does, between the last
+// replace or clear of the cart (before it, that undoes o's change, and
+// the fold skips it) and the cart's last change. Anything else could
+// have linked, refused or created profiles otherwise, so it makes them
+// be rebuilt. So a person with a long
 // history is not rebuilt for each event that arrives slightly out of
 // order, as concurrent senders make them, nor for each device of theirs
 // first seen in such an event.
@@ -345,7 +347,7 @@ func (f *folder) inOrder(w *world, o *Observation) bool {
 	if len(p.Merged) > 0 && (p.MergedAt.zero() || !p.MergedAt.less(at)) {
 		return false
 	}
-	if o.Facts.Cart != nil && p.Traits.CartAt != nil && at.less(*p.Traits.CartAt) {
+	if c := &p.Traits; o.Facts.Cart != nil && c.CartAt != nil && at.less(*c.CartAt) && (c.CartBase == nil || !at.less(*c.CartBase)) {
 		return false
 	}
 	return true
