@@ -152,3 +152,32 @@ func BenchmarkConsumerLag(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkObserve reads what a profile learns from one event: a commerce
+// purchase with a 20-item cart (the heaviest built-in load's event, about
+// 1.9 KB) and an s2s user message.
+func BenchmarkObserve(b *testing.B) {
+	cart := ""
+	for i := 0; i < 20; i++ {
+		if i > 0 {
+			cart += ","
+		}
+		cart += fmt.Sprintf(`{"productId":"sku-%d-bg","quantity":%d,"itemPrice":%d.90,"currency":"RUB","category":"shoes"}`, 4300+i, i%3+1, 100+i)
+	}
+	for _, c := range []struct{ name, key, data string }{
+		{"commerce-purchase", "in.commerce.purchase-v1", `{"name":"Purchase","anonymousId":"bench-anon-1","properties":{"eventType":"purchase-v1","uniqueTransactionId":"t-1","value":1234.56,"currency":"RUB","hashedEmail":"` + h("b") + `","cart":[` + cart + `]}}`},
+		{"s2s-user", "in.s2s.user", `{"type":"user","id":"m1","time":1700000000000,"firstName":"Anna","city":"Moscow","customUserId":"c1"}`},
+	} {
+		e := ev(1, 1, c.key, 1_700_000_000_000, c.data, "email_hash="+h("b"), "anonymous_id=bench-anon-1")
+		if _, ok := Observe(e); !ok {
+			b.Fatal("nothing observed")
+		}
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(c.data)))
+			for b.Loop() {
+				Observe(e)
+			}
+		})
+	}
+}

@@ -5,10 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/tidwall/gjson"
+	"github.com/valyala/fastjson"
 
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/identity"
@@ -164,26 +165,30 @@ var commerceProfileTypes = map[string]bool{"signup-v1": true, "newsletter-subscr
 // commerceIdentityFields are properties that are identities, not attributes.
 var commerceIdentityFields = map[string]bool{"eventType": true, "hashedEmail": true, "cuid": true, "cuidType": true, "hashedPhone": true}
 
+// commerceFields are the properties observeCommerce reads, in one pass.
+var commerceFields = []string{"eventType", "currency", "value", "cart", "uniqueTransactionId", "productId", "quantity"}
+
 func observeCommerce(o *Observation, data gjson.Result) {
 	props := data.Get("properties")
-	typ := props.Get("eventType").String()
+	var f [7]gjson.Result
+	pick(props, commerceFields, f[:])
+	typ, currency, value, cart, txID, product, quantity := f[0].String(), f[1].String(), f[2], f[3], f[4], f[5], f[6]
 	if commerceProfileTypes[typ] {
 		o.Attrs = objectAttributes(props, "", commerceIdentityFields)
 		if typ == "newsletter-subscription-v1" {
 			o.Attrs["newsletterSubscribed"] = "true"
 		}
 	}
-	currency := props.Get("currency").String()
 	switch typ {
 	case "purchase-v1":
-		o.Facts.Revenue = money(currency, props.Get("value"))
-		items := cartItems(props.Get("cart"), "productId", "quantity", "itemPrice")
-		o.Facts.Purchase = &Purchase{OrderID: props.Get("uniqueTransactionId").String(), Value: numberText(props.Get("value")), Currency: currency, Items: items}
+		o.Facts.Revenue = money(currency, value)
+		items := cartItems(cart, "productId", "quantity", "itemPrice")
+		o.Facts.Purchase = &Purchase{OrderID: txID.String(), Value: numberText(value), Currency: currency, Items: items}
 		o.Facts.Cart = &CartOp{Op: "clear"}
 	case "sync-cart-v1":
-		o.Facts.Cart = &CartOp{Op: "replace", Items: cartItems(props.Get("cart"), "productId", "quantity", "itemPrice")}
+		o.Facts.Cart = &CartOp{Op: "replace", Items: cartItems(cart, "productId", "quantity", "itemPrice")}
 	case "add-to-cart-v1", "remove-from-cart-v1":
-		if cart := props.Get("cart"); cart.IsArray() {
+		if cart.IsArray() {
 			// The event carries the cart as it now is: it wins.
 			o.Facts.Cart = &CartOp{Op: "replace", Items: cartItems(cart, "productId", "quantity", "itemPrice")}
 			break
@@ -192,12 +197,32 @@ func observeCommerce(o *Observation, data gjson.Result) {
 		if typ == "remove-from-cart-v1" {
 			op = "remove"
 		}
-		o.Facts.Cart = &CartOp{Op: op, Items: []CartItem{{ProductID: props.Get("productId").String(), Quantity: props.Get("quantity").Int()}}}
+		o.Facts.Cart = &CartOp{Op: op, Items: []CartItem{{ProductID: product.String(), Quantity: quantity.Int()}}}
 	case "add-to-wishlist-v1":
-		if p := props.Get("productId").String(); p != "" {
+		if p := product.String(); p != "" {
 			o.Facts.Wishlist = []string{p}
 		}
 	}
+}
+
+// pick reads the members of obj named in names into out, in one pass
+// over obj: the first of each name, as Get reads it (a missing one stays
+// the zero Result, as Get answers).
+func pick(obj gjson.Result, names []string, out []gjson.Result) {
+	if !obj.IsObject() {
+		return
+	}
+	obj.ForEach(func(k, v gjson.Result) bool {
+		for i, n := range names {
+			if k.Str == n {
+				if !out[i].Exists() {
+					out[i] = v
+				}
+				break
+			}
+		}
+		return true
+	})
 }
 
 func observeTrackTransaction(o *Observation, hit gjson.Result) {
@@ -247,12 +272,90 @@ func merge(a, b map[string]string) map[string]string {
 }
 
 func cartItems(arr gjson.Result, id, qty, price string) []CartItem {
-	var items []CartItem
-	arr.ForEach(func(_, it gjson.Result) bool {
-		items = append(items, CartItem{ProductID: it.Get(id).String(), Quantity: it.Get(qty).Int(), Price: numberText(it.Get(price))})
-		return true
-	})
+	if !arr.IsArray() {
+		return nil
+	}
+	// One parse of the cart (gjson reads each item twice more: its
+	// fields one scan each); the schemas make its fields strings and
+	// numbers, read here as gjson's String, Int and numberText would.
+	p := cartParsers.Get()
+	defer cartParsers.Put(p)
+	v, err := p.Parse(arr.Raw)
+	if err != nil {
+		return nil
+	}
+	vs, _ := v.Array()
+	items := make([]CartItem, 0, len(vs))
+	for _, it := range vs {
+		items = append(items, CartItem{ProductID: valueText(it.Get(id)), Quantity: jsonInt(it.Get(qty)), Price: jsonNumberText(it.Get(price))})
+	}
 	return items
+}
+
+var cartParsers fastjson.ParserPool
+
+// valueText is v as text: a string's value, else its JSON ("" when
+// missing or null).
+func valueText(v *fastjson.Value) string {
+	if v == nil {
+		return ""
+	}
+	switch v.Type() {
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		return string(b)
+	case fastjson.TypeNull:
+		return ""
+	}
+	return string(v.MarshalTo(nil))
+}
+
+// jsonInt is v as an integer: a number's (truncated), or a numeric
+// string's; else 0.
+func jsonInt(v *fastjson.Value) int64 {
+	if v == nil {
+		return 0
+	}
+	var s string
+	switch v.Type() {
+	case fastjson.TypeNumber:
+		if n, err := v.Int64(); err == nil {
+			return n
+		}
+		f, _ := v.Float64()
+		return int64(f)
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		s = strings.TrimSpace(string(b))
+	default:
+		return 0
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n
+	}
+	f, _ := strconv.ParseFloat(s, 64)
+	return int64(f)
+}
+
+// jsonNumberText is numberText for a parsed value.
+func jsonNumberText(v *fastjson.Value) string {
+	if v == nil {
+		return ""
+	}
+	var s string
+	switch v.Type() {
+	case fastjson.TypeNumber:
+		s = string(v.MarshalTo(nil))
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		s = strings.TrimSpace(string(b))
+	default:
+		return ""
+	}
+	if !isDecimal(s) {
+		return ""
+	}
+	return s
 }
 
 // money reads an amount, a JSON number or a numeric string; nil when it
@@ -279,13 +382,45 @@ func numberText(v gjson.Result) string {
 	default:
 		return ""
 	}
-	if !decimalRE.MatchString(s) {
+	if !isDecimal(s) {
 		return ""
 	}
 	return s
 }
 
-var decimalRE = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+// isDecimal reports whether s is -?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?.
+func isDecimal(s string) bool {
+	i := 0
+	digits := func() bool {
+		j := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		return i > j
+	}
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	if !digits() {
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if !digits() {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return false
+		}
+	}
+	return i == len(s)
+}
 
 // jsonText is a string as JSON.
 func jsonText(s string) string {
