@@ -28,6 +28,7 @@ type Observation struct {
 	IDs       []event.Identity  `json:"ids"`
 	Attrs     map[string]string `json:"attrs,omitempty"` // name → JSON value
 	Facts     Facts             `json:"facts,omitzero"`
+	doc       []byte            // its stored document, when encoded ahead
 }
 
 // Facts are what an event adds to the traits.

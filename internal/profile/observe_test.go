@@ -1,9 +1,12 @@
 package profile
 
 import (
+	"encoding/json"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 
+	"github.com/sluicehq/sluice/internal/event"
 	"github.com/tidwall/gjson"
 )
 
@@ -54,4 +57,60 @@ func TestIsDecimal(t *testing.T) {
 			t.Errorf("isDecimal(%q) = %v, want %v", s, got, want)
 		}
 	}
+}
+
+// The hand-encoded document decodes into what encoding/json's encoding
+// of the same observation decodes into.
+func TestObservationDocument(t *testing.T) {
+	obs := []Observation{
+		{IDs: []event.Identity{{Type: "email_hash", Value: h("a")}}},
+		{IDs: []event.Identity{{Type: "user_id", Value: "u\"1\\\n\t\x01<&>\u2028é😀"}, {Type: "anonymous_id", Value: "bad\xff\xfeutf8"}},
+			Attrs: map[string]string{"city": `"Moscow"`, "z": `{"a":[1,2]}`, "a\x00b": `null`, "": `""`}},
+		{IDs: []event.Identity{{Type: "phone_hash", Value: h("p")}}, Facts: Facts{Revenue: &Money{Currency: "RUB", Amount: "12.50"}}},
+		{IDs: []event.Identity{{Type: "phone_hash", Value: h("p")}}, Facts: Facts{Purchase: &Purchase{OrderID: "o1", Items: []CartItem{{ProductID: "p\"1", Quantity: -3, Price: "1e3"}, {}}}, Cart: &CartOp{Op: "clear"}}},
+		{IDs: []event.Identity{{Type: "phone_hash", Value: h("p")}}, Facts: Facts{Purchase: &Purchase{Value: "3", Currency: "EUR"}, Wishlist: []string{"w1", "w\"2"}}},
+		{IDs: []event.Identity{{Type: "phone_hash", Value: h("p")}}, Facts: Facts{Purchase: &Purchase{}, Cart: &CartOp{Op: "replace", Items: []CartItem{{ProductID: "x", Quantity: 1}}}}},
+		{IDs: []event.Identity{{Type: "phone_hash", Value: h("p")}}, Facts: Facts{Wishlist: []string{}}},
+	}
+	for _, e := range append(randomEvents(rand.New(rand.NewPCG(1, 1)), 300), ev(1, 1, "in.commerce.purchase-v1", 5, `{"properties":{"eventType":"purchase-v1","uniqueTransactionId":"t","value":5,"currency":"RUB","cart":[{"productId":"a","quantity":2,"itemPrice":2.5}]}}`, "email_hash="+h("x"))) {
+		if o, ok := Observe(e); ok {
+			obs = append(obs, o)
+		}
+	}
+	for i, o := range obs {
+		checkDocument(t, i, &o)
+	}
+}
+
+func checkDocument(t *testing.T, i int, o *Observation) {
+	t.Helper()
+	doc := o.document()
+	if !json.Valid(doc) {
+		t.Fatalf("observation %d: invalid JSON %s", i, doc)
+	}
+	std, err := json.Marshal(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, want Observation
+	if err := json.Unmarshal(doc, &got); err != nil {
+		t.Fatalf("observation %d: %v in %s", i, err, doc)
+	}
+	if err := json.Unmarshal(std, &want); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("observation %d decodes otherwise\n doc %s\nwant %s", i, doc, std)
+	}
+}
+
+func FuzzObservationDocument(f *testing.F) {
+	f.Add("user_id", "u1", "city", `"x"`, "p1", int64(2), "1.5", "w")
+	f.Add("a\x00", "\xff\"\\", "\u2028", "{}", "", int64(-1), "", "")
+	f.Fuzz(func(t *testing.T, typ, value, attr, attrValue, product string, qty int64, price, wish string) {
+		o := Observation{IDs: []event.Identity{{Type: typ, Value: value}}, Attrs: map[string]string{attr: attrValue},
+			Facts: Facts{Purchase: &Purchase{OrderID: value, Value: price, Items: []CartItem{{ProductID: product, Quantity: qty, Price: price}}},
+				Cart: &CartOp{Op: product, Items: []CartItem{{ProductID: wish}}}, Wishlist: []string{wish}, Revenue: &Money{Currency: attr, Amount: price}}}
+		checkDocument(t, 0, &o)
+	})
 }

@@ -124,6 +124,9 @@ func ObserveAll(evs []*event.Event) []Observation {
 	obs := make([]Observation, 0, len(evs))
 	for _, e := range evs {
 		if o, ok := Observe(e); ok {
+			// Encoded here, on the reading side of the consumer,
+			// while the last batch is folded.
+			o.doc = o.document()
 			obs = append(obs, o)
 		}
 	}
@@ -360,9 +363,9 @@ func strong(id event.Identity) bool {
 }
 
 func (f *folder) insertObservation(o *Observation, pid string) error {
-	doc, err := json.Marshal(o)
-	if err != nil {
-		return err
+	doc := o.doc
+	if doc == nil {
+		doc = o.document()
 	}
 	return f.tx.PutObservation(f.ctx, StoredObservation{EventID: o.EventID, ProjectID: o.ProjectID, ProfileID: pid, Time: o.Time,
 		Digest: o.Digest, Key: o.Key, Doc: doc})
