@@ -7,6 +7,7 @@ import (
 	"math/big"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/identity"
@@ -380,11 +381,74 @@ func (t *traits) addRevenue(currency, amount string) {
 	if t.Revenue == nil {
 		t.Revenue = map[string]string{}
 	}
+	if a, ok := parseFixed(amount); ok {
+		cur, ok := int64(0), true
+		if s, held := t.Revenue[currency]; held {
+			cur, ok = parseFixed(s)
+		}
+		if sum := cur + a; ok && (a >= 0) == (sum >= cur) {
+			t.Revenue[currency] = formatFixed(sum)
+			return
+		}
+	}
 	sum := new(big.Rat)
 	if cur, ok := t.Revenue[currency]; ok {
 		sum.SetString(cur)
 	}
 	t.Revenue[currency] = decimal(sum.Add(sum, add))
+}
+
+// fixedScale is the unit of a fixed-point amount: 10⁻⁸, the 8 decimals
+// decimal renders.
+const fixedScale = 100_000_000
+
+// parseFixed reads a decimal of at most 8 decimals and 10 integer digits
+// (no exponent) in units of 10⁻⁸: what most amounts are, added without
+// big.Rat, exactly as big.Rat and decimal would add and render them.
+func parseFixed(s string) (int64, bool) {
+	neg := len(s) > 0 && s[0] == '-'
+	if neg {
+		s = s[1:]
+	}
+	whole, frac, dot := strings.Cut(s, ".")
+	if len(whole) == 0 || len(whole) > 10 || (dot && (len(frac) == 0 || len(frac) > 8)) {
+		return 0, false
+	}
+	var v int64
+	for _, part := range []string{whole, frac} {
+		for i := 0; i < len(part); i++ {
+			c := part[i]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			v = v*10 + int64(c-'0')
+		}
+	}
+	for range 8 - len(frac) {
+		v *= 10
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
+}
+
+// formatFixed renders an amount in units of 10⁻⁸ as decimal does.
+func formatFixed(v int64) string {
+	var b []byte
+	if v < 0 {
+		b = append(b, '-')
+		v = -v
+	}
+	b = strconv.AppendInt(b, v/fixedScale, 10)
+	if f := v % fixedScale; f != 0 {
+		d := strconv.AppendInt(nil, f+fixedScale, 10)[1:] // 8 digits
+		for d[len(d)-1] == '0' {
+			d = d[:len(d)-1]
+		}
+		b = append(append(b, '.'), d...)
+	}
+	return string(b)
 }
 
 // decimal renders r with at most 8 decimals, trailing zeros cut.

@@ -2,8 +2,11 @@ package profile
 
 import (
 	"encoding/json"
+	"fmt"
+	"math/big"
 	"math/rand/v2"
 	"reflect"
+	"strconv"
 	"testing"
 
 	"github.com/sluicehq/sluice/internal/event"
@@ -113,4 +116,43 @@ func FuzzObservationDocument(f *testing.F) {
 				Cart: &CartOp{Op: product, Items: []CartItem{{ProductID: wish}}}, Wishlist: []string{wish}, Revenue: &Money{Currency: attr, Amount: price}}}
 		checkDocument(t, 0, &o)
 	})
+}
+
+// Amounts added in fixed point give what big.Rat gives.
+func TestRevenueFixedPointAsBigRat(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 4))
+	amounts := []string{"0", "-0", "0.0", "007.50", "1e3", "1.5E-2", "0.000000001", "99999999999", "9999999999.99999999", "-9999999999.99999999",
+		"12.3456789", "-0.00000001", "3", "-3", "1.10000000", "123456789012345678901234567890"}
+	for range 300 {
+		a := fmt.Sprintf("%d.%0*d", r.IntN(2_000_000_000), 1+r.IntN(9), r.IntN(1_000_000_000))
+		amounts = append(amounts, a, "-"+a, strconv.Itoa(r.IntN(1000)))
+	}
+	var fast traits
+	slow := map[string]*big.Rat{}
+	for i, a := range amounts {
+		cur := []string{"RUB", "USD"}[i%2]
+		fast.addRevenue(cur, a)
+		add, ok := new(big.Rat).SetString(a)
+		if !ok {
+			t.Fatalf("%q", a)
+		}
+		if slow[cur] == nil {
+			slow[cur] = new(big.Rat)
+		}
+		// decimal rounds each sum, and the next sum starts from it.
+		slow[cur].Add(slow[cur], add)
+		want := decimal(slow[cur])
+		slow[cur].SetString(want)
+		if got := fast.Revenue[cur]; got != want {
+			t.Fatalf("after adding %q: %s, want %s", a, got, want)
+		}
+	}
+	for _, c := range []struct {
+		v    int64
+		want string
+	}{{0, "0"}, {-1, "-0.00000001"}, {150_000_000, "1.5"}, {-150_000_000, "-1.5"}, {100_000_000, "1"}, {12, "0.00000012"}} {
+		if got := formatFixed(c.v); got != c.want {
+			t.Errorf("formatFixed(%d) = %s, want %s", c.v, got, c.want)
+		}
+	}
 }
