@@ -57,6 +57,12 @@ projects:
 		fmt.Sprintf(`{"hitId":"a1d1f0a0-c7b1-11f0-8de9-0242ac120002","sentAt":%q,"event":{"name":"Completed Transaction","transaction":{"total":3029,"currency":"RUB","orderId":"o-1"},"user":{"userId":"ann-17","anonymousId":"browser-9"}}}`, at(3).Format(time.RFC3339)),
 		"Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("people-token-1:"))), "track")
 	must(do(t, "GET", s.ingest+"/calltrack/call/5?caller=%2B7%20(999)%20000-00-00&duration=63", "", ""), "webhook")
+	// Her user id with another phone: refused, a conflict (the profile
+	// keeps her first phone).
+	phone2 := identity.Hash("79990000001")
+	must(do(t, "POST", s.ingest+"/v1/events", "application/json",
+		fmt.Sprintf(`{"name":"Login","userId":"ann-17","timestamp":%q,"properties":{"eventType":"login-v1","cuid":%q,"cuidType":"phone_hash"}}`, at(4).Format(time.RFC3339), phone2),
+		"Authorization", "Bearer people-token-1"), "commerce login with another phone")
 	// Someone else, in another project, with the same phone: not her.
 	must(do(t, "GET", s.ingest+"/calltrack/call/6?phone=%2B79990000000", "", ""), "other project")
 
@@ -64,7 +70,13 @@ projects:
 		ID         string `json:"id"`
 		Identities []struct{ Type, Value, Strength string }
 		Attributes map[string]struct{ Value json.RawMessage }
-		Traits     struct {
+		Conflicts  []struct {
+			EventID    string
+			Linked     struct{ Type, Value string }
+			Type, Held string
+			Value      string
+		}
+		Traits struct {
 			Events       int
 			EventsByKey  map[string]int
 			Revenue      map[string]string
@@ -76,7 +88,7 @@ projects:
 		r := admin("GET", "/api/v1/projects/5/profiles/anonymous_id/browser-9")
 		if r.status == 200 {
 			json.Unmarshal(r.body, &p)
-			if p.Traits.Events == 5 {
+			if p.Traits.Events == 6 {
 				break
 			}
 		}
@@ -93,8 +105,18 @@ projects:
 	}
 	if string(p.Attributes["firstName"].Value) != `"Ann"` || string(p.Attributes["city"].Value) != `"Kazan"` ||
 		p.Traits.Revenue["RUB"] != "5028.5" || p.Traits.Purchases != 1 || p.Traits.LastPurchase.OrderID != "o-1" ||
-		p.Traits.EventsByKey["in.gen.calltrack.call"] != 1 || p.Traits.EventsByKey["in.commerce.login-v1"] != 1 {
+		p.Traits.EventsByKey["in.gen.calltrack.call"] != 1 || p.Traits.EventsByKey["in.commerce.login-v1"] != 2 {
 		t.Fatalf("profile %+v", p)
+	}
+	if len(p.Conflicts) != 1 || p.Conflicts[0].EventID == "" || p.Conflicts[0].Linked.Type != "phone_hash" || p.Conflicts[0].Linked.Value != phone2 ||
+		p.Conflicts[0].Type != "phone_hash" || p.Conflicts[0].Held != phone || p.Conflicts[0].Value != phone2 {
+		t.Fatalf("conflicts %+v, want the second phone refused", p.Conflicts)
+	}
+	if r := admin("GET", "/api/v1/projects/5/profiles/phone_hash/"+phone2); r.status != 404 {
+		t.Fatalf("the refused phone finds %d %s", r.status, r.body)
+	}
+	if m := admin("GET", "/metrics"); !strings.Contains(string(m.body), "\nsluice_profiles_conflicts_total 1\n") {
+		t.Fatalf("metrics: no conflict counted:\n%s", grepLines(string(m.body), "sluice_profiles_"))
 	}
 	// Every identity finds the same profile.
 	for _, id := range []string{"custom_user_id/ann", "user_id/ann-17", "phone_hash/" + phone, "profile/" + p.ID} {
@@ -131,17 +153,32 @@ projects:
 		}
 		next = page.Next
 	}
-	if want := "webhook:in.gen.calltrack.call track:in.track.transaction.completed s2s:in.s2s.revenue.order s2s:in.s2s.user commerce:in.commerce.login-v1"; strings.Join(dialects, " ") != want {
+	if want := "webhook:in.gen.calltrack.call track:in.track.transaction.completed commerce:in.commerce.login-v1 s2s:in.s2s.revenue.order s2s:in.s2s.user commerce:in.commerce.login-v1"; strings.Join(dialects, " ") != want {
 		t.Fatalf("timeline %v\nwant %s", dialects, want)
 	}
 	// The CLI shows and erases.
 	out, errOut, code := sluice(t, childEnv("SLUICE_ADMIN_TOKEN="+testAdminToken), "profile", "show", "--admin", s.admin, "--project", "5", "user_id", "ann-17")
-	if code != 0 || !strings.Contains(out, p.ID) || !strings.Contains(out, "revenue 5028.5 RUB") {
+	if code != 0 || !strings.Contains(out, p.ID) || !strings.Contains(out, "revenue 5028.5 RUB") ||
+		!strings.Contains(out, "conflict: event "+p.Conflicts[0].EventID+" linked phone_hash "+phone2+", which would add phone_hash "+phone2+"; the profile keeps "+phone+"\n") {
 		t.Fatalf("profile show: %d %s %s", code, out, errOut)
+	}
+	// Her timeline from the CLI: filtered by key, paged.
+	out, errOut, code = sluice(t, childEnv("SLUICE_ADMIN_TOKEN="+testAdminToken), "profile", "events", "--admin", s.admin, "--project", "5", "--key", "in.commerce.*", "--limit", "1", "anonymous_id", "browser-9")
+	var first struct{ Key, ID string }
+	json.Unmarshal([]byte(out), &first)
+	if code != 0 || strings.Count(out, "\n") != 1 || first.Key != "in.commerce.login-v1" || first.ID != p.Conflicts[0].EventID || !strings.HasPrefix(errOut, "more: --before ") {
+		t.Fatalf("profile events --limit 1: %d %q %q", code, out, errOut)
+	}
+	cursor := strings.TrimSpace(strings.TrimPrefix(errOut, "more: --before "))
+	out, errOut, code = sluice(t, childEnv("SLUICE_ADMIN_TOKEN="+testAdminToken), "profile", "events", "--admin", s.admin, "--project", "5", "--key", "in.commerce.*", "--before", cursor, "user_id", "ann-17")
+	var second struct{ Key, ID string }
+	json.Unmarshal([]byte(out), &second)
+	if code != 0 || strings.Count(out, "\n") != 1 || second.Key != "in.commerce.login-v1" || second.ID == first.ID || errOut != "" {
+		t.Fatalf("profile events --before: %d %q %q", code, out, errOut)
 	}
 	before := len(s.events(t, "project=5"))
 	out, errOut, code = sluice(t, childEnv("SLUICE_ADMIN_TOKEN="+testAdminToken), "profile", "delete", "--admin", s.admin, "--project", "5", "phone_hash", phone)
-	if code != 0 || out != fmt.Sprintf("erased profile %s of project 5: 1 profile, 4 identities, 3 attributes, 5 events\n", p.ID) {
+	if code != 0 || out != fmt.Sprintf("erased profile %s of project 5: 1 profile, 4 identities, 3 attributes, 6 events\n", p.ID) {
 		t.Fatalf("profile delete: %d %q %s", code, out, errOut)
 	}
 	for _, id := range []string{"anonymous_id/browser-9", "user_id/ann-17", "profile/" + p.ID} {
@@ -149,7 +186,7 @@ projects:
 			t.Fatalf("%s after erasure: %d %s", id, r.status, r.body)
 		}
 	}
-	if after := s.events(t, "project=5"); before != 5 || len(after) != 0 {
+	if after := s.events(t, "project=5"); before != 6 || len(after) != 0 {
 		t.Fatalf("project 5 events: %d before, %d after the erasure", before, len(after))
 	}
 	var keys []string
@@ -160,4 +197,15 @@ projects:
 	if strings.Join(keys, ",") != "in.gen.calltrack.call" {
 		t.Fatalf("the other project's events: %v", keys)
 	}
+}
+
+// grepLines is the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -444,6 +444,9 @@ func (f *folder) rebuild(w *world, o *Observation) error {
 	}
 	obs := []*Observation{o}
 	anchors := map[string]event.Identity{}
+	// What the old profiles held, so that only what the rebuild adds is
+	// counted (merges and conflicts are counters).
+	heldMerged, heldConflicts := 0, 0
 	for len(queue) > 0 {
 		pid := queue[0]
 		queue = queue[1:]
@@ -452,6 +455,8 @@ func (f *folder) rebuild(w *world, o *Observation) error {
 			return err
 		}
 		anchors[pid] = st.Anchor
+		heldMerged += len(st.Merged)
+		heldConflicts += len(st.Conflicts)
 		for _, c := range st.Contested {
 			if live, err := resolveAlias(ctx, tx, w.project, c); err == nil && !set[live] {
 				set[live] = true
@@ -540,7 +545,13 @@ func (f *folder) rebuild(w *world, o *Observation) error {
 		}
 	}
 	f.rebuilt += len(set)
-	f.merges += fresh.merges
+	merged, conflicts := 0, 0
+	for _, p := range fresh.byID {
+		merged += len(p.Merged)
+		conflicts += len(p.Conflicts)
+	}
+	f.merges += max(0, merged-heldMerged)
+	f.conflicts += max(0, conflicts-heldConflicts)
 	// The cached world is stale: start it over.
 	delete(f.worlds, w.project)
 	delete(f.known, w.project)

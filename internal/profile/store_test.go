@@ -631,3 +631,32 @@ func TestPostgresUpgradeFromFirstSchema(t *testing.T) {
 		t.Fatalf("folding on after the upgrade:\n%s\nnot\n%s", got, want)
 	}
 }
+
+// A rebuild counts only the merges and conflicts it adds: those the old
+// profiles already held were counted when they happened.
+func TestRebuildCountsWhatItAdds(t *testing.T) {
+	s := openStore(t)
+	var merges, conflicts, rebuilt int
+	add := func(evs ...*event.Event) {
+		st := apply(t, s, evs...)
+		merges, conflicts, rebuilt = merges+st.Merges, conflicts+st.Conflicts, rebuilt+st.Rebuilt
+	}
+	add(ev(1, 1, "in.s2s.user", 10, "", "user_id=u1", "anonymous_id=a1"))
+	add(ev(2, 1, "in.s2s.user", 20, "", "anonymous_id=a2"))
+	add(ev(3, 1, "in.s2s.user", 30, "", "anonymous_id=a1", "anonymous_id=a2")) // a merge
+	add(ev(4, 1, "in.s2s.user", 40, "", "user_id=u1", "phone_hash="+h("p1")))  // joins
+	add(ev(5, 1, "in.s2s.user", 50, "", "user_id=u1", "phone_hash="+h("p2")))  // a conflict
+	if merges != 1 || conflicts != 1 || rebuilt != 0 {
+		t.Fatalf("in order: %d merges, %d conflicts, %d rebuilt", merges, conflicts, rebuilt)
+	}
+	// A late event that links another phone before both: rebuilt, and
+	// p1's event is a conflict too; the merge is the same one.
+	add(ev(6, 1, "in.s2s.user", 5, "", "user_id=u1", "phone_hash="+h("p0")))
+	if merges != 1 || conflicts != 2 || rebuilt != 1 {
+		t.Fatalf("after a late event: %d merges, %d conflicts, %d rebuilt", merges, conflicts, rebuilt)
+	}
+	p := find(t, s, 1, "user_id", "u1")
+	if len(p.Conflicts) != 2 {
+		t.Fatalf("conflicts %+v", p.Conflicts)
+	}
+}
