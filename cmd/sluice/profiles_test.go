@@ -4,10 +4,14 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,8 +25,37 @@ import (
 // every identity, attribute and trait, and one timeline of her events
 // from four dialects; erasure removes all of it, from the log as well.
 func TestOnePersonAcrossFourDialects(t *testing.T) {
+	// A hook on every event of hers sees her profile, whatever the
+	// dialect: the profile includes the event's own links.
+	var mu sync.Mutex
+	delivered := map[string]map[string]any{} // key → custom_data
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var msgs []struct {
+			Key        string         `json:"key"`
+			CustomData map[string]any `json:"custom_data"`
+		}
+		body, _ := io.ReadAll(r.Body)
+		json.Unmarshal(body, &msgs)
+		mu.Lock()
+		for _, m := range msgs {
+			delivered[m.Key] = m.CustomData
+		}
+		mu.Unlock()
+	}))
+	defer recv.Close()
 	cfg := filepath.Join(t.TempDir(), "sluice.yaml")
 	os.WriteFile(cfg, []byte(`
+hooks:
+  allow_networks: [127.0.0.0/8]
+  provision:
+    - id: her-events
+      name: her events
+      active: true
+      project_id: 5
+      events: ["in.**"]
+      filter: 'profile.traits.events >= 1'
+      http: {url: "`+recv.URL+`"}
+      custom_data: {profile: "{{profile.id}}", phone: "{{profile.phoneNumber}}", events_of_key: "{{profile.traits.eventsByKey}}"}
 projects:
   - id: 5
     name: people
@@ -118,6 +151,21 @@ projects:
 	if m := admin("GET", "/metrics"); !strings.Contains(string(m.body), "\nsluice_profiles_conflicts_total 1\n") {
 		t.Fatalf("metrics: no conflict counted:\n%s", grepLines(string(m.body), "sluice_profiles_"))
 	}
+	// Each dialect's events were delivered with her profile.
+	waitUntil(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(delivered) == 5 })
+	mu.Lock()
+	for _, key := range []string{"in.commerce.login-v1", "in.s2s.user", "in.s2s.revenue.order", "in.track.transaction.completed", "in.gen.calltrack.call"} {
+		cd := delivered[key]
+		var byKey map[string]int
+		json.Unmarshal([]byte(fmt.Sprint(cd["events_of_key"])), &byKey)
+		if cd["profile"] != p.ID || byKey[key] < 1 {
+			t.Errorf("%s delivered with %v, want profile %s holding the event", key, cd, p.ID)
+		}
+	}
+	if cd := delivered["in.gen.calltrack.call"]; cd["phone"] != `+7 999 000-00-00` {
+		t.Errorf("the call tracker's event delivered with phone %q", cd["phone"])
+	}
+	mu.Unlock()
 	// Every identity finds the same profile.
 	for _, id := range []string{"custom_user_id/ann", "user_id/ann-17", "phone_hash/" + phone, "profile/" + p.ID} {
 		var q struct{ ID string }
