@@ -129,8 +129,7 @@ func (s *state) ids() []event.Identity {
 // clashWith is what keeps id out of s: s holds another value of id's
 // type, a strong one (the merge rule, for one identity).
 func (s *state) clashWith(id event.Identity) *identity.Clash {
-	k, ok := identity.Lookup(id.Type)
-	if !ok || k.Strength != identity.Strong {
+	if !strong(id) {
 		return nil
 	}
 	for _, i := range s.Identities {
