@@ -298,3 +298,34 @@ func TestLateEventsWithNewDevicesFoldInPlace(t *testing.T) {
 		}
 	})
 }
+
+// A late event that brings into p a strong identity p got only after the
+// event's place is rebuilt, not folded in place: an event between may
+// have been refused that identity in another profile, and in canonical
+// order meets it in p (here event 3's refused phone becomes a refused
+// link to p, with p contesting q).
+func TestLateStrongIdentityRefusedBetweenIsRebuilt(t *testing.T) {
+	x, y := "phone_hash="+h("x"), "phone_hash="+h("y")
+	evs := []*event.Event{
+		ev(1, 1, "in.s2s.user", 10, "", "user_id=u9", y),                 // q
+		ev(2, 1, "in.s2s.user", 11, "", "user_id=u1", "anonymous_id=d1"), // p
+		ev(3, 1, "in.s2s.user", 30, "", "user_id=u9", x),                 // x refused in q
+		ev(4, 1, "in.s2s.user", 31, "", "user_id=u9", "anonymous_id=d1"), // q's link to p refused
+		ev(5, 1, "in.s2s.user", 40, "", x, "anonymous_id=d1"),            // x joins p
+		ev(6, 1, "in.s2s.user", 20, "", x, "anonymous_id=d1"),            // late: x earlier
+	}
+	canon, s := openStore(t), openStore(t)
+	for _, i := range []int{0, 1, 5, 2, 3, 4} {
+		apply(t, canon, evs[i])
+	}
+	rebuilt := 0
+	for _, e := range evs {
+		rebuilt += apply(t, s, e).Rebuilt
+	}
+	if rebuilt == 0 {
+		t.Fatal("the late event was folded in place")
+	}
+	if got, want := dump(t, s, 1)+dumpStates(t, s, 1), dump(t, canon, 1)+dumpStates(t, canon, 1); got != want {
+		t.Fatalf("differs from the canonical order\ncanonical:\n%s\ngot:\n%s", want, got)
+	}
+}

@@ -291,13 +291,14 @@ func (f *folder) observe(o *Observation) error {
 // too when o is late but one profile p held one of its identities before
 // o's place in the order, and p has merged nothing since: at o's place
 // the fold would pick p too. Then each other identity of o is p's, or no
-// profile's yet (it joins p there as here), or p's but first brought in
-// after o's place (o brings it earlier: the fold lowers its Since, and
-// the later event that brought it finds it in p either way). An identity
-// no profile holds must be a device or weak one: those are never refused,
-// so no event has carried it yet; a strong one may have been refused by
-// a later event (a conflict) that o, folded first, would have turned
-// into a link or another conflict.
+// profile's yet (it joins p there as here), or a device or weak one of
+// p's first brought in after o's place (o brings it earlier: the fold
+// lowers its Since, and the later event that brought it finds it in p
+// either way). An identity that no profile holds, or that p got after
+// o's place, must be a device or weak one: those are never refused, so
+// no event between carried it elsewhere; a strong one may have been
+// refused by an event between (a conflict in another profile) that
+// would meet it in p, folded after o: another conflict, or a link.
 // o's attributes (the later writer wins), counts, sums and wishlist do
 // not care when they are folded; its cart change does, between the last
 // replace or clear of the cart (before it, that undoes o's change, and
@@ -337,6 +338,10 @@ func (f *folder) inOrder(w *world, o *Observation) bool {
 		}
 		if s.Since.less(at) {
 			anchored = true
+		} else if strong(id) {
+			// p got it after o's place: an event between may have been
+			// refused it elsewhere, and would meet it in p there.
+			return false
 		}
 	}
 	if !anchored {
