@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"strconv"
 	"strings"
 
 	"github.com/tidwall/gjson"
@@ -295,47 +294,31 @@ func cartItems(arr gjson.Result, id, qty, price string) []CartItem {
 
 var cartParsers fastjson.ParserPool
 
-// valueText is v as text: a string's value, else its JSON ("" when
-// missing or null).
+// valueText is v as text, as gjson's String reads it: a string's value
+// (the schemas' case, read here), anything else through gjson.
 func valueText(v *fastjson.Value) string {
 	if v == nil {
 		return ""
 	}
-	switch v.Type() {
-	case fastjson.TypeString:
+	if v.Type() == fastjson.TypeString {
 		b, _ := v.StringBytes()
 		return string(b)
-	case fastjson.TypeNull:
-		return ""
 	}
-	return string(v.MarshalTo(nil))
+	return gjson.ParseBytes(v.MarshalTo(nil)).String()
 }
 
-// jsonInt is v as an integer: a number's (truncated), or a numeric
-// string's; else 0.
+// jsonInt is v as an integer, as gjson's Int reads it: an integer
+// number's (the schemas' case, read here), anything else through gjson.
 func jsonInt(v *fastjson.Value) int64 {
 	if v == nil {
 		return 0
 	}
-	var s string
-	switch v.Type() {
-	case fastjson.TypeNumber:
+	if v.Type() == fastjson.TypeNumber {
 		if n, err := v.Int64(); err == nil {
 			return n
 		}
-		f, _ := v.Float64()
-		return int64(f)
-	case fastjson.TypeString:
-		b, _ := v.StringBytes()
-		s = strings.TrimSpace(string(b))
-	default:
-		return 0
 	}
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return n
-	}
-	f, _ := strconv.ParseFloat(s, 64)
-	return int64(f)
+	return gjson.ParseBytes(v.MarshalTo(nil)).Int()
 }
 
 // jsonNumberText is numberText for a parsed value.

@@ -21,7 +21,12 @@ func TestCartItems(t *testing.T) {
 		{"productId":42,"quantity":2.7,"itemPrice":"free"},
 		{"quantity":1},
 		{"productId":null,"quantity":-1,"itemPrice":1e3},
-		{"productId":"x","quantity":"2.9","itemPrice":true}]`
+		{"productId":"x","quantity":"2.9","itemPrice":true},
+		{"productId":1.50,"quantity":true},
+		{"productId":1e3,"quantity":" 3"},
+		{"productId":false,"quantity":1e20},
+		{"productId":"y","quantity":"99999999999999999999"},
+		{"productId":"z","quantity":-1e20}]`
 	want := []CartItem{
 		{ProductID: "sku-1", Quantity: 2, Price: "19.90"},
 		{ProductID: "sku-é", Quantity: 3, Price: "4.5"},
@@ -29,6 +34,11 @@ func TestCartItems(t *testing.T) {
 		{Quantity: 1},
 		{Quantity: -1, Price: "1e3"},
 		{ProductID: "x", Quantity: 2},
+		{ProductID: "1.5", Quantity: 1},
+		{ProductID: "1000"},
+		{ProductID: "false", Quantity: 9223372036854775807},
+		{ProductID: "y", Quantity: 9223372036854775807},
+		{ProductID: "z", Quantity: -9223372036854775808},
 	}
 	got := cartItems(gjson.Parse(raw), "productId", "quantity", "itemPrice")
 	if !reflect.DeepEqual(got, want) {
