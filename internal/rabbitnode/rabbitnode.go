@@ -4,11 +4,13 @@
 package rabbitnode
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -51,8 +53,38 @@ func start(t testing.TB, tlsCfg *TLS) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	n := &Node{dir: dir}
+	t.Cleanup(func() {
+		n.Stop()
+		n.killEPMD()
+		os.RemoveAll(dir)
+	})
+	// The free ports are free when picked, not always when the node binds
+	// them (tests of other packages pick ports too): a node that finds one
+	// taken starts again on others.
+	for attempt := 1; ; attempt++ {
+		n.configure(t, tlsCfg)
+		err := n.try()
+		if err == nil {
+			return n
+		}
+		if attempt < 3 && strings.Contains(n.Log(), "eaddrinuse") {
+			t.Logf("rabbitmq-server found a port taken; starting again on others (attempt %d)", attempt)
+			n.killEPMD()
+			os.RemoveAll(filepath.Join(dir, "mnesia"))
+			os.Remove(filepath.Join(dir, "node.out"))
+			continue
+		}
+		t.Fatal(err)
+	}
+}
+
+// configure picks the node's ports and writes its configuration.
+func (n *Node) configure(t testing.TB, tlsCfg *TLS) {
+	t.Helper()
+	dir := n.dir
 	ports := freePorts(t, 4)
-	n := &Node{Port: ports[0], dir: dir, epmdPort: ports[2]}
+	n.Port, n.epmdPort = ports[0], ports[2]
 	if err := os.WriteFile(filepath.Join(dir, "enabled_plugins"), []byte("[].\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -81,13 +113,6 @@ func start(t testing.TB, tlsCfg *TLS) *Node {
 		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(dir, "enabled_plugins"),
 		"RABBITMQ_CONFIG_FILE="+filepath.Join(dir, "rabbitmq"),
 	)
-	t.Cleanup(func() {
-		n.Stop()
-		n.killEPMD()
-		os.RemoveAll(dir)
-	})
-	n.launch(t)
-	return n
 }
 
 // URL is the node's AMQP URL (guest, the default vhost).
@@ -95,16 +120,23 @@ func (n *Node) URL() string { return "amqp://guest:guest@127.0.0.1:" + strconv.I
 
 func (n *Node) launch(t testing.TB) {
 	t.Helper()
+	if err := n.try(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// try starts the node and waits until it takes AMQP connections.
+func (n *Node) try() error {
 	out, err := os.OpenFile(filepath.Join(n.dir, "node.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer out.Close()
 	cmd := exec.Command(Server)
 	cmd.Env, cmd.Stdout, cmd.Stderr = n.env, out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	n.cmd, n.exited = cmd, make(chan struct{})
 	go func() { cmd.Wait(); close(n.exited) }()
@@ -112,15 +144,16 @@ func (n *Node) launch(t testing.TB) {
 	for {
 		if c, err := amqp.Dial(n.URL()); err == nil {
 			c.Close()
-			return
+			return nil
 		}
 		select {
 		case <-n.exited:
-			t.Fatalf("rabbitmq-server exited while starting:\n%s", n.Log())
+			n.cmd = nil
+			return fmt.Errorf("rabbitmq-server exited while starting:\n%s", n.Log())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("rabbitmq-server did not take connections within 90 s:\n%s", n.Log())
+			return fmt.Errorf("rabbitmq-server did not take connections within 90 s:\n%s", n.Log())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
