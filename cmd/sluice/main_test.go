@@ -472,7 +472,11 @@ func TestGracefulShutdown(t *testing.T) {
 func TestStartBannerAndFirstCurl(t *testing.T) {
 	dir := t.TempDir()
 	s := startServer(t, dir)
+	// The banner follows the listeners, which answer first: wait for it.
 	out := s.out.String()
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(out, "curl '") && time.Now().Before(deadline); out = s.out.String() {
+		time.Sleep(10 * time.Millisecond)
+	}
 	for _, want := range []string{"sluice", "ingest  " + s.ingest, "admin   " + s.admin, "curl '" + s.ingest + "/calltrack/call/0?param=myparamvalue'"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("banner lacks %q:\n%s", want, out)

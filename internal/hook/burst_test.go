@@ -96,8 +96,9 @@ func TestBurstWhileTargetIsDownStaysBoundedThenAllArrive(t *testing.T) {
 		t.Fatalf("only %d refused attempts while down", refused.Load())
 	}
 	// The stored events are ~25 MB of JSON; the hook may hold a few
-	// batches of 500, never the backlog.
-	if grew := int64(peak) - int64(base); grew > 8<<20 {
+	// batches of 500 (recorded ahead of their places too), never the
+	// backlog: well under half of it.
+	if grew := int64(peak) - int64(base); grew > 12<<20 {
 		t.Fatalf("live heap grew by %d MiB while the target was down (from %d to %d)", grew>>20, base>>20, peak>>20)
 	}
 	t.Logf("live heap %d KiB before the burst, peak %d KiB while down; %d refused attempts", base>>10, peak>>10, refused.Load())
