@@ -3,7 +3,8 @@ package profile
 import (
 	"slices"
 	"strconv"
-	"unicode/utf8"
+
+	"github.com/sluicehq/sluice/internal/event"
 )
 
 // The stored document of an observation (its ids, attributes and facts),
@@ -20,9 +21,9 @@ func (o *Observation) document() []byte {
 			b = append(b, ',')
 		}
 		b = append(b, `{"type":`...)
-		b = appendJSONString(b, id.Type)
+		b = event.AppendString(b, id.Type)
 		b = append(b, `,"value":`...)
-		b = appendJSONString(b, id.Value)
+		b = event.AppendString(b, id.Value)
 		b = append(b, '}')
 	}
 	b = append(b, ']')
@@ -37,9 +38,9 @@ func (o *Observation) document() []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, n)
+			b = event.AppendString(b, n)
 			b = append(b, ':')
-			b = appendJSONString(b, o.Attrs[n])
+			b = event.AppendString(b, o.Attrs[n])
 		}
 		b = append(b, '}')
 	}
@@ -53,9 +54,9 @@ func (o *Observation) document() []byte {
 		}
 		if r := f.Revenue; r != nil {
 			b = append(b, `"revenue":{"currency":`...)
-			b = appendJSONString(b, r.Currency)
+			b = event.AppendString(b, r.Currency)
 			b = append(b, `,"amount":`...)
-			b = appendJSONString(b, r.Amount)
+			b = event.AppendString(b, r.Amount)
 			b = append(b, '}')
 		}
 		if p := f.Purchase; p != nil {
@@ -67,7 +68,7 @@ func (o *Observation) document() []byte {
 					b = append(b, '"')
 					b = append(b, kv[0]...)
 					b = append(b, `":`...)
-					b = appendJSONString(b, kv[1])
+					b = event.AppendString(b, kv[1])
 				}
 			}
 			if len(p.Items) > 0 {
@@ -80,7 +81,7 @@ func (o *Observation) document() []byte {
 		if c := f.Cart; c != nil {
 			sep()
 			b = append(b, `"cart":{"op":`...)
-			b = appendJSONString(b, c.Op)
+			b = event.AppendString(b, c.Op)
 			if len(c.Items) > 0 {
 				b = append(b, `,"items":`...)
 				b = appendItems(b, c.Items)
@@ -94,7 +95,7 @@ func (o *Observation) document() []byte {
 				if i > 0 {
 					b = append(b, ',')
 				}
-				b = appendJSONString(b, w)
+				b = event.AppendString(b, w)
 			}
 			b = append(b, ']')
 		}
@@ -110,59 +111,14 @@ func appendItems(b []byte, items []CartItem) []byte {
 			b = append(b, ',')
 		}
 		b = append(b, `{"productId":`...)
-		b = appendJSONString(b, it.ProductID)
+		b = event.AppendString(b, it.ProductID)
 		b = append(b, `,"quantity":`...)
 		b = strconv.AppendInt(b, it.Quantity, 10)
 		if it.Price != "" {
 			b = append(b, `,"price":`...)
-			b = appendJSONString(b, it.Price)
+			b = event.AppendString(b, it.Price)
 		}
 		b = append(b, '}')
 	}
 	return append(b, ']')
-}
-
-// appendJSONString appends s as a JSON string: quotes, backslashes and
-// control characters escaped, invalid UTF-8 as U+FFFD (as encoding/json
-// does).
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c < utf8.RuneSelf {
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
