@@ -139,26 +139,15 @@ func TestLateEventsOfAKnownPersonFoldInPlace(t *testing.T) {
 			}
 			evs = append(evs, ev(event.ID(5000+i), 1, "in.s2s.user", tm, data, "user_id=hot", "email_hash="+h("hot")))
 		}
-		arrived := append([]*event.Event(nil), evs...)
-		for i := 0; i+3 <= len(arrived); i += 3 {
-			r.Shuffle(3, func(a, b int) { arrived[i+a], arrived[i+b] = arrived[i+b], arrived[i+a] })
-		}
-		canon := be.open(t)
+		arrived := shuffledWindows(r, evs, 0, 3)
+		canon, s := be.open(t), be.open(t)
 		for _, e := range evs {
 			apply(t, canon, e)
 		}
-		s := be.open(t)
-		rebuilt := 0
-		for i := 0; i < len(arrived); i += 4 {
-			st := apply(t, s, arrived[i:min(i+4, len(arrived))]...)
-			rebuilt += st.Rebuilt
-		}
-		if rebuilt != 0 {
+		if rebuilt := foldInChunks(t, s, arrived, 4); rebuilt != 0 {
 			t.Fatalf("%d rebuilds for late events that link nothing", rebuilt)
 		}
-		if got, want := dump(t, s, 1)+dumpStates(t, s, 1), dump(t, canon, 1)+dumpStates(t, canon, 1); got != want {
-			t.Fatalf("late events folded in place differ from the canonical order\ncanonical:\n%s\nin place:\n%s", want, got)
-		}
+		sameProfiles(t, s, canon, "late events folded in place")
 		// A late event that brings a new identity, earlier than the
 		// profile's first event, is not one of those.
 		early := ev(4999, 1, "in.s2s.user", 999_000, `{"type":"user"}`, "user_id=hot", "phone_hash="+h("p"))
@@ -187,28 +176,15 @@ func TestLateCartChangesFoldInPlace(t *testing.T) {
 			}
 			evs = append(evs, ev(event.ID(20000+i), 1, key, int64(2_000_000+(i+3)/4), data, "email_hash="+h("shopper"), fmt.Sprintf("anonymous_id=s%d", i%7)))
 		}
-		arrived := append([]*event.Event(nil), evs...)
-		for i := 1; i+4 <= len(arrived); i += 4 {
-			r.Shuffle(4, func(a, b int) { arrived[i+a], arrived[i+b] = arrived[i+b], arrived[i+a] })
-		}
+		arrived := shuffledWindows(r, evs, 1, 4)
 		canon, s := be.open(t), be.open(t)
 		for _, e := range evs {
 			apply(t, canon, e)
 		}
-		rebuilt := 0
-		for i := 0; i < len(arrived); i += 2 {
-			rebuilt += apply(t, s, arrived[i:min(i+2, len(arrived))]...).Rebuilt
-		}
-		if rebuilt != 0 {
+		if rebuilt := foldInChunks(t, s, arrived, 2); rebuilt != 0 {
 			t.Fatalf("%d rebuilds for late purchases and cart syncs", rebuilt)
 		}
-		same := func(what string) {
-			t.Helper()
-			if got, want := dump(t, s, 1)+dumpStates(t, s, 1), dump(t, canon, 1)+dumpStates(t, canon, 1); got != want {
-				t.Fatalf("%s: differs from the canonical order\ncanonical:\n%s\nin place:\n%s", what, want, got)
-			}
-		}
-		same("late cart changes")
+		sameProfiles(t, s, canon, "late cart changes")
 		if p := find(t, s, 1, "email_hash", h("shopper")); p == nil || p.Traits.Purchases != 133 || len(p.Traits.Cart) != 0 {
 			t.Fatalf("the shopper is %+v, want 133 purchases and the cart cleared by the last", p)
 		}
@@ -226,7 +202,7 @@ func TestLateCartChangesFoldInPlace(t *testing.T) {
 		if st := apply(t, s, add(20501, 2_000_090, "a2")); st.Rebuilt != 1 {
 			t.Fatalf("rebuilt %d for a late add after the last clear", st.Rebuilt)
 		}
-		same("a late add")
+		sameProfiles(t, s, canon, "a late add")
 	})
 }
 
@@ -252,12 +228,9 @@ func TestLateEventsWithNewDevicesFoldInPlace(t *testing.T) {
 			}
 			evs = append(evs, ev(event.ID(9000+i), 1, "in.s2s.user", tm, data, "email_hash="+h("hot"), fmt.Sprintf("anonymous_id=d%d", dev)))
 		}
-		arrived := append([]*event.Event(nil), evs...)
 		// The first event is first, alone at its time (it makes the
 		// profile); after it, within windows of 4 the order is any.
-		for i := 1; i+4 <= len(arrived); i += 4 {
-			r.Shuffle(4, func(a, b int) { arrived[i+a], arrived[i+b] = arrived[i+b], arrived[i+a] })
-		}
+		arrived := shuffledWindows(r, evs, 1, 4)
 		late := 0
 		for i := 1; i < len(arrived); i++ {
 			if arrived[i].ID < arrived[i-1].ID {
@@ -267,22 +240,14 @@ func TestLateEventsWithNewDevicesFoldInPlace(t *testing.T) {
 		if late < 50 {
 			t.Fatalf("only %d events arrive late: the test tests little", late)
 		}
-		canon := be.open(t)
+		canon, s := be.open(t), be.open(t)
 		for _, e := range evs {
 			apply(t, canon, e)
 		}
-		s := be.open(t)
-		rebuilt := 0
-		for i := 0; i < len(arrived); i += 3 {
-			rebuilt += apply(t, s, arrived[i:min(i+3, len(arrived))]...).Rebuilt
-		}
-		if rebuilt != 0 {
+		if rebuilt := foldInChunks(t, s, arrived, 3); rebuilt != 0 {
 			t.Fatalf("%d rebuilds for late events that bring devices", rebuilt)
 		}
-		got, want := dump(t, s, 1)+dumpStates(t, s, 1), dump(t, canon, 1)+dumpStates(t, canon, 1)
-		if got != want {
-			t.Fatalf("late events folded in place differ from the canonical order\ncanonical:\n%s\nin place:\n%s", want, got)
-		}
+		sameProfiles(t, s, canon, "late events folded in place")
 		if p := find(t, s, 1, "anonymous_id", "d50"); p == nil || len(p.Identities) != 1+400/3+1 {
 			t.Fatalf("the person holds %v, want the e-mail and every device", p)
 		}
@@ -293,9 +258,7 @@ func TestLateEventsWithNewDevicesFoldInPlace(t *testing.T) {
 			t.Fatalf("rebuilt %d for a late event that brings a phone hash", st.Rebuilt)
 		}
 		apply(t, canon, phone)
-		if got, want := dump(t, s, 1)+dumpStates(t, s, 1), dump(t, canon, 1)+dumpStates(t, canon, 1); got != want {
-			t.Fatalf("after the phone\ncanonical:\n%s\ngot:\n%s", want, got)
-		}
+		sameProfiles(t, s, canon, "after the phone")
 	})
 }
 
@@ -325,7 +288,33 @@ func TestLateStrongIdentityRefusedBetweenIsRebuilt(t *testing.T) {
 	if rebuilt == 0 {
 		t.Fatal("the late event was folded in place")
 	}
-	if got, want := dump(t, s, 1)+dumpStates(t, s, 1), dump(t, canon, 1)+dumpStates(t, canon, 1); got != want {
-		t.Fatalf("differs from the canonical order\ncanonical:\n%s\ngot:\n%s", want, got)
+	sameProfiles(t, s, canon, "a late strong identity")
+}
+
+// shuffledWindows is a copy of evs in which, from index from on, each
+// window of w events arrives in any order.
+func shuffledWindows(r *rand.Rand, evs []*event.Event, from, w int) []*event.Event {
+	out := append([]*event.Event(nil), evs...)
+	for i := from; i+w <= len(out); i += w {
+		r.Shuffle(w, func(a, b int) { out[i+a], out[i+b] = out[i+b], out[i+a] })
+	}
+	return out
+}
+
+// foldInChunks applies evs to s n at a time and returns the rebuilds.
+func foldInChunks(t *testing.T, s *Store, evs []*event.Event, n int) (rebuilt int) {
+	t.Helper()
+	for i := 0; i < len(evs); i += n {
+		rebuilt += apply(t, s, evs[i:min(i+n, len(evs))]...).Rebuilt
+	}
+	return rebuilt
+}
+
+// sameProfiles fails unless got holds the profiles and fold states of
+// project 1 that canon (the events in canonical order) holds.
+func sameProfiles(t *testing.T, got, canon *Store, what string) {
+	t.Helper()
+	if g, w := dump(t, got, 1)+dumpStates(t, got, 1), dump(t, canon, 1)+dumpStates(t, canon, 1); g != w {
+		t.Fatalf("%s: differs from the canonical order\ncanonical:\n%s\nin arrival order:\n%s", what, w, g)
 	}
 }
