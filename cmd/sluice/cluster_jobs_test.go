@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/internal/datadir"
 	"github.com/sluicehq/sluice/internal/pgtest"
 )
 
@@ -47,17 +46,7 @@ func TestClusterJobsRunOnOneNodeAtATime(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "sluice.yaml")
 	os.WriteFile(cfg, []byte("storage: postgres\nretention: 1h\nhooks:\n  content_retention: 1h\n"), 0o600)
 	env := []string{"SLUICE_POSTGRES_DSN=" + dsn}
-	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
-	nodes := make([]*server, 3)
-	nodes[0] = startServerEnv(t, dirs[0], env, "--config", cfg, "--worker-id", "1")
-	key, err := os.ReadFile(filepath.Join(dirs[0], datadir.HooksKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i < 3; i++ {
-		os.WriteFile(filepath.Join(dirs[i], datadir.HooksKey), key, 0o600)
-		nodes[i] = startServerEnv(t, dirs[i], env, "--config", cfg, "--worker-id", strconv.Itoa(i+1))
-	}
+	nodes, dirs := startNodes(t, 3, env, cfg)
 	names := []string{"content-retention", "profiles", "retention"}
 	// holders answers, for each job, the nodes (of those alive) that hold it.
 	holders := func(alive []int) map[string][]int {

@@ -147,18 +147,7 @@ projects:
     settings: {webhook_auth: token}
 `), 0o600)
 	env := []string{"SLUICE_POSTGRES_DSN=" + dsn}
-	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
-	nodes := make([]*server, 3)
-	nodes[0] = startServerEnv(t, dirs[0], env, "--config", cfg, "--worker-id", "1")
-	// Every node seals and opens hook secrets with the cluster's key.
-	key, err := os.ReadFile(filepath.Join(dirs[0], datadir.HooksKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i < 3; i++ {
-		os.WriteFile(filepath.Join(dirs[i], datadir.HooksKey), key, 0o600)
-		nodes[i] = startServerEnv(t, dirs[i], env, "--config", cfg, "--worker-id", strconv.Itoa(i+1))
-	}
+	nodes, dirs := startNodes(t, 3, env, cfg)
 	var nodesMu sync.Mutex
 	node := func(i int) *server {
 		nodesMu.Lock()
@@ -383,4 +372,26 @@ projects:
 	if after := func() int { tg.mu.Lock(); defer tg.mu.Unlock(); return len(tg.events[paths[0]]) }(); after != before {
 		t.Fatalf("a stopped hook delivered %d more events", after-before)
 	}
+}
+
+// startNodes starts n nodes on the database of env with the config file
+// cfg, worker ids 1…n, each in a data directory of its own (returned)
+// holding the cluster's hooks key: every node seals and opens hook
+// secrets with the first node's.
+func startNodes(t *testing.T, n int, env []string, cfg string) ([]*server, []string) {
+	t.Helper()
+	dirs := make([]string, n)
+	nodes := make([]*server, n)
+	for i := range nodes {
+		dirs[i] = t.TempDir()
+		if i > 0 {
+			key, err := os.ReadFile(filepath.Join(dirs[0], datadir.HooksKey))
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(filepath.Join(dirs[i], datadir.HooksKey), key, 0o600)
+		}
+		nodes[i] = startServerEnv(t, dirs[i], env, "--config", cfg, "--worker-id", strconv.Itoa(i+1))
+	}
+	return nodes, dirs
 }
