@@ -43,16 +43,7 @@ CONF
 runuser -u postgres -- "$PGBIN/pg_ctl" -D "$W/pg" -l "$W/pg/server.log" -w start >/dev/null || exit 1
 DSN() { echo "postgres://postgres@127.0.0.1:$PORT/$1?sslmode=disable"; }
 for db in n1 n2 n3; do runuser -u postgres -- "$PGBIN/createdb" -h 127.0.0.1 -p $PORT "$db"; done
-cat > "$W/bench.yaml" <<'YAML'
-projects:
-  - id: 5
-    name: bench
-    settings: {app_id: bench-app}
-    tokens:
-      - {name: bench, secret: bench-key}
-    event_types:
-      - {slug: bench, kind: action, name: Bench}
-YAML
+cp "$(dirname "$0")/bench.yaml" "$W/bench.yaml"
 # node NAME INDEX PORTBASE [DSN]: starts a node; ingest on PORTBASE+2*INDEX.
 node() {
 	local dir="$W/$1-$2" ingest=$(($3 + 2 * $2))

@@ -11,16 +11,7 @@ set -u
 BIN=$1; DIR=$2; D=${3:-30}
 TOKEN=profile-lag-admin-token
 rm -rf "$DIR"; mkdir -p "$DIR"
-cat > "$DIR.yaml" <<'YAML'
-projects:
-  - id: 5
-    name: bench
-    settings: {app_id: bench-app}
-    tokens:
-      - {name: bench, secret: bench-key}
-    event_types:
-      - {slug: bench, kind: action, name: Bench}
-YAML
+cp "$(dirname "$0")/bench.yaml" "$DIR.yaml"
 SLUICE_ADMIN_TOKEN=$TOKEN "$BIN" serve --config "$DIR.yaml" --data-dir "$DIR" --listen 127.0.0.1:41871 --admin-listen 127.0.0.1:41872 > "$DIR.log" 2>&1 &
 SP=$!
 trap 'kill $SP 2>/dev/null; wait $SP 2>/dev/null' EXIT
