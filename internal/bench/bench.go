@@ -199,7 +199,8 @@ func (c *Config) build(base string) (request, error) {
 			first := seq.Add(int64(n)) - int64(n)
 			now := strconv.AppendInt(nil, time.Now().UnixMilli(), 10)
 			b := append(dst[:0], `{"customUserId":"bench-user-`...)
-			b = strconv.AppendInt(b, first%1000, 10)
+			// Request k speaks for person k of 1 000 (first is k·n).
+			b = strconv.AppendInt(b, first/int64(n)%1000, 10)
 			b = append(b, `","messages":[`...)
 			for i := int64(0); i < int64(n); i++ {
 				if i > 0 {

@@ -182,10 +182,11 @@ func TestTrackLoadsUseFreshHitIDs(t *testing.T) {
 }
 
 // s2s loads send 100 action messages per request with unique ids and the
-// application id and key headers.
+// application id and key headers, each request for another of 1 000
+// people.
 func TestS2SLoadMessagesAreUnique(t *testing.T) {
 	var mu sync.Mutex
-	seen := map[string]bool{}
+	seen, users := map[string]bool{}, map[string]bool{}
 	var bad atomic.Value
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var env struct {
@@ -198,6 +199,7 @@ func TestS2SLoadMessagesAreUnique(t *testing.T) {
 		}
 		mu.Lock()
 		defer mu.Unlock()
+		users[env.CustomUserID] = true
 		for _, m := range env.Messages {
 			if m.Type != "action" || m.Name != "slug1" || seen[m.ID] {
 				bad.Store("message " + m.ID)
@@ -215,6 +217,10 @@ func TestS2SLoadMessagesAreUnique(t *testing.T) {
 	}
 	if res[0].Events != 5000 || len(seen) != 5000 {
 		t.Fatalf("events %d, distinct ids %d", res[0].Events, len(seen))
+	}
+	// Each request speaks for another of 1 000 people.
+	if len(users) != 50 {
+		t.Fatalf("%d distinct users in 50 requests: %v", len(users), users)
 	}
 	if _, err := Run(context.Background(), Config{URL: srv.URL, Dialect: "s2s", Count: 1}); err == nil {
 		t.Fatal("s2s without --app-id accepted")
