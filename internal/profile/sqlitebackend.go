@@ -310,8 +310,13 @@ func (t *sqliteTx) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	return st, nil
 }
 
-// The runner of the Tx runs prepared statements.
+// The runner of the Tx runs prepared statements. Their context does not
+// carry ctx's cancellation: go-sqlite3 starts a goroutine for every
+// statement whose context can end (to interrupt it), and the fold runs
+// thousands of short statements per batch. An ended ctx still stops the
+// transaction: database/sql rolls it back, and the next statement fails.
 func (t *sqliteTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	ctx = context.WithoutCancel(ctx)
 	st, err := t.stmt(ctx, query)
 	if err != nil {
 		return t.tx.QueryRowContext(ctx, query, args...) // reports err on Scan
@@ -320,6 +325,7 @@ func (t *sqliteTx) QueryRowContext(ctx context.Context, query string, args ...an
 }
 
 func (t *sqliteTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	ctx = context.WithoutCancel(ctx)
 	st, err := t.stmt(ctx, query)
 	if err != nil {
 		return nil, err
@@ -328,6 +334,7 @@ func (t *sqliteTx) QueryContext(ctx context.Context, query string, args ...any) 
 }
 
 func (t *sqliteTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = context.WithoutCancel(ctx)
 	st, err := t.stmt(ctx, query)
 	if err != nil {
 		return nil, err
