@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/bench"
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog"
 	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
@@ -155,7 +156,8 @@ func BenchmarkConsumerLag(b *testing.B) {
 
 // BenchmarkObserve reads what a profile learns from one event: a commerce
 // purchase with a 20-item cart (the heaviest built-in load's event, about
-// 1.9 KB) and an s2s user message.
+// 1.9 KB), the track seed's Completed Transaction hit (sluice bench's
+// track load) and an s2s user message.
 func BenchmarkObserve(b *testing.B) {
 	cart := ""
 	for i := 0; i < 20; i++ {
@@ -166,6 +168,7 @@ func BenchmarkObserve(b *testing.B) {
 	}
 	for _, c := range []struct{ name, key, data string }{
 		{"commerce-purchase", "in.commerce.purchase-v1", `{"name":"Purchase","anonymousId":"bench-anon-1","properties":{"eventType":"purchase-v1","uniqueTransactionId":"t-1","value":1234.56,"currency":"RUB","hashedEmail":"` + h("b") + `","cart":[` + cart + `]}}`},
+		{"track-transaction", "in.track.transaction.completed", string(bench.DefaultTrackHit)},
 		{"s2s-user", "in.s2s.user", `{"type":"user","id":"m1","time":1700000000000,"firstName":"Anna","city":"Moscow","customUserId":"c1"}`},
 	} {
 		e := ev(1, 1, c.key, 1_700_000_000_000, c.data, "email_hash="+h("b"), "anonymous_id=bench-anon-1")
