@@ -371,6 +371,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#h-rtimes"), "0"),
 		chromedp.SendKeys(chromedp.CSS("#h-rperiod"), "10ms"),
 		chromedp.SendKeys(chromedp.CSS("#h-custom"), "caller = {{event.data.param}}"),
+		chromedp.WaitEnabled(chromedp.CSS("#hook-save")), // once the page's script has bound the form
 		chromedp.Click(chromedp.CSS("#hook-save")),
 		chromedp.WaitVisible(chromedp.CSS(`[data-path="http.url"] .field-error`)))
 	// Another delivery type shows its own fields, and its errors there.
@@ -402,7 +403,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	recv.waitBody(t, 5*time.Second, `"caller":"to-the-hook"`)
 
 	// Pre-test: the target's answer is shown.
-	b.run("pre-test", chromedp.Click(chromedp.CSS("#test-send")), chromedp.WaitVisible(chromedp.CSS("#test-outcome")))
+	b.run("pre-test", chromedp.WaitEnabled(chromedp.CSS("#test-send")), chromedp.Click(chromedp.CSS("#test-send")), chromedp.WaitVisible(chromedp.CSS("#test-outcome")))
 	if out := b.text("#test-result"); !strings.Contains(out, "delivered") || !strings.Contains(out, "status 200") || !strings.Contains(out, `{"ok":true}`) {
 		t.Fatalf("pre-test result:\n%s", out)
 	}
@@ -510,7 +511,8 @@ func TestConsoleInABrowser(t *testing.T) {
 	b.run("projects", chromedp.Navigate(s.admin+"/projects"), chromedp.WaitVisible(chromedp.CSS(`#projects-rows a[href="/projects/0"]`)))
 	b.screenshot("projects")
 	b.run("project", chromedp.Navigate(s.admin+"/projects/0"), chromedp.WaitVisible(chromedp.CSS("#tokens-rows tr")),
-		chromedp.SendKeys(chromedp.CSS("#t-name"), "crm"), chromedp.Click(chromedp.CSS("#token-form button[type=submit]")),
+		chromedp.SendKeys(chromedp.CSS("#t-name"), "crm"), chromedp.WaitEnabled(chromedp.CSS("#token-form button[type=submit]")),
+		chromedp.Click(chromedp.CSS("#token-form button[type=submit]")),
 		chromedp.WaitVisible(chromedp.CSS("#token-secret code")))
 	b.screenshot("project")
 	b.run("overview", chromedp.Navigate(s.admin+"/"), chromedp.WaitVisible(chromedp.CSS("#chart-events_by_dialect")))

@@ -391,3 +391,50 @@ func TestNoInlineScript(t *testing.T) {
 	}
 	walk("main.js")
 }
+
+// The forms that the pages' scripts submit through the API are served
+// with their submit buttons disabled, and a script enables them only as
+// it binds the form (onSubmit): a click before that would submit the form
+// natively, as a GET with every field in the URL (a hook's bearer token or
+// password, a pre-test sample, a schema).
+func TestScriptFormsWaitForTheirScript(t *testing.T) {
+	f := newFixture(t, false, console.Config{})
+	c := f.browser(t)
+	f.signIn(t, c, "/")
+	button := regexp.MustCompile(`<button type="submit"[^>]*>`)
+	for path, forms := range map[string][]string{
+		"/hooks/hk_x": {"hook-form", "test-form"},
+		"/hooks/new":  {"hook-form"},
+		"/projects/0": {"settings-form", "token-form", "type-form", "schema-form"},
+		"/projects":   {"project-create"},
+	} {
+		_, body := send(t, c, "GET", f.srv.URL+path, nil)
+		for _, id := range forms {
+			i := strings.Index(body, `<form id="`+id+`"`)
+			if i < 0 {
+				t.Errorf("%s: no form %s", path, id)
+				continue
+			}
+			end := i + strings.Index(body[i:], "</form>")
+			bs := button.FindAllString(body[i:end], -1)
+			if len(bs) == 0 {
+				t.Errorf("%s: form %s has no submit button", path, id)
+			}
+			for _, b := range bs {
+				if !strings.Contains(b, " disabled") || !strings.Contains(b, "data-until-bound") {
+					t.Errorf("%s: form %s: %s is not disabled until its script binds it", path, id, b)
+				}
+			}
+		}
+	}
+	// The scripts of those pages bind their submits through onSubmit only.
+	for _, name := range []string{"hook.js", "project.js", "projects.js"} {
+		b, err := os.ReadFile(filepath.Join("static/js", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "onSubmit(") || strings.Contains(string(b), "addEventListener('submit'") {
+			t.Errorf("%s binds a submit without onSubmit", name)
+		}
+	}
+}

@@ -1,7 +1,7 @@
 // A hook: the create/edit form for every delivery type (the API's field
 // errors shown at their fields), its actions, the pre-test, the attempt
 // log and the dead letters with replay.
-import { $, $$, h, add, clear, api, fmtTime, showErrors, clearErrors, confirmClick, lines, toast, fail, jsonBlock, projects, localToISO } from './lib.js';
+import { $, $$, h, add, clear, api, onSubmit, fmtTime, showErrors, clearErrors, confirmClick, lines, toast, fail, jsonBlock, projects, localToISO } from './lib.js';
 import { state } from './hooks.js';
 
 const knownTypes = ['http', 'rabbitmq_queue', 'rabbitmq_exchange', 'kafka'];
@@ -34,7 +34,7 @@ export async function init(hid) {
     deadLetters();
   }
   showType(form);
-  form.addEventListener('submit', (e) => {
+  onSubmit(form, (e) => {
     e.preventDefault();
     save(form);
   });
@@ -250,7 +250,7 @@ function actions() {
 
 function pretest() {
   const form = $('#test-form');
-  form.addEventListener('submit', async (e) => {
+  onSubmit(form, async (e) => {
     e.preventDefault();
     clearErrors(form);
     const out = clear($('#test-result'));

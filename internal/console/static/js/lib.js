@@ -157,6 +157,16 @@ export function fillIdentityTypes() {
 // Field errors: an API error path is shown at the field whose data-path is
 // its longest prefix (events[0] at events, http.auth.token at itself);
 // the rest in the form's summary. The first field at fault gets focus.
+// onSubmit runs fn on form's submits and then enables its submit buttons
+// marked data-until-bound. The page serves them disabled: a click before
+// the page's script has bound the form (it may await the API first) would
+// submit it natively, as a GET that puts every field, secrets and samples
+// included, into the URL.
+export function onSubmit(form, fn) {
+  form.addEventListener('submit', fn);
+  for (const b of form.querySelectorAll('button[type=submit][data-until-bound]')) b.disabled = false;
+}
+
 export function clearErrors(form) {
   for (const e of $$('.field-error', form)) e.remove();
   for (const e of $$('[aria-invalid="true"]', form)) {

@@ -1,7 +1,7 @@
 // A project: settings (the form's fields over the stored settings, so a
 // setting the form does not know is kept), tokens, s2s event types,
 // commerce schemas.
-import { $, h, clear, api, fmtTime, showErrors, clearErrors, confirmClick, lines, toast, fail, jsonBlock, pretty } from './lib.js';
+import { $, h, clear, api, onSubmit, fmtTime, showErrors, clearErrors, confirmClick, lines, toast, fail, jsonBlock, pretty } from './lib.js';
 
 let id;
 let stored = {};
@@ -21,7 +21,7 @@ export async function init(pid) {
   }
   fill(p);
   const sf = $('#settings-form');
-  sf.addEventListener('submit', async (e) => {
+  onSubmit(sf, async (e) => {
     e.preventDefault();
     clearErrors(sf);
     let settings;
@@ -135,7 +135,7 @@ async function tokens(base) {
   };
   load();
   const form = $('#token-form');
-  form.addEventListener('submit', async (e) => {
+  onSubmit(form, async (e) => {
     e.preventDefault();
     clearErrors(form);
     const body = { name: form.elements.name.value.trim() };
@@ -175,7 +175,7 @@ async function eventTypes(base) {
   };
   load();
   const form = $('#type-form');
-  form.addEventListener('submit', async (e) => {
+  onSubmit(form, async (e) => {
     e.preventDefault();
     clearErrors(form);
     const f = form.elements;
@@ -216,7 +216,7 @@ async function schemas(base) {
   };
   load();
   const form = $('#schema-form');
-  form.addEventListener('submit', async (e) => {
+  onSubmit(form, async (e) => {
     e.preventDefault();
     clearErrors(form);
     let doc;

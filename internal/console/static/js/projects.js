@@ -1,5 +1,5 @@
 // Projects: the list, and a new project.
-import { $, h, clear, api, fmtTime, showErrors, clearErrors, projects } from './lib.js';
+import { $, h, clear, api, onSubmit, fmtTime, showErrors, clearErrors, projects } from './lib.js';
 
 export async function init() {
   const rows = $('#projects-rows');
@@ -15,7 +15,7 @@ export async function init() {
       h('td', { class: 'nowrap' }, fmtTime(p.createdAt))));
   }
   const form = $('#project-create');
-  form.addEventListener('submit', async (e) => {
+  onSubmit(form, async (e) => {
     e.preventDefault();
     clearErrors(form);
     const body = { name: form.elements.name.value.trim() };
