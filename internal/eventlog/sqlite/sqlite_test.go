@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -435,32 +436,43 @@ func BenchmarkBaselineFsyncAppend(b *testing.B) {
 	})
 }
 
-// BenchmarkAppendBatch100Dedup appends batches of 100 events that each
-// carry a dedup key, as s2s messages do.
+// BenchmarkAppendBatch100Dedup appends batches of 100 s2s-sized events,
+// each with a dedup key, from 4×GOMAXPROCS goroutines: keys that grow
+// (an s2s sender's run and sequence) and random ones (a track hitId, an
+// Idempotency-Key UUID), whose index entries land on a random page each.
 func BenchmarkAppendBatch100Dedup(b *testing.B) {
-	l := openAt(b, b.TempDir())
-	defer l.Close()
-	var seq atomic.Int64
-	b.SetParallelism(4)
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		evs := make([]*event.Event, 100)
-		for pb.Next() {
-			for i := range evs {
-				e := logtest.Event(1, "in.s2s.action.slug1", i)
-				e.Time = time.Now().UnixMilli() // events happen now, as under load
-				e.Data = []byte(`{"type":"action","id":"run-123456","time":1680000000000,"name":"slug1","attributes":{"order_id":"12","product_id":"20","channel":"web"}}`)
-				e.DedupKey = "s2s:run-" + strconv.FormatInt(seq.Add(1), 10)
-				evs[i] = e
-			}
-			if _, err := l.Append(context.Background(), evs); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "events/s")
-	reportCommits(b, l)
+	for _, keys := range []string{"sequential", "random"} {
+		b.Run("keys="+keys, func(b *testing.B) {
+			l := openAt(b, b.TempDir())
+			defer l.Close()
+			var seq atomic.Int64
+			b.SetParallelism(4)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				evs := make([]*event.Event, 100)
+				r := rand.New(rand.NewPCG(uint64(seq.Add(1)), 7))
+				for pb.Next() {
+					for i := range evs {
+						e := logtest.Event(1, "in.s2s.action.slug1", i)
+						e.Time = time.Now().UnixMilli() // events happen now, as under load
+						e.Data = []byte(`{"type":"action","id":"run-123456","time":1680000000000,"name":"slug1","attributes":{"order_id":"12","product_id":"20","channel":"web"}}`)
+						if keys == "random" {
+							e.DedupKey = fmt.Sprintf("track:%08x-%04x-11f1-%04x-%012x", r.Uint32(), r.Uint32()&0xffff, r.Uint32()&0xffff, r.Uint64()&0xffffffffffff)
+						} else {
+							e.DedupKey = "s2s:run-" + strconv.FormatInt(seq.Add(1), 10)
+						}
+						evs[i] = e
+					}
+					if _, err := l.Append(context.Background(), evs); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "events/s")
+			reportCommits(b, l)
+		})
+	}
 }
 
 // A cursor read of one project walks the primary key from the cursor; a
