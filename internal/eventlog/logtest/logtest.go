@@ -41,6 +41,31 @@ func Event(p uint32, k string, n int) *event.Event {
 	}
 }
 
+// AppendBatches appends batches of 100 s2s-sized events happening now,
+// each with the dedup key key gives it, from the benchmark's parallel
+// goroutines (SetParallelism before), until b is done. Each goroutine's
+// key function is made by keys, for its own state.
+func AppendBatches(b *testing.B, l eventlog.Log, keys func() func() string) {
+	b.RunParallel(func(pb *testing.PB) {
+		key := keys()
+		evs := make([]*event.Event, 100)
+		for pb.Next() {
+			for i := range evs {
+				e := Event(1, "in.s2s.action.slug1", i)
+				e.Time = time.Now().UnixMilli() // events happen now, as under load
+				e.Data = []byte(`{"type":"action","id":"run-123456","time":1680000000000,"name":"slug1","attributes":{"order_id":"12","product_id":"20","channel":"web"}}`)
+				e.DedupKey = key()
+				evs[i] = e
+			}
+			if _, err := l.Append(context.Background(), evs); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "events/s")
+}
+
 // Run runs the suite.
 func Run(t *testing.T, open Opener) {
 	ctx := context.Background()

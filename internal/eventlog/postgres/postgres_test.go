@@ -391,23 +391,9 @@ func BenchmarkAppendBatch100Dedup(b *testing.B) {
 	b.ResetTimer() // not the server's start nor the migrations
 	b.SetParallelism(4)
 	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		evs := make([]*event.Event, 100)
-		for pb.Next() {
-			for i := range evs {
-				e := logtest.Event(1, "in.s2s.action.slug1", i)
-				e.Time = time.Now().UnixMilli()
-				e.Data = []byte(`{"type":"action","id":"run-123456","time":1680000000000,"name":"slug1","attributes":{"order_id":"12","product_id":"20","channel":"web"}}`)
-				e.DedupKey = "s2s:run-" + strconv.FormatInt(seq.Add(1), 10)
-				evs[i] = e
-			}
-			if _, err := l.Append(context.Background(), evs); err != nil {
-				b.Error(err)
-				return
-			}
-		}
+	logtest.AppendBatches(b, l, func() func() string {
+		return func() string { return "s2s:run-" + strconv.FormatInt(seq.Add(1), 10) }
 	})
-	b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "events/s")
 }
 
 // BenchmarkBaselineGroupCommit is the floor of BenchmarkAppendParallel,

@@ -448,28 +448,16 @@ func BenchmarkAppendBatch100Dedup(b *testing.B) {
 			var seq atomic.Int64
 			b.SetParallelism(4)
 			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				evs := make([]*event.Event, 100)
-				r := rand.New(rand.NewPCG(uint64(seq.Add(1)), 7))
-				for pb.Next() {
-					for i := range evs {
-						e := logtest.Event(1, "in.s2s.action.slug1", i)
-						e.Time = time.Now().UnixMilli() // events happen now, as under load
-						e.Data = []byte(`{"type":"action","id":"run-123456","time":1680000000000,"name":"slug1","attributes":{"order_id":"12","product_id":"20","channel":"web"}}`)
-						if keys == "random" {
-							e.DedupKey = fmt.Sprintf("track:%08x-%04x-11f1-%04x-%012x", r.Uint32(), r.Uint32()&0xffff, r.Uint32()&0xffff, r.Uint64()&0xffffffffffff)
-						} else {
-							e.DedupKey = "s2s:run-" + strconv.FormatInt(seq.Add(1), 10)
-						}
-						evs[i] = e
-					}
-					if _, err := l.Append(context.Background(), evs); err != nil {
-						b.Error(err)
-						return
+			var seed atomic.Uint64
+			logtest.AppendBatches(b, l, func() func() string {
+				if keys == "random" {
+					r := rand.New(rand.NewPCG(seed.Add(1), 7))
+					return func() string {
+						return fmt.Sprintf("track:%08x-%04x-11f1-%04x-%012x", r.Uint32(), r.Uint32()&0xffff, r.Uint32()&0xffff, r.Uint64()&0xffffffffffff)
 					}
 				}
+				return func() string { return "s2s:run-" + strconv.FormatInt(seq.Add(1), 10) }
 			})
-			b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "events/s")
 			reportCommits(b, l)
 		})
 	}
