@@ -4,8 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"github.com/google/uuid"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -437,24 +437,25 @@ func BenchmarkBaselineFsyncAppend(b *testing.B) {
 }
 
 // BenchmarkAppendBatch100Dedup appends batches of 100 s2s-sized events,
-// each with a dedup key, from 4×GOMAXPROCS goroutines: keys that grow
-// (an s2s sender's run and sequence) and random ones (a track hitId, an
-// Idempotency-Key UUID), whose index entries land on a random page each.
+// each with a dedup key, from 4×GOMAXPROCS goroutines, with the keys
+// senders send: keys that grow (an s2s sender's run and sequence),
+// version-1 UUIDs (track hitIds: time-low first, so they grow too until it
+// wraps every 7 minutes) and version-4 UUIDs (an Idempotency-Key), whose
+// index entries land on a random page each.
 func BenchmarkAppendBatch100Dedup(b *testing.B) {
-	for _, keys := range []string{"sequential", "random"} {
+	for _, keys := range []string{"sequential", "uuid-v1", "uuid-v4"} {
 		b.Run("keys="+keys, func(b *testing.B) {
 			l := openAt(b, b.TempDir())
 			defer l.Close()
 			var seq atomic.Int64
 			b.SetParallelism(4)
 			b.ReportAllocs()
-			var seed atomic.Uint64
 			logtest.AppendBatches(b, l, func() func() string {
-				if keys == "random" {
-					r := rand.New(rand.NewPCG(seed.Add(1), 7))
-					return func() string {
-						return fmt.Sprintf("track:%08x-%04x-11f1-%04x-%012x", r.Uint32(), r.Uint32()&0xffff, r.Uint32()&0xffff, r.Uint64()&0xffffffffffff)
-					}
+				switch keys {
+				case "uuid-v1":
+					return func() string { return "track:" + uuid.Must(uuid.NewUUID()).String() }
+				case "uuid-v4":
+					return func() string { return "idem:" + uuid.NewString() + ":0" }
 				}
 				return func() string { return "s2s:run-" + strconv.FormatInt(seq.Add(1), 10) }
 			})
