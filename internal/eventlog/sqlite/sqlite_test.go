@@ -440,10 +440,11 @@ func BenchmarkBaselineFsyncAppend(b *testing.B) {
 // each with a dedup key, from 4×GOMAXPROCS goroutines, with the keys
 // senders send: keys that grow (an s2s sender's run and sequence),
 // version-1 UUIDs (track hitIds: time-low first, so they grow too until it
-// wraps every 7 minutes) and version-4 UUIDs (an Idempotency-Key), whose
-// index entries land on a random page each.
+// wraps every 7 minutes), version-7 UUIDs (an Idempotency-Key that
+// starts with its time) and version-4 UUIDs (a random Idempotency-Key),
+// whose index entries land on a random page each.
 func BenchmarkAppendBatch100Dedup(b *testing.B) {
-	for _, keys := range []string{"sequential", "uuid-v1", "uuid-v4"} {
+	for _, keys := range []string{"sequential", "uuid-v1", "uuid-v7", "uuid-v4"} {
 		b.Run("keys="+keys, func(b *testing.B) {
 			l := openAt(b, b.TempDir())
 			defer l.Close()
@@ -454,6 +455,8 @@ func BenchmarkAppendBatch100Dedup(b *testing.B) {
 				switch keys {
 				case "uuid-v1":
 					return func() string { return "track:" + uuid.Must(uuid.NewUUID()).String() }
+				case "uuid-v7":
+					return func() string { return "idem:" + uuid.Must(uuid.NewV7()).String() + ":0" }
 				case "uuid-v4":
 					return func() string { return "idem:" + uuid.NewString() + ":0" }
 				}
