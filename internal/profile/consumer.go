@@ -47,7 +47,8 @@ type Consumer struct {
 	Store  *Store
 	Log    EventReader
 	Logger *slog.Logger
-	// Batch caps the events applied per transaction (default 5000).
+	// Batch caps the events applied per transaction (default 5000; at
+	// most eventlog.MaxLimit, what one read of the log returns).
 	Batch int
 	// Coalesce is how long the consumer lets commits gather after one
 	// woke it (default 10ms): under load it then reads once for many
@@ -208,6 +209,9 @@ func (c *Consumer) read(ctx context.Context, logger *slog.Logger, cursor event.I
 	if limit <= 0 {
 		limit = 5000
 	}
+	// A read of more is refused by the log: the consumer would retry it
+	// forever and fold nothing.
+	limit = min(limit, eventlog.MaxLimit)
 	coalesce := c.Coalesce
 	if coalesce == 0 {
 		coalesce = 10 * time.Millisecond

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/eventlog"
 	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
 )
 
@@ -303,6 +304,32 @@ func TestFoldFromMemoryIsFoldFromTheLog(t *testing.T) {
 		if len(ta) == 0 || fmt.Sprint(ta) != fmt.Sprint(tb) {
 			t.Fatalf("timeline of %s: %v from memory, %v from the log", id, ta, tb)
 		}
+	}
+}
+
+// A Batch above what one read of the log returns folds in reads of that
+// many: with 20 000 every read was refused, retried and refused again,
+// and the consumer folded nothing while ingest went on.
+func TestBatchAboveTheLogsReadLimit(t *testing.T) {
+	l := openLog(t)
+	_, c, _ := registeredConsumer(t, l)
+	c.Log, c.Batch = sqlOnly{l}, 2*eventlog.MaxLimit
+	evs := benchEvents(eventlog.MaxLimit+500, true)
+	for i := 0; i < len(evs); i += 500 {
+		if _, err := l.Append(context.Background(), evs[i:i+500]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.Run(ctx)
+	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+	defer wcancel()
+	if err := c.WaitFor(wctx, l.Head()); err != nil {
+		t.Fatalf("the consumer did not pass the head: %v", err)
+	}
+	if got := testutil.ToFloat64(c.applied); got != float64(len(evs)) {
+		t.Fatalf("applied %v events, want %d", got, len(evs))
 	}
 }
 
