@@ -11,8 +11,10 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Main(ctx, os.Args[1:], cli.OSEnv())
-	stop()
-	os.Exit(code)
+	// The signals stay caught until the process exits: a second SIGTERM
+	// that comes as a command stops (timeout(1) sends one to the command
+	// and one to its process group) must not kill it with the default
+	// action, which would turn a clean exit into status 143.
+	ctx, _ := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	os.Exit(cli.Main(ctx, os.Args[1:], cli.OSEnv()))
 }

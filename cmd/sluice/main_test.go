@@ -468,6 +468,37 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 }
 
+// Signals that keep coming while the process stops (timeout(1) sends its
+// SIGTERM to the command and again to its process group; an impatient
+// Ctrl-C) never kill it: it exits with its own status. The default action
+// restored as Main returned killed a cleanly stopped `events tail
+// --follow` in the docs harness (status 143).
+func TestSignalsWhileStoppingDoNotKill(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			_ = s.cmd.Process.Signal(syscall.SIGTERM)
+			time.Sleep(50 * time.Microsecond)
+		}
+	}()
+	var err error
+	select {
+	case err = <-s.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatal("server did not stop")
+	}
+	close(done)
+	if err != nil {
+		t.Fatalf("exit while signalled: %v\n%s", err, s.errOut.String())
+	}
+}
+
 // The banner tells where things listen and gives a curl that works.
 func TestStartBannerAndFirstCurl(t *testing.T) {
 	dir := t.TempDir()
