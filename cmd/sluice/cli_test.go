@@ -57,6 +57,10 @@ func TestHelpExitsZeroOnStdout(t *testing.T) {
 			t.Errorf("%q: exit %d\nstdout: %q\nstderr: %q", args, code, out, errOut)
 		}
 	}
+	// A negative count is refused, as a negative --last is.
+	if out, errOut, code := sluice(t, env, "events", "tail", "-n", "-1"); code == 0 || out != "" || !strings.Contains(errOut, "-n must be 0 (no limit) or more") {
+		t.Errorf("events tail -n -1: exit %d\nstdout: %q\nstderr: %q", code, out, errOut)
+	}
 	// A --help after "--" is an argument, not a request for help.
 	if _, _, code := sluice(t, env, "hash", "email", "--", "--help"); code == 0 {
 		t.Errorf("hash email -- --help exited 0")

@@ -70,6 +70,9 @@ func runEvents(ctx context.Context, args []string, env *Env) error {
 	if err := q.Normalize(); err != nil {
 		return err
 	}
+	if *n < 0 {
+		return errors.New("-n must be 0 (no limit) or more")
+	}
 	c, err := t.open(env)
 	if err != nil {
 		return err
