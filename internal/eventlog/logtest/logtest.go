@@ -43,11 +43,10 @@ func Event(p uint32, k string, n int) *event.Event {
 
 // AppendBatches appends batches of 100 s2s-sized events happening now,
 // each with the dedup key key gives it, from the benchmark's parallel
-// goroutines (SetParallelism before), until b is done. Each goroutine's
-// key function is made by keys, for its own state.
-func AppendBatches(b *testing.B, l eventlog.Log, keys func() func() string) {
+// goroutines (SetParallelism before), until b is done. key is called from
+// all of them at once.
+func AppendBatches(b *testing.B, l eventlog.Log, key func() string) {
 	b.RunParallel(func(pb *testing.PB) {
-		key := keys()
 		evs := make([]*event.Event, 100)
 		for pb.Next() {
 			for i := range evs {

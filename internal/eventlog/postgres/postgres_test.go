@@ -391,9 +391,7 @@ func BenchmarkAppendBatch100Dedup(b *testing.B) {
 	b.ResetTimer() // not the server's start nor the migrations
 	b.SetParallelism(4)
 	b.ReportAllocs()
-	logtest.AppendBatches(b, l, func() func() string {
-		return func() string { return "s2s:run-" + strconv.FormatInt(seq.Add(1), 10) }
-	})
+	logtest.AppendBatches(b, l, func() string { return "s2s:run-" + strconv.FormatInt(seq.Add(1), 10) })
 }
 
 // BenchmarkBaselineGroupCommit is the floor of BenchmarkAppendParallel,

@@ -451,17 +451,16 @@ func BenchmarkAppendBatch100Dedup(b *testing.B) {
 			var seq atomic.Int64
 			b.SetParallelism(4)
 			b.ReportAllocs()
-			logtest.AppendBatches(b, l, func() func() string {
-				switch keys {
-				case "uuid-v1":
-					return func() string { return "track:" + uuid.Must(uuid.NewUUID()).String() }
-				case "uuid-v7":
-					return func() string { return "idem:" + uuid.Must(uuid.NewV7()).String() + ":0" }
-				case "uuid-v4":
-					return func() string { return "idem:" + uuid.NewString() + ":0" }
-				}
-				return func() string { return "s2s:run-" + strconv.FormatInt(seq.Add(1), 10) }
-			})
+			key := func() string { return "s2s:run-" + strconv.FormatInt(seq.Add(1), 10) }
+			switch keys {
+			case "uuid-v1":
+				key = func() string { return "track:" + uuid.Must(uuid.NewUUID()).String() }
+			case "uuid-v7":
+				key = func() string { return "idem:" + uuid.Must(uuid.NewV7()).String() + ":0" }
+			case "uuid-v4":
+				key = func() string { return "idem:" + uuid.NewString() + ":0" }
+			}
+			logtest.AppendBatches(b, l, key)
 			reportCommits(b, l)
 		})
 	}
