@@ -29,6 +29,7 @@ import (
 	"github.com/sluicehq/sluice/internal/live"
 	"github.com/sluicehq/sluice/internal/profile"
 	"github.com/sluicehq/sluice/internal/project"
+	"github.com/sluicehq/sluice/internal/strict"
 )
 
 // EventReader is the part of the event log the API reads.
@@ -194,17 +195,17 @@ func (s *Server) api(pattern string, h handlerFunc) {
 // guard lets only holders of the admin token through to h.
 func (s *Server) guard(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.bearer(r) {
-			s.unauthorized(w)
+		if problem := s.bearer(r); problem != "" {
+			s.unauthorized(w, problem)
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
 }
 
-func (s *Server) unauthorized(w http.ResponseWriter) {
+func (s *Server) unauthorized(w http.ResponseWriter, problem string) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
-	writeJSON(w, http.StatusUnauthorized, apiError{Status: http.StatusUnauthorized, Message: "admin token required: Authorization: Bearer <token>"})
+	writeJSON(w, http.StatusUnauthorized, apiError{Status: http.StatusUnauthorized, Message: problem})
 }
 
 // streamer is a handler's answer that writes itself (a stream).
@@ -213,13 +214,13 @@ type streamer func(w http.ResponseWriter)
 // authenticated checks the admin token and renders the handler's outcome.
 func (s *Server) authenticated(h handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ok, err := s.authorized(r)
+		problem, err := s.authorized(r)
 		if err != nil {
 			writeJSON(w, http.StatusForbidden, apiError{Status: http.StatusForbidden, Message: err.Error()})
 			return
 		}
-		if !ok {
-			s.unauthorized(w)
+		if problem != "" {
+			s.unauthorized(w, problem)
 			return
 		}
 		if err := checkURLText(r); err != nil {
@@ -260,20 +261,38 @@ func (s *Server) authenticated(h handlerFunc) http.HandlerFunc {
 
 // authorized reports whether r carries the admin token, else a console
 // session (with its CSRF token when it changes state).
-func (s *Server) authorized(r *http.Request) (bool, error) {
+func (s *Server) authorized(r *http.Request) (string, error) {
 	if r.Header.Get("Authorization") != "" || s.cfg.Sessions == nil {
 		return s.bearer(r), nil
 	}
-	return s.cfg.Sessions.Authenticate(r)
+	ok, err := s.cfg.Sessions.Authenticate(r)
+	if err != nil || ok {
+		return "", err
+	}
+	return tokenRequired, nil
 }
 
-func (s *Server) bearer(r *http.Request) bool {
-	auth := r.Header.Get("Authorization")
-	if len(auth) < 8 || !strings.EqualFold(auth[:7], "bearer ") {
-		return false
+const tokenRequired = "admin token required: Authorization: Bearer <token>"
+
+// bearer checks the request's admin token: it returns "" when it is the
+// token, otherwise what is wrong (none sent, not a bearer token, or
+// another token).
+func (s *Server) bearer(r *http.Request) string {
+	scheme, token, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	token = strings.TrimSpace(token)
+	switch {
+	case scheme == "":
+		return tokenRequired
+	case !strings.EqualFold(scheme, "bearer"):
+		return "the Authorization header must be Bearer <admin token>"
+	case token == "":
+		return tokenRequired
 	}
-	h := sha256.Sum256([]byte(strings.TrimSpace(auth[7:])))
-	return subtle.ConstantTimeCompare(h[:], s.cfg.TokenHash[:]) == 1
+	h := sha256.Sum256([]byte(token))
+	if subtle.ConstantTimeCompare(h[:], s.cfg.TokenHash[:]) != 1 {
+		return "invalid admin token"
+	}
+	return ""
 }
 
 // created marks a value answered with 201.
@@ -293,6 +312,12 @@ func (e *apiError) Error() string { return e.Message }
 
 func errorf(status int, format string, args ...any) *apiError {
 	return &apiError{Status: status, Message: fmt.Sprintf(format, args...)}
+}
+
+// badField is a 400 about one field of the body or one query parameter.
+func badField(path, format string, args ...any) *apiError {
+	msg := fmt.Sprintf(format, args...)
+	return &apiError{Status: http.StatusBadRequest, Message: path + ": " + msg, Errors: event.FieldErrors{{Path: path, Message: msg}}}
 }
 
 func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) {
@@ -372,7 +397,7 @@ func decode(r *http.Request, v any) error {
 		return errorf(http.StatusRequestEntityTooLarge, "body is larger than 1 MiB")
 	}
 	if len(bytes.TrimSpace(b)) == 0 {
-		return errorf(http.StatusBadRequest, "a JSON body is required")
+		return &apiError{Status: http.StatusBadRequest, Message: "a JSON body is required", Errors: event.FieldErrors{{Path: "", Message: "a JSON body is required"}}}
 	}
 	if json.Valid(b) {
 		if te := event.CheckJSONText(b); te != nil {
@@ -380,13 +405,12 @@ func decode(r *http.Request, v any) error {
 				Errors: event.FieldErrors{{Path: te.Path, Message: te.Message()}}}
 		}
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return errorf(http.StatusBadRequest, "invalid body: %v", err)
-	}
-	if dec.More() {
-		return errorf(http.StatusBadRequest, "invalid body: more than one JSON value")
+	if err := strict.DecodeJSON(b, v); err != nil {
+		var fe event.FieldErrors
+		if !errors.As(err, &fe) {
+			fe = event.FieldErrors{{Message: err.Error()}}
+		}
+		return &apiError{Status: http.StatusBadRequest, Message: "invalid body: " + fe.Error(), Errors: fe}
 	}
 	return nil
 }

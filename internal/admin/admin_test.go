@@ -118,10 +118,18 @@ func TestAPINeedsTheAdminToken(t *testing.T) {
 		"DELETE /api/v1/projects/0/tokens/tok_x", "GET /api/v1/events", "GET /api/v1/schemas", "POST /api/v1/projects/0/schemas", "GET /api/v1/hooks", "POST /api/v1/hooks", "POST /api/v1/hooks/hk_x/test", "POST /api/v1/hooks/hk_x/dead-letters/replay", "GET /api/v1/nothing-here", "GET /api/other", "GET /debug/pprof/", "GET /debug/pprof/heap"}
 	for _, p := range paths {
 		method, path, _ := strings.Cut(p, " ")
-		for _, auth := range []string{"", "Bearer wrong", "Basic " + adminToken, "Bearer " + adminToken + "x", "Bearer"} {
+		for auth, want := range map[string]string{
+			"":                           "admin token required: Authorization: Bearer <token>",
+			"Bearer":                     "admin token required: Authorization: Bearer <token>",
+			"Bearer   ":                  "admin token required: Authorization: Bearer <token>",
+			"Bearer wrong":               "invalid admin token",
+			"bearer " + adminToken + "x": "invalid admin token",
+			"Basic " + adminToken:        "the Authorization header must be Bearer <admin token>",
+		} {
 			status, b, h := f.call(t, method, path, `{"name":"x"}`, auth)
-			if status != 401 || h.Get("WWW-Authenticate") == "" || !strings.Contains(string(b), "admin token required") {
-				t.Errorf("%s with %q: %d %s", p, auth, status, b)
+			var e struct{ Message string }
+			if status != 401 || h.Get("WWW-Authenticate") != `Bearer realm="sluice-admin"` || json.Unmarshal(b, &e) != nil || e.Message != want {
+				t.Errorf("%s with %q: %d %s, want 401 %q", p, auth, status, b, want)
 			}
 		}
 	}

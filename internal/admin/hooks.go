@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/hook"
 )
 
@@ -32,7 +32,7 @@ func (b *HookBody) UnmarshalJSON(data []byte) error {
 	}
 	if v, ok := obj["start_from"]; ok {
 		if err := json.Unmarshal(v, &b.StartFrom); err != nil {
-			return fmt.Errorf("start_from: %w", err)
+			return event.FieldErrors{{Path: "start_from", Message: `"now" or an RFC 3339 time, as a JSON string`}}
 		}
 		delete(obj, "start_from")
 	}
@@ -78,7 +78,7 @@ func (s *Server) hooks() (*hook.Manager, error) {
 	return s.cfg.Hooks, nil
 }
 
-func parseStart(v string) (*hook.Start, error) {
+func parseStart(path, v string) (*hook.Start, error) {
 	switch v {
 	case "":
 		return nil, nil
@@ -87,7 +87,7 @@ func parseStart(v string) (*hook.Start, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, v)
 	if err != nil {
-		return nil, errorf(http.StatusBadRequest, "start: %q is neither \"now\" nor an RFC 3339 time", v)
+		return nil, badField(path, "%q is neither \"now\" nor an RFC 3339 time", v)
 	}
 	return &hook.Start{From: &t}, nil
 }
@@ -109,7 +109,7 @@ func (s *Server) createHook(r *http.Request) (any, error) {
 	if err := decode(r, &b); err != nil {
 		return nil, err
 	}
-	st, err := parseStart(b.StartFrom)
+	st, err := parseStart("start_from", b.StartFrom)
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +162,7 @@ func (s *Server) activateHook(r *http.Request) (any, error) {
 			return nil, err
 		}
 	}
-	st, err := parseStart(b.From)
+	st, err := parseStart("from", b.From)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +220,7 @@ func (s *Server) hookDeliveries(r *http.Request) (any, error) {
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
-			return nil, errorf(http.StatusBadRequest, "limit must be 1..1000")
+			return nil, badField("limit", "1 to 1000")
 		}
 		limit = n
 	}
@@ -240,7 +240,7 @@ func deadLetterQuery(r *http.Request) (hook.DeadLetterQuery, error) {
 		if v := r.URL.Query().Get(p.name); v != "" {
 			t, err := time.Parse(time.RFC3339Nano, v)
 			if err != nil {
-				return q, errorf(http.StatusBadRequest, "%s: an RFC 3339 time", p.name)
+				return q, badField(p.name, "%q is not an RFC 3339 time", v)
 			}
 			*p.dst = t
 		}

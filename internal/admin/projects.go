@@ -202,7 +202,7 @@ func (s *Server) updateEventType(r *http.Request) (any, error) {
 		return nil, err
 	}
 	if b.Slug != "" && b.Slug != r.PathValue("slug") {
-		return nil, errorf(http.StatusBadRequest, "the slug cannot change; create another event type")
+		return nil, badField("slug", "cannot change; create another event type")
 	}
 	return s.projects.UpdateEventType(r.Context(), project.EventType{ProjectID: id, Slug: r.PathValue("slug"), Kind: b.Kind, Name: b.Name, Description: b.Description})
 }

@@ -63,10 +63,10 @@ func (s *Server) registerSchema(r *http.Request) (any, error) {
 		return nil, err
 	}
 	if b.Type == "" {
-		return nil, errorf(http.StatusBadRequest, "type is required: <name>-v<N>, like order-shipped-v1")
+		return nil, badField("type", "required: <name>-v<N>, like order-shipped-v1")
 	}
 	if len(b.Schema) == 0 || string(b.Schema) == "null" {
-		return nil, errorf(http.StatusBadRequest, "schema is required: a JSON Schema document (draft 2020-12 unless it says otherwise)")
+		return nil, badField("schema", "required: a JSON Schema document (draft 2020-12 unless it says otherwise)")
 	}
 	rec, isNew, err := s.projects.RegisterSchema(r.Context(), id, b.Type, b.Schema)
 	if err != nil {

@@ -13,7 +13,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/sink"
+	"github.com/sluicehq/sluice/internal/strict"
 )
 
 // A hook definition reads and writes as it always has: the common fields,
@@ -61,7 +63,7 @@ func (h *Hook) UnmarshalJSON(b []byte) error {
 			secs = append(secs, section{key: k, json: v})
 		case 'n': // null: no settings
 		default:
-			return fmt.Errorf("json: unknown field %q", k)
+			return event.FieldErrors{{Path: k, Message: "unknown field"}}
 		}
 	}
 	cb, err := json.Marshal(common)
@@ -186,7 +188,7 @@ func (s *section) decode(v sink.Settings, p *sink.Problems) bool {
 		p.Add("", "%v", err)
 		return false
 	}
-	unknown := unknownKeys(reflect.TypeOf(v), tree, "", tag)
+	unknown := strict.UnknownKeys(reflect.TypeOf(v), tree, "", tag)
 	for _, path := range unknown {
 		p.Add(path, "unknown field")
 	}
@@ -210,7 +212,7 @@ func (s *section) decode(v sink.Settings, p *sink.Problems) bool {
 	if err := json.Unmarshal(s.json, v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
-			p.Add(te.Field, "%s, not a JSON %s", jsonKind(te.Type), te.Value)
+			p.Add(te.Field, "%s, not a JSON %s", strict.Kind(te.Type), te.Value)
 		} else {
 			p.Add("", "%v", err)
 		}
@@ -228,45 +230,7 @@ func (s *section) asJSON() ([]byte, error) {
 	if err := s.yaml.Decode(&tree); err != nil {
 		return nil, err
 	}
-	return json.Marshal(stringKeys(tree))
-}
-
-// stringKeys turns YAML's maps with other than string keys into JSON
-// objects.
-func stringKeys(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			x[k] = stringKeys(e)
-		}
-	case map[any]any:
-		m := make(map[string]any, len(x))
-		for k, e := range x {
-			m[fmt.Sprint(k)] = stringKeys(e)
-		}
-		return m
-	case []any:
-		for i, e := range x {
-			x[i] = stringKeys(e)
-		}
-	}
-	return v
-}
-
-func jsonKind(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "a boolean"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
-		return "a number"
-	case reflect.Slice, reflect.Array:
-		return "an array"
-	case reflect.Map, reflect.Struct:
-		return "an object"
-	}
-	return "a " + t.String()
+	return json.Marshal(strict.StringKeys(tree))
 }
 
 // fieldNames are the JSON keys of settings v, in order.
@@ -281,72 +245,6 @@ func fieldNames(v any) []string {
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		if f.IsExported() && name != "-" && name != "" {
 			out = append(out, name)
-		}
-	}
-	return out
-}
-
-// unknownKeys are the paths of the keys in tree (a decoded JSON or YAML
-// value) that type t has no field for, through structs, maps and slices.
-func unknownKeys(t reflect.Type, tree any, path, tag string) []string {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	join := func(k string) string {
-		if path == "" {
-			return k
-		}
-		return path + "." + k
-	}
-	var out []string
-	switch t.Kind() {
-	case reflect.Struct:
-		m, ok := tree.(map[string]any)
-		if !ok {
-			if mm, isAny := tree.(map[any]any); isAny {
-				m = stringKeys(mm).(map[string]any)
-			} else {
-				return nil // a type error, for the decoder to name
-			}
-		}
-		fields := map[string]reflect.Type{}
-		for i := range t.NumField() {
-			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get(tag), ",")
-			if !f.IsExported() || name == "-" {
-				continue
-			}
-			if name == "" {
-				name = strings.ToLower(f.Name)
-			}
-			if tag == "json" {
-				name = strings.ToLower(name)
-			}
-			fields[name] = f.Type
-		}
-		for _, k := range slices.Sorted(maps.Keys(m)) {
-			lookup := k
-			if tag == "json" {
-				lookup = strings.ToLower(k)
-			}
-			ft, ok := fields[lookup]
-			if !ok {
-				out = append(out, join(k))
-				continue
-			}
-			out = append(out, unknownKeys(ft, m[k], join(k), tag)...)
-		}
-	case reflect.Map:
-		if m, ok := tree.(map[string]any); ok {
-			for _, k := range slices.Sorted(maps.Keys(m)) {
-				out = append(out, unknownKeys(t.Elem(), m[k], sink.Key(path, k), tag)...)
-			}
-		}
-	case reflect.Slice:
-		if a, ok := tree.([]any); ok {
-			for i, e := range a {
-				out = append(out, unknownKeys(t.Elem(), e, fmt.Sprintf("%s[%d]", path, i), tag)...)
-			}
 		}
 	}
 	return out

@@ -76,7 +76,7 @@ func TestDefinitionsReadAndWriteAsBefore(t *testing.T) {
 // at once, an object when the destinations resolve it.
 func TestUnknownKeys(t *testing.T) {
 	var h Hook
-	if err := json.Unmarshal([]byte(`{"name":"x","batch_size":5}`), &h); err == nil || err.Error() != `json: unknown field "batch_size"` {
+	if err := json.Unmarshal([]byte(`{"name":"x","batch_size":5}`), &h); err == nil || err.Error() != `batch_size: unknown field` {
 		t.Fatalf("json: %v", err)
 	}
 	if err := yaml.Unmarshal([]byte("name: x\nbatch_size: 5\n"), &h); err == nil || !strings.Contains(err.Error(), "line 2: field batch_size not found") {

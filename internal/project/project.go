@@ -14,7 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/identity"
+	"github.com/sluicehq/sluice/internal/strict"
 )
 
 // DefaultID is the project every installation has.
@@ -123,59 +125,59 @@ func (c CustomField) Where() string {
 
 // Validate checks the settings and normalises host names to lower case.
 func (s *Settings) Validate() error {
-	var errs []error
+	var errs event.FieldErrors
 	switch s.WebhookAuth {
 	case "", WebhookAuthNone, WebhookAuthToken:
 	default:
-		errs = append(errs, fmt.Errorf("webhook_auth: %q is not one of none, token", s.WebhookAuth))
+		errs.Add("webhook_auth", fmt.Sprintf("%q is not one of none, token", s.WebhookAuth))
 	}
 	for _, f := range s.IdentityFieldList() {
 		if _, err := ParseFieldPath(f.Path); err != nil {
-			errs = append(errs, fmt.Errorf("identity_fields[%q]: %w", f.Path, err))
+			errs.Add(strict.Key("identity_fields", f.Path), err.Error())
 		}
 		if !identity.ValidFieldKind(f.Type) {
-			errs = append(errs, fmt.Errorf("identity_fields[%q]: %q is not phone, email or an identity type (%s)", f.Path, f.Type, identityTypes()))
+			errs.Add(strict.Key("identity_fields", f.Path), fmt.Sprintf("%q is not phone, email or an identity type (%s)", f.Type, identityTypes()))
 		}
 	}
 	if s.WebhookDedupField != "" {
 		if _, err := ParseFieldPath(s.WebhookDedupField); err != nil {
-			errs = append(errs, fmt.Errorf("webhook_dedup_field: %w", err))
+			errs.Add("webhook_dedup_field", err.Error())
 		}
 	}
 	for i, h := range s.RedirectHosts {
 		h = strings.ToLower(strings.TrimSpace(h))
 		s.RedirectHosts[i] = h
 		if err := validHostPattern(h); err != nil {
-			errs = append(errs, fmt.Errorf("redirect_hosts[%d]: %w", i, err))
+			errs.Add(fmt.Sprintf("redirect_hosts[%d]", i), err.Error())
 		}
 	}
 	if s.AppID != "" && !appIDRE.MatchString(s.AppID) {
-		errs = append(errs, fmt.Errorf("app_id: %q must be 4 to 64 letters, digits, '_' or '-'", s.AppID))
+		errs.Add("app_id", fmt.Sprintf("%q must be 4 to 64 letters, digits, '_' or '-'", s.AppID))
 	}
 	if s.DefaultRegion != "" {
 		s.DefaultRegion = strings.ToUpper(s.DefaultRegion)
 		if !identity.ValidRegion(s.DefaultRegion) {
-			errs = append(errs, fmt.Errorf("default_region: %q is not a region code such as IR or RU", s.DefaultRegion))
+			errs.Add("default_region", fmt.Sprintf("%q is not a region code such as IR or RU", s.DefaultRegion))
 		}
 	}
 	seen := map[string]string{}
 	for kind, list := range map[string][]CustomField{"custom_dimensions": s.Track.CustomDimensions, "custom_metrics": s.Track.CustomMetrics} {
 		for i, c := range list {
 			if strings.TrimSpace(c.Name) == "" {
-				errs = append(errs, fmt.Errorf("track.%s[%d]: name is required", kind, i))
+				errs.Add(fmt.Sprintf("track.%s[%d].name", kind, i), "required")
 				continue
 			}
 			if _, err := ParseFieldPath(c.Where()); err != nil {
-				errs = append(errs, fmt.Errorf("track.%s[%d] (%s): %w", kind, i, c.Name, err))
+				errs.Add(fmt.Sprintf("track.%s[%d]", kind, i), fmt.Sprintf("(%s) %v", c.Name, err))
 				continue
 			}
 			if other, dup := seen[c.Where()]; dup {
-				errs = append(errs, fmt.Errorf("track.%s[%d] (%s): path %s is already declared by %s", kind, i, c.Name, c.Where(), other))
+				errs.Add(fmt.Sprintf("track.%s[%d]", kind, i), fmt.Sprintf("(%s) path %s is already declared by %s", c.Name, c.Where(), other))
 			}
 			seen[c.Where()] = kind + " " + c.Name
 		}
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
 // ParseFieldPath splits a field path: names separated by dots, a name with
@@ -287,10 +289,10 @@ func DecodeSettings(b []byte) (Settings, error) {
 // ValidateName checks a project name.
 func ValidateName(name string) error {
 	if strings.TrimSpace(name) == "" {
-		return errors.New("name is required")
+		return event.FieldErrors{{Path: "name", Message: "required"}}
 	}
 	if len(name) > 200 {
-		return errors.New("name is longer than 200 characters")
+		return event.FieldErrors{{Path: "name", Message: "longer than 200 characters"}}
 	}
 	return nil
 }
@@ -329,17 +331,20 @@ var slugRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // Validate checks an event type's fields.
 func (t *EventType) Validate() error {
-	var errs []error
+	var errs event.FieldErrors
 	if !slugRE.MatchString(t.Slug) {
-		errs = append(errs, fmt.Errorf("slug: %q must be 1 to 64 letters, digits, '_' or '-'", t.Slug))
+		errs.Add("slug", fmt.Sprintf("%q must be 1 to 64 letters, digits, '_' or '-'", t.Slug))
 	}
 	if t.Kind != KindAction && t.Kind != KindRevenue {
-		errs = append(errs, fmt.Errorf("kind: %q is not action or revenue", t.Kind))
+		errs.Add("kind", fmt.Sprintf("%q is not action or revenue", t.Kind))
 	}
-	if len(t.Name) > 200 || len(t.Description) > 2000 {
-		errs = append(errs, errors.New("name (200) or description (2000) too long"))
+	if len(t.Name) > 200 {
+		errs.Add("name", "longer than 200 bytes")
 	}
-	return errors.Join(errs...)
+	if len(t.Description) > 2000 {
+		errs.Add("description", "longer than 2000 bytes")
+	}
+	return errs.Err()
 }
 
 // Errors the store returns.
@@ -348,3 +353,33 @@ var (
 	ErrExists   = errors.New("already exists")
 	ErrInvalid  = errors.New("invalid")
 )
+
+// InvalidError is a refused value, each problem at its path in the
+// request ("name", "settings.redirect_hosts[0]"). It is ErrInvalid.
+type InvalidError struct{ Fields event.FieldErrors }
+
+func (e *InvalidError) Error() string                   { return "invalid: " + e.Fields.Error() }
+func (e *InvalidError) Is(target error) bool            { return target == ErrInvalid }
+func (e *InvalidError) FieldErrors() event.FieldErrors { return e.Fields }
+
+// invalid is err (field errors, or one message) as an InvalidError with
+// its paths under path.
+func invalid(path string, err error) error {
+	var fe event.FieldErrors
+	if !errors.As(err, &fe) {
+		fe = event.FieldErrors{{Message: err.Error()}}
+	}
+	out := make(event.FieldErrors, len(fe))
+	for i, f := range fe {
+		switch {
+		case f.Path == "":
+			f.Path = path
+		case path != "" && strings.HasPrefix(f.Path, "["):
+			f.Path = path + f.Path
+		default:
+			f.Path = strict.Field(path, f.Path)
+		}
+		out[i] = f
+	}
+	return &InvalidError{Fields: out}
+}

@@ -81,11 +81,11 @@ func (s *Store) Schemas(projectID uint32) ([]*SchemaRecord, error) {
 // different one ErrExists. Built-in types cannot be registered.
 func (s *Store) RegisterSchema(ctx context.Context, projectID uint32, typ string, doc []byte) (rec *SchemaRecord, created bool, err error) {
 	if _, builtin := schema.Builtin(typ); builtin {
-		return nil, false, fmt.Errorf("%w: %s is a built-in type; register another name or version", ErrInvalid, typ)
+		return nil, false, invalid("type", fmt.Errorf("%s is a built-in type; register another name or version", typ))
 	}
 	c, err := schema.Compile(typ, doc)
 	if err != nil {
-		return nil, false, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, false, invalid("schema", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -216,10 +216,10 @@ func (s *Store) List() []Project {
 // Create adds a project. id nil picks the next free id.
 func (s *Store) Create(ctx context.Context, id *uint32, name string, settings Settings) (Project, error) {
 	if err := ValidateName(name); err != nil {
-		return Project{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return Project{}, invalid("", err)
 	}
 	if err := settings.Validate(); err != nil {
-		return Project{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return Project{}, invalid("settings", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -278,13 +278,13 @@ func (s *Store) Update(ctx context.Context, id uint32, name *string, settings *S
 	p := *cur
 	if name != nil {
 		if err := ValidateName(*name); err != nil {
-			return Project{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+			return Project{}, invalid("", err)
 		}
 		p.Name = *name
 	}
 	if settings != nil {
 		if err := settings.Validate(); err != nil {
-			return Project{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+			return Project{}, invalid("settings", err)
 		}
 		next := *settings
 		if next.AppID == "" {
@@ -360,7 +360,7 @@ func (s *Store) CreateToken(ctx context.Context, projectID uint32, name, secret 
 	if secret == "" {
 		secret = NewSecret()
 	} else if err := ValidateSecret(secret); err != nil {
-		return Token{}, "", fmt.Errorf("%w: %v", ErrInvalid, err)
+		return Token{}, "", invalid("secret", err)
 	}
 	return s.addToken(ctx, projectID, name, HashSecret(secret), hint(secret), secret)
 }
@@ -374,7 +374,7 @@ func (s *Store) ImportTokenHash(ctx context.Context, projectID uint32, name stri
 
 func (s *Store) addToken(ctx context.Context, projectID uint32, name string, hash [32]byte, hint, secret string) (Token, string, error) {
 	if len(name) > 200 {
-		return Token{}, "", fmt.Errorf("%w: token name is longer than 200 characters", ErrInvalid)
+		return Token{}, "", invalid("name", errors.New("longer than 200 characters"))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -497,7 +497,7 @@ func (s *Store) EventTypes(projectID uint32) ([]EventType, error) {
 // CreateEventType declares an event type; a slug that exists is ErrExists.
 func (s *Store) CreateEventType(ctx context.Context, et EventType) (EventType, error) {
 	if err := et.Validate(); err != nil {
-		return EventType{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return EventType{}, invalid("", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -517,7 +517,7 @@ func (s *Store) CreateEventType(ctx context.Context, et EventType) (EventType, e
 // UpdateEventType changes an event type's kind, name and description.
 func (s *Store) UpdateEventType(ctx context.Context, et EventType) (EventType, error) {
 	if err := et.Validate(); err != nil {
-		return EventType{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return EventType{}, invalid("", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

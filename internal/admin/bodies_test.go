@@ -1,0 +1,81 @@
+package admin
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/internal/event"
+)
+
+// Every refused body is a 400 whose errors name each field at fault, in
+// the form the ingest endpoints use, and nothing of it is stored.
+func TestRefusedBodiesNameTheirFields(t *testing.T) {
+	f := newHookFixture(t)
+	const hk = `"name":"crm","events":["in.gen.*"],"http":{"url":"https://crm.example.com/hook"}`
+	for _, c := range []struct {
+		method, path, body string
+		message            string
+		errors             event.FieldErrors
+	}{
+		{"POST", "/api/v1/projects", `{}`, "invalid: name: required", event.FieldErrors{{Path: "name", Message: "required"}}},
+		{"POST", "/api/v1/projects", `{"name":"   "}`, "invalid: name: required", event.FieldErrors{{Path: "name", Message: "required"}}},
+		{"POST", "/api/v1/projects", `{"name":"` + strings.Repeat("n", 201) + `"}`, "invalid: name: longer than 200 characters", event.FieldErrors{{Path: "name", Message: "longer than 200 characters"}}},
+		{"POST", "/api/v1/projects", `{"name":"x","nmae":"y"}`, "invalid body: nmae: unknown field", event.FieldErrors{{Path: "nmae", Message: "unknown field"}}},
+		{"POST", "/api/v1/projects", `{"name":"x","settings":{"redirect_host":["a.com"],"track":{"custom_dimension":[]}}}`,
+			"invalid body: settings.redirect_host: unknown field; settings.track.custom_dimension: unknown field",
+			event.FieldErrors{{Path: "settings.redirect_host", Message: "unknown field"}, {Path: "settings.track.custom_dimension", Message: "unknown field"}}},
+		{"POST", "/api/v1/projects", `{"name":5}`, "invalid body: name: a string, not a JSON number", event.FieldErrors{{Path: "name", Message: "a string, not a JSON number"}}},
+		{"POST", "/api/v1/projects", `{"name":"x","settings":{"redirect_hosts":"a.com"}}`, "invalid body: settings.redirect_hosts: an array, not a JSON string",
+			event.FieldErrors{{Path: "settings.redirect_hosts", Message: "an array, not a JSON string"}}},
+		{"POST", "/api/v1/projects", `{"name":"x","settings":{"webhook_auth":"magic","redirect_hosts":["ok.com","*"],"default_region":"ZZZ"}}`,
+			`invalid: settings.webhook_auth: "magic" is not one of none, token; settings.redirect_hosts[1]: "*" is not a host name (write example.com or *.example.com, no scheme, port or path); settings.default_region: "ZZZ" is not a region code such as IR or RU`,
+			event.FieldErrors{{Path: "settings.webhook_auth", Message: `"magic" is not one of none, token`},
+				{Path: "settings.redirect_hosts[1]", Message: `"*" is not a host name (write example.com or *.example.com, no scheme, port or path)`},
+				{Path: "settings.default_region", Message: `"ZZZ" is not a region code such as IR or RU`}}},
+		{"POST", "/api/v1/projects", `{"name":"x",}`, "invalid body: not valid JSON: invalid character '}' looking for beginning of object key string (line 1, byte 13)",
+			event.FieldErrors{{Path: "", Message: "not valid JSON: invalid character '}' looking for beginning of object key string (line 1, byte 13)"}}},
+		{"POST", "/api/v1/projects", ` `, "a JSON body is required", event.FieldErrors{{Path: "", Message: "a JSON body is required"}}},
+		{"PATCH", "/api/v1/projects/0", `{"name":""}`, "invalid: name: required", event.FieldErrors{{Path: "name", Message: "required"}}},
+		{"PATCH", "/api/v1/projects/0", `{"settings":{"app_id":"a"}}`, `invalid: settings.app_id: "a" must be 4 to 64 letters, digits, '_' or '-'`,
+			event.FieldErrors{{Path: "settings.app_id", Message: `"a" must be 4 to 64 letters, digits, '_' or '-'`}}},
+		{"POST", "/api/v1/projects/0/tokens", `{"name":"t","secret":"abc"}`, "invalid: secret: secret is shorter than 6 characters",
+			event.FieldErrors{{Path: "secret", Message: "secret is shorter than 6 characters"}}},
+		{"POST", "/api/v1/projects/0/tokens", `{"name":"` + strings.Repeat("t", 201) + `"}`, "invalid: name: longer than 200 characters",
+			event.FieldErrors{{Path: "name", Message: "longer than 200 characters"}}},
+		{"POST", "/api/v1/projects/0/event-types", `{"slug":"a b","kind":"sale"}`,
+			`invalid: slug: "a b" must be 1 to 64 letters, digits, '_' or '-'; kind: "sale" is not action or revenue`,
+			event.FieldErrors{{Path: "slug", Message: `"a b" must be 1 to 64 letters, digits, '_' or '-'`}, {Path: "kind", Message: `"sale" is not action or revenue`}}},
+		{"POST", "/api/v1/projects/0/schemas", `{"schema":{}}`, "type: required: <name>-v<N>, like order-shipped-v1",
+			event.FieldErrors{{Path: "type", Message: "required: <name>-v<N>, like order-shipped-v1"}}},
+		{"POST", "/api/v1/projects/0/schemas", `{"type":"order-v1"}`, "schema: required: a JSON Schema document (draft 2020-12 unless it says otherwise)",
+			event.FieldErrors{{Path: "schema", Message: "required: a JSON Schema document (draft 2020-12 unless it says otherwise)"}}},
+		{"POST", "/api/v1/hooks", `{` + hk + `,"batch_size":5}`, "invalid body: batch_size: unknown field", event.FieldErrors{{Path: "batch_size", Message: "unknown field"}}},
+		{"POST", "/api/v1/hooks", `{` + hk + `,"start_from":5}`, `invalid body: start_from: "now" or an RFC 3339 time, as a JSON string`,
+			event.FieldErrors{{Path: "start_from", Message: `"now" or an RFC 3339 time, as a JSON string`}}},
+		{"POST", "/api/v1/hooks", `{` + hk + `,"start_from":"yesterday"}`, `start_from: "yesterday" is neither "now" nor an RFC 3339 time`,
+			event.FieldErrors{{Path: "start_from", Message: `"yesterday" is neither "now" nor an RFC 3339 time`}}},
+		{"POST", "/api/v1/hooks", `{` + hk + `,"retry_times":"3"}`, "invalid body: retry_times: a number, not a JSON string",
+			event.FieldErrors{{Path: "retry_times", Message: "a number, not a JSON string"}}},
+	} {
+		status, b, _ := f.call(t, c.method, c.path, c.body, "Bearer "+adminToken)
+		var e errorBody
+		if err := json.Unmarshal(b, &e); err != nil || status != 400 || e.Message != c.message || !reflect.DeepEqual(e.Errors, c.errors) {
+			t.Errorf("%s %s %.60s: %d %s\nwant 400 %q %+v", c.method, c.path, c.body, status, b, c.message, c.errors)
+		}
+	}
+	var projects ProjectList
+	f.api(t, "GET", "/api/v1/projects", "", 200, &projects)
+	if len(projects.Projects) != 1 || projects.Projects[0].Name != "default" || projects.Projects[0].Settings.AppID == "a" {
+		t.Fatalf("a refused body changed the projects: %+v", projects.Projects)
+	}
+	var tokens TokenList
+	if f.api(t, "GET", "/api/v1/projects/0/tokens", "", 200, &tokens); len(tokens.Tokens) != 0 {
+		t.Fatalf("a refused body made a token: %+v", tokens.Tokens)
+	}
+	var hooks HookList
+	if f.api(t, "GET", "/api/v1/hooks", "", 200, &hooks); len(hooks.Hooks) != 0 {
+		t.Fatalf("a refused body made a hook: %+v", hooks.Hooks)
+	}
+}

@@ -1,0 +1,134 @@
+package strict
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/sluicehq/sluice/internal/event"
+)
+
+type inner struct {
+	Hosts []string `json:"hosts"`
+	Port  int      `json:"port"`
+}
+
+type Base struct {
+	Owner string `json:"owner"`
+}
+
+// own reads itself: its keys are its business.
+type own struct{ raw string }
+
+func (o *own) UnmarshalJSON(b []byte) error {
+	if string(b) == `"bad"` {
+		return event.FieldErrors{{Path: "own", Message: "refused by its decoder"}}
+	}
+	o.raw = string(b)
+	return nil
+}
+
+type doc struct {
+	Base
+	Name    string           `json:"name"`
+	Count   *int             `json:"count,omitempty"`
+	Inner   inner            `json:"inner"`
+	Items   []inner          `json:"items"`
+	ByName  map[string]inner `json:"by_name"`
+	Own     own              `json:"own"`
+	Skipped string           `json:"-"`
+	private string
+}
+
+func TestDecodeJSON(t *testing.T) {
+	for _, c := range []struct {
+		body string
+		want event.FieldErrors
+	}{
+		{`{"name":"x","count":2,"owner":"o","inner":{"hosts":["a"],"port":1}}`, nil},
+		{`{"NAME":"x"}`, nil}, // keys match without case, as encoding/json matches them
+		{`{"nmae":"x"}`, event.FieldErrors{{Path: "nmae", Message: "unknown field"}}},
+		{`{"inner":{"host":["a"]},"items":[{},{"prt":1}],"by_name":{"a b":{"x":1}},"-":1,"private":1,"skipped":2}`, event.FieldErrors{
+			{Path: "-", Message: "unknown field"},
+			{Path: `by_name["a b"].x`, Message: "unknown field"},
+			{Path: "inner.host", Message: "unknown field"},
+			{Path: "items[1].prt", Message: "unknown field"},
+			{Path: "private", Message: "unknown field"},
+			{Path: "skipped", Message: "unknown field"},
+		}},
+		{`{"own":{"anything":1}}`, nil}, // a type with its own decoder is not looked into
+		{`{"own":"bad"}`, event.FieldErrors{{Path: "own", Message: "refused by its decoder"}}},
+		{`{"name":5}`, event.FieldErrors{{Path: "name", Message: "a string, not a JSON number"}}},
+		{`{"inner":{"hosts":"a"}}`, event.FieldErrors{{Path: "inner.hosts", Message: "an array, not a JSON string"}}},
+		{`{"count":"2"}`, event.FieldErrors{{Path: "count", Message: "a number, not a JSON string"}}},
+		{`{"inner":[]}`, event.FieldErrors{{Path: "inner", Message: "an object, not a JSON array"}}},
+		{`{"name":"x",}`, event.FieldErrors{{Path: "", Message: "not valid JSON: invalid character '}' looking for beginning of object key string (line 1, byte 13)"}}},
+		{"{\n\"name\":\n}", event.FieldErrors{{Path: "", Message: "not valid JSON: invalid character '}' looking for beginning of value (line 3, byte 11)"}}},
+		{`{"name":"x"`, event.FieldErrors{{Path: "", Message: "not valid JSON: unexpected end of JSON input (line 1, byte 11)"}}},
+		{`{"name":"x"} {}`, event.FieldErrors{{Path: "", Message: "not valid JSON: invalid character '{' after top-level value (line 1, byte 14)"}}},
+		{`[1]`, event.FieldErrors{{Path: "", Message: "an object, not a JSON array"}}},
+	} {
+		var d doc
+		err := DecodeJSON([]byte(c.body), &d)
+		var got event.FieldErrors
+		if err != nil && !errors.As(err, &got) {
+			t.Errorf("%s: %T %v, want field errors", c.body, err, err)
+			continue
+		}
+		if !reflect.DeepEqual(got, c.want) {
+			g, _ := json.Marshal(got)
+			w, _ := json.Marshal(c.want)
+			t.Errorf("%s:\n got %s\nwant %s", c.body, g, w)
+		}
+	}
+	var d doc
+	if err := DecodeJSON([]byte(`{"name":"n","owner":"o","count":3,"items":[{"port":2}],"own":{"k":1}}`), &d); err != nil ||
+		d.Name != "n" || d.Owner != "o" || *d.Count != 3 || d.Items[0].Port != 2 || d.Own.raw != `{"k":1}` {
+		t.Fatalf("decoded %+v, %v", d, err)
+	}
+}
+
+// YAML trees: untagged fields match their lower-cased name, and maps
+// with other than string keys are read as objects.
+func TestUnknownKeysYAML(t *testing.T) {
+	type y struct {
+		Plain  int
+		Tagged int            `yaml:"tag_ged"`
+		Opt    int            `yaml:",omitempty"`
+		M      map[string]int `yaml:"m"`
+	}
+	tree := map[string]any{"plain": 1, "tag_ged": 2, "opt": 3, "Plain": 4, "m": map[any]any{1: 2}, "extra": map[any]any{"a": 1}}
+	got := UnknownKeys(reflect.TypeFor[y](), tree, "", "yaml")
+	if want := []string{"Plain", "extra"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if got := UnknownKeys(reflect.TypeFor[y](), map[any]any{"plain": 1, true: 2}, "sec", "yaml"); !reflect.DeepEqual(got, []string{"sec.true"}) {
+		t.Fatalf("non-string keys: %q", got)
+	}
+}
+
+func FuzzDecodeJSON(f *testing.F) {
+	for _, s := range []string{`{"name":"x"}`, `{"inner":{"hosts":["a"]}}`, `{"by_name":{"k":{"port":1}}}`, `[`, `{"own":"bad"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var d doc
+		err := DecodeJSON(b, &d)
+		if err == nil {
+			if !json.Valid(b) {
+				t.Fatalf("accepted invalid JSON %q", b)
+			}
+			return
+		}
+		var fe event.FieldErrors
+		if !errors.As(err, &fe) || len(fe) == 0 {
+			t.Fatalf("%q: %T %v", b, err, err)
+		}
+		for _, e := range fe {
+			if e.Message == "" {
+				t.Fatalf("%q: a problem without a message: %v", b, fe)
+			}
+		}
+	})
+}
