@@ -358,8 +358,8 @@ var (
 // request ("name", "settings.redirect_hosts[0]"). It is ErrInvalid.
 type InvalidError struct{ Fields event.FieldErrors }
 
-func (e *InvalidError) Error() string                   { return "invalid: " + e.Fields.Error() }
-func (e *InvalidError) Is(target error) bool            { return target == ErrInvalid }
+func (e *InvalidError) Error() string                  { return "invalid: " + e.Fields.Error() }
+func (e *InvalidError) Is(target error) bool           { return target == ErrInvalid }
 func (e *InvalidError) FieldErrors() event.FieldErrors { return e.Fields }
 
 // invalid is err (field errors, or one message) as an InvalidError with
