@@ -3,8 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -46,12 +48,31 @@ func TestHelpExitsZeroOnStdout(t *testing.T) {
 			}
 		}
 	}
-	if out, _, code := sluice(t, env, "help"); code != 0 || !strings.Contains(out, "Commands:") {
+	// A command with subcommands lists each, with what it does.
+	for group, subs := range map[string][]string{
+		"project":    {"create --name N", "list ", "show ID", "update ID", "delete ID"},
+		"token":      {"create --project N", "list --project N", "revoke --project N TOKEN_ID"},
+		"event-type": {"create --project N --slug S", "list --project N", "delete --project N SLUG"},
+		"events":     {"tail [--follow]"},
+		"profile":    {"show --project N TYPE VALUE", "events --project N TYPE VALUE", "delete --project N TYPE VALUE"},
+		"hook":       {"list ", "show ID", "create --file F", "update ID", "activate ID", "deliveries ID", "dead-letters ID", "replay ID"},
+	} {
+		out, _, code := sluice(t, env, group, "-h")
+		if code != 0 || !strings.Contains(out, "Commands:") {
+			t.Errorf("%s -h: exit %d, no command list: %q", group, code, out)
+		}
+		for _, sub := range subs {
+			if !strings.Contains(out, "\n  "+sub) {
+				t.Errorf("%s -h does not list %q: %q", group, sub, out)
+			}
+		}
+	}
+	if out, _, code := sluice(t, env, "help"); code != 0 || !strings.Contains(out, "Commands:") || !strings.Contains(out, "create, list, show, update or delete projects") {
 		t.Errorf("sluice help: exit %d, stdout %q", code, out)
 	}
 
 	// Mistakes: usage on stderr, exit 2, nothing on stdout.
-	for _, args := range [][]string{{}, {"project", "create", "--bogus"}, {"project", "frobnicate"}, {"serve", "--bogus"}, {"events", "tail", "--last", "x"}, {"nosuch"}} {
+	for _, args := range [][]string{{}, {"project", "create", "--bogus"}, {"project", "frobnicate"}, {"events", "frobnicate"}, {"events"}, {"serve", "--bogus"}, {"events", "tail", "--last", "x"}, {"nosuch"}} {
 		out, errOut, code := sluice(t, env, args...)
 		if code != 2 || out != "" || !strings.Contains(errOut, "Usage:") {
 			t.Errorf("%q: exit %d\nstdout: %q\nstderr: %q", args, code, out, errOut)
@@ -234,5 +255,53 @@ func waitFor(t *testing.T, ok func() bool, buf *syncBuffer) {
 			t.Fatalf("timed out; output so far:\n%s", buf.String())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The CLI never makes a data directory up: without a server, a directory
+// that does not exist is an error for every command (a mistyped
+// --data-dir is not a new installation), one that sluice never used is an
+// error for the commands that read, left untouched; a command that writes
+// prepares an existing empty directory for a first start.
+func TestCLINeverMakesADataDirectoryUp(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "sluice-dtaa")
+	empty := t.TempDir()
+	commands := [][]string{
+		{"project", "list"}, {"project", "show", "0"}, {"project", "create", "--name", "x"}, {"project", "update", "0", "--name", "y"},
+		{"token", "list", "--project", "0"}, {"token", "create", "--project", "0"}, {"event-type", "list", "--project", "0"},
+		{"events", "tail"}, {"hook", "list"}, {"profile", "show", "--project", "0", "email", "a@b.c"}, {"admin-token", "reset"},
+	}
+	for _, args := range commands {
+		_, errOut, code := sluice(t, []string{"SLUICE_DATA_DIR=" + missing, "SLUICE_ADMIN_TOKEN="}, args...)
+		want := "no data directory at " + missing + ", so no server runs on it: pass --data-dir with the directory your server uses"
+		if code != 1 || !strings.Contains(errOut, want) {
+			t.Errorf("%q on a missing directory: exit %d, stderr %q", args, code, errOut)
+		}
+		if _, err := os.Stat(missing); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%q made %s", args, missing)
+		}
+	}
+	for _, args := range commands {
+		if len(args) > 1 && (args[1] == "create" || args[1] == "update") {
+			continue
+		}
+		_, errOut, code := sluice(t, []string{"SLUICE_DATA_DIR=" + empty, "SLUICE_ADMIN_TOKEN="}, args...)
+		want := empty + " holds no sluice data (no state.db) and no server runs on it"
+		if args[0] == "hook" || args[0] == "profile" {
+			want = "no server is running on " + empty
+		}
+		if code != 1 || !strings.Contains(errOut, want) {
+			t.Errorf("%q on a directory sluice never used: exit %d, stderr %q, want %q", args, code, errOut, want)
+		}
+		if files, _ := os.ReadDir(empty); len(files) != 0 {
+			t.Fatalf("%q wrote into %s: %v", args, empty, files)
+		}
+	}
+	env := []string{"SLUICE_DATA_DIR=" + empty, "SLUICE_ADMIN_TOKEN="}
+	if out, errOut, code := sluice(t, env, "project", "create", "--name", "before-the-first-start"); code != 0 || !strings.Contains(out, "project 1 (before-the-first-start) created") {
+		t.Fatalf("create in an empty directory: exit %d %s %s", code, out, errOut)
+	}
+	if out, errOut, code := sluice(t, env, "project", "list"); code != 0 || !strings.Contains(out, "before-the-first-start") || !strings.Contains(out, "default") {
+		t.Fatalf("list after: exit %d %s %s", code, out, errOut)
 	}
 }

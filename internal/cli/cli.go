@@ -36,7 +36,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the gateway (ingest and admin listeners)", runServe},
-		{"project", "create, list, update or delete projects", runProject},
+		{"project", "create, list, show, update or delete projects", runProject},
 		{"token", "create, list or revoke a project's API tokens", runToken},
 		{"event-type", "create, list or delete a project's s2s event types", runEventType},
 		{"hook", "manage action hooks: create, list, stop, activate, test, replay dead letters…", runHook},
@@ -164,7 +164,11 @@ func runAdminToken(ctx context.Context, args []string, env *Env) error {
 	} else if storage == config.StoragePostgres {
 		return resetAdminTokenPostgres(ctx, env)
 	}
-	c, err := (&target{dataDir: t.dataDir}).open(&Env{Getenv: func(string) string { return "" }})
+	c, err := (&target{dataDir: t.dataDir}).open(&Env{Getenv: func(string) string { return "" }}, reads)
+	var nd noDataDir
+	if errors.As(err, &nd) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("%w (stop the server first: the admin token can only be reset offline)", err)
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -87,20 +88,64 @@ func storageOf(env *Env) (string, error) {
 	return cfg.Storage, nil
 }
 
+// access is what a command needs of the data directory when no server
+// holds it.
+type access int
+
+const (
+	reads      access = iota // a sluice state to read
+	writes                   // a directory to write to: an empty one is prepared for a first start
+	serverOnly               // nothing: the command works only through a server's API
+)
+
+// noDataDir is open's answer when the data directory does not exist.
+type noDataDir string
+
+func (d noDataDir) Error() string {
+	return fmt.Sprintf("no data directory at %s, so no server runs on it: pass --data-dir with the directory your server uses (env SLUICE_DATA_DIR), or --admin with its admin API URL; `sluice serve --data-dir %s` starts one there",
+		string(d), string(d))
+}
+
+// errNoServer is open's answer to a serverOnly command when no server
+// holds the data directory.
+var errNoServer = errors.New("no server is running")
+
 // open picks the running server's API when there is one, else the data
-// directory itself (storage sqlite).
-func (t *target) open(env *Env) (client, error) {
+// directory itself (storage sqlite). It never creates a directory: a
+// mistyped --data-dir is an error, not a new empty installation.
+func (t *target) open(env *Env, a access) (client, error) {
 	token := env.Getenv(config.EnvAdminToken)
 	if t.adminURL != "" {
 		return newRemote(t.adminURL, token)
 	}
+	if fi, err := os.Stat(t.dataDir); err != nil || !fi.IsDir() {
+		return nil, noDataDir(t.dataDir)
+	}
+	_, lerr := os.Stat(filepath.Join(t.dataDir, datadir.LockFile))
+	_, serr := os.Stat(filepath.Join(t.dataDir, datadir.StateFile))
+	if lerr != nil && serr != nil && a != writes {
+		// No sluice process ever used the directory: leave it untouched.
+		if a == serverOnly {
+			return nil, errNoServer
+		}
+		if storage, err := storageOf(env); err != nil || storage == config.StoragePostgres {
+			return nil, cmp.Or(err, t.postgresNeedsServer())
+		}
+		return nil, t.noState()
+	}
 	lock, err := datadir.Acquire(t.dataDir)
+	if err == nil && a == serverOnly {
+		lock.Release()
+		return nil, errNoServer
+	}
 	if err == nil {
 		storage, err := storageOf(env)
 		if err == nil && storage == config.StoragePostgres {
 			// The state is in PostgreSQL, not in the data directory.
-			err = fmt.Errorf("no server runs on %s, and with storage postgres the CLI works through a node's admin API: pass --admin (or %s) with the URL of any node",
-				t.dataDir, config.EnvAdminURL)
+			err = t.postgresNeedsServer()
+		}
+		if err == nil && a == reads && serr != nil {
+			err = t.noState()
 		}
 		if err != nil {
 			lock.Release()
@@ -121,6 +166,29 @@ func (t *target) open(env *Env) (client, error) {
 		return nil, fmt.Errorf("a sluice process holds %s but has not said where its admin API listens (%v); pass --admin", t.dataDir, ierr)
 	}
 	return newRemote(info.Admin, token)
+}
+
+func (t *target) postgresNeedsServer() error {
+	return fmt.Errorf("no server runs on %s, and with storage postgres the CLI works through a node's admin API: pass --admin (or %s) with the URL of any node",
+		t.dataDir, config.EnvAdminURL)
+}
+
+func (t *target) noState() error {
+	return fmt.Errorf("%s holds no sluice data (no %s) and no server runs on it: pass --data-dir with the directory your server uses (env SLUICE_DATA_DIR), or --admin with its admin API URL",
+		t.dataDir, datadir.StateFile)
+}
+
+// server is the running server's API, for a command that works only
+// through it; why says so when none runs.
+func (t *target) server(env *Env, why string) (*remote, error) {
+	c, err := t.open(env, serverOnly)
+	if errors.Is(err, errNoServer) {
+		return nil, fmt.Errorf("no server is running on %s: %s (start `sluice serve`, or pass --admin)", t.dataDir, why)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return c.(*remote), nil
 }
 
 // remote is the admin API of a running server.

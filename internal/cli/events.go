@@ -23,7 +23,13 @@ import (
 func runEvents(ctx context.Context, args []string, env *Env) error {
 	const synopsis = "events tail [--follow] [--last N] [--project N] [--key GLOB] [--since T] [--after ID] [-n N]"
 	if len(args) == 0 || args[0] != "tail" {
-		fmt.Fprintf(env.Stderr, "Usage: sluice %s\n", synopsis)
+		if len(args) > 0 && !isHelp(args[0]) {
+			fmt.Fprintf(env.Stderr, "sluice events: unknown command %q\n", args[0])
+		}
+		fmt.Fprintf(env.Stderr, "Usage: sluice events <command> [flags]\n\nCommands:\n"+
+			"  tail [--follow] [--last N] [--project N] [--key GLOB] [--since T] [--after ID] [-n N]\n"+
+			"        print stored events as NDJSON, in log order; --follow keeps printing new ones\n\n"+
+			"Run 'sluice events tail -h' for its flags.\n")
 		return errUsage
 	}
 	fs := newFlags("events tail", synopsis, env)
@@ -73,7 +79,7 @@ func runEvents(ctx context.Context, args []string, env *Env) error {
 	if *n < 0 {
 		return errors.New("-n must be 0 (no limit) or more")
 	}
-	c, err := t.open(env)
+	c, err := t.open(env, reads)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,15 @@ import (
 )
 
 func runEventType(ctx context.Context, args []string, env *Env) error {
-	const synopsis = "event-type create|list|delete --project N [flags] [SLUG]"
+	const synopsis = `event-type <command> --project N [flags] [SLUG]
+
+Commands:
+  create --project N --slug S [--kind action|revenue] [--name N] [--description D]
+                               declare an s2s event type (messages send its slug as name)
+  list --project N             the project's event types
+  delete --project N SLUG      remove one
+
+Run 'sluice event-type <command> -h' for its flags.`
 	if len(args) == 0 || isHelp(args[0]) {
 		fmt.Fprintf(env.Stderr, "Usage: sluice %s\n", synopsis)
 		return errUsage
@@ -44,7 +52,7 @@ func runEventType(ctx context.Context, args []string, env *Env) error {
 	if err != nil {
 		return err
 	}
-	c, err := t.open(env)
+	c, err := t.open(env, accessFor(sub != "list"))
 	if err != nil {
 		return err
 	}

@@ -101,15 +101,11 @@ func runHook(ctx context.Context, args []string, env *Env) error {
 		fs.Usage()
 		return errUsage
 	}
-	c, err := t.open(env)
+	r, err := t.server(env, "hooks are delivered by the running server, so they are managed through its admin API")
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	r, ok := c.(*remote)
-	if !ok {
-		return fmt.Errorf("no server is running on %s: hooks are delivered by the running server, so they are managed through its admin API (start `sluice serve`, or pass --admin)", t.dataDir)
-	}
+	defer r.Close()
 	path := "/api/v1/hooks"
 	if len(pos) > 0 {
 		path += "/" + url.PathEscape(pos[0])

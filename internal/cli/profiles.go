@@ -17,7 +17,16 @@ import (
 // against the running server: profiles are built by its consumer, and an
 // erasure reaches its log and hooks.
 func runProfile(ctx context.Context, args []string, env *Env) error {
-	const synopsis = "profile show|events|delete --project N IDENTITY_TYPE VALUE [flags]"
+	const synopsis = `profile <command> --project N IDENTITY_TYPE VALUE [flags]
+
+Commands:
+  show --project N TYPE VALUE     the person's profile: identities, traits, counters
+  events --project N TYPE VALUE [--limit N] [--key GLOB] [--before CURSOR]
+                                  their timeline, newest first
+  delete --project N TYPE VALUE   erase the person: profile, identities and events, from every
+                                  read path and from hook deliveries not yet made
+
+Run 'sluice profile <command> -h' for its flags.`
 	if len(args) == 0 || isHelp(args[0]) {
 		fmt.Fprintf(env.Stderr, "Usage: sluice %s\n  identity types: %s\n", synopsis, profile.IdentityTypes())
 		return errUsage
@@ -52,15 +61,11 @@ func runProfile(ctx context.Context, args []string, env *Env) error {
 	if err != nil {
 		return err
 	}
-	c, err := t.open(env)
+	r, err := t.server(env, "profiles are built by the running server, so they are read through its admin API")
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	r, ok := c.(*remote)
-	if !ok {
-		return fmt.Errorf("no server is running on %s: profiles are built by the running server, so they are read through its admin API (start `sluice serve`, or pass --admin)", t.dataDir)
-	}
+	defer r.Close()
 	path := fmt.Sprintf("/api/v1/projects/%d/profiles/%s/%s", pid, url.PathEscape(pos[0]), url.PathEscape(pos[1]))
 	switch sub {
 	case "show":

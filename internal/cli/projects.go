@@ -165,8 +165,28 @@ func (s *settingsFlags) apply(base project.Settings) (project.Settings, error) {
 	return base, base.Validate()
 }
 
+// accessFor is writes for a command that changes state, else reads.
+func accessFor(changes bool) access {
+	if changes {
+		return writes
+	}
+	return reads
+}
+
 func runProject(ctx context.Context, args []string, env *Env) error {
-	const synopsis = "project create|list|show|update|delete [flags]"
+	const synopsis = `project <command> [flags] [ID]
+
+Commands:
+  create --name N [--id N] [settings flags]   a new project; prints its id and application id
+  list                                        the projects
+  show ID                                     one project and its settings
+  update ID [--name N] [settings flags]       change the name or the settings given
+  delete ID                                   remove a project and its tokens (not project 0);
+                                              its events stay until retention removes them
+
+Settings flags: --webhook-auth, --webhook-dedup-field, --redirect-host,
+--clear-redirect-hosts, --app-id, --default-region, --hash-pii, --s2s, or
+--settings JSON. Run 'sluice project create -h' for every flag.`
 	if len(args) == 0 || isHelp(args[0]) {
 		fmt.Fprintf(env.Stderr, "Usage: sluice %s\n", synopsis)
 		return errUsage
@@ -201,7 +221,7 @@ func runProject(ctx context.Context, args []string, env *Env) error {
 		fs.Usage()
 		return errUsage
 	}
-	c, err := t.open(env)
+	c, err := t.open(env, accessFor(sub != "list" && sub != "show"))
 	if err != nil {
 		return err
 	}
@@ -295,7 +315,14 @@ func runProject(ctx context.Context, args []string, env *Env) error {
 }
 
 func runToken(ctx context.Context, args []string, env *Env) error {
-	const synopsis = "token create|list|revoke --project N [flags] [TOKEN_ID]"
+	const synopsis = `token <command> --project N [flags] [TOKEN_ID]
+
+Commands:
+  create --project N [--name L] [--secret S]   a new API token; prints its secret once
+  list --project N                             the project's tokens: id, name, hint, when made and revoked
+  revoke --project N TOKEN_ID                  revoke a token, at once
+
+Run 'sluice token <command> -h' for its flags.`
 	if len(args) == 0 || isHelp(args[0]) {
 		fmt.Fprintf(env.Stderr, "Usage: sluice %s\n", synopsis)
 		return errUsage
@@ -328,7 +355,7 @@ func runToken(ctx context.Context, args []string, env *Env) error {
 	if err != nil {
 		return err
 	}
-	c, err := t.open(env)
+	c, err := t.open(env, accessFor(sub != "list"))
 	if err != nil {
 		return err
 	}
