@@ -15,10 +15,18 @@ const IdempotencyHeader = "Idempotency-Key"
 
 const idempotencyReused = "was first used for a request with other content; nothing from this request was stored (use a new key for a new request)"
 
+// itemReused is the refusal of one item of a batch: the others may have
+// been stored or named as duplicates.
+const itemReused = "was first used for other content at this position of the batch; this item was not stored (use a new key for a new request)"
+
+// CodeIdempotencyKeyReused is the code of a request refused for reusing
+// an Idempotency-Key.
+const CodeIdempotencyKeyReused = "IDEMPOTENCY_KEY_REUSED"
+
 // IdempotencyConflict is the refusal of a request whose Idempotency-Key
 // was first used for another one.
 func IdempotencyConflict() *Error {
-	return &Error{Status: http.StatusUnprocessableEntity, Code: "IDEMPOTENCY_KEY_REUSED",
+	return &Error{Status: http.StatusUnprocessableEntity, Code: CodeIdempotencyKeyReused,
 		Message: IdempotencyHeader + " " + idempotencyReused,
 		Errors:  event.FieldErrors{{Path: IdempotencyHeader, Message: idempotencyReused}}}
 }
@@ -48,6 +56,7 @@ type batchResult struct {
 }
 
 type batchAnswer struct {
+	Code       string        `json:"code,omitempty"`
 	Message    string        `json:"message,omitempty"`
 	Accepted   int           `json:"accepted"`
 	Duplicates int           `json:"duplicates"`
@@ -68,7 +77,7 @@ func answerBatch(w http.ResponseWriter, d *Decoded, out []Outcome, noun string) 
 			ans.Results[i] = batchResult{Status: "invalid", Errors: it.Errors}
 			ans.Invalid++
 		case o.Conflict:
-			ans.Results[i] = batchResult{Status: "invalid", Errors: IdempotencyConflict().Errors}
+			ans.Results[i] = batchResult{Status: "invalid", Errors: event.FieldErrors{{Path: IdempotencyHeader, Message: itemReused}}}
 			ans.Invalid++
 			valid++
 			conflicts++
@@ -88,7 +97,7 @@ func answerBatch(w http.ResponseWriter, d *Decoded, out []Outcome, noun string) 
 	switch {
 	case valid > 0 && conflicts == valid:
 		status = http.StatusUnprocessableEntity
-		ans.Message = IdempotencyHeader + " " + idempotencyReused
+		ans.Code, ans.Message = CodeIdempotencyKeyReused, IdempotencyHeader+" "+idempotencyReused
 	case ans.Accepted+ans.Duplicates == 0:
 		status = http.StatusBadRequest
 		ans.Message = "no valid " + noun + " in the batch: " + strconv.Itoa(ans.Invalid) + " invalid"

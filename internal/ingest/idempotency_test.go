@@ -156,12 +156,21 @@ func TestIdempotencyKeyCommerceBatch(t *testing.T) {
 	changed := `{"batch":[{"name":"A","anonymousId":"a"},{"name":"bad","properties":{"eventType":"nope"}},{"name":"C","anonymousId":"a"}]}`
 	mixed := send(t, srv, "POST", "/v1/events", changed, h)
 	r2 := res(mixed, 2)
-	if mixed.Status != 200 || res(mixed, 0)["status"] != "duplicate" || r2["status"] != "invalid" ||
-		r2["errors"].([]any)[0].(map[string]any)["path"] != "Idempotency-Key" {
+	r2e := r2["errors"].([]any)[0].(map[string]any)
+	if mixed.Status != 200 || res(mixed, 0)["status"] != "duplicate" || r2["status"] != "invalid" || mixed.Body["code"] != nil ||
+		r2e["path"] != "Idempotency-Key" || r2e["message"] != "was first used for other content at this position of the batch; this item was not stored (use a new key for a new request)" {
 		t.Fatalf("changed item: %s", mixed.Raw)
 	}
+	// A fourth item, at a position the key never had, is stored beside the
+	// refusal of the changed one.
+	grown := `{"batch":[{"name":"A","anonymousId":"a"},{"name":"bad","properties":{"eventType":"nope"}},{"name":"C","anonymousId":"a"},{"name":"D","anonymousId":"a"}]}`
+	if g := send(t, srv, "POST", "/v1/events", grown, h); g.Status != 200 || g.Body["accepted"] != 1.0 || g.Body["duplicates"] != 1.0 || g.Body["invalid"] != 2.0 ||
+		res(g, 3)["status"] != "accepted" || res(g, 2)["status"] != "invalid" {
+		t.Fatalf("grown batch: %s", g.Raw)
+	}
 	all := send(t, srv, "POST", "/v1/events", `{"batch":[{"name":"X","anonymousId":"a"}]}`, h)
-	if all.Status != 422 {
+	if all.Status != 422 || all.Body["code"] != "IDEMPOTENCY_KEY_REUSED" || all.Body["accepted"] != 0.0 ||
+		all.Body["message"] != "Idempotency-Key was first used for a request with other content; nothing from this request was stored (use a new key for a new request)" {
 		t.Fatalf("every item changed: %d %s", all.Status, all.Raw)
 	}
 	// Single events: the same promise.
@@ -180,8 +189,8 @@ func TestIdempotencyKeyCommerceBatch(t *testing.T) {
 	if m2.Body["duplicate"] != true || m2.Body["id"] != m1.Body["id"] {
 		t.Fatalf("messageId: %s / %s", m1.Raw, m2.Raw)
 	}
-	if n := storedCount(t, l); n != 4 {
-		t.Fatalf("%d stored, want 4", n)
+	if n := storedCount(t, l); n != 5 {
+		t.Fatalf("%d stored, want 5", n)
 	}
 }
 
