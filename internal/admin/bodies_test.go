@@ -58,6 +58,15 @@ func TestRefusedBodiesNameTheirFields(t *testing.T) {
 			event.FieldErrors{{Path: "start_from", Message: `"yesterday" is neither "now" nor an RFC 3339 time`}}},
 		{"POST", "/api/v1/hooks", `{` + hk + `,"retry_times":"3"}`, "invalid body: retry_times: a number, not a JSON string",
 			event.FieldErrors{{Path: "retry_times", Message: "a number, not a JSON string"}}},
+		{"POST", "/api/v1/hooks", `{` + hk + `,"retry_period":true,"events":["in.*",5]}`,
+			`invalid body: events[1]: a string, not a JSON number; retry_period: a duration is a string such as "15s" or "1m"`,
+			event.FieldErrors{{Path: "events[1]", Message: "a string, not a JSON number"}, {Path: "retry_period", Message: `a duration is a string such as "15s" or "1m"`}}},
+		{"POST", "/api/v1/hooks", `{"name":"crm","events":["in.gen.*"],"http":{"url":"https://crm.example.com/hook","timeout":"soon","headers":{"X-A":1}}}`,
+			"invalid hook", event.FieldErrors{{Path: `http.headers["X-A"]`, Message: "a string, not a JSON number"}, {Path: "http.timeout", Message: `"soon" is not a duration (write e.g. 500ms, 15s or 1m)`}}},
+		{"POST", "/api/v1/projects", `{"name":"x","id":-1}`, "invalid body: id: a whole number from 0 to 4294967295, not -1",
+			event.FieldErrors{{Path: "id", Message: "a whole number from 0 to 4294967295, not -1"}}},
+		{"POST", "/api/v1/projects", `{"name":"x","settings":{"identity_fields":{"lead.phone":5}}}`, `invalid body: settings.identity_fields["lead.phone"]: a string, not a JSON number`,
+			event.FieldErrors{{Path: `settings.identity_fields["lead.phone"]`, Message: "a string, not a JSON number"}}},
 	} {
 		status, b, _ := f.call(t, c.method, c.path, c.body, "Bearer "+adminToken)
 		var e errorBody

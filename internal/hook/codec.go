@@ -71,7 +71,7 @@ func (h *Hook) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	var out hookFields
-	if err := json.Unmarshal(cb, &out); err != nil {
+	if err := strict.DecodeJSON(cb, &out); err != nil {
 		return err
 	}
 	*h = Hook(out)
@@ -176,43 +176,33 @@ func commonKeys(tag string) map[string]bool {
 // decode reads the section into v: every key it does not know and every
 // value of the wrong type is a problem at its path.
 func (s *section) decode(v sink.Settings, p *sink.Problems) bool {
-	var tree any
-	tag := "json"
-	if s.yaml != nil {
-		tag = "yaml"
-		if err := s.yaml.Decode(&tree); err != nil {
-			p.Add("", "%v", err)
-			return false
+	if s.yaml == nil {
+		err := strict.DecodeJSON(s.json, v)
+		var fe event.FieldErrors
+		errors.As(err, &fe)
+		for _, f := range fe {
+			p.Add(f.Path, "%s", f.Message)
 		}
-	} else if err := json.Unmarshal(s.json, &tree); err != nil {
+		return err == nil
+	}
+	var tree any
+	if err := s.yaml.Decode(&tree); err != nil {
 		p.Add("", "%v", err)
 		return false
 	}
-	unknown := strict.UnknownKeys(reflect.TypeOf(v), tree, "", tag)
+	unknown := strict.UnknownKeys(reflect.TypeOf(v), tree, "", "yaml")
 	for _, path := range unknown {
 		p.Add(path, "unknown field")
 	}
 	if len(unknown) > 0 {
 		return false
 	}
-	if s.yaml != nil {
-		if err := s.yaml.Decode(v); err != nil {
-			var te *yaml.TypeError
-			if errors.As(err, &te) {
-				for _, e := range te.Errors {
-					p.Add("", "%s", e)
-				}
-			} else {
-				p.Add("", "%v", err)
+	if err := s.yaml.Decode(v); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			for _, e := range te.Errors {
+				p.Add("", "%s", e)
 			}
-			return false
-		}
-		return true
-	}
-	if err := json.Unmarshal(s.json, v); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			p.Add(te.Field, "%s, not a JSON %s", strict.Kind(te.Type), te.Value)
 		} else {
 			p.Add("", "%v", err)
 		}

@@ -10,7 +10,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"math"
 	"reflect"
 	"slices"
 	"strconv"
@@ -20,41 +22,184 @@ import (
 )
 
 // DecodeJSON decodes b into v (a pointer), refusing unknown keys at every
-// depth and values of the wrong type. The error, when there is one, is an
-// event.FieldErrors: every unknown key, or the first type or syntax
-// problem, at its path ("" for the document itself). A type with its own
-// UnmarshalJSON checks its keys itself; an event.FieldErrors it returns is
-// passed through with its paths under the field's.
+// depth, values of the wrong JSON type and numbers out of their field's
+// range. The error, when there is one, is an event.FieldErrors naming
+// every problem at its path ("" for the document itself). A value whose
+// type reads itself (UnmarshalJSON, UnmarshalText) is handed to it, and
+// what it refuses is a problem at that value's path (with the paths of an
+// event.FieldErrors it returns under it).
 func DecodeJSON(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
 	var tree any
-	if err := json.Unmarshal(b, &tree); err != nil {
+	if err := dec.Decode(&tree); err != nil {
 		return event.FieldErrors{{Path: "", Message: syntaxMessage(b, err)}}
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		// json.Unmarshal's words for what follows the value.
+		return event.FieldErrors{{Path: "", Message: syntaxMessage(b, json.Unmarshal(b, new(any)))}}
+	}
+	t := reflect.TypeOf(v)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
 	var fe event.FieldErrors
-	for _, p := range UnknownKeys(reflect.TypeOf(v), tree, "", "json") {
-		fe.Add(p, "unknown field")
-	}
-	if len(fe) > 0 {
-		return fe
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		if dec.More() {
-			return event.FieldErrors{{Path: "", Message: "more than one JSON value"}}
+	if !ownDecoder(t, "json") { // a type that reads itself is checked by its decode below
+		checkJSON(t, tree, "", &fe)
+		if len(fe) > 0 {
+			return fe
 		}
-		return nil
 	}
-	var te *json.UnmarshalTypeError
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return asProblems("", err)
+	}
+	return nil
+}
+
+// asProblems is an error of a decoder as problems at path.
+func asProblems(path string, err error) event.FieldErrors {
 	var own event.FieldErrors
+	var te *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &own):
-		return own
+		out := make(event.FieldErrors, len(own))
+		for i, f := range own {
+			f.Path = Join(path, f.Path)
+			out[i] = f
+		}
+		return out
 	case errors.As(err, &te):
-		return event.FieldErrors{{Path: te.Field, Message: Kind(te.Type) + ", not a JSON " + te.Value}}
+		return event.FieldErrors{{Path: Join(path, te.Field), Message: Kind(te.Type) + ", not a JSON " + te.Value}}
 	}
-	return event.FieldErrors{{Path: "", Message: strings.TrimPrefix(err.Error(), "json: ")}}
+	return event.FieldErrors{{Path: path, Message: strings.TrimPrefix(err.Error(), "json: ")}}
+}
+
+// Join is the path of sub (a path relative to path) under path.
+func Join(path, sub string) string {
+	switch {
+	case sub == "":
+		return path
+	case path == "":
+		return sub
+	case strings.HasPrefix(sub, "["):
+		return path + sub
+	}
+	return path + "." + sub
+}
+
+// checkJSON adds the problems of tree (decoded with UseNumber) as a value
+// of type t at path.
+func checkJSON(t reflect.Type, tree any, path string, fe *event.FieldErrors) {
+	if tree == nil {
+		return // null leaves a value as it is, as encoding/json does
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if ownDecoder(t, "json") {
+		b, err := json.Marshal(tree)
+		if err == nil {
+			err = json.Unmarshal(b, reflect.New(t).Interface())
+		}
+		if err != nil {
+			*fe = append(*fe, asProblems(path, err)...)
+		}
+		return
+	}
+	wrong := func() { fe.Add(path, Kind(t)+", not "+jsonKind(tree)) }
+	switch t.Kind() {
+	case reflect.Interface:
+	case reflect.String:
+		if _, ok := tree.(string); !ok {
+			wrong()
+		}
+	case reflect.Bool:
+		if _, ok := tree.(bool); !ok {
+			wrong()
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		n, ok := tree.(json.Number)
+		if !ok {
+			wrong()
+		} else if _, err := strconv.ParseInt(string(n), 10, t.Bits()); err != nil {
+			hi := int64(math.MaxInt64 >> (64 - t.Bits()))
+			fe.Add(path, fmt.Sprintf("a whole number from %d to %d, not %s", -hi-1, hi, n))
+		}
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		n, ok := tree.(json.Number)
+		if !ok {
+			wrong()
+		} else if _, err := strconv.ParseUint(string(n), 10, t.Bits()); err != nil {
+			fe.Add(path, fmt.Sprintf("a whole number from 0 to %d, not %s", uint64(math.MaxUint64>>(64-t.Bits())), n))
+		}
+	case reflect.Float32, reflect.Float64:
+		if n, ok := tree.(json.Number); !ok {
+			wrong()
+		} else if _, err := strconv.ParseFloat(string(n), t.Bits()); err != nil {
+			fe.Add(path, "a number in range, not "+string(n))
+		}
+	case reflect.Slice, reflect.Array:
+		if t.Elem().Kind() == reflect.Uint8 && t.Kind() == reflect.Slice {
+			if _, ok := tree.(string); !ok { // []byte is base64 text
+				fe.Add(path, "a base64 string, not "+jsonKind(tree))
+			}
+			return
+		}
+		a, ok := tree.([]any)
+		if !ok {
+			wrong()
+			return
+		}
+		for i, e := range a {
+			checkJSON(t.Elem(), e, fmt.Sprintf("%s[%d]", path, i), fe)
+		}
+	case reflect.Map:
+		m, ok := tree.(map[string]any)
+		if !ok {
+			wrong()
+			return
+		}
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			checkJSON(t.Elem(), m[k], Key(path, k), fe)
+		}
+	case reflect.Struct:
+		m, ok := tree.(map[string]any)
+		if !ok {
+			wrong()
+			return
+		}
+		fields := map[string]reflect.Type{}
+		addFields(t, "json", fields)
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			ft, ok := fields[strings.ToLower(k)]
+			if !ok {
+				fe.Add(Field(path, k), "unknown field")
+				continue
+			}
+			checkJSON(ft, m[k], Field(path, k), fe)
+		}
+	default:
+		fe.Add(path, "a value of type "+t.String()+" cannot be read from JSON")
+	}
+}
+
+// jsonKind names a decoded JSON value: "a JSON string", …
+func jsonKind(v any) string {
+	switch v.(type) {
+	case string:
+		return "a JSON string"
+	case bool:
+		return "a JSON boolean"
+	case json.Number:
+		return "a JSON number"
+	case []any:
+		return "a JSON array"
+	case map[string]any:
+		return "a JSON object"
+	}
+	return "null"
 }
 
 // syntaxMessage says where b stops being JSON.
@@ -63,6 +208,9 @@ func syntaxMessage(b []byte, err error) string {
 	if errors.As(err, &se) {
 		line := 1 + bytes.Count(b[:min(int(se.Offset), len(b))], []byte("\n"))
 		return fmt.Sprintf("not valid JSON: %s (line %d, byte %d)", strings.TrimPrefix(se.Error(), "json: "), line, se.Offset)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return fmt.Sprintf("not valid JSON: unexpected end of JSON input (line %d, byte %d)", 1+bytes.Count(b, []byte("\n")), len(b))
 	}
 	return "not valid JSON: " + strings.TrimPrefix(err.Error(), "json: ")
 }

@@ -22,8 +22,13 @@ type Base struct {
 type own struct{ raw string }
 
 func (o *own) UnmarshalJSON(b []byte) error {
-	if string(b) == `"bad"` {
-		return event.FieldErrors{{Path: "own", Message: "refused by its decoder"}}
+	switch string(b) {
+	case `"bad"`:
+		return event.FieldErrors{{Path: "", Message: "refused by its decoder"}}
+	case `"worse"`:
+		return event.FieldErrors{{Path: "part", Message: "refused"}, {Path: "[2]", Message: "also refused"}}
+	case `"plain"`:
+		return errors.New("a plain error")
 	}
 	o.raw = string(b)
 	return nil
@@ -37,6 +42,14 @@ type doc struct {
 	Items   []inner          `json:"items"`
 	ByName  map[string]inner `json:"by_name"`
 	Own     own              `json:"own"`
+	Owns    map[string]own   `json:"owns"`
+	Small   int8             `json:"small"`
+	U32     uint32           `json:"u32"`
+	Ratio   float32          `json:"ratio"`
+	Raw     []byte           `json:"raw"`
+	Any     any              `json:"any"`
+	Flag    bool             `json:"flag"`
+	Counts  map[string]int   `json:"counts"`
 	Skipped string           `json:"-"`
 	private string
 }
@@ -59,6 +72,18 @@ func TestDecodeJSON(t *testing.T) {
 		}},
 		{`{"own":{"anything":1}}`, nil}, // a type with its own decoder is not looked into
 		{`{"own":"bad"}`, event.FieldErrors{{Path: "own", Message: "refused by its decoder"}}},
+		{`{"own":"worse","owns":{"k":"plain"}}`, event.FieldErrors{{Path: "own.part", Message: "refused"}, {Path: "own[2]", Message: "also refused"}, {Path: `owns["k"]`, Message: "a plain error"}}},
+		{`{"small":128,"u32":-1,"ratio":1e39,"count":1.5}`, event.FieldErrors{
+			{Path: "count", Message: "a whole number from -9223372036854775808 to 9223372036854775807, not 1.5"},
+			{Path: "ratio", Message: "a number in range, not 1e39"},
+			{Path: "small", Message: "a whole number from -128 to 127, not 128"},
+			{Path: "u32", Message: "a whole number from 0 to 4294967295, not -1"}}},
+		{`{"raw":[1],"flag":"yes","counts":{"a":1,"b":"2"},"items":[{"port":1},{"port":"2"}]}`, event.FieldErrors{
+			{Path: `counts["b"]`, Message: "a number, not a JSON string"},
+			{Path: "flag", Message: "a boolean, not a JSON string"},
+			{Path: "items[1].port", Message: "a number, not a JSON string"},
+			{Path: "raw", Message: "a base64 string, not a JSON array"}}},
+		{`{"name":null,"count":null,"inner":null,"any":{"x":[1,"y"]},"raw":"AAE="}`, nil},
 		{`{"name":5}`, event.FieldErrors{{Path: "name", Message: "a string, not a JSON number"}}},
 		{`{"inner":{"hosts":"a"}}`, event.FieldErrors{{Path: "inner.hosts", Message: "an array, not a JSON string"}}},
 		{`{"count":"2"}`, event.FieldErrors{{Path: "count", Message: "a number, not a JSON string"}}},
