@@ -278,9 +278,7 @@ func DecodeSettings(b []byte) (Settings, error) {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return s, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
+	if err := strict.DecodeJSON(b, &s); err != nil {
 		return s, fmt.Errorf("settings: %w", err)
 	}
 	return s, s.Validate()
