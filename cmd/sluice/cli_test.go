@@ -245,6 +245,42 @@ func TestEventsTailFollowShowsTheLastFirst(t *testing.T) {
 			t.Errorf("follow printed %v, want %v", got, c.want)
 		}
 	}
+
+	// The server stops and starts again, on other ports: --follow waits
+	// for it, says so on stderr, and goes on after the last event it
+	// printed, none missed or printed twice.
+	cmd := exec.Command(os.Args[0], "events", "tail", "--follow", "--last", "1", "--key", "in.gen.tailf.mine")
+	cmd.Env = childEnv(env...)
+	fo, fe := &syncBuffer{}, &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = fo, fe
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+	waitFor(t, func() bool { return len(ns(fo.String())) >= 1 }, fo)
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return strings.Contains(fe.String(), "no answer from the server") }, fe)
+	s = startServer(t, dir)
+	send("mine", 15)
+	send("other", 15)
+	send("mine", 16)
+	waitFor(t, func() bool { return len(ns(fo.String())) >= 3 }, fo)
+	time.Sleep(200 * time.Millisecond) // nothing more may come
+	select {
+	case err := <-exited:
+		t.Fatalf("--follow exited when the server restarted: %v\n%s", err, fe.String())
+	default:
+	}
+	if got := ns(fo.String()); fmt.Sprint(got) != fmt.Sprint([]int{14, 15, 16}) {
+		t.Fatalf("--follow across a restart printed %v, want [14 15 16]", got)
+	}
+	if e := fe.String(); strings.Count(e, "no answer from the server") != 1 || !strings.HasSuffix(e, "sluice events: the server answers again\n") {
+		t.Fatalf("--follow's notes across a restart: %q", e)
+	}
 }
 
 func waitFor(t *testing.T, ok func() bool, buf *syncBuffer) {

@@ -178,6 +178,28 @@ func (t *target) noState() error {
 		t.dataDir, datadir.StateFile)
 }
 
+// rediscover is the API to try next when c stopped answering: a server
+// found through the data directory may come back on other ports, so its
+// run file is read again (without taking the directory's lock, which the
+// restarting server needs).
+func (t *target) rediscover(env *Env, c client) client {
+	if t.adminURL != "" {
+		return c
+	}
+	info, err := datadir.ReadRunInfo(t.dataDir)
+	if err != nil {
+		return c
+	}
+	if r, ok := c.(*remote); ok && strings.TrimSuffix(info.Admin, "/") == r.base {
+		return c
+	}
+	r, err := newRemote(info.Admin, env.Getenv(config.EnvAdminToken))
+	if err != nil {
+		return c
+	}
+	return r
+}
+
 // server is the running server's API, for a command that works only
 // through it; why says so when none runs.
 func (t *target) server(env *Env, why string) (*remote, error) {
@@ -212,6 +234,13 @@ func newRemote(base, token string) (*remote, error) {
 func (r *remote) Live() bool   { return true }
 func (r *remote) Close() error { return nil }
 
+// unreachable is a request to the admin API that got no answer: the
+// server is down, restarting, or the network is.
+type unreachable struct{ err error }
+
+func (u *unreachable) Error() string { return u.err.Error() }
+func (u *unreachable) Unwrap() error { return u.err }
+
 // call sends a request and decodes a JSON answer into out.
 func (r *remote) call(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
@@ -232,12 +261,12 @@ func (r *remote) call(ctx context.Context, method, path string, in, out any) err
 	}
 	resp, err := r.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("admin API: %w", err)
+		return &unreachable{fmt.Errorf("admin API: %w", err)}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("admin API: %w", err)
+		return &unreachable{fmt.Errorf("admin API: %w", err)}
 	}
 	if resp.StatusCode >= 300 {
 		var e struct {

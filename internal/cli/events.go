@@ -128,17 +128,38 @@ func runEvents(ctx context.Context, args []string, env *Env) error {
 			return nil
 		}
 	}
+	down := false
 	for {
 		wait := time.Duration(0)
 		if *follow {
 			wait = 30 * time.Second
 		}
 		p, err := c.Events(ctx, q, wait)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil // interrupted
+		var un *unreachable
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil // interrupted
+		case err != nil && *follow && errors.As(err, &un):
+			// The server stopped or is restarting: wait for it and go
+			// on after the last event printed, so none is missed or
+			// printed twice.
+			if !down {
+				fmt.Fprintf(env.Stderr, "sluice events: no answer from the server (%v); trying again every second, to go on where it stopped (Ctrl-C stops)\n", err)
+				down = true
 			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+			c = t.rediscover(env, c)
+			continue
+		case err != nil:
 			return err
+		}
+		if down {
+			fmt.Fprintln(env.Stderr, "sluice events: the server answers again")
+			down = false
 		}
 		for _, e := range p.Events {
 			out.Write(e)
