@@ -116,6 +116,8 @@ type Outcome struct {
 type Projects interface {
 	Get(id uint32) (*project.Project, bool)
 	AuthenticateFor(projectID uint32, secret string) bool
+	// IsToken reports whether secret is a live token of any project.
+	IsToken(secret string) bool
 }
 
 // Error is a request the dialect refuses: the status to answer, a message,

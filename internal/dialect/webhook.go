@@ -247,6 +247,13 @@ func (w *Webhook) Authenticate(r *Request) (*project.Project, error) {
 			return nil, Unauthorized("invalid token")
 		}
 		query.remove(TokenParam) // a credential, not event data
+	} else if v, ok := query.get(TokenParam); ok {
+		// A project that asks for no token still never keeps one as
+		// data: a sender's live token (of any project) is dropped, where
+		// another value of ?token= is the sender's data.
+		if s, _ := firstString(v); w.Projects.IsToken(s) {
+			query.remove(TokenParam)
+		}
 	}
 	r.State = &webhookState{path: ws, query: query, body: body, service: service, name: name}
 	return proj, nil

@@ -3,6 +3,7 @@ package ingest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -68,6 +69,33 @@ func TestKeptContentHoldsNoCredential(t *testing.T) {
 			if bytes.Contains(b, []byte(secret)) {
 				t.Fatalf("%s holds the credential %q", f, secret)
 			}
+		}
+	}
+}
+
+// A project without token auth keeps ?token= as data, unless it is a live
+// token (of that project or another): a credential never becomes event
+// data, so never reaches a hook or an export.
+func TestWebhookWithoutTokenAuthDropsALiveToken(t *testing.T) {
+	srv, l := goldenServer(t, s2sClock)
+	for _, c := range []struct{ target, data string }{
+		{"/calltrack/call/7?token=abc123&a=1", `{"a":"1"}`},
+		{"/calltrack/call/7?a=1&token=other-project-token", `{"a":"1"}`},
+		{"/calltrack/call/7?token=push-token-of-the-caller&a=1", `{"token":"push-token-of-the-caller","a":"1"}`},
+		{"/calltrack/call/7?token=revoked-token", `{"token":"revoked-token"}`},
+	} {
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, httptest.NewRequest("GET", c.target, nil))
+		if rec.Code != 200 {
+			t.Fatalf("%s: %d %s", c.target, rec.Code, rec.Body)
+		}
+		recs, err := l.Read(context.Background(), eventlog.Query{Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e struct{ Data json.RawMessage }
+		if err := json.Unmarshal(recs[len(recs)-1].Body, &e); err != nil || string(e.Data) != c.data {
+			t.Errorf("%s: data %s (%v), want %s", c.target, e.Data, err, c.data)
 		}
 	}
 }

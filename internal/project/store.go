@@ -457,6 +457,12 @@ func (s *Store) Authenticate(secret string) (projectID uint32, tokenID string, o
 	return e.projectID, e.id, true
 }
 
+// IsToken reports whether secret is a live token of any project.
+func (s *Store) IsToken(secret string) bool {
+	_, _, ok := s.Authenticate(secret)
+	return ok
+}
+
 // AuthenticateFor reports whether secret is a live token of projectID.
 func (s *Store) AuthenticateFor(projectID uint32, secret string) bool {
 	p, _, ok := s.Authenticate(secret)
