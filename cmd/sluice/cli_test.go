@@ -71,6 +71,25 @@ func TestHelpExitsZeroOnStdout(t *testing.T) {
 		t.Errorf("sluice help: exit %d, stdout %q", code, out)
 	}
 
+	// A mistake in the arguments says what it is before the usage.
+	for args, reason := range map[string]string{
+		"project show":                   "sluice project show: needs the project ID\n",
+		"project show 1 2":               `sluice project show: takes only the project ID (got ["2"] too)` + "\n",
+		"project list extra":             `sluice project list: takes no arguments (got ["extra"])` + "\n",
+		"token create --name y":          "sluice token create: --project is required\n",
+		"token revoke --project 0":       "sluice token revoke: needs the token ID\n",
+		"event-type delete --project 0":  "sluice event-type delete: needs the event type's slug\n",
+		"profile show --project 0 email": "sluice profile show: needs an identity type and a value, such as email a@example.com\n",
+		"admin-token":                    "sluice admin-token: needs a subcommand: reset\n",
+		"hook replay a b c":              `sluice hook replay: takes only the hook ID and at most one dead letter ID (got ["c"] too)` + "\n",
+		"hash email":                     "sluice hash email: needs the value to hash\n",
+	} {
+		out, errOut, code := sluice(t, env, strings.Fields(args)...)
+		if code != 2 || out != "" || !strings.HasPrefix(errOut, reason) || !strings.Contains(errOut, "Usage: sluice") {
+			t.Errorf("%s: exit %d\nstdout: %q\nstderr: %q\nwant it to start %q", args, code, out, errOut, reason)
+		}
+	}
+
 	// Mistakes: usage on stderr, exit 2, nothing on stdout.
 	for _, args := range [][]string{{}, {"project", "create", "--bogus"}, {"project", "frobnicate"}, {"events", "frobnicate"}, {"events"}, {"serve", "--bogus"}, {"events", "tail", "--last", "x"}, {"nosuch"}} {
 		out, errOut, code := sluice(t, env, args...)

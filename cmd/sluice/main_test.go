@@ -606,6 +606,11 @@ func TestCLIProjectsTokensAndTail(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "offline-shop") || !strings.Contains(out, "default") {
 		t.Fatalf("online list: %d %s %s", code, out, errOut)
 	}
+	// The server's refusal, said once.
+	if _, errOut, code := sluice(t, env, "token", "create", "--project", "1", "--name", "y", "--secret", "short"); code != 1 ||
+		errOut != "sluice token: invalid: secret: secret is shorter than 6 characters (400)\n" {
+		t.Fatalf("refused token: exit %d %q", code, errOut)
+	}
 	out, _, code = sluice(t, env, "token", "create", "--project", "1", "--name", "online", "--json")
 	var ct struct {
 		Token  struct{ ID string }

@@ -42,9 +42,8 @@ func runBench(ctx context.Context, args []string, env *Env) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 0 {
-		fs.Usage()
-		return errUsage
+	if problem := positional(pos, 0, 0, ""); problem != "" {
+		return badArgs(env, fs, problem)
 	}
 	if *serveBaseline != "" {
 		fmt.Fprintf(env.Stdout, "baseline handler on http://%s/ (reads the body, answers 200); Ctrl-C to stop\n", *serveBaseline)

@@ -116,6 +116,28 @@ func usage(w io.Writer) {
 	_, _ = io.WriteString(w, b.String())
 }
 
+// badArgs says what is wrong with a command's arguments, then prints its
+// usage: exit 2.
+func badArgs(env *Env, fs *flag.FlagSet, reason string) error {
+	fmt.Fprintf(env.Stderr, "%s: %s\n\n", fs.Name(), reason)
+	fs.Usage()
+	return errUsage
+}
+
+// positional checks the count of a command's positional arguments: what
+// names the ones it takes ("the project ID").
+func positional(pos []string, lo, hi int, what string) string {
+	switch {
+	case len(pos) < lo:
+		return "needs " + what
+	case len(pos) > hi && hi == 0:
+		return fmt.Sprintf("takes no arguments (got %q)", pos)
+	case len(pos) > hi:
+		return fmt.Sprintf("takes only %s (got %q too)", what, pos[hi:])
+	}
+	return ""
+}
+
 // newFlags makes a flag set that prints its usage to env.Stderr.
 func newFlags(name, synopsis string, env *Env) *flag.FlagSet {
 	fs := flag.NewFlagSet("sluice "+name, flag.ContinueOnError)
@@ -150,7 +172,10 @@ func runAdminToken(ctx context.Context, args []string, env *Env) error {
 	var t target
 	t.register(fs, env)
 	if len(args) == 0 || args[0] != "reset" {
-		if len(args) > 0 && !isHelp(args[0]) {
+		switch {
+		case len(args) == 0:
+			fmt.Fprintf(env.Stderr, "sluice admin-token: needs a subcommand: reset\n\n")
+		case !isHelp(args[0]):
 			fmt.Fprintf(env.Stderr, "sluice admin-token: unknown subcommand %q\n", args[0])
 		}
 		fs.Usage()

@@ -274,7 +274,9 @@ func (r *remote) call(ctx context.Context, method, path string, in, out any) err
 			Errors  event.FieldErrors `json:"errors"`
 		}
 		if json.Unmarshal(b, &e) == nil && e.Message != "" {
-			if len(e.Errors) > 0 {
+			// The message often is the errors already ("invalid: secret:
+			// …"); they are added only when it does not say them.
+			if len(e.Errors) > 0 && !strings.Contains(e.Message, e.Errors.Error()) {
 				return fmt.Errorf("%s (%d): %s", e.Message, resp.StatusCode, e.Errors.Error())
 			}
 			return fmt.Errorf("%s (%d)", e.Message, resp.StatusCode)

@@ -49,9 +49,8 @@ func runEvents(ctx context.Context, args []string, env *Env) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 0 {
-		fs.Usage()
-		return errUsage
+	if problem := positional(pos, 0, 0, ""); problem != "" {
+		return badArgs(env, fs, problem)
 	}
 	q := eventlog.Query{KeyGlob: *key, Limit: 1000}
 	for _, p := range projects {

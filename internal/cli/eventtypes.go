@@ -44,9 +44,11 @@ Run 'sluice event-type <command> -h' for its flags.`
 	if err != nil {
 		return err
 	}
-	if *projectFlag == "" || (sub == "delete") != (len(pos) == 1) || len(pos) > 1 {
-		fs.Usage()
-		return errUsage
+	if *projectFlag == "" {
+		return badArgs(env, fs, "--project is required")
+	}
+	if problem := positional(pos, argsIf(sub == "delete"), argsIf(sub == "delete"), "the event type's slug"); problem != "" {
+		return badArgs(env, fs, problem)
 	}
 	pid, err := parseProjectID(*projectFlag)
 	if err != nil {

@@ -23,9 +23,8 @@ func runHash(ctx context.Context, args []string, env *Env) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return errUsage
+	if problem := positional(pos, 1, 1, "the value to hash"); problem != "" {
+		return badArgs(env, fs, problem)
 	}
 	var norm string
 	if kind == "phone" {

@@ -97,9 +97,12 @@ func runHook(ctx context.Context, args []string, env *Env) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) < nargs[0] || len(pos) > nargs[1] {
-		fs.Usage()
-		return errUsage
+	what := "the hook ID"
+	if sub == "replay" {
+		what = "the hook ID and at most one dead letter ID"
+	}
+	if problem := positional(pos, nargs[0], nargs[1], what); problem != "" {
+		return badArgs(env, fs, problem)
 	}
 	r, err := t.server(env, "hooks are delivered by the running server, so they are managed through its admin API")
 	if err != nil {

@@ -53,9 +53,11 @@ Run 'sluice profile <command> -h' for its flags.`
 	if err != nil {
 		return err
 	}
-	if *projectFlag == "" || len(pos) != 2 {
-		fs.Usage()
-		return errUsage
+	if *projectFlag == "" {
+		return badArgs(env, fs, "--project is required")
+	}
+	if problem := positional(pos, 2, 2, "an identity type and a value, such as email a@example.com"); problem != "" {
+		return badArgs(env, fs, problem)
 	}
 	pid, err := parseProjectID(*projectFlag)
 	if err != nil {

@@ -165,6 +165,14 @@ func (s *settingsFlags) apply(base project.Settings) (project.Settings, error) {
 	return base, base.Validate()
 }
 
+// argsIf is 1 when a command takes one positional argument, else 0.
+func argsIf(takes bool) int {
+	if takes {
+		return 1
+	}
+	return 0
+}
+
 // accessFor is writes for a command that changes state, else reads.
 func accessFor(changes bool) access {
 	if changes {
@@ -217,9 +225,8 @@ Settings flags: --webhook-auth, --webhook-dedup-field, --redirect-host,
 		return err
 	}
 	needID := sub == "show" || sub == "update" || sub == "delete"
-	if (needID && len(pos) != 1) || (!needID && len(pos) != 0) {
-		fs.Usage()
-		return errUsage
+	if problem := positional(pos, argsIf(needID), argsIf(needID), "the project ID"); problem != "" {
+		return badArgs(env, fs, problem)
 	}
 	c, err := t.open(env, accessFor(sub != "list" && sub != "show"))
 	if err != nil {
@@ -347,9 +354,11 @@ Run 'sluice token <command> -h' for its flags.`
 	if err != nil {
 		return err
 	}
-	if *projectFlag == "" || (sub == "revoke") != (len(pos) == 1) || len(pos) > 1 {
-		fs.Usage()
-		return errUsage
+	if *projectFlag == "" {
+		return badArgs(env, fs, "--project is required")
+	}
+	if problem := positional(pos, argsIf(sub == "revoke"), argsIf(sub == "revoke"), "the token ID"); problem != "" {
+		return badArgs(env, fs, problem)
 	}
 	pid, err := parseProjectID(*projectFlag)
 	if err != nil {
