@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/hook"
 )
 
 // Every refused body is a 400 whose errors name each field at fault, in
@@ -56,6 +57,8 @@ func TestRefusedBodiesNameTheirFields(t *testing.T) {
 			event.FieldErrors{{Path: "start_from", Message: `"now" or an RFC 3339 time, as a JSON string`}}},
 		{"POST", "/api/v1/hooks", `{` + hk + `,"start_from":"yesterday"}`, `start_from: "yesterday" is neither "now" nor an RFC 3339 time`,
 			event.FieldErrors{{Path: "start_from", Message: `"yesterday" is neither "now" nor an RFC 3339 time`}}},
+		{"POST", "/api/v1/hooks", `{` + hk + `,"start_from":"2999-01-01T00:00:00Z"}`, `start_from: 2999-01-01T00:00:00Z is in the future: start from "now" or from a past time`,
+			event.FieldErrors{{Path: "start_from", Message: `2999-01-01T00:00:00Z is in the future: start from "now" or from a past time`}}},
 		{"POST", "/api/v1/hooks", `{` + hk + `,"retry_times":"3"}`, "invalid body: retry_times: a number, not a JSON string",
 			event.FieldErrors{{Path: "retry_times", Message: "a number, not a JSON string"}}},
 		{"POST", "/api/v1/hooks", `{` + hk + `,"retry_period":true,"events":["in.*",5]}`,
@@ -86,5 +89,17 @@ func TestRefusedBodiesNameTheirFields(t *testing.T) {
 	var hooks HookList
 	if f.api(t, "GET", "/api/v1/hooks", "", 200, &hooks); len(hooks.Hooks) != 0 {
 		t.Fatalf("a refused body made a hook: %+v", hooks.Hooks)
+	}
+	// Activation from a time to come is refused too, and leaves the hook
+	// stopped.
+	var h hook.Hook
+	f.api(t, "POST", "/api/v1/hooks", `{`+hk+`,"active":false}`, 201, &h)
+	var e errorBody
+	f.api(t, "POST", "/api/v1/hooks/"+h.ID+"/activate", `{"from":"2999-01-01T00:00:00Z"}`, 400, &e)
+	if len(e.Errors) != 1 || e.Errors[0].Path != "from" || !strings.Contains(e.Errors[0].Message, "is in the future") {
+		t.Fatalf("activate from the future: %+v", e)
+	}
+	if f.api(t, "GET", "/api/v1/hooks/"+h.ID, "", 200, &h); h.Active {
+		t.Fatal("a refused activation started the hook")
 	}
 }

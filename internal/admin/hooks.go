@@ -89,6 +89,11 @@ func parseStart(path, v string) (*hook.Start, error) {
 	if err != nil {
 		return nil, badField(path, "%q is neither \"now\" nor an RFC 3339 time", v)
 	}
+	if t.After(time.Now()) {
+		// A start in the future would skip every event until then, while
+		// the hook looks active and its lag reads 0.
+		return nil, badField(path, "%s is in the future: start from \"now\" or from a past time", v)
+	}
 	return &hook.Start{From: &t}, nil
 }
 
