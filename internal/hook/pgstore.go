@@ -228,7 +228,7 @@ func fencePG(ctx context.Context, tx pgx.Tx, hookID string, gen int64) error {
 }
 
 func (s *PostgresStore) Inflight(ctx context.Context, hookID string) ([]InflightBatch, error) {
-	rows, err := s.db.Query(ctx, `SELECT seq, batch_id, ids, last_id FROM hook_inflight WHERE hook_id = $1 ORDER BY seq`, hookID)
+	rows, err := s.db.Query(ctx, `SELECT seq, batch_id, ids, last_id, attempts FROM hook_inflight WHERE hook_id = $1 ORDER BY seq`, hookID)
 	if err != nil {
 		return nil, fmt.Errorf("read in-flight batches: %w", err)
 	}
@@ -236,7 +236,7 @@ func (s *PostgresStore) Inflight(ctx context.Context, hookID string) ([]Inflight
 		var b InflightBatch
 		var ids []int64
 		var last int64
-		err := r.Scan(&b.Seq, &b.BatchID, &ids, &last)
+		err := r.Scan(&b.Seq, &b.BatchID, &ids, &last, &b.Attempts)
 		b.UpTo = event.ID(last)
 		b.IDs = make([]event.ID, len(ids))
 		for i, id := range ids {
@@ -268,8 +268,8 @@ func (s *PostgresStore) SaveInflight(ctx context.Context, hookID string, gen int
 		}
 		var upTo event.ID
 		for _, b := range bs {
-			if _, err := tx.Exec(ctx, `INSERT INTO hook_inflight (hook_id, seq, batch_id, ids, last_id) VALUES ($1, $2, $3, $4, $5)`,
-				hookID, b.Seq, b.BatchID, int64s(b.IDs), int64(b.UpTo)); err != nil {
+			if _, err := tx.Exec(ctx, `INSERT INTO hook_inflight (hook_id, seq, batch_id, ids, last_id, attempts) VALUES ($1, $2, $3, $4, $5, $6)`,
+				hookID, b.Seq, b.BatchID, int64s(b.IDs), int64(b.UpTo), b.Attempts); err != nil {
 				return err
 			}
 			upTo = max(upTo, b.UpTo)
@@ -294,6 +294,20 @@ func (s *PostgresStore) SaveCursor(ctx context.Context, hookID string, gen int64
 		return err
 	}
 	return nil
+}
+
+// Retry writes the attempt log, as AddAttempt did, and the attempt's
+// number with the batch in flight in the same transaction.
+func (s *PostgresStore) Retry(ctx context.Context, hookID string, gen int64, seq int64, a Attempt) error {
+	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		if err := fencePG(ctx, tx, hookID, gen); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE hook_inflight SET attempts = greatest(attempts, $3) WHERE hook_id = $1 AND seq = $2`, hookID, seq, a.N); err != nil {
+			return err
+		}
+		return insertAttemptPG(ctx, tx, &a)
+	})
 }
 
 func (s *PostgresStore) Finish(ctx context.Context, hookID string, gen int64, f Finish) error {
@@ -509,8 +523,8 @@ func (s *PostgresStore) Import(ctx context.Context, st *HookState) error {
 			return err
 		}
 		for _, b := range st.Inflight {
-			if _, err := tx.Exec(ctx, `INSERT INTO hook_inflight (hook_id, seq, batch_id, ids, last_id) VALUES ($1, $2, $3, $4, $5)`,
-				h.ID, b.Seq, b.BatchID, int64s(b.IDs), int64(b.UpTo)); err != nil {
+			if _, err := tx.Exec(ctx, `INSERT INTO hook_inflight (hook_id, seq, batch_id, ids, last_id, attempts) VALUES ($1, $2, $3, $4, $5, $6)`,
+				h.ID, b.Seq, b.BatchID, int64s(b.IDs), int64(b.UpTo), b.Attempts); err != nil {
 				return err
 			}
 		}

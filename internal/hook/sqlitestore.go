@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS inflight (
 	batch_id TEXT NOT NULL,
 	ids      TEXT NOT NULL,            -- JSON array of event ids
 	last_id  INTEGER NOT NULL,
+	attempts INTEGER NOT NULL DEFAULT 0, -- made so far (Store.Retry)
 	PRIMARY KEY (hook_id, seq)
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -113,18 +114,21 @@ func OpenSQLite(path string) (*SQLiteStore, error) {
 	return &SQLiteStore{db: db, group: newCommitter(db)}, nil
 }
 
-// migrateSQLite brings a hooks.db of an earlier version up to date.
+// migrateSQLite brings a hooks.db of an earlier version up to date: the
+// columns added since are added (CREATE TABLE IF NOT EXISTS left the
+// tables it had as they were).
 func migrateSQLite(db *sql.DB) error {
-	for _, c := range []struct{ name, def string }{
-		{"scan", "INTEGER NOT NULL DEFAULT 0"},
-		{"generation", "INTEGER NOT NULL DEFAULT 0"},
+	for _, c := range []struct{ table, name, def string }{
+		{"hooks", "scan", "INTEGER NOT NULL DEFAULT 0"},
+		{"hooks", "generation", "INTEGER NOT NULL DEFAULT 0"},
+		{"inflight", "attempts", "INTEGER NOT NULL DEFAULT 0"},
 	} {
 		var n int
-		if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info('hooks') WHERE name = ?`, c.name).Scan(&n); err != nil {
+		if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info(?) WHERE name = ?`, c.table, c.name).Scan(&n); err != nil {
 			return err
 		}
 		if n == 0 {
-			if _, err := db.Exec(`ALTER TABLE hooks ADD COLUMN ` + c.name + ` ` + c.def); err != nil {
+			if _, err := db.Exec(`ALTER TABLE ` + c.table + ` ADD COLUMN ` + c.name + ` ` + c.def); err != nil {
 				return err
 			}
 		}
@@ -334,7 +338,7 @@ func fenceSQLite(tx *sql.Tx, hookID string, gen int64) error {
 }
 
 func (s *SQLiteStore) Inflight(ctx context.Context, hookID string) ([]InflightBatch, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT seq, batch_id, ids, last_id FROM inflight WHERE hook_id = ? ORDER BY seq`, hookID)
+	rows, err := s.db.QueryContext(ctx, `SELECT seq, batch_id, ids, last_id, attempts FROM inflight WHERE hook_id = ? ORDER BY seq`, hookID)
 	if err != nil {
 		return nil, fmt.Errorf("read in-flight batches: %w", err)
 	}
@@ -344,7 +348,7 @@ func (s *SQLiteStore) Inflight(ctx context.Context, hookID string) ([]InflightBa
 		var b InflightBatch
 		var ids string
 		var last int64
-		if err := rows.Scan(&b.Seq, &b.BatchID, &ids, &last); err != nil {
+		if err := rows.Scan(&b.Seq, &b.BatchID, &ids, &last, &b.Attempts); err != nil {
 			return nil, fmt.Errorf("read in-flight batches: %w", err)
 		}
 		b.UpTo = event.ID(last)
@@ -367,8 +371,8 @@ func (s *SQLiteStore) SaveInflight(ctx context.Context, hookID string, gen int64
 		}
 		for _, b := range bs {
 			ids, _ := json.Marshal(b.IDs)
-			if _, err := tx.Exec(`INSERT INTO inflight(hook_id, seq, batch_id, ids, last_id) VALUES (?, ?, ?, ?, ?)`,
-				hookID, b.Seq, b.BatchID, string(ids), int64(b.UpTo)); err != nil {
+			if _, err := tx.Exec(`INSERT INTO inflight(hook_id, seq, batch_id, ids, last_id, attempts) VALUES (?, ?, ?, ?, ?, ?)`,
+				hookID, b.Seq, b.BatchID, string(ids), int64(b.UpTo), b.Attempts); err != nil {
 				return err
 			}
 		}
@@ -401,6 +405,21 @@ func (s *SQLiteStore) SaveCursor(ctx context.Context, hookID string, gen int64, 
 			return fenceSQLite(tx, hookID, gen)
 		}
 		return nil
+	})
+}
+
+// Retry shares the group commit of the other writes of the delivery
+// loops: the attempt log was written there before, and the number of the
+// attempt rides in the same transaction (no commit of its own).
+func (s *SQLiteStore) Retry(ctx context.Context, hookID string, gen int64, seq int64, a Attempt) error {
+	return s.group.write(ctx, func(tx *sql.Tx) error {
+		if err := fenceSQLite(tx, hookID, gen); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(`UPDATE inflight SET attempts = max(attempts, ?) WHERE hook_id = ? AND seq = ?`, a.N, hookID, seq); err != nil {
+			return err
+		}
+		return insertAttemptSQLite(tx, &a)
 	})
 }
 
@@ -647,8 +666,8 @@ func (s *SQLiteStore) Import(ctx context.Context, st *HookState) error {
 	}
 	for _, b := range st.Inflight {
 		ids, _ := json.Marshal(b.IDs)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO inflight(hook_id, seq, batch_id, ids, last_id) VALUES (?, ?, ?, ?, ?)`,
-			h.ID, b.Seq, b.BatchID, string(ids), int64(b.UpTo)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO inflight(hook_id, seq, batch_id, ids, last_id, attempts) VALUES (?, ?, ?, ?, ?, ?)`,
+			h.ID, b.Seq, b.BatchID, string(ids), int64(b.UpTo), b.Attempts); err != nil {
 			return fmt.Errorf("import hook %s: %w", h.ID, err)
 		}
 	}

@@ -67,6 +67,13 @@ type Store interface {
 	SaveInflight(ctx context.Context, hookID string, gen int64, bs ...InflightBatch) error
 	// SaveCursor moves the cursor forward to c (never back).
 	SaveCursor(ctx context.Context, hookID string, gen int64, c event.ID) error
+	// Retry logs a failed attempt of batch seq that is not its last (it
+	// goes again, or waits for the hook's activation after a 410) and
+	// records its number with the batch in flight, in one transaction:
+	// the loop that sends the batch next, after a restart or on the node
+	// that takes the hook over, goes on with attempt a.N+1 and counts the
+	// attempts made against the retry budget. The number never goes back.
+	Retry(ctx context.Context, hookID string, gen int64, seq int64, a Attempt) error
 	// Finish ends a batch in one transaction (see Finish).
 	Finish(ctx context.Context, hookID string, gen int64, f Finish) error
 	// DeadStreak is the hook's run of dead letters since its last
@@ -127,10 +134,11 @@ type Claim struct {
 // rebuilt exactly, with the same id, after a restart or by the node that
 // takes the hook over.
 type InflightBatch struct {
-	Seq     int64
-	BatchID string
-	IDs     []event.ID
-	UpTo    event.ID // the scan position after it
+	Seq      int64
+	BatchID  string
+	IDs      []event.ID
+	UpTo     event.ID // the scan position after it
+	Attempts int      // attempts made and recorded by Retry (0 before the first)
 }
 
 // Finish is how a batch ends: its in-flight record goes, its last attempt

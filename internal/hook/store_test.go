@@ -2,6 +2,7 @@ package hook
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -65,6 +66,7 @@ func TestStore(t *testing.T) {
 		{"TakeOverContinuesFromCursorAndBatchesInFlight", storeTakeOver},
 		{"RepositionDropsBatchesInFlight", storeReposition},
 		{"FinishDeliveredAndParked", storeFinish},
+		{"RetryKeepsTheAttemptNumberWithTheBatch", storeRetry},
 		{"AttemptLogNewestFirstAndBounded", storeAttempts},
 		{"DeadLettersSelectedReplayedAndErased", storeDeadLetters},
 		{"DeleteTakesEverything", storeDelete},
@@ -174,6 +176,9 @@ func storeVersion(t *testing.T, s Store) {
 		return s.SaveInflight(ctx, h.ID, gen, InflightBatch{Seq: 1, BatchID: "msg_1", IDs: []event.ID{101}, UpTo: 101})
 	})
 	step("save cursor", false, func() error { return s.SaveCursor(ctx, h.ID, gen, 101) })
+	step("retry", false, func() error {
+		return s.Retry(ctx, h.ID, gen, 1, Attempt{HookID: h.ID, BatchID: "msg_1", N: 1, Kind: "delivery"})
+	})
 	step("finish", false, func() error { return s.Finish(ctx, h.ID, gen, Finish{Seq: 1, Cursor: 101}) })
 	step("attempt", false, func() error {
 		return s.AddAttempt(ctx, Attempt{HookID: h.ID, BatchID: "msg_1", N: 1, Kind: "delivery"})
@@ -204,6 +209,7 @@ func storeClaimFences(t *testing.T, s Store) {
 	for what, err := range map[string]error{
 		"save in flight": s.SaveInflight(ctx, h.ID, old.Generation, InflightBatch{Seq: 2, BatchID: "msg_2", IDs: []event.ID{103}, UpTo: 103}),
 		"save cursor":    s.SaveCursor(ctx, h.ID, old.Generation, 102),
+		"retry":          s.Retry(ctx, h.ID, old.Generation, 1, Attempt{HookID: h.ID, BatchID: "msg_1", N: 1, Kind: "delivery"}),
 		"finish": s.Finish(ctx, h.ID, old.Generation, Finish{Seq: 1, Cursor: 102,
 			Attempt:    &Attempt{HookID: h.ID, BatchID: "msg_1", N: 1, Kind: "delivery"},
 			DeadLetter: &DeadLetter{BatchID: "msg_1", CreatedAt: t0, Events: 2, FirstID: 101, LastID: 102, messages: [][]byte{[]byte(`{}`)}}}),
@@ -216,7 +222,7 @@ func storeClaimFences(t *testing.T, s Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Hook.Cursor != 100 || st.Hook.Scan != 102 || st.Hook.DeadStreak != 0 || len(st.Inflight) != 1 || len(st.Attempts) != 0 || len(st.DeadLetters) != 0 {
+	if st.Hook.Cursor != 100 || st.Hook.Scan != 102 || st.Hook.DeadStreak != 0 || len(st.Inflight) != 1 || st.Inflight[0].Attempts != 0 || len(st.Attempts) != 0 || len(st.DeadLetters) != 0 {
 		t.Fatalf("the old loop changed the state: %+v", st)
 	}
 	// The new loop writes.
@@ -367,6 +373,86 @@ func storeFinish(t *testing.T, s Store) {
 	if got, _ := s.Inflight(ctx, h.ID); len(got) != 0 {
 		t.Fatalf("finished batches still in flight: %+v", got)
 	}
+}
+
+// The attempts a batch in flight had are stored with it: the loop that
+// takes the hook over (a restart, another node) goes on from there. Only
+// the loop of the current generation moves them, never back, and the
+// attempt is logged in the same write.
+func storeRetry(t *testing.T, s Store) {
+	ctx := context.Background()
+	h := storedHook("hk_re", t0)
+	mustInsert(t, s, h)
+	a := mustClaim(t, s, h.ID)
+	one := InflightBatch{Seq: 1, BatchID: "msg_1", IDs: []event.ID{101, 102}, UpTo: 102}
+	two := InflightBatch{Seq: 2, BatchID: "msg_2", IDs: []event.ID{103}, UpTo: 103}
+	if err := s.SaveInflight(ctx, h.ID, a.Generation, one, two); err != nil {
+		t.Fatal(err)
+	}
+	retry := func(gen int64, seq int64, n int) error {
+		return s.Retry(ctx, h.ID, gen, seq, Attempt{HookID: h.ID, BatchID: fmt.Sprint("msg_", seq), N: n, Events: 2, Start: t0, End: t0.Add(time.Second),
+			Status: 500, ErrorClass: "status", Error: "500 Internal Server Error", Response: "down", Next: t0.Add(time.Minute), Kind: "delivery"})
+	}
+	for n := 1; n <= 2; n++ {
+		if err := retry(a.Generation, 1, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inflight := func(want ...InflightBatch) {
+		t.Helper()
+		got, err := s.Inflight(ctx, h.ID)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("in flight %+v %v, want %+v", got, err, want)
+		}
+	}
+	one.Attempts = 2
+	inflight(one, two)
+	atts, err := s.Attempts(ctx, h.ID, 10)
+	if err != nil || len(atts) != 2 || atts[0].Attempt != 2 || atts[1].Attempt != 1 || atts[0].BatchID != "msg_1" || atts[0].Response != "down" ||
+		atts[0].NextAttemptAt == nil || !atts[0].NextAttemptAt.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("attempts %+v %v", atts, err)
+	}
+	// Another loop takes the hook over: it sees the attempts; the old one
+	// can no longer count (or log) any.
+	b := mustClaim(t, s, h.ID)
+	inflight(one, two)
+	if err := retry(a.Generation, 1, 3); !errors.Is(err, ErrFenced) {
+		t.Fatalf("retry by the old loop: %v, want ErrFenced", err)
+	}
+	inflight(one, two)
+	if atts, _ := s.Attempts(ctx, h.ID, 10); len(atts) != 2 {
+		t.Fatalf("the old loop logged an attempt: %+v", atts)
+	}
+	// The new loop goes on with attempt 3; the count never goes back.
+	if err := retry(b.Generation, 1, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := retry(b.Generation, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := retry(b.Generation, 2, 1); err != nil {
+		t.Fatal(err)
+	}
+	one.Attempts, two.Attempts = 3, 1
+	inflight(one, two)
+	// A finished batch takes its count with it.
+	if err := s.Finish(ctx, h.ID, b.Generation, Finish{Seq: 1, Cursor: 102}); err != nil {
+		t.Fatal(err)
+	}
+	inflight(two)
+	// A repositioning drops the batches with their counts.
+	c := event.ID(200)
+	if err := s.Update(ctx, h, &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := retry(b.Generation, 2, 2); !errors.Is(err, ErrFenced) {
+		t.Fatalf("retry after a repositioning: %v, want ErrFenced", err)
+	}
+	g := mustClaim(t, s, h.ID).Generation
+	if err := s.SaveInflight(ctx, h.ID, g, InflightBatch{Seq: 2, BatchID: "msg_new", IDs: []event.ID{201}, UpTo: 201}); err != nil {
+		t.Fatal(err)
+	}
+	inflight(InflightBatch{Seq: 2, BatchID: "msg_new", IDs: []event.ID{201}, UpTo: 201})
 }
 
 func storeAttempts(t *testing.T, s Store) {
@@ -559,6 +645,10 @@ func TestStoreExportImportAcrossBackends(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			if err := from.Retry(ctx, h.ID, g, 3, Attempt{HookID: h.ID, BatchID: "msg_3", N: 2, Events: 2, Start: t0, End: t0.Add(time.Millisecond),
+				Status: 500, ErrorClass: "status", Error: "500", Kind: "delivery"}); err != nil {
+				t.Fatal(err)
+			}
 			for seq := int64(1); seq <= 2; seq++ {
 				if err := from.Finish(ctx, h.ID, g, Finish{Seq: seq, Cursor: event.ID(300 + seq), Attempt: &Attempt{HookID: h.ID, BatchID: fmt.Sprint("msg_", seq), N: 3, Events: 2,
 					Start: t0, End: t0.Add(time.Millisecond), Status: 500, ErrorClass: "http_5xx", Error: "500", Response: "no", Next: t0.Add(time.Hour), Kind: "delivery"},
@@ -597,6 +687,9 @@ func TestStoreExportImportAcrossBackends(t *testing.T) {
 			c := mustClaim(t, to, h.ID)
 			if c.Cursor != 302 || c.Scan != 304 {
 				t.Fatalf("claim after import %+v", c)
+			}
+			if in, _ := to.Inflight(ctx, h.ID); len(in) != 2 || in[0].Attempts != 2 || in[1].Attempts != 0 {
+				t.Fatalf("in flight after import %+v", in)
 			}
 			if err := to.Finish(ctx, h.ID, c.Generation, Finish{Seq: 3, DeadLetter: &DeadLetter{BatchID: "msg_3", CreatedAt: t0, Events: 1, messages: [][]byte{[]byte(`{}`)}}}); err != nil {
 				t.Fatal(err)
@@ -647,10 +740,63 @@ func TestPostgresUpgradeFromFirstSchema(t *testing.T) {
 	if err != nil || len(in) != 1 || !reflect.DeepEqual(in[0], InflightBatch{Seq: 4, BatchID: "msg_old", IDs: []event.ID{501, 502}, UpTo: 600}) {
 		t.Fatalf("%+v %v", in, err)
 	}
+	// A batch in flight before the attempts were stored has had none
+	// recorded; they count from here.
+	if err := s.Retry(ctx, "hk_old", c.Generation, 4, Attempt{HookID: "hk_old", BatchID: "msg_old", N: 1, Kind: "delivery"}); err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := s.Inflight(ctx, "hk_old"); len(in) != 1 || in[0].Attempts != 1 {
+		t.Fatalf("after a retry: %+v", in)
+	}
 	if err := s.Finish(ctx, "hk_old", c.Generation, Finish{Seq: 4, Cursor: 600}); err != nil {
 		t.Fatal(err)
 	}
 	if v := version(t, s); v != 0 {
 		t.Fatalf("version %d", v)
+	}
+}
+
+// A hooks.db of an earlier version (before the scan position, the
+// generation and the attempts of a batch in flight) is brought up to
+// date when it opens, keeping what it holds.
+func TestSQLiteUpgradeFromFirstSchema(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "hooks.db")
+	db, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`CREATE TABLE hooks (id TEXT PRIMARY KEY, spec TEXT NOT NULL, secrets BLOB NOT NULL, active INTEGER NOT NULL, cursor INTEGER NOT NULL,
+			stopped_reason TEXT NOT NULL DEFAULT '', consecutive_dead INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)`,
+		`CREATE TABLE inflight (hook_id TEXT NOT NULL, seq INTEGER NOT NULL, batch_id TEXT NOT NULL, ids TEXT NOT NULL, last_id INTEGER NOT NULL,
+			PRIMARY KEY (hook_id, seq))`,
+		`INSERT INTO hooks (id, spec, secrets, active, cursor, stopped_reason, consecutive_dead, created_at, updated_at)
+			VALUES ('hk_old', '{"name":"old"}', x'0102', 1, 500, '', 2, 1700000000000, 1700000000001)`,
+		`INSERT INTO inflight (hook_id, seq, batch_id, ids, last_id) VALUES ('hk_old', 4, 'msg_old', '[501,502]', 600)`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c := mustClaim(t, s, "hk_old")
+	if c.Generation != 1 || c.Cursor != 500 || c.Scan != 0 {
+		t.Fatalf("claim %+v", c)
+	}
+	in, err := s.Inflight(ctx, "hk_old")
+	if err != nil || len(in) != 1 || !reflect.DeepEqual(in[0], InflightBatch{Seq: 4, BatchID: "msg_old", IDs: []event.ID{501, 502}, UpTo: 600}) {
+		t.Fatalf("%+v %v", in, err)
+	}
+	if err := s.Retry(ctx, "hk_old", c.Generation, 4, Attempt{HookID: "hk_old", BatchID: "msg_old", N: 1, Kind: "delivery"}); err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := s.Inflight(ctx, "hk_old"); len(in) != 1 || in[0].Attempts != 1 {
+		t.Fatalf("after a retry: %+v", in)
 	}
 }
