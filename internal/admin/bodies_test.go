@@ -103,3 +103,23 @@ func TestRefusedBodiesNameTheirFields(t *testing.T) {
 		t.Fatal("a refused activation started the hook")
 	}
 }
+
+// A project whose hooks are scoped to it cannot be deleted: they would
+// stay active and deliver the events of whatever project gets its id
+// next. Once they are gone, it can.
+func TestProjectWithHooksIsNotDeleted(t *testing.T) {
+	f := newHookFixture(t)
+	f.api(t, "POST", "/api/v1/projects", `{"id":6000,"name":"tenant-a"}`, 201, nil)
+	var h hook.Hook
+	f.api(t, "POST", "/api/v1/hooks", `{"name":"a","events":["in.*"],"project_id":6000,"http":{"url":"https://a.example.com/hook"}}`, 201, &h)
+	var e errorBody
+	f.api(t, "DELETE", "/api/v1/projects/6000", "", 409, &e)
+	want := "project 6000 has 1 hook(s) (" + h.ID + "): delete them, or give them another project, first"
+	if e.Message != want || len(e.Errors) != 1 || e.Errors[0].Path != "id" || e.Errors[0].Message != want {
+		t.Fatalf("delete with a hook: %+v", e)
+	}
+	f.api(t, "GET", "/api/v1/projects/6000", "", 200, nil)
+	f.api(t, "DELETE", "/api/v1/hooks/"+h.ID, "", 204, nil)
+	f.api(t, "DELETE", "/api/v1/projects/6000", "", 204, nil)
+	f.api(t, "GET", "/api/v1/projects/6000", "", 404, nil)
+}

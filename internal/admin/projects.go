@@ -96,6 +96,20 @@ func (s *Server) deleteProject(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A hook scoped to the project would stay active and deliver the
+	// events of whatever project gets the id next.
+	if s.cfg.Hooks != nil {
+		var ids []string
+		for _, h := range s.cfg.Hooks.List() {
+			if h.ProjectID != nil && *h.ProjectID == id {
+				ids = append(ids, h.ID)
+			}
+		}
+		if len(ids) > 0 {
+			msg := fmt.Sprintf("project %d has %d hook(s) (%s): delete them, or give them another project, first", id, len(ids), strings.Join(ids, ", "))
+			return nil, &apiError{Status: http.StatusConflict, Message: msg, Errors: event.FieldErrors{{Path: "id", Message: msg}}}
+		}
+	}
 	return nil, s.projects.Delete(r.Context(), id)
 }
 

@@ -189,8 +189,9 @@ Commands:
   list                                        the projects
   show ID                                     one project and its settings
   update ID [--name N] [settings flags]       change the name or the settings given
-  delete ID                                   remove a project and its tokens (not project 0);
-                                              its events stay until retention removes them
+  delete ID                                   remove a project and its tokens (not project 0, nor one
+                                              that hooks are scoped to); its events stay until
+                                              retention removes them
 
 Settings flags: --webhook-auth, --webhook-dedup-field, --redirect-host,
 --clear-redirect-hosts, --app-id, --default-region, --hash-pii, --s2s, or
