@@ -8,6 +8,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/hook"
+	"github.com/sluicehq/sluice/internal/project"
 )
 
 // Every refused body is a 400 whose errors name each field at fault, in
@@ -122,4 +123,33 @@ func TestProjectWithHooksIsNotDeleted(t *testing.T) {
 	f.api(t, "DELETE", "/api/v1/hooks/"+h.ID, "", 204, nil)
 	f.api(t, "DELETE", "/api/v1/projects/6000", "", 204, nil)
 	f.api(t, "GET", "/api/v1/projects/6000", "", 404, nil)
+}
+
+// PATCH of an event type changes only the fields it names.
+func TestEventTypePatchLeavesAbsentFields(t *testing.T) {
+	f := newFixture(t)
+	f.api(t, "POST", "/api/v1/projects/0/event-types", `{"slug":"buy","kind":"revenue","name":"Purchase","description":"a paid order"}`, 201, nil)
+	var et project.EventType
+	f.api(t, "PATCH", "/api/v1/projects/0/event-types/buy", `{"kind":"action"}`, 200, &et)
+	if et.Slug != "buy" || et.Kind != "action" || et.Name != "Purchase" || et.Description != "a paid order" {
+		t.Fatalf("after kind: %+v", et)
+	}
+	f.api(t, "PATCH", "/api/v1/projects/0/event-types/buy", `{"name":"","slug":"buy"}`, 200, &et)
+	if et.Kind != "action" || et.Name != "" || et.Description != "a paid order" {
+		t.Fatalf("after name: %+v", et)
+	}
+	f.api(t, "GET", "/api/v1/projects/0/event-types/buy", "", 200, &et)
+	if et.Kind != "action" || et.Name != "" || et.Description != "a paid order" {
+		t.Fatalf("stored: %+v", et)
+	}
+	var e errorBody
+	f.api(t, "PATCH", "/api/v1/projects/0/event-types/buy", `{"slug":"sell"}`, 400, &e)
+	if len(e.Errors) != 1 || e.Errors[0].Path != "slug" {
+		t.Fatalf("slug change: %+v", e)
+	}
+	f.api(t, "PATCH", "/api/v1/projects/0/event-types/nope", `{"kind":"action"}`, 404, nil)
+	f.api(t, "PATCH", "/api/v1/projects/0/event-types/buy", `{"kind":"gift"}`, 400, &e)
+	if len(e.Errors) != 1 || e.Errors[0].Path != "kind" {
+		t.Fatalf("bad kind: %+v", e)
+	}
 }

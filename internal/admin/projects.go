@@ -163,6 +163,15 @@ type EventTypeBody struct {
 	Description string `json:"description,omitempty"`
 }
 
+// UpdateEventType is the body of PATCH …/event-types/{slug}: absent
+// fields are left as they are.
+type UpdateEventType struct {
+	Slug        *string `json:"slug,omitempty"`
+	Kind        *string `json:"kind,omitempty"`
+	Name        *string `json:"name,omitempty"`
+	Description *string `json:"description,omitempty"`
+}
+
 func (s *Server) listEventTypes(r *http.Request) (any, error) {
 	id, err := pathProject(r)
 	if err != nil {
@@ -211,14 +220,27 @@ func (s *Server) updateEventType(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	var b EventTypeBody
+	var b UpdateEventType
 	if err := decode(r, &b); err != nil {
 		return nil, err
 	}
-	if b.Slug != "" && b.Slug != r.PathValue("slug") {
+	slug := r.PathValue("slug")
+	if b.Slug != nil && *b.Slug != slug {
 		return nil, badField("slug", "cannot change; create another event type")
 	}
-	return s.projects.UpdateEventType(r.Context(), project.EventType{ProjectID: id, Slug: r.PathValue("slug"), Kind: b.Kind, Name: b.Name, Description: b.Description})
+	et, ok := s.projects.EventType(id, slug)
+	if !ok {
+		return nil, fmt.Errorf("event type %q of project %d: %w", slug, id, project.ErrNotFound)
+	}
+	for _, f := range []struct {
+		dst *string
+		v   *string
+	}{{&et.Kind, b.Kind}, {&et.Name, b.Name}, {&et.Description, b.Description}} {
+		if f.v != nil {
+			*f.dst = *f.v
+		}
+	}
+	return s.projects.UpdateEventType(r.Context(), et)
 }
 
 func (s *Server) deleteEventType(r *http.Request) (any, error) {
