@@ -153,3 +153,26 @@ func TestEventTypePatchLeavesAbsentFields(t *testing.T) {
 		t.Fatalf("bad kind: %+v", e)
 	}
 }
+
+// A schema's refusals name their field: a bad type name is at type, a
+// different document for a registered version a 409 at schema.
+func TestSchemaRefusalsNameTheirField(t *testing.T) {
+	f := newFixture(t)
+	var e errorBody
+	f.api(t, "POST", "/api/v1/projects/0/schemas", `{"type":"Bad-Type","schema":{"type":"object"}}`, 400, &e)
+	want := `"Bad-Type" must be a lower-case name and a version, like order-shipped-v1`
+	if e.Message != "invalid: type: "+want || len(e.Errors) != 1 || e.Errors[0] != (event.FieldError{Path: "type", Message: want}) {
+		t.Fatalf("bad type: %+v", e)
+	}
+	f.api(t, "POST", "/api/v1/projects/0/schemas", `{"type":"order-shipped-v1","schema":{"type":"object"}}`, 201, nil)
+	f.api(t, "POST", "/api/v1/projects/0/schemas", `{"type":"order-shipped-v1","schema":{"type":"object"}}`, 200, nil)
+	f.api(t, "POST", "/api/v1/projects/0/schemas", `{"type":"order-shipped-v1","schema":{"type":"array"}}`, 409, &e)
+	want = "order-shipped-v1 is already registered with a different schema; versions are immutable: register the next version instead"
+	if e.Message != "schema: "+want || len(e.Errors) != 1 || e.Errors[0] != (event.FieldError{Path: "schema", Message: want}) {
+		t.Fatalf("different document: %+v", e)
+	}
+	f.api(t, "POST", "/api/v1/projects/0/schemas", `{"type":"order-shipped-v1","schema":{"type":"nope"}}`, 400, &e)
+	if len(e.Errors) != 1 || e.Errors[0].Path != "schema" || !strings.Contains(e.Errors[0].Message, "does not compile") {
+		t.Fatalf("not compiling: %+v", e)
+	}
+}

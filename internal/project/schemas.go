@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/schema"
 )
 
@@ -80,6 +81,9 @@ func (s *Store) Schemas(projectID uint32) ([]*SchemaRecord, error) {
 // type again with the same document is a no-op (created false), with a
 // different one ErrExists. Built-in types cannot be registered.
 func (s *Store) RegisterSchema(ctx context.Context, projectID uint32, typ string, doc []byte) (rec *SchemaRecord, created bool, err error) {
+	if !schema.TypeRE.MatchString(typ) {
+		return nil, false, invalid("type", fmt.Errorf("%q must be a lower-case name and a version, like order-shipped-v1", typ))
+	}
 	if _, builtin := schema.Builtin(typ); builtin {
 		return nil, false, invalid("type", fmt.Errorf("%s is a built-in type; register another name or version", typ))
 	}
@@ -96,8 +100,8 @@ func (s *Store) RegisterSchema(ctx context.Context, projectID uint32, typ string
 		if bytes.Equal(cur.Schema, c.Doc) {
 			return cur, false, nil
 		}
-		return nil, false, fmt.Errorf("%s is already registered with a different schema; versions are immutable, register %s with a new version: %w",
-			typ, typ, ErrExists)
+		return nil, false, &existsError{Fields: event.FieldErrors{{Path: "schema",
+			Message: fmt.Sprintf("%s is already registered with a different schema; versions are immutable: register the next version instead", typ)}}}
 	}
 	now := s.now().UTC().Truncate(time.Millisecond)
 	if err := s.db.InsertSchema(ctx, StoredSchema{ProjectID: projectID, Type: typ, Body: c.Doc, CreatedAt: now}); err != nil {
@@ -109,6 +113,14 @@ func (s *Store) RegisterSchema(ctx context.Context, projectID uint32, typ string
 	r, _ := s.Schema(projectID, typ)
 	return r, true, nil
 }
+
+// existsError is a conflict with what is stored, at its path in the
+// request. It is ErrExists.
+type existsError struct{ Fields event.FieldErrors }
+
+func (e *existsError) Error() string                  { return e.Fields.Error() }
+func (e *existsError) Is(target error) bool           { return target == ErrExists }
+func (e *existsError) FieldErrors() event.FieldErrors { return e.Fields }
 
 // DeleteSchema removes a registered schema; events of that type are then
 // refused as unknown.
