@@ -439,8 +439,9 @@ type attempt struct {
 	kind            string
 }
 
-// recordAttempt logs an attempt on its own (one that is retried, or a
-// replay); the last attempt of a batch is logged in its commit.
+// recordAttempt logs an attempt on its own (a replay); a retried attempt
+// of a batch is logged with its number in flight (worker.retried), the
+// last in the batch's commit.
 func (m *Manager) recordAttempt(a *attempt) {
 	if err := m.store.AddAttempt(context.Background(), *a.record()); err != nil {
 		m.logger.Error("attempt log", "hook", a.hookID, "err", err)

@@ -31,7 +31,7 @@ func (w *worker) loadInflight(ctx context.Context) ([]*pending, error) {
 	}
 	var out []*pending
 	for _, b := range stored {
-		p := &pending{seq: b.Seq, id: b.BatchID, upTo: b.UpTo}
+		p := &pending{seq: b.Seq, id: b.BatchID, upTo: b.UpTo, tries: b.Attempts}
 		// Rebuild the batch from the log: the same events, the same id.
 		want := map[event.ID]bool{}
 		for _, id := range b.IDs {
@@ -108,6 +108,28 @@ func (w *worker) commit(p *pending, dl *deadLetter, att *attempt, cursor event.I
 	}
 	w.m.noteCursor(w.hook.ID, cursor)
 	return nil
+}
+
+// retried logs att, a failed attempt of p that is not its last, and
+// records its number with p in flight (Store.Retry), in the commit that
+// logged the attempt before: a restart or the node that takes the hook
+// over goes on with the next number. A write that fails is logged and the
+// delivery goes on (the attempt is then neither logged nor counted, as
+// the attempt log lost it before); false when the hook was claimed by a
+// newer loop, which this one leaves the batch to.
+func (w *worker) retried(p *pending, att *attempt) bool {
+	err := w.store.Retry(context.Background(), w.hook.ID, w.gen, p.seq, *att.record())
+	if err == nil {
+		p.tries = att.n
+		return true
+	}
+	if fenced(err) {
+		w.m.logger.Warn("record a retried attempt: the hook was claimed by a newer delivery loop; this one stops", "hook", w.hook.ID)
+		w.cancel()
+		return false
+	}
+	w.m.logger.Error("attempt log", "hook", w.hook.ID, "err", err)
+	return true
 }
 
 func (w *worker) deadStreak() int {

@@ -66,6 +66,9 @@ type pending struct {
 	id      string
 	records []eventlog.Record
 	upTo    event.ID // the scan position when it was cut: the cursor after it
+	// tries is the attempts made before this loop took the batch (stored
+	// by Store.Retry): its next attempt is tries+1.
+	tries int
 }
 
 func (w *worker) run() {
@@ -436,6 +439,12 @@ func decodeEvent(body []byte) (map[string]any, error) {
 // or a dead letter. It returns false when the worker must stop (the hook
 // was stopped, the target is gone, or sluice is shutting down); the batch
 // then stays in flight and goes first on the next start.
+//
+// A batch taken over from an earlier loop (a restart, another node, an
+// activation after a 410) goes on with the attempt after the last one
+// recorded (retried): its number, sends_trying_num and the retry budget
+// count the attempts made before. An attempt cut off by a stop before its
+// answer is not recorded, and its number is used again.
 func (w *worker) deliver(p *pending, answered func()) bool {
 	attempts := 1 + *w.hook.RetryTimes
 	var lastErr error
@@ -443,7 +452,7 @@ func (w *worker) deliver(p *pending, answered func()) bool {
 	var lastAtt *attempt
 	var msgs [][]byte
 	var meta []sink.Meta
-	for a := 1; ; a++ {
+	for a := p.tries + 1; ; a++ {
 		if kept := w.m.forgotten.drop(p.records); len(kept) != len(p.records) {
 			p.records, meta = kept, nil
 		}
@@ -498,14 +507,16 @@ func (w *worker) deliver(p *pending, answered func()) bool {
 		w.m.met.failures.WithLabelValues(w.hook.ID, sink.Classify(err)).Inc()
 		lastErr, lastStatus, lastAtt = err, status, att
 		if se != nil && se.Gone {
-			w.m.recordAttempt(att)
+			w.retried(p, att)
 			w.m.stopHook(w.hook.ID, "the target answered 410 Gone: "+err.Error())
 			return false
 		}
 		if a >= attempts || permanent {
 			break
 		}
-		w.m.recordAttempt(att)
+		if !w.retried(p, att) {
+			return false
+		}
 		w.m.met.retries.WithLabelValues(w.hook.ID).Inc()
 		if !w.sleep(wait) {
 			return false
