@@ -188,7 +188,7 @@ func (s *Server) getEvent(r *http.Request) (any, error) {
 		return nil, err
 	}
 	if len(recs) == 0 || recs[0].ID != id {
-		return nil, errorf(http.StatusNotFound, "event %s is not stored (never was, or retention deleted it)", id)
+		return nil, errorf(http.StatusNotFound, "event %s is not stored (never was, was erased, or retention deleted it)", id)
 	}
 	rec := recs[0]
 	b := append([]byte(`{"event":`), rec.Body...)
