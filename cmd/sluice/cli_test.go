@@ -360,3 +360,36 @@ func TestCLINeverMakesADataDirectoryUp(t *testing.T) {
 		t.Fatalf("list after: exit %d %s %s", code, out, errOut)
 	}
 }
+
+// A project that hooks are scoped to is not deleted, through the server
+// or offline, until they are gone.
+func TestProjectWithHooksIsNotDeleted(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, dir)
+	env := []string{"SLUICE_DATA_DIR=" + dir, "SLUICE_ADMIN_TOKEN=" + testAdminToken}
+	if out, errOut, code := sluice(t, env, "project", "create", "--id", "6000", "--name", "tenant-a"); code != 0 {
+		t.Fatalf("project create: %d %s %s", code, out, errOut)
+	}
+	out, errOut, code := sluice(t, env, "hook", "create", "--url", "https://tenant-a.example.com/hook", "--events", "in.*", "--project", "6000", "--inactive")
+	if code != 0 {
+		t.Fatalf("hook create: %d %s %s", code, out, errOut)
+	}
+	id := strings.Fields(out)[1]
+	want := "project 6000 has 1 hook(s) (" + id + "): delete them, or give them another project, first"
+	if _, errOut, code := sluice(t, env, "project", "delete", "6000"); code != 1 || errOut != "sluice project: "+want+" (409)\n" {
+		t.Fatalf("online delete: exit %d %q", code, errOut)
+	}
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := sluice(t, env, "project", "delete", "6000"); code != 1 || errOut != "sluice project: "+want+"\n" {
+		t.Fatalf("offline delete: exit %d %q", code, errOut)
+	}
+	startServer(t, dir)
+	if out, errOut, code := sluice(t, env, "hook", "delete", id); code != 0 {
+		t.Fatalf("hook delete: %d %s %s", code, out, errOut)
+	}
+	if out, errOut, code := sluice(t, env, "project", "delete", "6000"); code != 0 || out != "project 6000 deleted\n" {
+		t.Fatalf("delete after: %d %q %q", code, out, errOut)
+	}
+}

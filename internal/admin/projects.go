@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/hook"
 	"github.com/sluicehq/sluice/internal/identity"
 	"github.com/sluicehq/sluice/internal/profile"
 	"github.com/sluicehq/sluice/internal/project"
@@ -96,18 +97,9 @@ func (s *Server) deleteProject(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A hook scoped to the project would stay active and deliver the
-	// events of whatever project gets the id next.
 	if s.cfg.Hooks != nil {
-		var ids []string
-		for _, h := range s.cfg.Hooks.List() {
-			if h.ProjectID != nil && *h.ProjectID == id {
-				ids = append(ids, h.ID)
-			}
-		}
-		if len(ids) > 0 {
-			msg := fmt.Sprintf("project %d has %d hook(s) (%s): delete them, or give them another project, first", id, len(ids), strings.Join(ids, ", "))
-			return nil, &apiError{Status: http.StatusConflict, Message: msg, Errors: event.FieldErrors{{Path: "id", Message: msg}}}
+		if err := hook.InUse(id, s.cfg.Hooks.List()); err != nil {
+			return nil, &apiError{Status: http.StatusConflict, Message: err.Error(), Errors: event.FieldErrors{{Path: "id", Message: err.Error()}}}
 		}
 	}
 	return nil, s.projects.Delete(r.Context(), id)

@@ -23,6 +23,7 @@ import (
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog"
 	"github.com/sluicehq/sluice/internal/eventlog/sqlite"
+	"github.com/sluicehq/sluice/internal/hook"
 	"github.com/sluicehq/sluice/internal/project"
 )
 
@@ -276,7 +277,11 @@ func (r *remote) call(ctx context.Context, method, path string, in, out any) err
 		if json.Unmarshal(b, &e) == nil && e.Message != "" {
 			// The message often is the errors already ("invalid: secret:
 			// …"); they are added only when it does not say them.
-			if len(e.Errors) > 0 && !strings.Contains(e.Message, e.Errors.Error()) {
+			said := true
+			for _, fe := range e.Errors {
+				said = said && strings.Contains(e.Message, fe.Message)
+			}
+			if !said {
 				return fmt.Errorf("%s (%d): %s", e.Message, resp.StatusCode, e.Errors.Error())
 			}
 			return fmt.Errorf("%s (%d)", e.Message, resp.StatusCode)
@@ -416,7 +421,42 @@ func (l *local) UpdateProject(ctx context.Context, id uint32, req admin.UpdatePr
 }
 
 func (l *local) DeleteProject(ctx context.Context, id uint32) error {
+	hs, err := storedHooks(ctx, l.dir)
+	if err != nil {
+		return err
+	}
+	if err := hook.InUse(id, hs); err != nil {
+		return err
+	}
 	return l.state.Delete(ctx, id)
+}
+
+// storedHooks reads the hook definitions of a data directory whose lock
+// is held (none when it has no hooks.db).
+func storedHooks(ctx context.Context, dir string) ([]hook.Hook, error) {
+	path := filepath.Join(dir, datadir.HooksFile)
+	if _, err := os.Stat(path); err != nil {
+		return nil, nil
+	}
+	st, err := hook.OpenSQLite(path)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	stored, err := st.Hooks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]hook.Hook, 0, len(stored))
+	for _, sh := range stored {
+		var h hook.Hook
+		if err := json.Unmarshal(sh.Spec, &h); err != nil {
+			return nil, fmt.Errorf("hook %s in %s: %w", sh.ID, path, err)
+		}
+		h.ID = sh.ID
+		out = append(out, h)
+	}
+	return out, nil
 }
 
 func (l *local) ListTokens(ctx context.Context, id uint32) ([]project.Token, error) {

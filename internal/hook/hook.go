@@ -209,3 +209,19 @@ func (h *Hook) compile(p *problems) (*compiled, error) {
 	sortFields(c.customData)
 	return c, nil
 }
+
+// InUse is the refusal to delete project projectID while hooks of hs are
+// scoped to it (they would stay active and deliver the events of the next
+// project given the id), or nil.
+func InUse(projectID uint32, hs []Hook) error {
+	var ids []string
+	for _, h := range hs {
+		if h.ProjectID != nil && *h.ProjectID == projectID {
+			ids = append(ids, h.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	return fmt.Errorf("project %d has %d hook(s) (%s): delete them, or give them another project, first", projectID, len(ids), strings.Join(ids, ", "))
+}
