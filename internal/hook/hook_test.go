@@ -405,7 +405,7 @@ func TestGoneStopsTheHookAndTheBatchWaits(t *testing.T) {
 	ids := f.appendEvents("in.gen.calltrack.call", 7, 1)
 	waitFor(t, "stop", func() bool { g, _ := f.m.Get(h.ID); return !g.Active })
 	g, _ := f.m.Get(h.ID)
-	if !strings.Contains(g.StoppedReason, "410") || g.Cursor >= ids[0] {
+	if g.StoppedReason != "the target answered 410 Gone: activate the hook again once it takes deliveries" || g.Cursor >= ids[0] {
 		t.Fatalf("%+v", g)
 	}
 	if dls, _ := f.m.DeadLetters(context.Background(), h.ID, DeadLetterQuery{}); len(dls) != 0 {

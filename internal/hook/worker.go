@@ -508,7 +508,7 @@ func (w *worker) deliver(p *pending, answered func()) bool {
 		lastErr, lastStatus, lastAtt = err, status, att
 		if se != nil && se.Gone {
 			w.retried(p, att)
-			w.m.stopHook(w.hook.ID, "the target answered 410 Gone: "+err.Error())
+			w.m.stopHook(w.hook.ID, "the target answered 410 Gone: activate the hook again once it takes deliveries")
 			return false
 		}
 		if a >= attempts || permanent {
