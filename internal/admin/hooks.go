@@ -79,22 +79,14 @@ func (s *Server) hooks() (*hook.Manager, error) {
 }
 
 func parseStart(path, v string) (*hook.Start, error) {
-	switch v {
-	case "":
+	if v == "" {
 		return nil, nil
-	case "now":
-		return &hook.Start{}, nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, v)
+	st, err := hook.ParseStart(v)
 	if err != nil {
-		return nil, badField(path, "%q is neither \"now\" nor an RFC 3339 time", v)
+		return nil, badField(path, "%s", err)
 	}
-	if t.After(time.Now()) {
-		// A start in the future would skip every event until then, while
-		// the hook looks active and its lag reads 0.
-		return nil, badField(path, "%s is in the future: start from \"now\" or from a past time", v)
-	}
-	return &hook.Start{From: &t}, nil
+	return &st, nil
 }
 
 func (s *Server) listHooks(r *http.Request) (any, error) {

@@ -80,12 +80,26 @@ func (s Spec) Check() error {
 }
 
 func (s Spec) start() (Start, error) {
-	if s.StartFrom == "" || s.StartFrom == "now" {
+	st, err := ParseStart(s.StartFrom)
+	if err != nil {
+		return Start{}, fmt.Errorf("start_from: %w", err)
+	}
+	return st, nil
+}
+
+// ParseStart reads where a hook starts: "now" (or "") or an RFC 3339 time
+// in the past. A time to come is refused: it would skip every event until
+// then while the hook looks active and its lag reads 0.
+func ParseStart(v string) (Start, error) {
+	if v == "" || v == "now" {
 		return Start{}, nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, s.StartFrom)
+	t, err := time.Parse(time.RFC3339Nano, v)
 	if err != nil {
-		return Start{}, fmt.Errorf("start_from: %q is neither \"now\" nor an RFC 3339 time", s.StartFrom)
+		return Start{}, fmt.Errorf("%q is neither \"now\" nor an RFC 3339 time", v)
+	}
+	if t.After(time.Now()) {
+		return Start{}, fmt.Errorf("%s is in the future: start from \"now\" or from a past time", v)
 	}
 	return Start{From: &t}, nil
 }

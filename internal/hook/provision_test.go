@@ -113,7 +113,8 @@ func TestProvision(t *testing.T) {
 		{func(s *Spec) { s.ID = "Bad ID" }, "hooks.provision[0] (Bad ID): id:"},
 		{func(s *Spec) { s.SigningSecret = "nope" }, "signing_secret: a signing secret starts with whsec_"},
 		{func(s *Spec) { s.Filter = "event.data.amount >" }, "filter:"},
-		{func(s *Spec) { s.StartFrom = "yesterday" }, "start_from:"},
+		{func(s *Spec) { s.StartFrom = "yesterday" }, `start_from: "yesterday" is neither "now" nor an RFC 3339 time`},
+		{func(s *Spec) { s.StartFrom = "2999-01-01T00:00:00Z" }, `start_from: 2999-01-01T00:00:00Z is in the future: start from "now" or from a past time`},
 		{func(s *Spec) { httpOf(&s.Hook).Headers = map[string]string{"X-A": "1\r\n2"} }, `http.headers["X-A"]: the value has a CR, LF`},
 		// A project that does not exist: for a declared hook that exists
 		// (an update) and for a new one.
