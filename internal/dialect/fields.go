@@ -328,7 +328,10 @@ var (
 
 // nonNegative is a check for numbers.
 func nonNegative(v any) string {
-	n := v.(json.Number)
+	n, ok := v.(json.Number)
+	if !ok {
+		return "must be a number"
+	}
 	if strings.HasPrefix(strings.TrimSpace(n.String()), "-") {
 		if f, err := n.Float64(); err == nil && f == 0 {
 			return "" // -0

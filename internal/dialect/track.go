@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sluicehq/sluice/internal/dialect/trackfields"
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/project"
 )
@@ -27,80 +28,55 @@ const (
 	TransactionEvent = "Completed Transaction"
 )
 
-// trackTable is the seed's field table, row by row, with our additions:
-// timestamp/originalTimestamp (the event's own time, for skew correction).
-// Rules the seed's example forces: emailHash has no length rule,
-// voucherDiscount is a string or a number, context.ip is any string.
-var trackTable = []struct {
-	path     string
-	kind     kind
-	required bool
-	check    func(any) string
-}{
-	{"hitId", kString, true, uuidV1},
-	{"sentAt", kTimestamp, true, nil},
-	{"event", kRecord, false, nil},
-	{"event.category", kString, false, nil},
-	{"event.name", kString, false, nil},
-	{"event.source", kString, false, nil},
-	{"event.label", kString, false, nil},
-	{"event.value", kNumber, false, nonNegative},
-	{"event.user", kRecord, false, nil},
-	{"event.user.emailHash", kString, false, nil},
-	{"event.user.userId", kString, false, nil},
-	{"event.user.anonymousId", kString, false, nil},
-	{"event.transaction", kRecord, false, nil},
-	{"event.transaction.total", kNumber, false, nil},
-	{"event.transaction.subtotal", kNumber, false, nil},
-	{"event.transaction.currency", kString, false, nil},
-	{"event.transaction.voucher", kString, false, nil},
-	{"event.transaction.voucherDiscount", kStringOrNumber, false, nil},
-	{"event.transaction.shippingCost", kNumber, false, nil},
-	{"event.transaction.paymentMethod", kString, false, nil},
-	{"event.transaction.orderId", kString, false, nil},
-	{"event.transaction.lineItems", kRecordArray, false, nil},
-	{"event.transaction.lineItems.quantity", kInteger, false, nil},
-	{"event.transaction.lineItems.subtotal", kNumber, false, nil},
-	{"event.transaction.lineItems.product", kRecord, false, nil},
-	{"event.transaction.lineItems.product.id", kString, false, nil},
-	{"event.transaction.lineItems.product.name", kString, false, nil},
-	{"event.transaction.lineItems.product.currency", kString, false, nil},
-	{"event.transaction.lineItems.product.unitSalePrice", kNumber, false, nil},
-	{"event.transaction.lineItems.product.unitPrice", kNumber, false, nil},
-	{"event.transaction.lineItems.product.category", kString, false, nil},
-	{"event.transaction.lineItems.product.categoryId", kString, false, nil},
-	{"event.transaction.lineItems.product.manufacturer", kString, false, nil},
-	{"event.transaction.lineItems.product.skuCode", kString, false, nil},
-	{"event.transaction.lineItems.product.stock", kInteger, false, nil},
-	{"event.website", kRecord, false, nil},
-	{"event.website.region", kString, false, nil},
-	{"event.website.regionId", kString, false, nil},
-	{"event.website.environment", kString, false, nil},
-	{"event.website.currency", kString, false, nil},
-	{"context", kRecord, false, nil},
-	{"context.ip", kString, false, nil},
-	{"integrations", kRecord, false, nil},
-	{`integrations["Google Analytics"]`, kRecord, false, nil},
-	{`integrations["Google Analytics"].clientId`, kString, false, nil},
-	{"timestamp", kTimestamp, false, nil},
-	{"originalTimestamp", kTimestamp, false, nil},
+// trackKinds are the validation kinds of the table's types.
+var trackKinds = map[trackfields.Type]kind{
+	trackfields.String:         kString,
+	trackfields.Number:         kNumber,
+	trackfields.Integer:        kInteger,
+	trackfields.Record:         kRecord,
+	trackfields.RecordArray:    kRecordArray,
+	trackfields.Timestamp:      kTimestamp,
+	trackfields.StringOrNumber: kStringOrNumber,
 }
 
+// trackChecks are the rules of the seed's table beyond its types, by path.
+var trackChecks = map[string]func(any) string{
+	"hitId":       uuidV1,
+	"event.value": nonNegative,
+}
+
+// trackTree is the seed's field table (trackfields.Table) as a validation
+// tree.
 var trackTree = func() *node {
 	root := &node{kind: kRecord}
-	for _, row := range trackTable {
-		segs, err := project.ParseFieldPath(row.path)
-		if err != nil {
-			panic(err) // the table is a constant
+	checked := 0
+	for _, row := range trackfields.Table {
+		segs, err := project.ParseFieldPath(row.Path)
+		if err != nil || trackfields.Path(segs) != row.Path {
+			panic(fmt.Sprintf("track table: %q is not a path in the table's notation (%v)", row.Path, err)) // the table is a constant
 		}
-		n := root.add(segs, row.kind)
-		n.required, n.check = row.required, row.check
+		k, ok := trackKinds[row.Type]
+		if !ok {
+			panic(fmt.Sprintf("track table: %s has no kind", row.Path))
+		}
+		n := root.add(segs, k)
+		n.required, n.check = row.Required, trackChecks[row.Path]
+		if n.check != nil {
+			checked++
+		}
+	}
+	if checked != len(trackChecks) {
+		panic("track table: a check names a path the table does not have")
 	}
 	return root
 }()
 
 func uuidV1(v any) string {
-	u, err := uuid.Parse(v.(string))
+	s, ok := v.(string)
+	if !ok {
+		return "must be a string"
+	}
+	u, err := uuid.Parse(s)
 	if err != nil {
 		return "must be a UUID"
 	}
@@ -275,16 +251,24 @@ func (t *Track) tree(p *project.Project) *node {
 		return c.tree
 	}
 	tree := trackTree.clone()
-	for _, c := range st.CustomDimensions {
-		if segs, err := project.ParseFieldPath(c.Where()); err == nil {
-			tree.add(segs, kString)
+	// A custom field at a field of the table, inside one or around some
+	// is left out: the table's own rule stands there, whatever the
+	// settings say (Settings.Validate refuses those that disagree with
+	// it, but settings saved before it did are still read).
+	declare := func(list []project.CustomField, t trackfields.Type) {
+		for _, c := range list {
+			segs, err := project.ParseFieldPath(c.Where())
+			if err != nil {
+				continue
+			}
+			if _, table := trackfields.Find(segs); table || trackfields.Conflict(segs, t) != "" {
+				continue
+			}
+			tree.add(segs, trackKinds[t])
 		}
 	}
-	for _, c := range st.CustomMetrics {
-		if segs, err := project.ParseFieldPath(c.Where()); err == nil {
-			tree.add(segs, kNumber)
-		}
-	}
+	declare(st.CustomDimensions, trackfields.String)
+	declare(st.CustomMetrics, trackfields.Number)
 	if t.trees == nil {
 		t.trees = map[uint32]cachedTree{}
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/project"
 )
 
 func trackRequest(t testing.TB, body []byte, auth string) *Request {
@@ -91,49 +93,61 @@ func FuzzTrackDecode(f *testing.F) {
 	f.Add([]byte(`{"hitId":"4c59d330-35c7-11e9-8f27-8d1d7d4690e7","sentAt":"2019-02-21T10:56:10Z","originalTimestamp":"2019-02-21T10:56:00+03:00","integrations":{"Google Analytics":{"clientId":"x"}}}`))
 	f.Add([]byte(`[]`))
 	f.Add([]byte(`{"batch":[]}`))
+	f.Add([]byte(`{"batch":[{"hitId":5,"sentAt":5,"event":{"name":5,"value":"5","source":5,"margin":"x"}},{"hitId":"4c59d330-35c7-11e9-8f27-8d1d7d4690e7","sentAt":"2019-02-21T10:56:10Z","event":"x"}]}`))
+	f.Add([]byte(`{"hitId":5,"sentAt":5,"event":{"name":5,"value":{"x":"5"}}}`))
 	projects := fixtureProjects(f)
 	tr := &Track{Projects: projects, HitLimit: 32 << 10}
-	p, _ := projects.Get(7)
+	p7, _ := projects.Get(7)
+	// Every body is decoded for project 7 and for project 7 with custom
+	// fields on the table's own (settings that used to panic the decoder).
+	stale := staleProject(f, projects)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if items, err := tr.DecodeBatch(p, trackRequest(t, body, "")); err == nil {
-			for _, it := range items {
-				if (it.Event == nil) == (len(it.Errors) == 0) {
-					t.Fatalf("batch item %+v", it)
-				}
-				if it.Event != nil && it.Event.Validate() != nil {
-					t.Fatalf("batch event %+v", it.Event)
-				}
-			}
-		} else if de := (*Error)(nil); !errors.As(err, &de) || de.Status != 400 {
-			t.Fatalf("batch error %#v", err)
-		}
-		r := trackRequest(t, body, "")
-		e, err := tr.DecodeHit(p, r)
-		if err != nil {
-			var de *Error
-			if !errors.As(err, &de) || de.Status < 400 || de.Status > 499 || de.Message == "" {
-				t.Fatalf("error %#v", err)
-			}
-			if de.Status == 400 && len(de.Errors) == 0 {
-				t.Fatalf("400 without field errors: %+v", de)
-			}
-			for _, fe := range de.Errors {
-				if fe.Path == "" || fe.Message == "" {
-					t.Fatalf("field error without path or message: %+v", de.Errors)
-				}
-			}
-			return
-		}
-		if err := e.Validate(); err != nil {
-			t.Fatalf("invalid event: %v", err)
-		}
-		if !strings.HasPrefix(e.Key, "in.track.") || !strings.HasPrefix(e.DedupKey, "track:") {
-			t.Fatalf("event %+v", e)
-		}
-		if !json.Valid(e.AppendJSON(nil)) {
-			t.Fatal("event encodes to invalid JSON")
+		for _, p := range []*project.Project{p7, stale} {
+			fuzzTrackBody(t, tr, p, body)
 		}
 	})
+}
+
+// fuzzTrackBody is one input of FuzzTrackDecode, for project p.
+func fuzzTrackBody(t *testing.T, tr *Track, p *project.Project, body []byte) {
+	if items, err := tr.DecodeBatch(p, trackRequest(t, body, "")); err == nil {
+		for _, it := range items {
+			if (it.Event == nil) == (len(it.Errors) == 0) {
+				t.Fatalf("batch item %+v", it)
+			}
+			if it.Event != nil && it.Event.Validate() != nil {
+				t.Fatalf("batch event %+v", it.Event)
+			}
+		}
+	} else if de := (*Error)(nil); !errors.As(err, &de) || de.Status != 400 {
+		t.Fatalf("batch error %#v", err)
+	}
+	r := trackRequest(t, body, "")
+	e, err := tr.DecodeHit(p, r)
+	if err != nil {
+		var de *Error
+		if !errors.As(err, &de) || de.Status < 400 || de.Status > 499 || de.Message == "" {
+			t.Fatalf("error %#v", err)
+		}
+		if de.Status == 400 && len(de.Errors) == 0 {
+			t.Fatalf("400 without field errors: %+v", de)
+		}
+		for _, fe := range de.Errors {
+			if fe.Path == "" || fe.Message == "" {
+				t.Fatalf("field error without path or message: %+v", de.Errors)
+			}
+		}
+		return
+	}
+	if err := e.Validate(); err != nil {
+		t.Fatalf("invalid event: %v", err)
+	}
+	if !strings.HasPrefix(e.Key, "in.track.") || !strings.HasPrefix(e.DedupKey, "track:") {
+		t.Fatalf("event %+v", e)
+	}
+	if !json.Valid(e.AppendJSON(nil)) {
+		t.Fatal("event encodes to invalid JSON")
+	}
 }
 
 // BenchmarkTrackDecodeHit validates and converts the seed's example hit
@@ -199,6 +213,98 @@ func TestParseTimestamp(t *testing.T) {
 			t.Errorf("%s: read as %s, want an error", c.in, got)
 		case !c.bad && (err != nil || !got.Equal(c.at)):
 			t.Errorf("%s: got %s, %v; want %s", c.in, got, err, c.at)
+		}
+	}
+}
+
+// Custom dimensions and metrics stay off the fields the track table reads
+// and types: at one whose values are not all of the custom field's type,
+// inside one that is not an object, or around some. One whose values all
+// are (a dimension at event.source) may name it for destinations.
+func TestTrackCustomFieldsOffTheTable(t *testing.T) {
+	const reads = ": the track dialect reads and types it itself, so "
+	for _, c := range []struct {
+		track string
+		want  string // the error, "" for none
+	}{
+		{`{"custom_dimensions":[{"name":"v","path":"event.value"}]}`,
+			`track.custom_dimensions[0].path: event.value is a field of the track table (a number)` + reads + `custom dimension "v" (a string) cannot be declared there`},
+		{`{"custom_dimensions":[{"name":"value"}]}`,
+			`track.custom_dimensions[0].name: event.value (the default path, event.<name>) is a field of the track table (a number)` + reads + `custom dimension "value" (a string) cannot be declared there`},
+		{`{"custom_metrics":[{"name":"h","path":"hitId"}]}`,
+			`track.custom_metrics[0].path: hitId is a field of the track table (a string)` + reads + `custom metric "h" (a number) cannot be declared there`},
+		{`{"custom_metrics":[{"name":"s","path":"sentAt"}]}`,
+			`track.custom_metrics[0].path: sentAt is a field of the track table (an ISO 8601 timestamp)` + reads + `custom metric "s" (a number) cannot be declared there`},
+		{`{"custom_metrics":[{"name":"n","path":"event.name"}]}`,
+			`track.custom_metrics[0].path: event.name is a field of the track table (a string)` + reads + `custom metric "n" (a number) cannot be declared there`},
+		{`{"custom_dimensions":[{"name":"d","path":"event.transaction.voucherDiscount"}]}`,
+			`track.custom_dimensions[0].path: event.transaction.voucherDiscount is a field of the track table (a string or a number)` + reads + `custom dimension "d" (a string) cannot be declared there`},
+		{`{"custom_dimensions":[{"name":"x","path":"event.value.x"}]}`,
+			`track.custom_dimensions[0].path: event.value.x is inside event.value, a field of the track table (a number)` + reads + `custom dimension "x" (a string) cannot be declared there`},
+		{`{"custom_metrics":[{"name":"c","path":"integrations[\"Google Analytics\"].clientId.n"}]}`,
+			`track.custom_metrics[0].path: integrations["Google Analytics"].clientId.n is inside integrations["Google Analytics"].clientId, a field of the track table (a string)` + reads + `custom metric "c" (a number) cannot be declared there`},
+		{`{"custom_dimensions":[{"name":"e","path":"event"}]}`,
+			`track.custom_dimensions[0].path: event is a field of the track table (an object)` + reads + `custom dimension "e" (a string) cannot be declared there`},
+		{`{"custom_metrics":[{"name":"l","path":"event[\"transaction\"].lineItems"}]}`,
+			`track.custom_metrics[0].path: event.transaction.lineItems is a field of the track table (an array of objects)` + reads + `custom metric "l" (a number) cannot be declared there`},
+		{`{"custom_dimensions":[{"name":"ok","path":"event.user.loyaltyLevel"},{"name":"v","path":"event.value"}],"custom_metrics":[{"name":"q","path":"event.transaction.lineItems.quantity.n"}]}`,
+			`track.custom_dimensions[1].path: event.value is a field of the track table (a number)` + reads + `custom dimension "v" (a string) cannot be declared there; ` +
+				`track.custom_metrics[0].path: event.transaction.lineItems.quantity.n is inside event.transaction.lineItems.quantity, a field of the track table (an integer)` + reads + `custom metric "q" (a number) cannot be declared there`},
+		// Paths of the hit's own, and table fields of the custom field's type.
+		{`{"custom_dimensions":[{"name":"loyaltyLevel"},{"name":"seg","path":"integrations[\"My CRM\"].segment"},{"name":"source","path":"event.source"},{"name":"sent","path":"sentAt"}],` +
+			`"custom_metrics":[{"name":"margin","path":"event.transaction.lineItems.product.margin"},{"name":"total","path":"event.transaction.total"},{"name":"qty","path":"event.transaction.lineItems.quantity"},{"name":"vx","path":"event.valueX"}]}`, ""},
+	} {
+		_, err := project.DecodeSettings([]byte(`{"track":` + c.track + `}`))
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != c.want {
+			t.Errorf("%s:\n got %s\nwant %s", c.track, got, c.want)
+		}
+	}
+}
+
+// staleProject is project 7 with track settings that Settings.Validate
+// refuses now (saved before it did): the decoder keeps the table's rules.
+func staleProject(t testing.TB, projects *project.Store) *project.Project {
+	p, _ := projects.Get(7)
+	q := *p
+	q.Settings.Track = project.TrackSettings{
+		CustomDimensions: []project.CustomField{{Name: "v", Path: "event.value"}, {Name: "e", Path: "event"}, {Name: "source", Path: "event.source"}},
+		CustomMetrics: []project.CustomField{{Name: "h", Path: "hitId"}, {Name: "s", Path: "sentAt"}, {Name: "n", Path: "event.name"},
+			{Name: "x", Path: "event.value.x"}, {Name: "m", Path: "event.margin"}},
+	}
+	return &q
+}
+
+// Settings that used to panic the decoder (a check given a value of the
+// custom field's kind) or loosen the table: each hit is checked by the
+// table's rule, fails alone and at its path.
+func TestTrackStaleCustomFieldsKeepTheTable(t *testing.T) {
+	projects := fixtureProjects(t)
+	tr := &Track{Projects: projects}
+	p := staleProject(t, projects)
+	const id = `"hitId":"4c59d330-35c7-11e9-8f27-8d1d7d4690e7"`
+	const sent = `"sentAt":"2019-02-21T10:56:10Z"`
+	for _, c := range []struct{ hit, want string }{
+		{`{` + id + `,` + sent + `,"event":{"name":"x","value":"5"}}`, `event.value: must be a number`},
+		{`{"hitId":5,` + sent + `}`, `hitId: must be a string`},
+		{`{` + id + `,"sentAt":5}`, `sentAt: must be an ISO 8601 / RFC 3339 timestamp string`},
+		{`{` + id + `,` + sent + `,"event":{"name":5}}`, `event.name: must be a string`},
+		{`{` + id + `,` + sent + `,"event":{"source":5,"margin":"x"}}`, `event.source: must be a string; event.margin: must be a number`},
+		{`{` + id + `,` + sent + `,"event":{"name":"x","value":5,"source":"crm","margin":1.5}}`, ``},
+	} {
+		items, err := tr.DecodeBatch(p, trackRequest(t, []byte(`{"batch":[`+c.hit+`]}`), ""))
+		if err != nil || len(items) != 1 {
+			t.Fatalf("%s: %v", c.hit, err)
+		}
+		got := ""
+		if items[0].Errors != nil {
+			got = items[0].Errors.Error()
+		}
+		if got != c.want || (got == "") != (items[0].Event != nil) {
+			t.Errorf("%s: %q, want %q", c.hit, got, c.want)
 		}
 	}
 }

@@ -3,13 +3,17 @@ package ingest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/sluicehq/sluice/internal/dialect"
 	"github.com/sluicehq/sluice/internal/eventlog"
+	"github.com/sluicehq/sluice/internal/project"
 )
 
 // Concurrent requests with the same hitId store exactly one event, and
@@ -59,5 +63,94 @@ func TestTrackConcurrentDuplicatesStoreOne(t *testing.T) {
 	}
 	if stored != 1 || len(recs) != 1 || recs[0].ID.String() != answers[0].ID {
 		t.Fatalf("%d answers without duplicate, %d stored", stored, len(recs))
+	}
+}
+
+// staleTrackSettings serves project id with track settings that
+// Settings.Validate refuses now: settings saved before it did.
+type staleTrackSettings struct {
+	dialect.TrackProjects
+	id    uint32
+	track project.TrackSettings
+}
+
+func (s staleTrackSettings) Get(id uint32) (*project.Project, bool) {
+	p, ok := s.TrackProjects.Get(id)
+	if !ok || id != s.id {
+		return p, ok
+	}
+	q := *p
+	q.Settings.Track = s.track
+	return &q, true
+}
+
+// A custom dimension or metric cannot be declared where the track table
+// already types a field; a project that has one anyway (saved before the
+// check) is decoded by the table's rule there, hit by hit: the bad hit is
+// refused at its path and the good one stored (it was a 500 that stored
+// nothing: a panic in event.value's check).
+func TestTrackCustomFieldsOnTableFields(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	ps, err := project.Open(filepath.Join(dir, "state.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.Close()
+	if _, err := ps.Create(ctx, nil, "shop", project.Settings{}); err != nil {
+		t.Fatal(err)
+	}
+	const settings = `{"webhook_auth":"token","track":{"custom_dimensions":[{"name":"v","path":"event.value"}]}}`
+	const why = `event.value is a field of the track table (a number): ` +
+		`the track dialect reads and types it itself, so custom dimension "v" (a string) cannot be declared there`
+	bad, err := project.DecodeSettings([]byte(settings))
+	if err == nil || err.Error() != "track.custom_dimensions[0].path: "+why {
+		t.Fatalf("decode settings: %v", err)
+	}
+	_, err = ps.Update(ctx, 1, nil, &bad)
+	var inv *project.InvalidError
+	if !errors.As(err, &inv) || len(inv.Fields) != 1 || inv.Fields[0].Path != "settings.track.custom_dimensions[0].path" || inv.Fields[0].Message != why {
+		t.Fatalf("update: %v", err)
+	}
+
+	const hit = `"hitId":"58d1a6f0-35c7-11e9-8f27-8d1d7d4690e7"`
+	const sent = `"sentAt":"2019-02-21T10:56:10.723Z"`
+	for _, c := range []struct {
+		name   string
+		track  project.TrackSettings
+		bad    string // the first hit
+		errors string // its refusal
+	}{
+		{"dimension at event.value", project.TrackSettings{CustomDimensions: []project.CustomField{{Name: "v", Path: "event.value"}}},
+			`{` + hit + `,` + sent + `,"event":{"name":"x","value":"5"}}`, `[{"path":"event.value","message":"must be a number"}]`},
+		{"metric at hitId", project.TrackSettings{CustomMetrics: []project.CustomField{{Name: "h", Path: "hitId"}}},
+			`{"hitId":5,` + sent + `}`, `[{"path":"hitId","message":"must be a string"}]`},
+		{"metric at sentAt", project.TrackSettings{CustomMetrics: []project.CustomField{{Name: "s", Path: "sentAt"}}},
+			`{` + hit + `,"sentAt":5}`, `[{"path":"sentAt","message":"must be an ISO 8601 / RFC 3339 timestamp string"}]`},
+		{"metric at event.name", project.TrackSettings{CustomMetrics: []project.CustomField{{Name: "n", Path: "event.name"}}},
+			`{` + hit + `,` + sent + `,"event":{"name":5}}`, `[{"path":"event.name","message":"must be a string"}]`},
+		{"dimension at event", project.TrackSettings{CustomDimensions: []project.CustomField{{Name: "e", Path: "event"}}},
+			`{` + hit + `,` + sent + `,"event":"x"}`, `[{"path":"event","message":"must be an object"}]`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv, l := goldenServer(t, trackClock)
+			tr := srv.dialects[0].(*dialect.Track)
+			tr.Projects = staleTrackSettings{TrackProjects: tr.Projects, id: 7, track: c.track}
+			good := trackHit("4c59d330-35c7-11e9-8f27-8d1d7d4690e7", "ok")
+			a := send(t, srv, "POST", "/track/batch", `{"batch":[`+c.bad+`,`+good+`]}`,
+				map[string]string{"Authorization": "Basic YWJjMTIzOg==", "Content-Type": "application/json"})
+			recs, err := l.Read(context.Background(), eventlog.Query{Limit: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != 1 {
+				t.Fatalf("status %d %s: %d events stored, want the good hit", a.Status, a.Raw, len(recs))
+			}
+			want := `{"accepted":1,"duplicates":0,"invalid":1,"results":[{"status":"invalid","errors":` + c.errors + `},` +
+				`{"status":"accepted","id":"` + recs[0].ID.String() + `","key":"in.track.custom.ok"}]}` + "\n"
+			if a.Status != 200 || a.Raw != want {
+				t.Fatalf("status %d %s\nwant 200 %s", a.Status, a.Raw, want)
+			}
+		})
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/dialect/trackfields"
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/identity"
 	"github.com/sluicehq/sluice/internal/strict"
@@ -161,14 +162,31 @@ func (s *Settings) Validate() error {
 		}
 	}
 	seen := map[string]string{}
-	for kind, list := range map[string][]CustomField{"custom_dimensions": s.Track.CustomDimensions, "custom_metrics": s.Track.CustomMetrics} {
-		for i, c := range list {
+	for _, custom := range []struct {
+		kind, what string
+		typ        trackfields.Type
+		list       []CustomField
+	}{
+		{"custom_dimensions", "custom dimension", trackfields.String, s.Track.CustomDimensions},
+		{"custom_metrics", "custom metric", trackfields.Number, s.Track.CustomMetrics},
+	} {
+		kind := custom.kind
+		for i, c := range custom.list {
 			if strings.TrimSpace(c.Name) == "" {
 				errs.Add(fmt.Sprintf("track.%s[%d].name", kind, i), "required")
 				continue
 			}
-			if _, err := ParseFieldPath(c.Where()); err != nil {
+			segs, err := ParseFieldPath(c.Where())
+			if err != nil {
 				errs.Add(fmt.Sprintf("track.%s[%d]", kind, i), fmt.Sprintf("(%s) %v", c.Name, err))
+				continue
+			}
+			if msg := trackConflict(segs, c, custom.what, custom.typ); msg != "" {
+				at := "path"
+				if c.Path == "" {
+					at = "name" // the path is event.<name>
+				}
+				errs.Add(fmt.Sprintf("track.%s[%d].%s", kind, i, at), msg)
 				continue
 			}
 			if other, dup := seen[c.Where()]; dup {
@@ -178,6 +196,21 @@ func (s *Settings) Validate() error {
 		}
 	}
 	return errs.Err()
+}
+
+// trackConflict is the violation of a custom dimension or metric (what,
+// of type typ) declared where the track dialect's own table
+// (trackfields.Table) reads or types a field otherwise, or "".
+func trackConflict(segs []string, c CustomField, what string, typ trackfields.Type) string {
+	why := trackfields.Conflict(segs, typ)
+	if why == "" {
+		return ""
+	}
+	where := trackfields.Path(segs)
+	if c.Path == "" {
+		where += " (the default path, event.<name>)"
+	}
+	return fmt.Sprintf("%s %s: the track dialect reads and types it itself, so %s %q (%s) cannot be declared there", where, why, what, c.Name, typ)
 }
 
 // ParseFieldPath splits a field path: names separated by dots, a name with
