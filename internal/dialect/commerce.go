@@ -157,13 +157,13 @@ func (c *Commerce) decode(p *project.Project, r *Request) (single *event.Event, 
 	if c.Now != nil {
 		now = c.Now()
 	}
-	latest := now.Add(24 * time.Hour).UnixMilli()
+	times := eventTimesAt(now)
 	raw, isBatch := top.get("batch")
 	if !isBatch {
 		if limit := c.eventLimit(); len(data) > limit {
 			return nil, nil, Errorf(http.StatusRequestEntityTooLarge, "an event is larger than the limit of %d bytes", limit)
 		}
-		ev, errs := c.decodeEvent(p, r, &top, latest)
+		ev, errs := c.decodeEvent(p, r, &top, times)
 		if len(errs) > 0 {
 			return nil, nil, &Error{Status: http.StatusBadRequest, Message: "invalid event", Errors: errs}
 		}
@@ -199,7 +199,7 @@ func (c *Commerce) decode(p *project.Project, r *Request) (single *event.Event, 
 			items[i].Errors = event.FieldErrors{textFieldError(event.CheckJSONText(el), "")}
 		default:
 			parseCompactObject(el, &obj)
-			ev, errs := c.decodeEvent(p, r, &obj, latest)
+			ev, errs := c.decodeEvent(p, r, &obj, times)
 			if len(errs) > 0 {
 				items[i].Status, items[i].Errors = http.StatusBadRequest, errs
 			} else {
@@ -219,7 +219,7 @@ type commerceEvent struct {
 
 // decodeEvent validates one event (top, a parsed compact object) and
 // builds its canonical event.
-func (c *Commerce) decodeEvent(p *project.Project, r *Request, top *object, latest int64) (*event.Event, event.FieldErrors) {
+func (c *Commerce) decodeEvent(p *project.Project, r *Request, top *object, times eventTimes) (*event.Event, event.FieldErrors) {
 	var errs event.FieldErrors
 	// own holds the paths this function reported, so that the schema's
 	// wording of the same problem is not added a second time.
@@ -274,8 +274,8 @@ func (c *Commerce) decodeEvent(p *project.Project, r *Request, top *object, late
 		switch {
 		case !isStr || err != nil:
 			add("timestamp", "must be an ISO 8601 time with a zone, such as 2026-11-23T10:04:05.123Z or 20261123T100405Z")
-		case t.UnixMilli() < s2sEarliest || t.UnixMilli() > latest:
-			add("timestamp", "must be between 2000-01-01 and a day from now")
+		case !times.contain(t.UnixMilli()):
+			add("timestamp", eventTimeRange)
 		default:
 			ce.time = t.UnixMilli()
 		}

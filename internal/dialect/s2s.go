@@ -25,7 +25,6 @@ const (
 	CodeEventTypeDoesNotExist  = "EVENT_TYPE_DOES_NOT_EXIST"
 	s2sMaxMessages             = 1000
 	s2sMaxIDLength             = 128
-	s2sEarliest                = 946684800000 // 2000-01-01T00:00:00Z in ms
 	s2sMaxAttributes           = 256
 	s2sMaxAttributeKey         = 128
 	s2sMaxAttributeValue       = 4096
@@ -262,12 +261,11 @@ func (d *S2S) Decode(r *Request) (*Decoded, error) {
 		return nil, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: "invalid request", Errors: errs}
 	}
 
-	now := d.now()
-	latest := now.Add(24 * time.Hour).UnixMilli()
+	times := eventTimesAt(d.now())
 	msgs := make([]s2sMessage, len(messages))
 	var scratch [2]object // reused across messages: the message, its attributes
 	for i, raw := range messages {
-		d.validateMessage(p, i, raw, latest, &msgs[i], &errs, &scratch)
+		d.validateMessage(p, i, raw, times, &msgs[i], &errs, &scratch)
 	}
 	if len(errs) > 0 {
 		return nil, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest,
@@ -362,7 +360,7 @@ var (
 )
 
 // validateMessage checks message i and fills m; violations go to errs.
-func (d *S2S) validateMessage(p *project.Project, i int, raw []byte, latest int64, m *s2sMessage, errs *event.FieldErrors, scratch *[2]object) {
+func (d *S2S) validateMessage(p *project.Project, i int, raw []byte, times eventTimes, m *s2sMessage, errs *event.FieldErrors, scratch *[2]object) {
 	add := func(field, msg string) { errs.AddAt(i, messagePath(i, field), msg) }
 	if raw[0] != '{' {
 		add("", "must be an object")
@@ -396,8 +394,8 @@ func (d *S2S) validateMessage(p *project.Project, i int, raw []byte, latest int6
 		add("time", "is required: the event's time in Unix milliseconds")
 	} else if t, isInt := jsonInt(v); !isInt {
 		add("time", "must be an integer: Unix milliseconds")
-	} else if t < s2sEarliest || t > latest {
-		add("time", "must be between 2000-01-01 and a day from now (Unix milliseconds)")
+	} else if !times.contain(t) {
+		add("time", eventTimeRange+" (Unix milliseconds)")
 	} else {
 		m.time = t
 	}

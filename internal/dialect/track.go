@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -328,13 +329,67 @@ func (t *Track) decodeCompactHit(p *project.Project, r *Request, data []byte) (*
 	parseCompactObject(data, &doc)
 	var errs event.FieldErrors
 	t.tree(p).validate(&doc, nil, &errs)
+	at := trackTime(&doc, r.ReceivedAt, &errs)
 	if len(errs) > 0 {
 		return nil, errs, nil
 	}
-	return buildTrackEvent(p, r, &doc, data), nil, nil
+	ev := buildTrackEvent(p, r, &doc, data)
+	ev.Time = at
+	return ev, nil, nil
 }
 
-// buildTrackEvent makes the canonical event of a valid hit.
+// trackTimeFields are the times a hit may carry: sentAt, and the event's
+// own (originalTimestamp, else timestamp).
+var trackTimeFields = []string{"sentAt", "originalTimestamp", "timestamp"}
+
+// trackTime is the time of a hit received at received: the event's own
+// time corrected for the sender's clock skew as Segment does,
+// timestamp = receivedAt − (sentAt − originalTimestamp), or receivedAt
+// when the hit has no time of its own. Each time the hit carries, and the
+// corrected one, must be within eventTimes: one that is not is a
+// violation at the field that gave it (sentAt 9999 with originalTimestamp
+// 0000 made a time of year −7973). Times the table refused are left to its
+// violations.
+func trackTime(doc *object, received time.Time, errs *event.FieldErrors) int64 {
+	times := eventTimesAt(received)
+	var at [3]int64 // of trackTimeFields; 0 when absent or refused
+	ok := true
+	for i, k := range trackTimeFields {
+		v, present := doc.get(k)
+		s, isStr := jsonString(v)
+		if !present || !isStr {
+			continue
+		}
+		ts, err := parseTimestamp(s)
+		switch {
+		case err != nil:
+		case !times.contain(ts.UnixMilli()):
+			errs.Add(k, eventTimeRange)
+			ok = false
+		default:
+			at[i] = ts.UnixMilli()
+		}
+	}
+	rcv := received.UnixMilli()
+	if !ok || at[0] == 0 {
+		return rcv
+	}
+	for i, k := range trackTimeFields[1:] {
+		if own := at[i+1]; own != 0 {
+			t := rcv - (at[0] - own)
+			if !times.contain(t) {
+				errs.Add(k, fmt.Sprintf("puts the event's time, receivedAt − (sentAt − %s), at %s: it %s",
+					k, time.UnixMilli(t).UTC().Format(time.RFC3339), eventTimeRange))
+				return rcv
+			}
+			return t
+		}
+	}
+	return rcv
+}
+
+// buildTrackEvent makes the canonical event of a valid hit, at the time
+// it was received (trackTime gives the event's own).
 func buildTrackEvent(p *project.Project, r *Request, doc *object, data []byte) *event.Event {
 	str := func(o *object, k string) string {
 		v, _ := o.get(k)
@@ -369,17 +424,6 @@ func buildTrackEvent(p *project.Project, r *Request, doc *object, data []byte) *
 		ev.Key = TrackTransactionKey
 	} else {
 		ev.Key = trackCustomPrefix + KeySegment(name)
-	}
-	// The event's own time, corrected for the sender's clock skew as
-	// Segment does: timestamp = receivedAt − (sentAt − originalTimestamp).
-	sentAt, _ := parseTimestamp(str(doc, "sentAt"))
-	for _, k := range []string{"originalTimestamp", "timestamp"} {
-		if s := str(doc, k); s != "" {
-			if ts, err := parseTimestamp(s); err == nil {
-				ev.Time = received - (sentAt.UnixMilli() - ts.UnixMilli())
-				break
-			}
-		}
 	}
 	user := sub(evt, "user")
 	addIdentity(ev, "user_id", str(user, "userId"))

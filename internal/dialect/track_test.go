@@ -95,6 +95,8 @@ func FuzzTrackDecode(f *testing.F) {
 	f.Add([]byte(`{"batch":[]}`))
 	f.Add([]byte(`{"batch":[{"hitId":5,"sentAt":5,"event":{"name":5,"value":"5","source":5,"margin":"x"}},{"hitId":"4c59d330-35c7-11e9-8f27-8d1d7d4690e7","sentAt":"2019-02-21T10:56:10Z","event":"x"}]}`))
 	f.Add([]byte(`{"hitId":5,"sentAt":5,"event":{"name":5,"value":{"x":"5"}}}`))
+	f.Add([]byte(`{"hitId":"4c59d330-35c7-11e9-8f27-8d1d7d4690e7","sentAt":"9999-02-21T10:56:10Z","originalTimestamp":"0000-02-21T10:56:10Z"}`))
+	f.Add([]byte(`{"hitId":"4c59d330-35c7-11e9-8f27-8d1d7d4690e7","sentAt":"2000-01-01T00:00:00Z","timestamp":"2019-02-21T10:56:10Z"}`))
 	projects := fixtureProjects(f)
 	tr := &Track{Projects: projects, HitLimit: 32 << 10}
 	p7, _ := projects.Get(7)

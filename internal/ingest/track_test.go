@@ -10,8 +10,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/internal/dialect"
+	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/eventlog"
 	"github.com/sluicehq/sluice/internal/project"
 )
@@ -145,6 +147,76 @@ func TestTrackCustomFieldsOnTableFields(t *testing.T) {
 			}
 			if len(recs) != 1 {
 				t.Fatalf("status %d %s: %d events stored, want the good hit", a.Status, a.Raw, len(recs))
+			}
+			want := `{"accepted":1,"duplicates":0,"invalid":1,"results":[{"status":"invalid","errors":` + c.errors + `},` +
+				`{"status":"accepted","id":"` + recs[0].ID.String() + `","key":"in.track.custom.ok"}]}` + "\n"
+			if a.Status != 200 || a.Raw != want {
+				t.Fatalf("status %d %s\nwant 200 %s", a.Status, a.Raw, want)
+			}
+		})
+	}
+}
+
+// A hit's times, and the event time corrected from them, are refused
+// outside 2000-01-01 … a day from now, as s2s and commerce refuse theirs,
+// at the field that gave them; in a batch the hit fails alone (sentAt
+// 2019 with originalTimestamp 2030 was stored at 2037, sentAt 9999 with
+// originalTimestamp 0000 at about year −7973).
+func TestTrackTimesWithinBounds(t *testing.T) {
+	const id = `"hitId":"58d1a6f0-35c7-11e9-8f27-8d1d7d4690e7"`
+	const outside = "must be between 2000-01-01 and a day from now"
+	hdr := map[string]string{"Authorization": "Basic YWJjMTIzOg==", "Content-Type": "application/json"}
+	for _, c := range []struct {
+		name, times string
+		errors      string // "" for stored
+		time        int64  // of the stored event, Unix ms
+	}{
+		{"own time years ahead of sentAt", `"sentAt":"2019-02-21T10:56:10Z","originalTimestamp":"2030-02-21T10:56:10Z"`,
+			`[{"path":"originalTimestamp","message":"` + outside + `"}]`, 0},
+		{"sentAt 9999, own time 0000", `"sentAt":"9999-02-21T10:56:10Z","originalTimestamp":"0000-02-21T10:56:10Z"`,
+			`[{"path":"sentAt","message":"` + outside + `"},{"path":"originalTimestamp","message":"` + outside + `"}]`, 0},
+		{"timestamp before 2000", `"sentAt":"2019-02-21T10:56:10Z","timestamp":"1999-12-31T23:59:59Z"`,
+			`[{"path":"timestamp","message":"` + outside + `"}]`, 0},
+		{"sentAt over a day ahead", `"sentAt":"2019-02-22T10:56:13Z"`,
+			`[{"path":"sentAt","message":"` + outside + `"}]`, 0},
+		{"each in bounds, corrected out of them", `"sentAt":"2000-01-01T00:00:00Z","originalTimestamp":"2019-02-22T00:00:00Z"`,
+			`[{"path":"originalTimestamp","message":"puts the event's time, receivedAt − (sentAt − originalTimestamp), at 2038-04-14T10:56:12Z: it ` + outside + `"}]`, 0},
+		{"corrected time of timestamp", `"sentAt":"2019-02-21T10:56:10.723Z","timestamp":"2019-02-21T10:55:10.723Z"`,
+			"", trackClock.Add(-time.Minute).UnixMilli()},
+		{"a day ahead, corrected to now", `"sentAt":"2019-02-22T10:56:12.723Z","originalTimestamp":"2019-02-22T10:56:12.723Z"`,
+			"", trackClock.UnixMilli()},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv, l := goldenServer(t, trackClock)
+			hit := `{` + id + `,` + c.times + `,"event":{"name":"x"}}`
+			a := send(t, srv, "POST", "/track", hit, hdr)
+			recs, err := l.Read(context.Background(), eventlog.Query{Limit: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.errors == "" {
+				if len(recs) != 1 {
+					t.Fatalf("status %d %s: %d stored", a.Status, a.Raw, len(recs))
+				}
+				e, err := event.Decode(recs[0].Body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := `{"id":"` + recs[0].ID.String() + `","key":"in.track.custom.x"}` + "\n"
+				if a.Status != 200 || a.Raw != want || e.Time != c.time {
+					t.Fatalf("status %d %s, time %d; want 200 %s, time %d", a.Status, a.Raw, e.Time, want, c.time)
+				}
+				return
+			}
+			if want := `{"message":"invalid hit","errors":` + c.errors + "}\n"; a.Status != 400 || a.Raw != want || len(recs) != 0 {
+				t.Fatalf("status %d %s(%d stored)\nwant 400 %s", a.Status, a.Raw, len(recs), want)
+			}
+			// In a batch, the hit fails alone.
+			good := trackHit("4c59d330-35c7-11e9-8f27-8d1d7d4690e7", "ok")
+			a = send(t, srv, "POST", "/track/batch", `{"batch":[`+hit+`,`+good+`]}`, hdr)
+			recs, err = l.Read(context.Background(), eventlog.Query{Limit: 10})
+			if err != nil || len(recs) != 1 {
+				t.Fatalf("%d stored, %v", len(recs), err)
 			}
 			want := `{"accepted":1,"duplicates":0,"invalid":1,"results":[{"status":"invalid","errors":` + c.errors + `},` +
 				`{"status":"accepted","id":"` + recs[0].ID.String() + `","key":"in.track.custom.ok"}]}` + "\n"
