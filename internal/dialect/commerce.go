@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -298,7 +299,10 @@ func (c *Commerce) decodeEvent(p *project.Project, r *Request, top *object, time
 	if hasProps {
 		changed := c.personalData(p, &props, sch, add)
 		c.identities(p, &props, &ce, add)
-		if sch == nil && ce.typ == "" {
+		for _, fe := range commerceNumbers(props.json(), sch) {
+			add(fe.Path, fe.Message)
+		}
+		if sch == nil && ce.typ == "" && !own["properties.value"] {
 			if v, ok := get(&props, "value"); ok && !numericValue(v) {
 				add("properties.value", "must be a number or a numeric string (a monetary value)")
 			}
@@ -565,4 +569,173 @@ func decodeAny(b []byte) (any, error) {
 		return nil, err
 	}
 	return v, nil
+}
+
+// commerceNumbers is the violation of every number in props (compact
+// JSON, at path properties) that does not fit what reads it (see
+// numberProblem): a 64-bit float, and where the event's schema types it
+// integer a 64-bit integer (quantity 99999999999999999999999 or 1e400 was
+// stored, and profiles clamped it). A scan of the text clears a common
+// event without allocating; only one with a suspect number is walked,
+// with its schema beside it.
+func commerceNumbers(props []byte, sch *schema.Schema) event.FieldErrors {
+	if !suspectNumbers(props) {
+		return nil
+	}
+	var w numberWalk
+	var applies []map[string]any
+	if sch != nil {
+		if err := json.Unmarshal(sch.Doc, &w.root); err == nil {
+			applies = w.applicable(w.root, 0, nil)
+		}
+	}
+	w.value(props, "properties", applies)
+	return w.errs
+}
+
+// suspectNumbers reports whether b, compact JSON, has a number that may
+// not fit an integer field or a float.
+func suspectNumbers(b []byte) bool {
+	for i := 0; i < len(b); {
+		switch c := b[i]; {
+		case c == '"':
+			i = scanString(b, i)
+		case c == '-' || (c >= '0' && c <= '9'):
+			end := scanValue(b, i)
+			if numberProblem(b[i:end], true) != "" {
+				return true
+			}
+			i = end
+		default:
+			i++
+		}
+	}
+	return false
+}
+
+// numberWalk walks a document and the JSON Schema beside it, as far as
+// the schema's properties, items, prefixItems, $ref (within the document)
+// and allOf, anyOf and oneOf lead; a value they do not reach is a number
+// of no particular type.
+type numberWalk struct {
+	root any // the schema document
+	errs event.FieldErrors
+}
+
+func (w *numberWalk) value(v []byte, path string, applies []map[string]any) {
+	switch c := v[0]; {
+	case c == '{':
+		var o object
+		parseCompactObject(v, &o)
+		for _, m := range o.members {
+			w.value(m.val, path+pathSegment(m.key), w.children(applies, m.key, -1))
+		}
+	case c == '[':
+		for it := (arrayIter{b: v}); it.next(); {
+			w.value(it.elem, path+"["+strconv.Itoa(it.n)+"]", w.children(applies, "", it.n))
+		}
+	case c == '-' || (c >= '0' && c <= '9'):
+		if msg := numberProblem(v, typesInteger(applies)); msg != "" {
+			w.errs.Add(path, msg)
+		}
+	}
+}
+
+// applicable appends s and the schemas that apply to the same value with
+// it: its $ref, allOf, anyOf and oneOf, each schema once, followed to a
+// bounded depth.
+func (w *numberWalk) applicable(s any, depth int, out []map[string]any) []map[string]any {
+	m, ok := s.(map[string]any)
+	if !ok || depth > 32 {
+		return out
+	}
+	for _, o := range out {
+		if reflect.ValueOf(o).UnsafePointer() == reflect.ValueOf(m).UnsafePointer() {
+			return out // a $ref back to a schema already here
+		}
+	}
+	out = append(out, m)
+	if ref, ok := m["$ref"].(string); ok {
+		out = w.applicable(w.pointer(ref), depth+1, out)
+	}
+	for _, k := range []string{"allOf", "anyOf", "oneOf"} {
+		list, _ := m[k].([]any)
+		for _, sub := range list {
+			out = w.applicable(sub, depth+1, out)
+		}
+	}
+	return out
+}
+
+// children are the schemas that apply to member key (or, for an array,
+// element idx) of a value the schemas apply to.
+func (w *numberWalk) children(applies []map[string]any, key string, idx int) []map[string]any {
+	var out []map[string]any
+	for _, m := range applies {
+		var sub any
+		if idx < 0 {
+			props, _ := m["properties"].(map[string]any)
+			if s, ok := props[key]; ok {
+				sub = s
+			} else {
+				sub = m["additionalProperties"]
+			}
+		} else {
+			prefix, _ := m["prefixItems"].([]any)
+			if idx < len(prefix) {
+				sub = prefix[idx]
+			} else {
+				sub = m["items"]
+			}
+		}
+		out = w.applicable(sub, 0, out)
+	}
+	return out
+}
+
+// pointer resolves a $ref within the schema document ("#", "#/$defs/x").
+func (w *numberWalk) pointer(ref string) any {
+	rest, ok := strings.CutPrefix(ref, "#")
+	if !ok {
+		return nil
+	}
+	cur := w.root
+	for _, seg := range strings.Split(strings.TrimPrefix(rest, "/"), "/") {
+		if seg == "" {
+			continue
+		}
+		seg = strings.NewReplacer("~1", "/", "~0", "~").Replace(seg)
+		switch c := cur.(type) {
+		case map[string]any:
+			cur = c[seg]
+		case []any:
+			i, err := strconv.Atoi(seg)
+			if err != nil || i < 0 || i >= len(c) {
+				return nil
+			}
+			cur = c[i]
+		default:
+			return nil
+		}
+	}
+	return cur
+}
+
+// typesInteger reports whether one of the schemas types its value integer.
+func typesInteger(applies []map[string]any) bool {
+	for _, m := range applies {
+		switch t := m["type"].(type) {
+		case string:
+			if t == "integer" {
+				return true
+			}
+		case []any:
+			for _, e := range t {
+				if e == "integer" {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/project"
+	"github.com/sluicehq/sluice/internal/schema"
 )
 
 func commerceFixture(t testing.TB) (*Commerce, *project.Project, *project.Project) {
@@ -81,6 +82,8 @@ func FuzzCommerceDecode(f *testing.F) {
 	f.Add([]byte(`{"batch":[{"name":"x","userId":"u"},{"name":"y"},[1],{"name":"z","anonymousId":"a","properties":{"eventType":"filter-items-v1","filterType":"c","filterStringValue":"r"}}]}`), false)
 	f.Add([]byte(`{"name":"S","properties":{"eventType":"order-shipped-v1","carrier":"fedex","cuid":"c"}}`), false)
 	f.Add([]byte(`{"name":"E","userId":"u","timestamp":"2018-10-28T10:56:10Z","properties":{"value":"12.5","hashedEmail":"x@y"}}`), true)
+	f.Add([]byte(`{"name":"A","properties":{"eventType":"add-to-cart-v1","value":1e400,"productId":"a","quantity":99999999999999999999999,"cart":[{"productId":"a","quantity":1e400,"itemPrice":-1e309}]}}`), false)
+	f.Add([]byte(`{"name":"C","properties":{"value":1e400,"x":[{"y":-2e308}]}}`), false)
 	c, shop, pii := commerceFixture(f)
 	f.Fuzz(func(t *testing.T, body []byte, hashed bool) {
 		p := shop
@@ -167,6 +170,51 @@ func BenchmarkBaselineCommerceUnmarshal(b *testing.B) {
 		var m map[string]any
 		if err := json.Unmarshal(body, &m); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// Which numbers must be 64-bit integers follows the event's schema:
+// properties, items and prefixItems, additionalProperties, local $refs,
+// allOf/anyOf/oneOf and type lists; a schema that refers to itself is
+// walked once per value. Every other number must be a 64-bit float.
+func TestCommerceNumbersFollowTheSchema(t *testing.T) {
+	sch, err := schema.Compile("numbers-v1", []byte(`{"type":"object","$defs":{"n":{"type":["integer","null"]},"self":{"$ref":"#/$defs/self2"},"self2":{"$ref":"#/$defs/self"}},
+		"properties":{"a":{"$ref":"#/$defs/n"},"b":{"allOf":[{"minimum":0},{"anyOf":[{"type":"integer"}]}]},"c":{"type":"number"},
+			"t":{"type":"array","prefixItems":[{"type":"number"}],"items":{"oneOf":[{"type":"integer"}]}},"loop":{"$ref":"#/$defs/self"},
+			"o":{"type":"object","additionalProperties":{"type":"integer"}}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const big, inf = "99999999999999999999999", "1e400"
+	for _, c := range []struct{ props, want string }{
+		{`{"a":` + big + `,"b":` + big + `,"c":` + big + `}`, "properties.a: integer; properties.b: integer"},
+		{`{"t":[` + big + `,` + big + `,1e19],"o":{"x":` + big + `,"y":1}}`, "properties.t[1]: integer; properties.t[2]: integer; properties.o.x: integer"},
+		{`{"c":` + inf + `,"loop":` + big + `,"other":[{"d":-` + inf + `}]}`, "properties.c: float; properties.other[0].d: float"},
+		{`{"a":9223372036854775807,"c":1.7976931348623157e308,"t":[1e30]}`, ""},
+	} {
+		var got []string
+		for _, fe := range commerceNumbers([]byte(c.props), sch) {
+			got = append(got, fe.Path+": "+map[string]string{integerRange: "integer", numberRange: "float"}[fe.Message])
+		}
+		if strings.Join(got, "; ") != c.want {
+			t.Errorf("%s: %q, want %q", c.props, strings.Join(got, "; "), c.want)
+		}
+	}
+}
+
+func TestNumberProblem(t *testing.T) {
+	for _, c := range []struct {
+		n       string
+		integer bool
+		want    string
+	}{
+		{"1", true, ""}, {"-9223372036854775808", true, ""}, {"9223372036854775808", true, integerRange}, {"1e19", true, integerRange},
+		{"1e400", true, integerRange}, {"1.5e400", false, numberRange}, {"-1e400", false, numberRange}, {"1e-400", false, ""},
+		{"9223372036854775808", false, ""}, {"1.5", true, ""}, {"123456789012345", true, ""}, {"1.7976931348623159e308", false, numberRange},
+	} {
+		if got := numberProblem([]byte(c.n), c.integer); got != c.want {
+			t.Errorf("numberProblem(%s, %v) = %q, want %q", c.n, c.integer, got, c.want)
 		}
 	}
 }

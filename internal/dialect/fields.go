@@ -244,13 +244,18 @@ func checkKind(k kind, v []byte) string {
 		if !isNum {
 			return "must be a number"
 		}
+		return numberProblem(v, false)
 	case kInteger:
-		if !isNum || !isInteger(json.Number(v)) {
+		if !isNum || !wholeNumber(string(v)) {
 			return "must be an integer"
 		}
+		return numberProblem(v, true)
 	case kStringOrNumber:
 		if !isNum && v[0] != '"' {
 			return "must be a string or a number"
+		}
+		if isNum {
+			return numberProblem(v, false)
 		}
 	case kTimestamp:
 		s, ok := jsonString(v)

@@ -193,3 +193,65 @@ func TestCommerceConcurrentPurchasesStoreOne(t *testing.T) {
 		t.Fatalf("%d answers without duplicate, %d stored", stored, len(recs))
 	}
 }
+
+// A number that does not fit what reads it is refused at its path, as
+// track refuses one: a 64-bit integer where the event's schema (built in
+// or registered) types it integer, a 64-bit float anywhere (quantity
+// 99999999999999999999999 and 1e400, and value 1e400, were stored). In a
+// batch the event fails alone.
+func TestCommerceNumbersWithin64Bits(t *testing.T) {
+	const integer = "must be an integer within 64 bits, from -9223372036854775808 to 9223372036854775807"
+	const float = "must be a number within the range of a 64-bit float (at most about 1.8e308 either way)"
+	const cart = `"eventType":"add-to-cart-v1","value":1,"productId":"a",`
+	for _, c := range []struct {
+		name, event string
+		errors      string // "" for stored
+	}{
+		{"quantity beyond 64 bits", `{"name":"A","properties":{` + cart + `"quantity":99999999999999999999999}}`,
+			`[{"path":"properties.quantity","message":"` + integer + `"}]`},
+		{"quantity 1e400", `{"name":"A","properties":{` + cart + `"quantity":1e400}}`,
+			`[{"path":"properties.quantity","message":"` + integer + `"}]`},
+		{"purchase value 1e400", `{"name":"P","properties":{"eventType":"purchase-v1","uniqueTransactionId":"t-1","value":1e400}}`,
+			`[{"path":"properties.value","message":"` + float + `"}]`},
+		{"cart item", `{"name":"S","properties":{"eventType":"sync-cart-v1","cart":[{"productId":"a","quantity":1,"itemPrice":1},{"productId":"b","quantity":-9223372036854775809,"itemPrice":-1e309}]}}`,
+			`[{"path":"properties.cart[1].quantity","message":"` + integer + `"},{"path":"properties.cart[1].itemPrice","message":"` + float + `"}]`},
+		{"registered schema's integer", `{"name":"O","properties":{"eventType":"order-shipped-v2","carrier":"dhl","parcels":1e19}}`,
+			`[{"path":"properties.parcels","message":"` + integer + `"}]`},
+		{"custom value", `{"name":"C","properties":{"value":1e400}}`,
+			`[{"path":"properties.value","message":"` + float + `"}]`},
+		{"custom nested", `{"name":"C","properties":{"x":{"y z":[1,-2e308]}}}`,
+			`[{"path":"properties.x[\"y z\"][1]","message":"` + float + `"}]`},
+		{"largest integer", `{"name":"A","properties":{` + cart + `"quantity":9223372036854775807}}`, ""},
+		{"whole number as a float", `{"name":"A","properties":{"eventType":"add-to-cart-v1","value":99999999999999999999999,"productId":"a","quantity":1e2}}`, ""},
+		{"custom big number", `{"name":"C","properties":{"count":99999999999999999999999,"tiny":1e-400,"max":1.7976931348623157e308}}`, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv, l := goldenServer(t, commerceClock)
+			a := send(t, srv, "POST", "/v1/events", c.event, map[string]string{"Authorization": "Bearer shop-token", "Content-Type": "application/json"})
+			recs, err := l.Read(context.Background(), eventlog.Query{Limit: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.errors == "" {
+				if a.Status != 200 || len(recs) != 1 {
+					t.Fatalf("status %d %s, %d stored", a.Status, a.Raw, len(recs))
+				}
+				return
+			}
+			if want := `{"message":"invalid event","errors":` + c.errors + "}\n"; a.Status != 400 || a.Raw != want || len(recs) != 0 {
+				t.Fatalf("status %d %s(%d stored)\nwant 400 %s", a.Status, a.Raw, len(recs), want)
+			}
+			a = send(t, srv, "POST", "/v1/events", `{"batch":[{"name":"ok"},`+c.event+`]}`,
+				map[string]string{"Authorization": "Bearer shop-token", "Content-Type": "application/json"})
+			recs, err = l.Read(context.Background(), eventlog.Query{Limit: 10})
+			if err != nil || len(recs) != 1 {
+				t.Fatalf("%d stored, %v", len(recs), err)
+			}
+			want := `{"accepted":1,"duplicates":0,"invalid":1,"results":[{"status":"accepted","id":"` + recs[0].ID.String() + `","key":"in.commerce.custom.ok"},` +
+				`{"status":"invalid","errors":` + c.errors + `}]}` + "\n"
+			if a.Status != 200 || a.Raw != want {
+				t.Fatalf("status %d %s\nwant 200 %s", a.Status, a.Raw, want)
+			}
+		})
+	}
+}

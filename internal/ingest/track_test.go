@@ -226,3 +226,22 @@ func TestTrackTimesWithinBounds(t *testing.T) {
 		})
 	}
 }
+
+// A number of the table that does not fit what reads it is refused at its
+// path, with the words commerce uses: an INTEGER beyond 64 bits, any
+// number beyond a 64-bit float (event.value 1e400 was stored).
+func TestTrackNumbersWithinRange(t *testing.T) {
+	const integer = "must be an integer within 64 bits, from -9223372036854775808 to 9223372036854775807"
+	const float = "must be a number within the range of a 64-bit float (at most about 1.8e308 either way)"
+	srv, l := goldenServer(t, trackClock)
+	hit := `{"hitId":"58d1a6f0-35c7-11e9-8f27-8d1d7d4690e7","sentAt":"2019-02-21T10:56:10.723Z","event":{"name":"x","value":1e400,` +
+		`"transaction":{"voucherDiscount":-1e309,"lineItems":[{"quantity":99999999999999999999999,"subtotal":1e30},{"quantity":1e2,"product":{"stock":1e19}}]}}}`
+	a := send(t, srv, "POST", "/track", hit, map[string]string{"Authorization": "Basic YWJjMTIzOg==", "Content-Type": "application/json"})
+	want := `{"message":"invalid hit","errors":[{"path":"event.value","message":"` + float + `"},` +
+		`{"path":"event.transaction.voucherDiscount","message":"` + float + `"},` +
+		`{"path":"event.transaction.lineItems[0].quantity","message":"` + integer + `"},` +
+		`{"path":"event.transaction.lineItems[1].product.stock","message":"` + integer + `"}]}` + "\n"
+	if a.Status != 400 || a.Raw != want || storedCount(t, l) != 0 {
+		t.Fatalf("status %d %s\nwant 400 %s", a.Status, a.Raw, want)
+	}
+}
