@@ -113,10 +113,10 @@ func TestHookDefinitionErrorsNameTheField(t *testing.T) {
 	f.api(t, "POST", "/api/v1/projects", `{"name":"brief"}`, 201, &p)
 	var on hook.Hook
 	f.api(t, "POST", "/api/v1/hooks", `{`+good+`,"project_id":`+jsonNumber(p.ID)+`}`, 201, &on)
-	f.api(t, "DELETE", "/api/v1/projects/"+jsonNumber(p.ID), "", 204, nil)
-	f.api(t, "POST", "/api/v1/hooks/"+on.ID+"/clone", "", 404, &e)
-	if len(e.Errors) != 1 || e.Errors[0].Path != "project_id" {
-		t.Fatalf("clone: %+v", e)
+	// Its project cannot go while the hook is scoped to it.
+	f.api(t, "DELETE", "/api/v1/projects/"+jsonNumber(p.ID), "", 409, &e)
+	if len(e.Errors) != 1 || e.Errors[0].Path != "id" || !strings.Contains(e.Message, on.ID) {
+		t.Fatalf("delete a project with a hook: %+v", e)
 	}
 	if f.api(t, "GET", "/api/v1/hooks", "", 200, &list); len(list.Hooks) != 2 {
 		t.Fatalf("%d hooks", len(list.Hooks))

@@ -801,15 +801,22 @@ func (m *Manager) Update(ctx context.Context, id string, h Hook) (Hook, error) {
 	p := newProblems()
 	m.dests.resolve(&h, p)
 	m.defaults(&h)
+	// The row's hook is copied under the lock: a running worker moves
+	// its cursor (noteCursor).
 	m.mu.Lock()
 	r, ok := m.rows[id]
+	var cur Hook
+	var sec secrets
+	if ok {
+		cur, sec = r.hook, r.secrets
+	}
 	m.mu.Unlock()
 	if !ok {
 		return Hook{}, fmt.Errorf("hook %s: %w", id, ErrNotFound)
 	}
-	nr := &row{hook: h, secrets: r.secrets}
-	nr.hook.ID, nr.hook.CreatedAt, nr.hook.Cursor = id, r.hook.CreatedAt, r.hook.Cursor
-	nr.hook.Active, nr.hook.StoppedReason = r.hook.Active, r.hook.StoppedReason
+	nr := &row{hook: h, secrets: sec}
+	nr.hook.ID, nr.hook.CreatedAt, nr.hook.Cursor = id, cur.CreatedAt, cur.Cursor
+	nr.hook.Active, nr.hook.StoppedReason = cur.Active, cur.StoppedReason
 	nr.hook.UpdatedAt = m.cfg.Now().UTC().Truncate(time.Millisecond)
 	nr.secrets = nr.secrets.withValues(h.givenSecrets())
 	// Checked with the secrets it will have: a token left out is kept.
@@ -818,6 +825,11 @@ func (m *Manager) Update(ctx context.Context, id string, h Hook) (Hook, error) {
 		return Hook{}, err
 	}
 	m.stopWorker(id)
+	m.mu.Lock()
+	if r := m.rows[id]; r != nil {
+		nr.hook.Cursor = r.hook.Cursor // where the stopped worker left it
+	}
+	m.mu.Unlock()
 	if err := m.update(ctx, nr, nil); err != nil {
 		return Hook{}, err
 	}

@@ -123,8 +123,13 @@ func (m *Manager) Provision(ctx context.Context, specs []Spec, logger *slog.Logg
 			return fmt.Errorf("hooks.provision[%d]: id %s declared twice", i, sp.ID)
 		}
 		seen[sp.ID] = true
+		// Copied under the lock: a running worker moves the cursor.
 		m.mu.Lock()
+		var cur row
 		r, exists := m.rows[sp.ID]
+		if exists {
+			cur = *r
+		}
 		m.mu.Unlock()
 		if !exists {
 			st, _ := sp.start()
@@ -145,17 +150,17 @@ func (m *Manager) Provision(ctx context.Context, specs []Spec, logger *slog.Logg
 		m.defaults(&want)
 		want.ID = sp.ID
 		a, aerr := specJSON(want)
-		b, berr := specJSON(r.hook)
+		b, berr := specJSON(cur.hook)
 		if err := errors.Join(aerr, berr); err != nil {
 			return fmt.Errorf("hooks.provision[%d] (%s): %w", i, sp.ID, err)
 		}
-		if string(a) != string(b) || authChanged(want, r.secrets) {
+		if string(a) != string(b) || authChanged(want, cur.secrets) {
 			if _, err := m.Update(ctx, sp.ID, want); err != nil {
 				return fmt.Errorf("hooks.provision[%d] (%s): %w", i, sp.ID, err)
 			}
 			logger.Info("updated provisioned hook", "hook", sp.ID, "name", sp.Name)
 		}
-		if sp.SigningSecret != "" && r.secrets.Signing[0] != sp.SigningSecret {
+		if sp.SigningSecret != "" && cur.secrets.Signing[0] != sp.SigningSecret {
 			if _, err := m.rotateTo(ctx, sp.ID, sp.SigningSecret); err != nil {
 				return fmt.Errorf("hooks.provision[%d] (%s): %w", i, sp.ID, err)
 			}
