@@ -462,18 +462,21 @@ func lookupCompact(b []byte, segs []string) ([]byte, bool) {
 	return b, true
 }
 
-// parseBody reads a POST body into o by its content type.
+// parseBody reads a POST body into o by its content type. A body said to
+// be JSON must be a JSON object, an empty one too (as track and commerce
+// answer it); any other empty body has no fields.
 func parseBody(contentType string, body []byte, o *object) *Error {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return nil
-	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil {
 		mt = ""
 	}
+	isJSON := mt == "application/json" || strings.HasSuffix(mt, "+json")
+	if !isJSON && len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
 	kind := ""
 	switch {
-	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
+	case isJSON:
 		kind = "json"
 	case mt == "application/x-www-form-urlencoded":
 		kind = "form"

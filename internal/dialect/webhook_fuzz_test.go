@@ -23,6 +23,7 @@ func FuzzWebhookDecode(f *testing.F) {
 	f.Add("GET", "/redir/click/99", "to=https://a.shop.io/x", "", []byte(nil))
 	f.Add("POST", "/crm/lead/7.gif", "token=abc123", "text/plain", []byte(`{"a":{"b":[1,"}",{"c":"\""}]}}`))
 	f.Add("POST", "/crm", "", "application/json", []byte(`{"name":"lead","projectId":"99","uid":1234567890123}`))
+	f.Add("POST", "/calltrack/call/0", "", "application/json", []byte(" \r\n"))
 	projects := fixtureProjects(f)
 	f.Fuzz(func(t *testing.T, method, path, rawQuery, contentType string, body []byte) {
 		u := &url.URL{Path: path, RawQuery: rawQuery}
