@@ -7,8 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"net"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -283,6 +285,28 @@ func TestEventsTailFollowShowsTheLastFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return strings.Contains(fe.String(), "no answer from the server") }, fe)
+	// While no server has written run.json again, the follower sends its
+	// admin token nowhere, not even to whatever listens on the old port.
+	stranger, err := net.Listen("tcp", strings.TrimPrefix(s.admin, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var knocks atomic.Int32
+	go func() {
+		for {
+			c, err := stranger.Accept()
+			if err != nil {
+				return
+			}
+			knocks.Add(1)
+			c.Close()
+		}
+	}()
+	time.Sleep(2500 * time.Millisecond) // two of its one-second retries
+	stranger.Close()
+	if n := knocks.Load(); n != 0 {
+		t.Fatalf("the follower connected %d times to the old admin port while no server ran", n)
+	}
 	s = startServer(t, dir)
 	send("mine", 15)
 	send("other", 15)

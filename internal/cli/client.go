@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/admin"
@@ -179,26 +180,37 @@ func (t *target) noState() error {
 		t.dataDir, datadir.StateFile)
 }
 
-// rediscover is the API to try next when c stopped answering: a server
-// found through the data directory may come back on other ports, so its
-// run file is read again (without taking the directory's lock, which the
-// restarting server needs).
-func (t *target) rediscover(env *Env, c client) client {
+// rediscover is the API to try next when c stopped answering, and
+// whether to try it now. An --admin URL is tried again as given. A server
+// found through the data directory is tried only once a live process has
+// written run.json again (a stopped server removes it): until then the
+// admin token is sent nowhere, not even to a stranger now listening on the
+// old port. The server may come back on other ports.
+func (t *target) rediscover(env *Env, c client) (client, bool) {
 	if t.adminURL != "" {
-		return c
+		return c, true
 	}
 	info, err := datadir.ReadRunInfo(t.dataDir)
-	if err != nil {
-		return c
+	if err != nil || !alive(info.PID) {
+		return c, false
 	}
 	if r, ok := c.(*remote); ok && strings.TrimSuffix(info.Admin, "/") == r.base {
-		return c
+		return c, true
 	}
 	r, err := newRemote(info.Admin, env.Getenv(config.EnvAdminToken))
 	if err != nil {
-		return c
+		return c, false
 	}
-	return r
+	return r, true
+}
+
+// alive reports whether process pid exists.
+func alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // server is the running server's API, for a command that works only

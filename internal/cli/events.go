@@ -133,6 +133,18 @@ func runEvents(ctx context.Context, args []string, env *Env) error {
 		if *follow {
 			wait = 30 * time.Second
 		}
+		if down {
+			next, try := t.rediscover(env, c)
+			if !try {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(time.Second):
+				}
+				continue
+			}
+			c = next
+		}
 		p, err := c.Events(ctx, q, wait)
 		var un *unreachable
 		switch {
@@ -151,7 +163,6 @@ func runEvents(ctx context.Context, args []string, env *Env) error {
 				return nil
 			case <-time.After(time.Second):
 			}
-			c = t.rediscover(env, c)
 			continue
 		case err != nil:
 			return err
