@@ -3,7 +3,6 @@ package dialect
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
@@ -151,6 +150,7 @@ func webhookPath(hr *http.Request) (webhookSegments, *Error) {
 type webhookState struct {
 	path          webhookSegments
 	query, body   *object
+	bodyJSON      bool // the body was JSON, not form fields
 	service, name string
 }
 
@@ -175,8 +175,10 @@ func (w *Webhook) Authenticate(r *Request) (*project.Project, error) {
 		}
 	}
 	body := &object{}
+	var bodyJSON bool
 	if hr.Method == http.MethodPost {
-		if e := parseBody(hr.Header.Get("Content-Type"), r.Body, body); e != nil {
+		var e *Error
+		if bodyJSON, e = parseBody(hr.Header.Get("Content-Type"), r.Body, body); e != nil {
 			return nil, e
 		}
 	}
@@ -193,7 +195,7 @@ func (w *Webhook) Authenticate(r *Request) (*project.Project, error) {
 		name, _ = firstString(v)
 	} else if v, ok := body.get("name"); ok {
 		var isStr bool
-		if name, isStr = firstString(v); !isStr {
+		if name, isStr = bodyString(v, bodyJSON); !isStr {
 			errs.Add("name", "must be a string")
 			badName = true
 		}
@@ -204,7 +206,7 @@ func (w *Webhook) Authenticate(r *Request) (*project.Project, error) {
 		projectStr, _ = firstString(v)
 		haveProject = true
 	} else if v, ok := body.get("projectId"); ok {
-		projectStr, haveProject = jsonScalar(v), true
+		projectStr, haveProject = bodyScalar(v, bodyJSON), true
 	}
 	if !segmentRE.MatchString(service) {
 		errs.Add("service", "must be 1 to 64 letters, digits, '_' or '-'")
@@ -255,7 +257,7 @@ func (w *Webhook) Authenticate(r *Request) (*project.Project, error) {
 			query.remove(TokenParam)
 		}
 	}
-	r.State = &webhookState{path: ws, query: query, body: body, service: service, name: name}
+	r.State = &webhookState{path: ws, query: query, body: body, bodyJSON: bodyJSON, service: service, name: name}
 	return proj, nil
 }
 
@@ -291,7 +293,7 @@ func (w *Webhook) Decode(r *Request) (*Decoded, error) {
 	case st.path.redir:
 		channel = event.ChannelRedir
 	}
-	uid, brought := w.uid(r.HTTP, query, body)
+	uid, brought := w.uid(r.HTTP, query, body, st.bodyJSON)
 	ev := &event.Event{
 		Key:        "in.gen." + st.service + "." + st.name,
 		Channel:    channel,
@@ -462,17 +464,18 @@ func lookupCompact(b []byte, segs []string) ([]byte, bool) {
 	return b, true
 }
 
-// parseBody reads a POST body into o by its content type. A body said to
-// be JSON must be a JSON object, an empty one too (as track and commerce
+// parseBody reads a POST body into o by its content type, and reports
+// whether it was read as JSON (else as form fields). A body said to be
+// JSON must be a JSON object, an empty one too (as track and commerce
 // answer it); any other empty body has no fields.
-func parseBody(contentType string, body []byte, o *object) *Error {
+func parseBody(contentType string, body []byte, o *object) (isJSON bool, e *Error) {
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil {
 		mt = ""
 	}
-	isJSON := mt == "application/json" || strings.HasSuffix(mt, "+json")
+	isJSON = mt == "application/json" || strings.HasSuffix(mt, "+json")
 	if !isJSON && len(bytes.TrimSpace(body)) == 0 {
-		return nil
+		return false, nil
 	}
 	kind := ""
 	switch {
@@ -488,7 +491,7 @@ func parseBody(contentType string, body []byte, o *object) *Error {
 			kind = "form"
 		}
 	default:
-		return Errorf(http.StatusUnsupportedMediaType, "content type %q is not supported; send application/json or application/x-www-form-urlencoded", mt)
+		return false, Errorf(http.StatusUnsupportedMediaType, "content type %q is not supported; send application/json or application/x-www-form-urlencoded", mt)
 	}
 	if kind == "json" {
 		err = parseJSONObject(body, o)
@@ -496,22 +499,30 @@ func parseBody(contentType string, body []byte, o *object) *Error {
 		err = parseForm(string(body), o)
 	}
 	if te := (*event.TextError)(nil); errors.As(err, &te) {
-		return textError(te, "body")
+		return false, textError(te, "body")
 	}
 	if err != nil {
-		return FieldError(http.StatusBadRequest, "body", err.Error())
+		return false, FieldError(http.StatusBadRequest, "body", err.Error())
 	}
-	return nil
+	return kind == "json", nil
 }
 
-// jsonScalar renders a JSON string or number as text ("" for others).
-func jsonScalar(raw []byte) string {
-	if s, ok := firstString(raw); ok {
-		return s
+// bodyString is a routing value of the body as a string: in a JSON body a
+// JSON string (an array is refused as a number is), in a form body also a
+// repeated key's first value, as in the query.
+func bodyString(raw []byte, isJSON bool) (string, bool) {
+	if isJSON {
+		return jsonString(raw)
 	}
-	var n json.Number
-	if json.Unmarshal(raw, &n) == nil {
-		return n.String()
+	return firstString(raw)
+}
+
+// bodyScalar renders a routing value of the body (projectId, uid) as
+// text: a string as bodyString reads it, anything else as its JSON (a
+// number's digits; an array or an object, which no routing value matches).
+func bodyScalar(raw []byte, isJSON bool) string {
+	if s, ok := bodyString(raw, isJSON); ok {
+		return s
 	}
 	return string(raw)
 }
@@ -519,12 +530,12 @@ func jsonScalar(raw []byte) string {
 // uid takes the user id from the query, else the body, else the uid
 // cookie; a missing or malformed one is replaced by a new flake id.
 // brought reports whether the sender's was kept.
-func (w *Webhook) uid(hr *http.Request, query, body *object) (uid string, brought bool) {
+func (w *Webhook) uid(hr *http.Request, query, body *object, bodyJSON bool) (uid string, brought bool) {
 	var cand string
 	if v, ok := query.get("uid"); ok {
 		cand, _ = firstString(v)
 	} else if v, ok := body.get("uid"); ok {
-		cand = jsonScalar(v)
+		cand = bodyScalar(v, bodyJSON)
 	} else if c, err := hr.Cookie("uid"); err == nil {
 		cand = c.Value
 	}

@@ -24,6 +24,8 @@ func FuzzWebhookDecode(f *testing.F) {
 	f.Add("POST", "/crm/lead/7.gif", "token=abc123", "text/plain", []byte(`{"a":{"b":[1,"}",{"c":"\""}]}}`))
 	f.Add("POST", "/crm", "", "application/json", []byte(`{"name":"lead","projectId":"99","uid":1234567890123}`))
 	f.Add("POST", "/calltrack/call/0", "", "application/json", []byte(" \r\n"))
+	f.Add("POST", "/calltrack", "uid=1234567890123&uid=2", "application/json", []byte(`{"name":["a","b"],"projectId":[0],"uid":["1234567890123"]}`))
+	f.Add("POST", "/calltrack", "", "", []byte(`name=a&name=b&projectId=0&projectId=1`))
 	projects := fixtureProjects(f)
 	f.Fuzz(func(t *testing.T, method, path, rawQuery, contentType string, body []byte) {
 		u := &url.URL{Path: path, RawQuery: rawQuery}
