@@ -402,14 +402,7 @@ func invalid(path string, err error) error {
 	}
 	out := make(event.FieldErrors, len(fe))
 	for i, f := range fe {
-		switch {
-		case f.Path == "":
-			f.Path = path
-		case path != "" && strings.HasPrefix(f.Path, "["):
-			f.Path = path + f.Path
-		default:
-			f.Path = strict.Field(path, f.Path)
-		}
+		f.Path = strict.Join(path, f.Path)
 		out[i] = f
 	}
 	return &InvalidError{Fields: out}

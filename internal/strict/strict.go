@@ -109,8 +109,21 @@ func checkJSON(t reflect.Type, tree any, path string, fe *event.FieldErrors) {
 		return
 	}
 	wrong := func() { fe.Add(path, Kind(t)+", not "+jsonKind(tree)) }
+	if t == numberType { // a number, or a string that holds one
+		switch v := tree.(type) {
+		case json.Number:
+		case string:
+			if !isNumber(v) {
+				fe.Add(path, fmt.Sprintf("a number, not the string %q", v))
+			}
+		default:
+			fe.Add(path, "a number, not "+jsonKind(tree))
+		}
+		return
+	}
 	switch t.Kind() {
 	case reflect.Interface:
+		checkNumbers(tree, path, fe)
 	case reflect.String:
 		if _, ok := tree.(string); !ok {
 			wrong()
@@ -153,6 +166,9 @@ func checkJSON(t reflect.Type, tree any, path string, fe *event.FieldErrors) {
 			return
 		}
 		for i, e := range a {
+			if t.Kind() == reflect.Array && i >= t.Len() {
+				break // encoding/json drops what does not fit
+			}
 			checkJSON(t.Elem(), e, fmt.Sprintf("%s[%d]", path, i), fe)
 		}
 	case reflect.Map:
@@ -170,18 +186,55 @@ func checkJSON(t reflect.Type, tree any, path string, fe *event.FieldErrors) {
 			wrong()
 			return
 		}
-		fields := map[string]reflect.Type{}
+		fields := map[string]field{}
 		addFields(t, "json", fields)
 		for _, k := range slices.Sorted(maps.Keys(m)) {
-			ft, ok := fields[strings.ToLower(k)]
-			if !ok {
+			f, ok := lookup(fields, k, "json")
+			switch {
+			case !ok:
 				fe.Add(Field(path, k), "unknown field")
-				continue
+			case f.quoted:
+				checkQuoted(f.t, m[k], Field(path, k), fe)
+			default:
+				checkJSON(f.t, m[k], Field(path, k), fe)
 			}
-			checkJSON(ft, m[k], Field(path, k), fe)
 		}
 	default:
 		fe.Add(path, "a value of type "+t.String()+" cannot be read from JSON")
+	}
+}
+
+var numberType = reflect.TypeFor[json.Number]()
+
+// isNumber reports whether s is a JSON number.
+func isNumber(s string) bool {
+	d := json.NewDecoder(strings.NewReader(s))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return false
+	}
+	_, ok := v.(json.Number)
+	_, err := d.Token()
+	return ok && err == io.EOF
+}
+
+// checkNumbers refuses, in a value read as any, a number a float64 cannot
+// hold (encoding/json reads it as one).
+func checkNumbers(tree any, path string, fe *event.FieldErrors) {
+	switch v := tree.(type) {
+	case json.Number:
+		if _, err := strconv.ParseFloat(string(v), 64); err != nil {
+			fe.Add(path, "a number in range, not "+string(v))
+		}
+	case []any:
+		for i, e := range v {
+			checkNumbers(e, fmt.Sprintf("%s[%d]", path, i), fe)
+		}
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			checkNumbers(v[k], Key(path, k), fe)
+		}
 	}
 }
 
@@ -262,19 +315,15 @@ func UnknownKeys(t reflect.Type, tree any, path, tag string) []string {
 				return nil // a type error, for the decoder to name
 			}
 		}
-		fields := map[string]reflect.Type{}
+		fields := map[string]field{}
 		addFields(t, tag, fields)
 		for _, k := range slices.Sorted(maps.Keys(m)) {
-			lookup := k
-			if tag == "json" {
-				lookup = strings.ToLower(k)
-			}
-			ft, ok := fields[lookup]
+			f, ok := lookup(fields, k, tag)
 			if !ok {
 				out = append(out, Field(path, k))
 				continue
 			}
-			out = append(out, UnknownKeys(ft, m[k], Field(path, k), tag)...)
+			out = append(out, UnknownKeys(f.t, m[k], Field(path, k), tag)...)
 		}
 	case reflect.Map:
 		if m, ok := tree.(map[string]any); ok {
@@ -292,13 +341,21 @@ func UnknownKeys(t reflect.Type, tree any, path, tag string) []string {
 	return out
 }
 
-// addFields records t's keys (lower case for JSON) and their types, with
-// the fields of embedded structs as encoding/json flattens them.
-func addFields(t reflect.Type, tag string, fields map[string]reflect.Type) {
+// field is a struct field as a decoder sees it.
+type field struct {
+	t      reflect.Type
+	quoted bool // json:",string": the value is written as a JSON string
+}
+
+// addFields records t's keys (lower case for JSON) and their fields. The
+// fields of embedded structs are flattened as encoding/json flattens them:
+// a shallower field of the same name wins.
+func addFields(t reflect.Type, tag string, fields map[string]field) {
+	var embedded []reflect.Type
 	for i := range t.NumField() {
 		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get(tag), ",")
-		if name == "-" {
+		name, opts, _ := strings.Cut(f.Tag.Get(tag), ",")
+		if name == "-" && opts == "" {
 			continue
 		}
 		if f.Anonymous && name == "" {
@@ -307,7 +364,7 @@ func addFields(t reflect.Type, tag string, fields map[string]reflect.Type) {
 				ft = ft.Elem()
 			}
 			if ft.Kind() == reflect.Struct {
-				addFields(ft, tag, fields)
+				embedded = append(embedded, ft)
 				continue
 			}
 		}
@@ -319,16 +376,69 @@ func addFields(t reflect.Type, tag string, fields map[string]reflect.Type) {
 			// match without case.
 			name = strings.ToLower(cmp.Or(name, f.Name))
 		}
-		fields[name] = f.Type
+		fields[name] = field{t: f.Type, quoted: tag == "json" && slices.Contains(strings.Split(opts, ","), "string")}
+	}
+	for _, et := range embedded {
+		deeper := map[string]field{}
+		addFields(et, tag, deeper)
+		for k, f := range deeper {
+			if _, taken := fields[k]; !taken {
+				fields[k] = f
+			}
+		}
 	}
 }
 
-// Field is the path of key k of the object at path: path.k.
-func Field(path, k string) string {
-	if path == "" {
-		return k
+// lookup finds key k's field: exactly for YAML, without case for JSON
+// (Unicode case folding, as encoding/json matches keys).
+func lookup(fields map[string]field, k, tag string) (field, bool) {
+	if tag != "json" {
+		f, ok := fields[k]
+		return f, ok
 	}
-	return path + "." + k
+	if f, ok := fields[strings.ToLower(k)]; ok {
+		return f, true
+	}
+	for name, f := range fields {
+		if strings.EqualFold(name, k) {
+			return f, true
+		}
+	}
+	return field{}, false
+}
+
+// checkQuoted checks a json:",string" value: a JSON string holding the
+// field's value (a number or a boolean written as text).
+func checkQuoted(t reflect.Type, tree any, path string, fe *event.FieldErrors) {
+	s, ok := tree.(string)
+	if !ok {
+		if tree != nil {
+			fe.Add(path, Kind(t)+" written as a JSON string, not "+jsonKind(tree))
+		}
+		return
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		if s != "true" && s != "false" {
+			fe.Add(path, fmt.Sprintf("true or false written as a JSON string, not %q", s))
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		checkJSON(t, json.Number(s), path, fe)
+	}
+}
+
+// Field is the path of key k of the object at path: path.k, or
+// path["k.x"] for a key that is not a name.
+func Field(path, k string) string {
+	seg := event.PathSegment(k) // .k, or ["k"] for a key that is not a name
+	if path == "" && seg[0] == '.' {
+		return seg[1:]
+	}
+	return path + seg
 }
 
 // Key is the path of key k of the map at path: path["k"].

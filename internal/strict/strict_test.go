@@ -54,6 +54,56 @@ type doc struct {
 	private string
 }
 
+type Shadowed struct {
+	Name  int    `json:"name"`
+	Extra string `json:"extra"`
+}
+
+type quirks struct {
+	Name string `json:"name"`
+	Shadowed
+	Count  int64          `json:"count,string"`
+	On     bool           `json:",string"`
+	N      json.Number    `json:"n"`
+	Pair   [2]int         `json:"pair"`
+	Secret string         `json:"secret"`
+	Any    any            `json:"any"`
+	Dotted map[string]int `json:"dotted"`
+}
+
+// What encoding/json takes, the check takes: a shallower field shadows an
+// embedded one, ",string" values, json.Number given a number or a string
+// holding one, extra elements of an array dropped, keys matched with
+// Unicode case folding (ſ is s).
+func TestDecodeJSONAsEncodingJSONDoes(t *testing.T) {
+	var q quirks
+	if err := DecodeJSON([]byte(`{"name":"x","extra":"e","count":"12","on":"true","n":"1.5e3","pair":[1,2,3],"ſecret":"s","any":{"a":[1,2.5]}}`), &q); err != nil {
+		t.Fatalf("refused: %v", err)
+	}
+	if q.Name != "x" || q.Extra != "e" || q.Count != 12 || !q.On || q.N != "1.5e3" || q.Pair != [2]int{1, 2} || q.Secret != "s" {
+		t.Fatalf("decoded %+v", q)
+	}
+	for body, want := range map[string]event.FieldErrors{
+		`{"count":12}`:            {{Path: "count", Message: "a number written as a JSON string, not a JSON number"}},
+		`{"count":"twelve"}`:      {{Path: "count", Message: "a whole number from -9223372036854775808 to 9223372036854775807, not twelve"}},
+		`{"on":"yes"}`:            {{Path: "on", Message: `true or false written as a JSON string, not "yes"`}},
+		`{"n":"12a"}`:             {{Path: "n", Message: `a number, not the string "12a"`}},
+		`{"n":true}`:              {{Path: "n", Message: "a number, not a JSON boolean"}},
+		`{"any":{"a b":[1e400]}}`: {{Path: `any["a b"][0]`, Message: "a number in range, not 1e400"}},
+		`{"dotted":{"a.b":"x"}}`:  {{Path: `dotted["a.b"]`, Message: "a number, not a JSON string"}},
+		`{"a.b":1,"":2}`:          {{Path: `[""]`, Message: "unknown field"}, {Path: `["a.b"]`, Message: "unknown field"}},
+		`{"pair":[1,"two"]}`:      {{Path: "pair[1]", Message: "a number, not a JSON string"}},
+	} {
+		var q quirks
+		err := DecodeJSON([]byte(body), &q)
+		var got event.FieldErrors
+		errors.As(err, &got)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: got %v, want %v", body, got, want)
+		}
+	}
+}
+
 func TestDecodeJSON(t *testing.T) {
 	for _, c := range []struct {
 		body string
@@ -63,7 +113,7 @@ func TestDecodeJSON(t *testing.T) {
 		{`{"NAME":"x"}`, nil}, // keys match without case, as encoding/json matches them
 		{`{"nmae":"x"}`, event.FieldErrors{{Path: "nmae", Message: "unknown field"}}},
 		{`{"inner":{"host":["a"]},"items":[{},{"prt":1}],"by_name":{"a b":{"x":1}},"-":1,"private":1,"skipped":2}`, event.FieldErrors{
-			{Path: "-", Message: "unknown field"},
+			{Path: `["-"]`, Message: "unknown field"},
 			{Path: `by_name["a b"].x`, Message: "unknown field"},
 			{Path: "inner.host", Message: "unknown field"},
 			{Path: "items[1].prt", Message: "unknown field"},
