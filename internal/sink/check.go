@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluicehq/sluice/internal/event"
+	"github.com/sluicehq/sluice/internal/strict"
 )
 
 // Bounds shared by the destinations' settings.
@@ -58,7 +59,7 @@ func (p *Problems) Add(path, format string, a ...any) {
 func (p *Problems) Errors() event.FieldErrors { return *p.list }
 
 // Key is the path of a map member: headers["X-Team"].
-func Key(path, k string) string { return path + "[" + strconv.Quote(k) + "]" }
+func Key(path, k string) string { return strict.Key(path, k) }
 
 // Text refuses an empty (when required), overlong, non-UTF-8 or
 // control-character value.

@@ -442,7 +442,7 @@ func Field(path, k string) string {
 }
 
 // Key is the path of key k of the map at path: path["k"].
-func Key(path, k string) string { return path + "[" + strconv.Quote(k) + "]" }
+func Key(path, k string) string { return path + "[" + string(event.AppendString(nil, k)) + "]" }
 
 // StringKeys turns YAML's maps with other than string keys into JSON
 // objects, in place where it can.
