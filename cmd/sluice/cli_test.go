@@ -361,7 +361,7 @@ func TestCLINeverMakesADataDirectoryUp(t *testing.T) {
 		}
 	}
 	for _, args := range commands {
-		if len(args) > 1 && (args[1] == "create" || args[1] == "update") {
+		if len(args) > 1 && args[1] == "create" {
 			continue
 		}
 		_, errOut, code := sluice(t, []string{"SLUICE_DATA_DIR=" + empty, "SLUICE_ADMIN_TOKEN="}, args...)
@@ -374,6 +374,19 @@ func TestCLINeverMakesADataDirectoryUp(t *testing.T) {
 		}
 		if files, _ := os.ReadDir(empty); len(files) != 0 {
 			t.Fatalf("%q wrote into %s: %v", args, empty, files)
+		}
+	}
+	// A directory with other files is not prepared either (a mistyped
+	// --data-dir can be a home directory).
+	busy := t.TempDir()
+	os.WriteFile(filepath.Join(busy, "notes.txt"), []byte("mine"), 0o600)
+	for _, args := range [][]string{{"project", "create", "--name", "x"}, {"token", "create", "--project", "0"}, {"event-type", "create", "--project", "0", "--slug", "s"}} {
+		_, errOut, code := sluice(t, []string{"SLUICE_DATA_DIR=" + busy, "SLUICE_ADMIN_TOKEN="}, args...)
+		if code != 1 || !strings.Contains(errOut, busy+" holds no sluice data (no state.db) and is not empty, so it is not prepared for a first start") {
+			t.Errorf("%q in a directory with other files: exit %d %q", args, code, errOut)
+		}
+		if files, _ := os.ReadDir(busy); len(files) != 1 {
+			t.Fatalf("%q wrote into %s: %v", args, busy, files)
 		}
 	}
 	env := []string{"SLUICE_DATA_DIR=" + empty, "SLUICE_ADMIN_TOKEN="}

@@ -608,7 +608,7 @@ func TestCLIProjectsTokensAndTail(t *testing.T) {
 	}
 	// The server's refusal, said once.
 	if _, errOut, code := sluice(t, env, "token", "create", "--project", "1", "--name", "y", "--secret", "short"); code != 1 ||
-		errOut != "sluice token: invalid: secret: secret is shorter than 6 characters (400)\n" {
+		errOut != "sluice token: invalid: secret: shorter than 6 characters (400)\n" {
 		t.Fatalf("refused token: exit %d %q", code, errOut)
 	}
 	out, _, code = sluice(t, env, "token", "create", "--project", "1", "--name", "online", "--json")

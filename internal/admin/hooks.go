@@ -217,7 +217,7 @@ func (s *Server) hookDeliveries(r *http.Request) (any, error) {
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
-			return nil, badField("limit", "1 to 1000")
+			return nil, badField("limit", "must be an integer from 1 to 1000")
 		}
 		limit = n
 	}

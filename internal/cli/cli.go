@@ -191,7 +191,8 @@ func runAdminToken(ctx context.Context, args []string, env *Env) error {
 	}
 	c, err := (&target{dataDir: t.dataDir}).open(&Env{Getenv: func(string) string { return "" }}, reads)
 	var nd noDataDir
-	if errors.As(err, &nd) {
+	var ns noState
+	if errors.As(err, &nd) || errors.As(err, &ns) {
 		return err
 	}
 	if err != nil {

@@ -125,6 +125,14 @@ func (t *target) open(env *Env, a access) (client, error) {
 	}
 	_, lerr := os.Stat(filepath.Join(t.dataDir, datadir.LockFile))
 	_, serr := os.Stat(filepath.Join(t.dataDir, datadir.StateFile))
+	if lerr != nil && serr != nil && a == writes {
+		// A directory sluice never used is prepared only when empty: a
+		// mistyped --data-dir (a home directory) gets no state.db.
+		if entries, err := os.ReadDir(t.dataDir); err != nil || len(entries) > 0 {
+			return nil, fmt.Errorf("%s holds no sluice data (no %s) and is not empty, so it is not prepared for a first start: pass --data-dir with the directory your server uses (env SLUICE_DATA_DIR), an empty directory, or --admin with its admin API URL",
+				t.dataDir, datadir.StateFile)
+		}
+	}
 	if lerr != nil && serr != nil && a != writes {
 		// No sluice process ever used the directory: leave it untouched.
 		if a == serverOnly {
@@ -175,9 +183,14 @@ func (t *target) postgresNeedsServer() error {
 		t.dataDir, config.EnvAdminURL)
 }
 
-func (t *target) noState() error {
-	return fmt.Errorf("%s holds no sluice data (no %s) and no server runs on it: pass --data-dir with the directory your server uses (env SLUICE_DATA_DIR), or --admin with its admin API URL",
-		t.dataDir, datadir.StateFile)
+func (t *target) noState() error { return noState(t.dataDir) }
+
+// noState is open's answer when a directory holds no sluice state.
+type noState string
+
+func (d noState) Error() string {
+	return fmt.Sprintf("%s holds no sluice data (no %s) and no server runs on it: pass --data-dir with the directory your server uses (env SLUICE_DATA_DIR), or --admin with its admin API URL",
+		string(d), datadir.StateFile)
 }
 
 // rediscover is the API to try next when c stopped answering, and

@@ -54,7 +54,7 @@ Run 'sluice event-type <command> -h' for its flags.`
 	if err != nil {
 		return err
 	}
-	c, err := t.open(env, accessFor(sub != "list"))
+	c, err := t.open(env, accessFor(sub == "create"))
 	if err != nil {
 		return err
 	}

@@ -173,7 +173,8 @@ func argsIf(takes bool) int {
 	return 0
 }
 
-// accessFor is writes for a command that changes state, else reads.
+// accessFor is writes for a command that may prepare a new data
+// directory (a create), else reads: the others need a state to change.
 func accessFor(changes bool) access {
 	if changes {
 		return writes
@@ -229,7 +230,10 @@ Settings flags: --webhook-auth, --webhook-dedup-field, --redirect-host,
 	if problem := positional(pos, argsIf(needID), argsIf(needID), "the project ID"); problem != "" {
 		return badArgs(env, fs, problem)
 	}
-	c, err := t.open(env, accessFor(sub != "list" && sub != "show"))
+	if sub == "create" && name == "" {
+		return badArgs(env, fs, "--name is required")
+	}
+	c, err := t.open(env, accessFor(sub == "create"))
 	if err != nil {
 		return err
 	}
@@ -252,9 +256,6 @@ Settings flags: --webhook-auth, --webhook-dedup-field, --redirect-host,
 		}
 		return tw.Flush()
 	case "create":
-		if name == "" {
-			return fmt.Errorf("--name is required")
-		}
 		st, err := sf.apply(project.Settings{})
 		if err != nil {
 			return err
@@ -365,7 +366,7 @@ Run 'sluice token <command> -h' for its flags.`
 	if err != nil {
 		return err
 	}
-	c, err := t.open(env, accessFor(sub != "list"))
+	c, err := t.open(env, accessFor(sub == "create"))
 	if err != nil {
 		return err
 	}

@@ -323,7 +323,7 @@ func ValidateName(name string) error {
 		return event.FieldErrors{{Path: "name", Message: "required"}}
 	}
 	if len(name) > 200 {
-		return event.FieldErrors{{Path: "name", Message: "longer than 200 characters"}}
+		return event.FieldErrors{{Path: "name", Message: "longer than 200 bytes"}}
 	}
 	return nil
 }

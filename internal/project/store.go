@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/event"
 )
 
 // Store persists projects and tokens in a Backend (state.db, or
@@ -336,15 +338,18 @@ func HashSecret(secret string) [32]byte { return sha256.Sum256([]byte(secret)) }
 // ValidateSecret checks a secret supplied by an operator (to keep a
 // sender's existing token when it moves to sluice).
 func ValidateSecret(secret string) error {
+	problem := ""
 	switch {
 	case len(secret) < 6:
-		return errors.New("secret is shorter than 6 characters")
+		problem = "shorter than 6 characters"
 	case len(secret) > 256:
-		return errors.New("secret is longer than 256 characters")
+		problem = "longer than 256 characters"
 	case strings.ContainsAny(secret, ": \t\r\n"):
-		return errors.New("secret must not contain ':' or whitespace (it travels as an HTTP Basic user name)")
+		problem = "has ':' or whitespace (it travels as an HTTP Basic user name)"
+	default:
+		return nil
 	}
-	return nil
+	return event.FieldErrors{{Path: "secret", Message: problem}}
 }
 
 func hint(secret string) string {
@@ -360,7 +365,7 @@ func (s *Store) CreateToken(ctx context.Context, projectID uint32, name, secret 
 	if secret == "" {
 		secret = NewSecret()
 	} else if err := ValidateSecret(secret); err != nil {
-		return Token{}, "", invalid("secret", err)
+		return Token{}, "", invalid("", err)
 	}
 	return s.addToken(ctx, projectID, name, HashSecret(secret), hint(secret), secret)
 }
@@ -374,7 +379,7 @@ func (s *Store) ImportTokenHash(ctx context.Context, projectID uint32, name stri
 
 func (s *Store) addToken(ctx context.Context, projectID uint32, name string, hash [32]byte, hint, secret string) (Token, string, error) {
 	if len(name) > 200 {
-		return Token{}, "", invalid("name", errors.New("longer than 200 characters"))
+		return Token{}, "", invalid("name", errors.New("longer than 200 bytes"))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
