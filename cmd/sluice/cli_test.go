@@ -79,6 +79,7 @@ func TestHelpExitsZeroOnStdout(t *testing.T) {
 		"project show 1 2":               `sluice project show: takes only the project ID (got ["2"] too)` + "\n",
 		"project list extra":             `sluice project list: takes no arguments (got ["extra"])` + "\n",
 		"token create --name y":          "sluice token create: --project is required\n",
+		"project create --id 4":          "sluice project create: --name is required\n",
 		"token revoke --project 0":       "sluice token revoke: needs the token ID\n",
 		"event-type delete --project 0":  "sluice event-type delete: needs the event type's slug\n",
 		"profile show --project 0 email": "sluice profile show: needs an identity type and a value, such as email a@example.com\n",
