@@ -88,8 +88,9 @@ func (s Spec) start() (Start, error) {
 }
 
 // ParseStart reads where a hook starts: "now" (or "") or an RFC 3339 time
-// in the past. A time to come is refused: it would skip every event until
-// then while the hook looks active and its lag reads 0.
+// in the past. A time to come (more than a minute ahead, for a sender's
+// clock) is refused: it would skip every event until then while the hook
+// looks active and its lag reads 0.
 func ParseStart(v string) (Start, error) {
 	if v == "" || v == "now" {
 		return Start{}, nil
@@ -98,7 +99,7 @@ func ParseStart(v string) (Start, error) {
 	if err != nil {
 		return Start{}, fmt.Errorf("%q is neither \"now\" nor an RFC 3339 time", v)
 	}
-	if t.After(time.Now()) {
+	if t.After(time.Now().Add(time.Minute)) { // a minute for the sender's clock
 		return Start{}, fmt.Errorf("%s is in the future: start from \"now\" or from a past time", v)
 	}
 	return Start{From: &t}, nil
