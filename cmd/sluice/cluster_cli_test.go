@@ -1,11 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/internal/pgtest"
 )
@@ -51,5 +53,42 @@ func TestCLIWithStoragePostgres(t *testing.T) {
 	}
 	if strings.Contains(s.out.String(), "Admin token (shown once") {
 		t.Fatal("the node generated a token of its own")
+	}
+}
+
+// A hook created on one node a moment ago keeps its project from being
+// deleted on another: the check reads the shared store, not the node's
+// copy of the hooks.
+func TestProjectWithAHookOnAnotherNodeIsNotDeleted(t *testing.T) {
+	dsn := pgtest.Start(t)
+	cfg := filepath.Join(t.TempDir(), "sluice.yaml")
+	os.WriteFile(cfg, []byte("storage: postgres\n"), 0o600)
+	nodes, _ := startNodes(t, 2, []string{"SLUICE_POSTGRES_DSN=" + dsn}, cfg)
+	call := func(s *server, method, path, body string) response {
+		return do(t, method, s.admin+path, "application/json", body, "Authorization", "Bearer "+testAdminToken)
+	}
+	if r := call(nodes[0], "POST", "/api/v1/projects", `{"id":6001,"name":"tenant"}`); r.status != 201 {
+		t.Fatalf("project: %d %s", r.status, r.body)
+	}
+	// The project reaches node 1 within a second; the hook is made there
+	// and the delete sent to node 0 at once.
+	deadline := time.Now().Add(5 * time.Second)
+	var h struct{ ID string }
+	for {
+		r := call(nodes[1], "POST", "/api/v1/hooks", `{"name":"t","events":["in.*"],"project_id":6001,"active":false,"http":{"url":"https://t.example.com/hook"}}`)
+		if r.status == 201 {
+			json.Unmarshal(r.body, &h)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hook on node 1: %d %s", r.status, r.body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r := call(nodes[0], "DELETE", "/api/v1/projects/6001", "")
+	var e struct{ Message string }
+	json.Unmarshal(r.body, &e)
+	if r.status != 409 || e.Message != "project 6001 has 1 hook(s) ("+h.ID+"): delete them, or give them another project, first" {
+		t.Fatalf("delete on node 0: %d %s", r.status, r.body)
 	}
 }

@@ -98,8 +98,13 @@ func (s *Server) deleteProject(r *http.Request) (any, error) {
 		return nil, err
 	}
 	if s.cfg.Hooks != nil {
-		if err := hook.InUse(id, s.cfg.Hooks.List()); err != nil {
+		err := s.cfg.Hooks.ProjectInUse(r.Context(), id)
+		var inUse *hook.InUseError
+		if errors.As(err, &inUse) {
 			return nil, &apiError{Status: http.StatusConflict, Message: err.Error(), Errors: event.FieldErrors{{Path: "id", Message: err.Error()}}}
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
 	return nil, s.projects.Delete(r.Context(), id)

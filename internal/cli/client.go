@@ -468,20 +468,7 @@ func storedHooks(ctx context.Context, dir string) ([]hook.Hook, error) {
 		return nil, err
 	}
 	defer st.Close()
-	stored, err := st.Hooks(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]hook.Hook, 0, len(stored))
-	for _, sh := range stored {
-		var h hook.Hook
-		if err := json.Unmarshal(sh.Spec, &h); err != nil {
-			return nil, fmt.Errorf("hook %s in %s: %w", sh.ID, path, err)
-		}
-		h.ID = sh.ID
-		out = append(out, h)
-	}
-	return out, nil
+	return hook.Definitions(ctx, st)
 }
 
 func (l *local) ListTokens(ctx context.Context, id uint32) ([]project.Token, error) {

@@ -4,6 +4,8 @@
 package hook
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -223,5 +225,43 @@ func InUse(projectID uint32, hs []Hook) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	return fmt.Errorf("project %d has %d hook(s) (%s): delete them, or give them another project, first", projectID, len(ids), strings.Join(ids, ", "))
+	return &InUseError{ProjectID: projectID, Hooks: ids}
+}
+
+// InUseError names the hooks scoped to a project that is to be deleted.
+type InUseError struct {
+	ProjectID uint32
+	Hooks     []string
+}
+
+func (e *InUseError) Error() string {
+	return fmt.Sprintf("project %d has %d hook(s) (%s): delete them, or give them another project, first", e.ProjectID, len(e.Hooks), strings.Join(e.Hooks, ", "))
+}
+
+// Definitions reads every hook definition a store holds (no secrets).
+func Definitions(ctx context.Context, st Store) ([]Hook, error) {
+	stored, err := st.Hooks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Hook, 0, len(stored))
+	for _, sh := range stored {
+		var h Hook
+		if err := json.Unmarshal(sh.Spec, &h); err != nil {
+			return nil, fmt.Errorf("hook %s: %w", sh.ID, err)
+		}
+		h.ID = sh.ID
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// ProjectInUse is InUse over the hooks in the store, which every node
+// shares: a hook another node created a moment ago counts too.
+func (m *Manager) ProjectInUse(ctx context.Context, projectID uint32) error {
+	hs, err := Definitions(ctx, m.store)
+	if err != nil {
+		return err
+	}
+	return InUse(projectID, hs)
 }
