@@ -30,9 +30,10 @@ func (b *HookBody) UnmarshalJSON(data []byte) error {
 	if err := json.Unmarshal(data, &obj); err != nil {
 		return err
 	}
+	var fe event.FieldErrors
 	if v, ok := obj["start_from"]; ok {
 		if err := json.Unmarshal(v, &b.StartFrom); err != nil {
-			return event.FieldErrors{{Path: "start_from", Message: `"now" or an RFC 3339 time, as a JSON string`}}
+			fe.Add("start_from", `"now" or an RFC 3339 time, as a JSON string`)
 		}
 		delete(obj, "start_from")
 	}
@@ -40,7 +41,14 @@ func (b *HookBody) UnmarshalJSON(data []byte) error {
 	if err != nil {
 		return err
 	}
-	return b.Hook.UnmarshalJSON(rest)
+	if err := b.Hook.UnmarshalJSON(rest); err != nil {
+		var more event.FieldErrors
+		if !errors.As(err, &more) {
+			return err
+		}
+		fe = append(fe, more...)
+	}
+	return fe.Err()
 }
 
 // MarshalJSON writes start_from beside the hook's fields.

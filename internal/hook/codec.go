@@ -8,6 +8,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -52,6 +53,7 @@ func (h *Hook) UnmarshalJSON(b []byte) error {
 	known := commonKeys("json")
 	common := map[string]json.RawMessage{}
 	var secs []section
+	var fe event.FieldErrors // every problem of the common fields at once
 	for _, k := range slices.Sorted(maps.Keys(obj)) {
 		v := obj[k]
 		if known[strings.ToLower(k)] {
@@ -63,7 +65,7 @@ func (h *Hook) UnmarshalJSON(b []byte) error {
 			secs = append(secs, section{key: k, json: v})
 		case 'n': // null: no settings
 		default:
-			return event.FieldErrors{{Path: k, Message: "unknown field"}}
+			fe.Add(strict.Field("", k), "unknown field")
 		}
 	}
 	cb, err := json.Marshal(common)
@@ -72,7 +74,15 @@ func (h *Hook) UnmarshalJSON(b []byte) error {
 	}
 	var out hookFields
 	if err := strict.DecodeJSON(cb, &out); err != nil {
-		return err
+		var more event.FieldErrors
+		if !errors.As(err, &more) {
+			return err
+		}
+		fe = append(fe, more...)
+	}
+	if len(fe) > 0 {
+		sort.SliceStable(fe, func(i, j int) bool { return fe[i].Path < fe[j].Path })
+		return fe
 	}
 	*h = Hook(out)
 	h.sections = secs
