@@ -81,8 +81,8 @@ func (s *Store) Schemas(projectID uint32) ([]*SchemaRecord, error) {
 // type again with the same document is a no-op (created false), with a
 // different one ErrExists. Built-in types cannot be registered.
 func (s *Store) RegisterSchema(ctx context.Context, projectID uint32, typ string, doc []byte) (rec *SchemaRecord, created bool, err error) {
-	if !schema.TypeRE.MatchString(typ) {
-		return nil, false, invalid("type", fmt.Errorf("%q must be a lower-case name and a version, like order-shipped-v1", typ))
+	if err := schema.CheckType(typ); err != nil {
+		return nil, false, invalid("type", err)
 	}
 	if _, builtin := schema.Builtin(typ); builtin {
 		return nil, false, invalid("type", fmt.Errorf("%s is a built-in type; register another name or version", typ))

@@ -41,6 +41,15 @@ type Schema struct {
 	fast     *fastCheck // nil: every event goes to the library
 }
 
+// CheckType refuses a type name that is not a lower-case name and a
+// version.
+func CheckType(typ string) error {
+	if !TypeRE.MatchString(typ) {
+		return fmt.Errorf("%q must be a lower-case name and a version, like order-shipped-v1", typ)
+	}
+	return nil
+}
+
 // TypeRE is the form of an event type: a lower-case name and a version.
 var TypeRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}-v[1-9][0-9]{0,5}$`)
 
@@ -106,8 +115,8 @@ var iso4217 = &jsonschema.Format{
 // unless the document says otherwise; formats are asserted, "iso4217"
 // included). Remote references are not fetched.
 func Compile(typ string, doc []byte) (*Schema, error) {
-	if !TypeRE.MatchString(typ) {
-		return nil, fmt.Errorf("type %q must be a lower-case name and a version, like order-shipped-v1", typ)
+	if err := CheckType(typ); err != nil {
+		return nil, fmt.Errorf("type %w", err)
 	}
 	parsed, err := jsonschema.UnmarshalJSON(bytes.NewReader(doc))
 	if err != nil {
