@@ -335,7 +335,11 @@ func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) 
 	case errors.Is(err, project.ErrInvalid):
 		ae = &apiError{Status: http.StatusBadRequest, Message: err.Error()}
 	case errors.Is(err, context.Canceled):
-		return // the client went away
+		// The client went away (then nothing reads this), or the server
+		// is stopping and ends its long polls: a 503 says so, where an
+		// empty 200 read as a broken answer.
+		w.Header().Set("Retry-After", "1")
+		ae = &apiError{Status: http.StatusServiceUnavailable, Message: "the server is stopping: try again once it is back"}
 	default:
 		s.logger.Error("admin API", "method", r.Method, "path", r.URL.Path, "err", err)
 		ae = &apiError{Status: http.StatusInternalServerError, Message: "internal error"}

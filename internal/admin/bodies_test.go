@@ -1,7 +1,12 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -178,5 +183,31 @@ func TestSchemaRefusalsNameTheirField(t *testing.T) {
 	f.api(t, "POST", "/api/v1/projects/0/schemas", `{"type":"order-shipped-v1","schema":{"type":"nope"}}`, 400, &e)
 	if len(e.Errors) != 1 || e.Errors[0].Path != "schema" || !strings.Contains(e.Errors[0].Message, "does not compile") {
 		t.Fatalf("not compiling: %+v", e)
+	}
+}
+
+// A read that the server cuts short because it is stopping (its base
+// context, which ends the long polls) answers 503 with a JSON message and
+// Retry-After: it was an empty 200, which a follower read as a broken
+// answer. (A long poll cut short while waiting answers the empty page it
+// has.)
+func TestReadCutShortByAStoppingServer(t *testing.T) {
+	f := newFixture(t)
+	base, stop := context.WithCancel(context.Background())
+	stop()
+	srv := httptest.NewUnstartedServer(f.srv.Config.Handler)
+	srv.Config.BaseContext = func(net.Listener) context.Context { return base }
+	srv.Start()
+	t.Cleanup(srv.Close)
+	req, _ := http.NewRequest("GET", srv.URL+"/api/v1/events?wait=5s", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" || string(b) != `{"message":"the server is stopping: try again once it is back"}`+"\n" {
+		t.Fatalf("%d %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), b)
 	}
 }

@@ -299,6 +299,14 @@ func (r *remote) call(ctx context.Context, method, path string, in, out any) err
 			Message string            `json:"message"`
 			Errors  event.FieldErrors `json:"errors"`
 		}
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			// Stopping or not ready: as good as no answer, for a caller
+			// that waits for the server.
+			if json.Unmarshal(b, &e) != nil || e.Message == "" {
+				e.Message = "admin API answered " + resp.Status
+			}
+			return &unreachable{fmt.Errorf("%s (503)", e.Message)}
+		}
 		if json.Unmarshal(b, &e) == nil && e.Message != "" {
 			// The message often is the errors already ("invalid: secret:
 			// …"); they are added only when it does not say them.
