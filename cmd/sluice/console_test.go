@@ -212,6 +212,12 @@ func (b *browser) text(sel string) string {
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
 	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	// A page that is replaced between finding the node and reading it
+	// (a form's answer arriving) leaves a stale node id: read again.
+	for try := 0; err != nil && strings.Contains(err.Error(), "No node with given id") && try < 5; try++ {
+		time.Sleep(50 * time.Millisecond)
+		s, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	}
 	if err != nil {
 		b.fatal("read "+sel, err)
 	}
