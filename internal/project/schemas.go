@@ -3,6 +3,8 @@ package project
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -103,6 +105,17 @@ func (s *Store) RegisterSchema(ctx context.Context, projectID uint32, typ string
 		return nil, false, &existsError{Fields: event.FieldErrors{{Path: "schema",
 			Message: fmt.Sprintf("%s is already registered with a different schema; versions are immutable: register the next version instead", typ)}}}
 	}
+	// A deleted version keeps its document's hash: registered again, it
+	// must be the same document (events stored under the type were
+	// checked against it).
+	retired, err := s.db.Meta(ctx, retiredKey(projectID, typ))
+	if err != nil {
+		return nil, false, fmt.Errorf("register schema: %w", err)
+	}
+	if retired != "" && retired != docHash(c.Doc) {
+		return nil, false, &existsError{Fields: event.FieldErrors{{Path: "schema",
+			Message: fmt.Sprintf("%s was registered with a different schema and deleted; versions are immutable: register the next version instead", typ)}}}
+	}
 	now := s.now().UTC().Truncate(time.Millisecond)
 	if err := s.db.InsertSchema(ctx, StoredSchema{ProjectID: projectID, Type: typ, Body: c.Doc, CreatedAt: now}); err != nil {
 		return nil, false, fmt.Errorf("register schema: %w", err)
@@ -112,6 +125,16 @@ func (s *Store) RegisterSchema(ctx context.Context, projectID uint32, typ string
 	}
 	r, _ := s.Schema(projectID, typ)
 	return r, true, nil
+}
+
+// retiredKey is the meta key that keeps a deleted version's document hash.
+func retiredKey(projectID uint32, typ string) string {
+	return fmt.Sprintf("schema-retired/%d/%s", projectID, typ)
+}
+
+func docHash(doc []byte) string {
+	h := sha256.Sum256(doc)
+	return hex.EncodeToString(h[:])
 }
 
 // existsError is a conflict with what is stored, at its path in the
@@ -127,6 +150,11 @@ func (e *existsError) FieldErrors() event.FieldErrors { return e.Fields }
 func (s *Store) DeleteSchema(ctx context.Context, projectID uint32, typ string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if cur, ok := s.Schema(projectID, typ); ok {
+		if err := s.db.SetMeta(ctx, retiredKey(projectID, typ), docHash(cur.Schema)); err != nil {
+			return fmt.Errorf("delete schema: %w", err)
+		}
+	}
 	if err := s.db.DeleteSchema(ctx, projectID, typ); err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("schema %s of project %d: %w", typ, projectID, ErrNotFound)

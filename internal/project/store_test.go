@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/sluicehq/sluice/internal/event"
 	"github.com/sluicehq/sluice/internal/pgmigrate"
 	"github.com/sluicehq/sluice/internal/pgtest"
 )
@@ -719,4 +720,40 @@ func TestPostgresUpgradeFromFirstSchema(t *testing.T) {
 	if _, err := s.Create(ctx, nil, "new", Settings{}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A deleted version keeps its immutability: registered again, only the
+// same document is taken (the events stored under the type were checked
+// against it), and the rule survives a reopen of the store.
+func TestDeletedSchemaVersionStaysImmutable(t *testing.T) {
+	forBackends(t, func(t *testing.T, be backend) {
+		ctx := context.Background()
+		place := be.place(t)
+		s := be.open(t, place)
+		p, _ := s.Create(ctx, nil, "shop", Settings{})
+		first := []byte(`{"type":"object","required":["carrier"]}`)
+		if _, _, err := s.RegisterSchema(ctx, p.ID, "order-shipped-v1", first); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DeleteSchema(ctx, p.ID, "order-shipped-v1"); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := s.RegisterSchema(ctx, p.ID, "order-shipped-v1", []byte(`{"type":"array"}`))
+		var fe interface{ FieldErrors() event.FieldErrors }
+		if !errors.Is(err, ErrExists) || !errors.As(err, &fe) || len(fe.FieldErrors()) != 1 || fe.FieldErrors()[0] != (event.FieldError{Path: "schema",
+			Message: "order-shipped-v1 was registered with a different schema and deleted; versions are immutable: register the next version instead"}) {
+			t.Fatalf("another document after a delete: %v", err)
+		}
+		s.Close()
+		s = be.open(t, place)
+		if _, _, err := s.RegisterSchema(ctx, p.ID, "order-shipped-v1", []byte(`{"type":"array"}`)); !errors.Is(err, ErrExists) {
+			t.Fatalf("after a reopen: %v", err)
+		}
+		if _, created, err := s.RegisterSchema(ctx, p.ID, "order-shipped-v1", []byte(`{ "type": "object", "required": ["carrier"] }`)); err != nil || !created {
+			t.Fatalf("the same document again: %v %v", created, err)
+		}
+		if _, ok := s.Schema(p.ID, "order-shipped-v1"); !ok {
+			t.Fatal("not registered again")
+		}
+	})
 }
