@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
@@ -437,7 +438,7 @@ func webhookDedupKey(p *project.Project, service, name string, data []byte) (str
 	case v[0] == '"':
 		val, _ = jsonString(v)
 	case v[0] == '-' || (v[0] >= '0' && v[0] <= '9'):
-		val = string(v)
+		val = canonicalNumber(string(v))
 	default:
 		return "", FieldError(http.StatusBadRequest, field, "is the project's webhook_dedup_field: it must be a string or a number")
 	}
@@ -445,6 +446,23 @@ func webhookDedupKey(p *project.Project, service, name string, data []byte) (str
 		return "", FieldError(http.StatusBadRequest, field, fmt.Sprintf("is the project's webhook_dedup_field: it must be 1 to %d bytes", maxWebhookDedupValue))
 	}
 	return "webhook:" + service + "." + name + ":" + val, nil
+}
+
+// canonicalNumber writes a JSON number by its value, so that 17, 17.0 and
+// 1.7e1 name one order: an integer below 2^53 in digits, another number in
+// Go's shortest form. A number that is not a float64 stays as written.
+func canonicalNumber(n string) string {
+	if !strings.ContainsAny(n, ".eE") {
+		return n
+	}
+	f, err := strconv.ParseFloat(n, 64)
+	switch {
+	case err != nil || math.IsInf(f, 0):
+		return n
+	case f == math.Trunc(f) && math.Abs(f) < 1<<53:
+		return strconv.FormatInt(int64(f), 10)
+	}
+	return strconv.FormatFloat(f, 'g', -1, 64)
 }
 
 // lookupCompact returns the value at segs in b, a compact JSON object.
