@@ -262,6 +262,14 @@ func TestEventsQueryAndCursor(t *testing.T) {
 			t.Errorf("error body %s lacks %s", b, field)
 		}
 	}
+	// An id past 63 bits is refused, not wrapped into the start of the log.
+	for _, p := range []string{"/api/v1/events?after=9999999999999999999", "/api/v1/events/export?after=9223372036854775808"} {
+		var e errorBody
+		f.api(t, "GET", p, "", 400, &e)
+		if len(e.Errors) != 1 || e.Errors[0].Path != "after" || !strings.Contains(e.Errors[0].Message, "from 0 to 9223372036854775807") {
+			t.Errorf("%s: %+v", p, e)
+		}
+	}
 	// An empty page keeps the cursor.
 	f.api(t, "GET", "/api/v1/events?after="+evs[9].ID.String(), "", 200, &page)
 	if len(page.Events) != 0 || page.Next != evs[9].ID {

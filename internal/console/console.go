@@ -203,8 +203,15 @@ func (c *Console) toSignin(w http.ResponseWriter, r *http.Request) {
 // safeNext accepts only a path of this site as where to go after signing
 // in (no //host, no scheme).
 func safeNext(next string) bool {
-	return strings.HasPrefix(next, "/") && !strings.HasPrefix(next, "//") && !strings.HasPrefix(next, "/\\") &&
-		!strings.ContainsAny(next, "\r\n") && len(next) <= 2048
+	// Browsers drop tabs and newlines from a URL and read a backslash as
+	// a slash: "/\t/evil.com" or "/\\evil.com" would leave the origin.
+	// None is taken anywhere in the path.
+	if len(next) > 2048 || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") ||
+		strings.ContainsFunc(next, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) {
+		return false
+	}
+	u, err := url.Parse(next)
+	return err == nil && u.Scheme == "" && u.Host == "" && u.User == nil
 }
 
 func (c *Console) cookie(r *http.Request, name, value string, maxAge time.Duration) *http.Cookie {

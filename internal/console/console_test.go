@@ -202,6 +202,18 @@ func TestSignInGoesOnlyHere(t *testing.T) {
 			t.Errorf("next=%q went to %q", next, loc)
 		}
 	}
+	// Browsers drop tabs and newlines and read \ as /: each of these
+	// would land on evil.example. The form does not carry them on.
+	for _, next := range []string{"/\t/evil.example", "/\n/evil.example", "/\r/evil.example", "/x/\\..\\..\\/evil.example", "/\x7f/evil.example"} {
+		_, page := send(t, f.browser(t), "GET", f.srv.URL+"/signin?next="+url.QueryEscape(next), nil)
+		if m := regexp.MustCompile(`name="next" value="([^"]*)"`).FindStringSubmatch(page); m == nil || m[1] != "/" {
+			t.Errorf("next=%q: the sign-in form carries %q", next, m)
+		}
+	}
+	// A path of this site is kept.
+	if _, resp := f.signIn(t, f.browser(t), "/hooks?x=1#top"); resp.Header.Get("Location") != "/hooks?x=1#top" {
+		t.Errorf("next=/hooks?x=1#top went to %q", resp.Header.Get("Location"))
+	}
 }
 
 func TestSecureCookieUnderTLS(t *testing.T) {

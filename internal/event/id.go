@@ -72,9 +72,11 @@ func (id *ID) UnmarshalJSON(b []byte) error {
 
 // ParseID parses the decimal form of an id.
 func ParseID(s string) (ID, error) {
-	v, err := strconv.ParseUint(s, 10, 64)
+	// Ids are 63 bits (the logs store them as signed 64-bit integers): a
+	// larger number would wrap and read as a position before the start.
+	v, err := strconv.ParseUint(s, 10, 63)
 	if err != nil {
-		return 0, fmt.Errorf("id %q is not a decimal 64-bit integer", s)
+		return 0, fmt.Errorf("id %q is not a decimal integer from 0 to 9223372036854775807", s)
 	}
 	return ID(v), nil
 }
