@@ -177,7 +177,11 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 		return err
 	}
 	defer hooks.Close()
-	people.Forget = hooks.Forget // an erasure reaches the deliveries not yet made
+	var hub *live.Hub
+	people.Forget = func(ctx context.Context, projectID uint32, ids []event.ID) error {
+		hub.Forget(ids)                          // the live backlog
+		return hooks.Forget(ctx, projectID, ids) // the deliveries not yet made
+	}
 	if err := hooks.Provision(ctx, cfg.Hooks.Provision, logger.With("component", "provision")); err != nil {
 		return fmt.Errorf("provision hooks from %s: %w", cfg.File, err)
 	}
@@ -194,7 +198,7 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer, logger *slog.Lo
 	}
 	// One follower of the log for every live client (the console, SSE,
 	// long-polls), and the refusals of ingest kept in memory beside it.
-	hub := live.New(live.Config{}, elog, reg, logger.With("component", "live"))
+	hub = live.New(live.Config{Erased: hooks.Erased}, elog, reg, logger.With("component", "live"))
 	sampler := admin.NewSampler(admin.SamplerConfig{}, reg)
 	trusted, _ := cfg.TrustedPrefixes() // validated with the config
 	ingestHandler := ingest.New(ingest.Config{TrustedProxies: trusted, Ready: readiness, KeepContent: hooks.KeepContent, Refused: refusedTo(hub)},

@@ -45,6 +45,14 @@ func (f *forgotten) add(ids []event.ID, now time.Time) {
 	}
 }
 
+// has reports whether id was erased.
+func (f *forgotten) has(id event.ID) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, gone := f.ids[id]
+	return gone
+}
+
 // drop returns recs without the erased ones (recs itself when none is).
 func (f *forgotten) drop(recs []eventlog.Record) []eventlog.Record {
 	f.mu.Lock()

@@ -691,6 +691,10 @@ var ErrConflict = errors.New("conflict")
 func newHookID() string { return "hk_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:20] }
 func randID() string    { return uuid.NewString() }
 
+// Erased reports whether event id was erased in the last day, through
+// any node (the stores share the erased ids).
+func (m *Manager) Erased(id event.ID) bool { return m.forgotten.has(id) }
+
 // List returns every hook, secrets left out.
 func (m *Manager) List() []Hook {
 	m.mu.Lock()

@@ -46,6 +46,9 @@ type Config struct {
 	// Queue is how many items may wait for one subscriber before it
 	// misses some (default 4096).
 	Queue int
+	// Erased reports an event erased through any node (a profile's
+	// erasure): the backlog leaves it out. Nil is none.
+	Erased func(event.ID) bool
 }
 
 // Defaults of Config.
@@ -487,10 +490,29 @@ func later(it, other Item) bool {
 	return it.seq() > other.seq()
 }
 
+// Forget drops erased events from the backlog kept in memory: no new
+// subscriber gets them.
+func (h *Hub) Forget(ids []event.ID) {
+	gone := make(map[event.ID]bool, len(ids))
+	for _, id := range ids {
+		gone[id] = true
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, e := range h.recent.buf {
+		if e != nil && gone[e.ID] {
+			h.recent.buf[i] = nil
+		}
+	}
+}
+
 // backlogLocked merges the newest n kept items that pass f, oldest first.
 func (h *Hub) backlogLocked(f *Filter, n int) []Item {
 	var evs []Item
 	h.recent.newest(func(e *Event) bool {
+		if e == nil || (h.cfg.Erased != nil && h.cfg.Erased(e.ID)) {
+			return true // erased
+		}
 		if f.MatchEvent(e) {
 			evs = append(evs, Item{Event: e})
 		}

@@ -381,3 +381,33 @@ func TestRunStopsAndSubscriptionsClose(t *testing.T) {
 		t.Fatalf("%d goroutines after Run returned, %d before", n, before)
 	}
 }
+
+// An erased event leaves the backlog: Forget drops it here, Erased hides
+// one erased through another node; the others stay, in order.
+func TestErasedEventsLeaveTheBacklog(t *testing.T) {
+	l := openLog(t)
+	var otherNode atomic.Int64 // the id another node erased
+	h := startHub(t, Config{Erased: func(id event.ID) bool { return int64(id) == otherNode.Load() }}, l)
+	appendN(t, l, 0, 5)
+	for h.Position() < l.Head() {
+		time.Sleep(time.Millisecond)
+	}
+	backlog := func() (ns []int, ids []event.ID) {
+		s, _ := h.Subscribe(Filter{}, 10)
+		defer s.Close()
+		items, _ := s.Take()
+		for _, it := range items {
+			ns, ids = append(ns, dataN(t, it.Event)), append(ids, it.Event.ID)
+		}
+		return ns, ids
+	}
+	ns, ids := backlog()
+	if fmt.Sprint(ns) != "[0 1 2 3 4]" {
+		t.Fatalf("backlog %v", ns)
+	}
+	h.Forget([]event.ID{ids[1], ids[3]})
+	otherNode.Store(int64(ids[4]))
+	if ns, _ := backlog(); fmt.Sprint(ns) != "[0 2]" {
+		t.Fatalf("after erasure: %v, want [0 2]", ns)
+	}
+}
