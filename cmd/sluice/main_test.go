@@ -606,6 +606,14 @@ func TestCLIProjectsTokensAndTail(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "offline-shop") || !strings.Contains(out, "default") {
 		t.Fatalf("online list: %d %s %s", code, out, errOut)
 	}
+	// The admin token is reset offline only: with a server running, it
+	// says so, whatever the token set.
+	for _, tok := range []string{"", testAdminToken, "wrong"} {
+		if _, errOut, code := sluice(t, []string{"SLUICE_DATA_DIR=" + dir, "SLUICE_ADMIN_TOKEN=" + tok}, "admin-token", "reset"); code != 1 ||
+			errOut != "sluice admin-token: a server is running on "+dir+": stop it first (the admin token can only be reset offline)\n" {
+			t.Fatalf("reset with a server running (token %q): exit %d %q", tok, code, errOut)
+		}
+	}
 	// The server's refusal, said once.
 	if _, errOut, code := sluice(t, env, "token", "create", "--project", "1", "--name", "y", "--secret", "short"); code != 1 ||
 		errOut != "sluice token: invalid: secret: shorter than 6 characters (400)\n" {

@@ -189,7 +189,15 @@ func runAdminToken(ctx context.Context, args []string, env *Env) error {
 	} else if storage == config.StoragePostgres {
 		return resetAdminTokenPostgres(ctx, env)
 	}
-	c, err := (&target{dataDir: t.dataDir}).open(&Env{Getenv: func(string) string { return "" }}, reads)
+	// Any token will do to learn that a server holds the directory: the
+	// reset is refused then, whatever the token.
+	anyToken := func(k string) string {
+		if k == config.EnvAdminToken {
+			return "-"
+		}
+		return ""
+	}
+	c, err := (&target{dataDir: t.dataDir}).open(&Env{Getenv: anyToken}, reads)
 	var nd noDataDir
 	var ns noState
 	if errors.As(err, &nd) || errors.As(err, &ns) {
@@ -201,7 +209,7 @@ func runAdminToken(ctx context.Context, args []string, env *Env) error {
 	defer c.Close()
 	l, ok := c.(*local)
 	if !ok {
-		return errors.New("a server is running on this data directory; stop it first")
+		return fmt.Errorf("a server is running on %s: stop it first (the admin token can only be reset offline)", t.dataDir)
 	}
 	tok, err := app.ResetAdminToken(ctx, l.state)
 	if err != nil {
