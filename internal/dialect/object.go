@@ -119,26 +119,13 @@ func parseJSONObject(body []byte, o *object) error {
 // textFieldError is the violation of a string that is not UTF-8 text, at
 // its path below prefix (a path of the request, "" for its root).
 func textFieldError(te *event.TextError, prefix string) event.FieldError {
-	return event.FieldError{Path: joinPath(prefix, te.Path), Message: te.Message()}
+	return event.FieldError{Path: event.JoinPath(prefix, te.Path), Message: te.Message()}
 }
 
 // textError is the 400 answer for a document whose string is not text.
 func textError(te *event.TextError, prefix string) *Error {
 	fe := textFieldError(te, prefix)
 	return &Error{Status: http.StatusBadRequest, Message: fe.Error(), Errors: event.FieldErrors{fe}}
-}
-
-// joinPath appends a relative field path to a prefix path.
-func joinPath(prefix, rel string) string {
-	switch {
-	case prefix == "":
-		return rel
-	case rel == "":
-		return prefix
-	case rel[0] == '[':
-		return prefix + rel
-	}
-	return prefix + "." + rel
 }
 
 // compactJSON validates body and returns it compacted, in a new slice.

@@ -285,6 +285,20 @@ func CheckText(s string) (offset int, problem string) {
 	return 0, ""
 }
 
+// JoinPath is the path of rel, a path relative to prefix, under prefix:
+// "a" and "b" make "a.b", "a" and `["x"]` make `a["x"]`; either may be "".
+func JoinPath(prefix, rel string) string {
+	switch {
+	case prefix == "":
+		return rel
+	case rel == "":
+		return prefix
+	case rel[0] == '[':
+		return prefix + rel
+	}
+	return prefix + "." + rel
+}
+
 // PathSegment renders one object key as a path segment: ".name" for an
 // identifier, `["na me"]` for anything else.
 func PathSegment(name string) string {

@@ -402,7 +402,7 @@ func invalid(path string, err error) error {
 	}
 	out := make(event.FieldErrors, len(fe))
 	for i, f := range fe {
-		f.Path = strict.Join(path, f.Path)
+		f.Path = event.JoinPath(path, f.Path)
 		out[i] = f
 	}
 	return &InvalidError{Fields: out}

@@ -66,27 +66,14 @@ func asProblems(path string, err error) event.FieldErrors {
 	case errors.As(err, &own):
 		out := make(event.FieldErrors, len(own))
 		for i, f := range own {
-			f.Path = Join(path, f.Path)
+			f.Path = event.JoinPath(path, f.Path)
 			out[i] = f
 		}
 		return out
 	case errors.As(err, &te):
-		return event.FieldErrors{{Path: Join(path, te.Field), Message: Kind(te.Type) + ", not a JSON " + te.Value}}
+		return event.FieldErrors{{Path: event.JoinPath(path, te.Field), Message: Kind(te.Type) + ", not a JSON " + te.Value}}
 	}
 	return event.FieldErrors{{Path: path, Message: strings.TrimPrefix(err.Error(), "json: ")}}
-}
-
-// Join is the path of sub (a path relative to path) under path.
-func Join(path, sub string) string {
-	switch {
-	case sub == "":
-		return path
-	case path == "":
-		return sub
-	case strings.HasPrefix(sub, "["):
-		return path + sub
-	}
-	return path + "." + sub
 }
 
 // checkJSON adds the problems of tree (decoded with UseNumber) as a value
