@@ -110,6 +110,25 @@ func FuzzTrackDecode(f *testing.F) {
 	})
 }
 
+// checkRefusal asserts what every decoder's refusal is: a dialect Error
+// with a 4xx status and a message, a 400 naming the fields at fault, each
+// with a message (and a path, when withPath).
+func checkRefusal(t *testing.T, err error, withPath bool) {
+	t.Helper()
+	var de *Error
+	if !errors.As(err, &de) || de.Status < 400 || de.Status > 499 || de.Message == "" {
+		t.Fatalf("error %#v", err)
+	}
+	if de.Status == 400 && len(de.Errors) == 0 {
+		t.Fatalf("400 without field errors: %+v", de)
+	}
+	for _, fe := range de.Errors {
+		if fe.Message == "" || (withPath && fe.Path == "") {
+			t.Fatalf("field error without path or message: %+v", de.Errors)
+		}
+	}
+}
+
 // fuzzTrackBody is one input of FuzzTrackDecode, for project p.
 func fuzzTrackBody(t *testing.T, tr *Track, p *project.Project, body []byte) {
 	if items, err := tr.DecodeBatch(p, trackRequest(t, body, "")); err == nil {
@@ -127,18 +146,7 @@ func fuzzTrackBody(t *testing.T, tr *Track, p *project.Project, body []byte) {
 	r := trackRequest(t, body, "")
 	e, err := tr.DecodeHit(p, r)
 	if err != nil {
-		var de *Error
-		if !errors.As(err, &de) || de.Status < 400 || de.Status > 499 || de.Message == "" {
-			t.Fatalf("error %#v", err)
-		}
-		if de.Status == 400 && len(de.Errors) == 0 {
-			t.Fatalf("400 without field errors: %+v", de)
-		}
-		for _, fe := range de.Errors {
-			if fe.Path == "" || fe.Message == "" {
-				t.Fatalf("field error without path or message: %+v", de.Errors)
-			}
-		}
+		checkRefusal(t, err, true)
 		return
 	}
 	if err := e.Validate(); err != nil {

@@ -732,22 +732,7 @@ func TestPostgresUpgradeFromFirstSchema(t *testing.T) {
 	if err != nil || len(hs) != 1 || !reflect.DeepEqual(hs[0], want) {
 		t.Fatalf("%+v %v", hs, err)
 	}
-	c := mustClaim(t, s, "hk_old")
-	if c.Generation != 1 || c.Cursor != 500 || c.Scan != 600 {
-		t.Fatalf("claim %+v", c)
-	}
-	in, err := s.Inflight(ctx, "hk_old")
-	if err != nil || len(in) != 1 || !reflect.DeepEqual(in[0], InflightBatch{Seq: 4, BatchID: "msg_old", IDs: []event.ID{501, 502}, UpTo: 600}) {
-		t.Fatalf("%+v %v", in, err)
-	}
-	// A batch in flight before the attempts were stored has had none
-	// recorded; they count from here.
-	if err := s.Retry(ctx, "hk_old", c.Generation, 4, Attempt{HookID: "hk_old", BatchID: "msg_old", N: 1, Kind: "delivery"}); err != nil {
-		t.Fatal(err)
-	}
-	if in, _ := s.Inflight(ctx, "hk_old"); len(in) != 1 || in[0].Attempts != 1 {
-		t.Fatalf("after a retry: %+v", in)
-	}
+	c := checkUpgradedBatch(t, s, 600)
 	if err := s.Finish(ctx, "hk_old", c.Generation, Finish{Seq: 4, Cursor: 600}); err != nil {
 		t.Fatal(err)
 	}
@@ -760,7 +745,6 @@ func TestPostgresUpgradeFromFirstSchema(t *testing.T) {
 // generation and the attempts of a batch in flight) is brought up to
 // date when it opens, keeping what it holds.
 func TestSQLiteUpgradeFromFirstSchema(t *testing.T) {
-	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "hooks.db")
 	db, err := sql.Open("sqlite3", path)
 	if err != nil {
@@ -785,8 +769,18 @@ func TestSQLiteUpgradeFromFirstSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	checkUpgradedBatch(t, s, 0)
+}
+
+// checkUpgradedBatch checks what both upgrade tests stored before the
+// upgrade, hook hk_old at cursor 500 (scan position scan) with batch 4 in
+// flight, and that the batch, which had no attempts recorded, counts them
+// from here. It returns the claim.
+func checkUpgradedBatch(t *testing.T, s Store, scan event.ID) Claim {
+	t.Helper()
+	ctx := context.Background()
 	c := mustClaim(t, s, "hk_old")
-	if c.Generation != 1 || c.Cursor != 500 || c.Scan != 0 {
+	if c.Generation != 1 || c.Cursor != 500 || c.Scan != scan {
 		t.Fatalf("claim %+v", c)
 	}
 	in, err := s.Inflight(ctx, "hk_old")
@@ -799,4 +793,5 @@ func TestSQLiteUpgradeFromFirstSchema(t *testing.T) {
 	if in, _ := s.Inflight(ctx, "hk_old"); len(in) != 1 || in[0].Attempts != 1 {
 		t.Fatalf("after a retry: %+v", in)
 	}
+	return c
 }
