@@ -125,23 +125,24 @@ func (t *target) open(env *Env, a access) (client, error) {
 	}
 	_, lerr := os.Stat(filepath.Join(t.dataDir, datadir.LockFile))
 	_, serr := os.Stat(filepath.Join(t.dataDir, datadir.StateFile))
-	if lerr != nil && serr != nil && a == writes {
-		// A directory sluice never used is prepared only when empty: a
-		// mistyped --data-dir (a home directory) gets no state.db.
-		if entries, err := os.ReadDir(t.dataDir); err != nil || len(entries) > 0 {
-			return nil, fmt.Errorf("%s holds no sluice data (no %s) and is not empty, so it is not prepared for a first start: pass --data-dir with the directory your server uses (env SLUICE_DATA_DIR), an empty directory, or --admin with its admin API URL",
-				t.dataDir, datadir.StateFile)
-		}
-	}
-	if lerr != nil && serr != nil && a != writes {
-		// No sluice process ever used the directory: leave it untouched.
-		if a == serverOnly {
+	if lerr != nil && serr != nil {
+		// No sluice process ever used the directory.
+		switch a {
+		case writes:
+			// Prepared only when empty: a mistyped --data-dir (a home
+			// directory) gets no state.db.
+			if entries, err := os.ReadDir(t.dataDir); err != nil || len(entries) > 0 {
+				return nil, fmt.Errorf("%s holds no sluice data (no %s) and is not empty, so it is not prepared for a first start: pass --data-dir with the directory your server uses (env SLUICE_DATA_DIR), an empty directory, or --admin with its admin API URL",
+					t.dataDir, datadir.StateFile)
+			}
+		case serverOnly:
 			return nil, errNoServer
+		default: // left untouched
+			if storage, err := storageOf(env); err != nil || storage == config.StoragePostgres {
+				return nil, cmp.Or(err, t.postgresNeedsServer())
+			}
+			return nil, noState(t.dataDir)
 		}
-		if storage, err := storageOf(env); err != nil || storage == config.StoragePostgres {
-			return nil, cmp.Or(err, t.postgresNeedsServer())
-		}
-		return nil, t.noState()
 	}
 	lock, err := datadir.Acquire(t.dataDir)
 	if err == nil && a == serverOnly {
@@ -155,7 +156,7 @@ func (t *target) open(env *Env, a access) (client, error) {
 			err = t.postgresNeedsServer()
 		}
 		if err == nil && a == reads && serr != nil {
-			err = t.noState()
+			err = noState(t.dataDir)
 		}
 		if err != nil {
 			lock.Release()
@@ -182,8 +183,6 @@ func (t *target) postgresNeedsServer() error {
 	return fmt.Errorf("no server runs on %s, and with storage postgres the CLI works through a node's admin API: pass --admin (or %s) with the URL of any node",
 		t.dataDir, config.EnvAdminURL)
 }
-
-func (t *target) noState() error { return noState(t.dataDir) }
 
 // noState is open's answer when a directory holds no sluice state.
 type noState string
